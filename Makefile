@@ -1,0 +1,46 @@
+# jobyard — `make up` runs the system, `make test` runs every check, `make bench` measures.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHON := $(BIN)/python
+
+.PHONY: up test lint typecheck pytest bench services clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+up: $(VENV)/.installed
+	deploy/scripts/run-local.sh
+
+services: $(VENV)/.installed-dev
+	deploy/scripts/ensure-redis.sh
+	deploy/scripts/ensure-postgres.sh
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: services
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: services
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf var/*.db var/*.db-* var/celerybeat-schedule* .pytest_cache .mypy_cache .ruff_cache

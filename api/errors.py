@@ -1,0 +1,110 @@
+"""Error envelopes: every API family answers errors in its own documented shape.
+
+The family is chosen by path prefix, so even a 404 for an unknown path or a 405 answers in
+the envelope its clients parse. Domain errors from ``shared`` and webargs' validation
+errors are mapped here and nowhere else; nothing answers with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+Envelope = Callable[[int, str, list[str]], dict[str, Any]]
+
+
+def phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def nest_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+    """Mentionlab's NestJS shape: validation errors list every failing field in ``message``."""
+    return {
+        "statusCode": status,
+        "message": details if details and status == 400 else message,
+        "error": phrase(status),
+    }
+
+
+# Longest prefix first; later API families add their envelopes here.
+FAMILY_ENVELOPES: list[tuple[str, Envelope]] = [("/api/", nest_envelope)]
+
+
+def envelope_for(path: str) -> Envelope:
+    for prefix, envelope in FAMILY_ENVELOPES:
+        if path.startswith(prefix):
+            return envelope
+    return nest_envelope
+
+
+def error_response(status: int, message: str, details: list[str] | None = None) -> Response:
+    body = envelope_for(request.path)(status, message, details or [])
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
+    """Turn webargs/marshmallow nested messages into ``field.path: message`` lines."""
+    if isinstance(messages, dict):
+        lines: list[str] = []
+        for key, value in messages.items():
+            name = "" if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            lines += flatten_messages(value, name)
+        return lines
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{prefix}: {m}" if prefix else m for m in messages]
+    if isinstance(messages, list):
+        return [line for m in messages for line in flatten_messages(m, prefix)]
+    return [f"{prefix}: {messages}" if prefix else str(messages)]
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    data = getattr(exc, "data", None) or {}
+    if "messages" in data:  # webargs validation failure (raised as 422 by flask-smorest)
+        by_location = data["messages"]
+        details = [
+            line
+            for location, messages in by_location.items()
+            for line in flatten_messages(messages)
+            if location in {"json", "query", "headers", "path", "form", "files"}
+        ] or flatten_messages(by_location)
+        return error_response(400, "Validation failed: " + "; ".join(details), details)
+    status = exc.code or 500
+    if status in (404, 405) and request.url_rule is None:  # no such route (NestJS wording)
+        message = f"Cannot {request.method} {request.path}"
+    elif status == 413:
+        message = "Request body too large"
+    elif status >= 500:
+        message = phrase(status)
+    else:
+        message = exc.description or phrase(status)
+    return error_response(status, message)
+
+
+def handle_domain_error(exc: DomainError) -> Response:
+    return error_response(exc.http_status, exc.message, exc.details)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "Internal server error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers (after flask-smorest's, so ours win)."""
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(Exception, handle_unexpected)

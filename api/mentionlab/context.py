@@ -1,0 +1,81 @@
+"""The Mentionlab context headers: ``x-organisation-id`` and ``x-project-id``."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import request
+
+from api.auth import authenticate_request
+from shared.errors import InvalidInput, NotFound
+from shared.services.auth import Principal
+
+API_KEY_HEADERS = ("x-api-key",)
+
+CONTEXT_HEADERS = [
+    {
+        "in": "header",
+        "name": "x-organisation-id",
+        "required": False,
+        "schema": {"type": "string", "format": "uuid"},
+        "description": "Organisation context; must be the caller's organisation",
+    },
+]
+PROJECT_HEADERS = [
+    *CONTEXT_HEADERS,
+    {
+        "in": "header",
+        "name": "x-project-id",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+        "description": "Project context; must belong to the organisation",
+    },
+]
+
+
+def _header_uuid(name: str, *, required: bool) -> uuid.UUID | None:
+    raw = request.headers.get(name)
+    if raw is None or not raw.strip():
+        if required:
+            raise InvalidInput(
+                f"{name} header is required", details=[f"{name}: header is required"]
+            )
+        return None
+    try:
+        return uuid.UUID(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"{name} must be a UUID", details=[f"{name}: must be a UUID"]) from None
+
+
+def authenticate() -> Principal:
+    """Authenticate the caller and check the organisation header against its credentials."""
+    principal = authenticate_request(*API_KEY_HEADERS)
+    organisation_id = _header_uuid("x-organisation-id", required=False)
+    if organisation_id is not None and organisation_id != principal.organisation_id:
+        raise NotFound(f"Organisation {organisation_id} not found")
+    return principal
+
+
+def authenticate_first() -> None:
+    """``before_request`` hook of every blueprint of the family (returns nothing, so the
+    request goes on to its view)."""
+    authenticate()
+
+
+def project_id_header(*, required: bool = True) -> uuid.UUID | None:
+    """The ``x-project-id`` header as a UUID (400 when missing or malformed)."""
+    return _header_uuid("x-project-id", required=required)
+
+
+def required_project_id() -> uuid.UUID:
+    project_id = project_id_header(required=True)
+    assert project_id is not None
+    return project_id
+
+
+def path_uuid(raw: str, what: str) -> uuid.UUID:
+    """A path id; an id that is not a UUID cannot exist, so it is a 404."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"{what} {raw} not found") from None

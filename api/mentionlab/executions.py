@@ -1,0 +1,33 @@
+"""``/api/v1/job-executions``: one execution with its answer, sources and brand mentions."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.mentionlab.context import CONTEXT_HEADERS, authenticate_first, path_uuid
+from api.mentionlab.schemas import ExecutionSchema
+from shared.db import session_scope
+from shared.models import Execution
+from shared.services import jobs
+
+blp = Blueprint(
+    "mentionlab-executions",
+    __name__,
+    url_prefix="/api/v1/job-executions",
+    description="Job executions (Mentionlab)",
+)
+blp.before_request(authenticate_first)
+
+
+@blp.route("/<execution_id>")
+class ExecutionById(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, ExecutionSchema)
+    def get(self, execution_id: str) -> Execution:
+        """Get one job execution"""
+        with session_scope() as session:
+            return jobs.get_execution(
+                session, current_principal(), path_uuid(execution_id, "Job execution")
+            )

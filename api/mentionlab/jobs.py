@@ -1,0 +1,100 @@
+"""``/api/jobs``: trigger a run of every project query on AI models, and watch it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.mentionlab.context import (
+    CONTEXT_HEADERS,
+    PROJECT_HEADERS,
+    authenticate_first,
+    path_uuid,
+    project_id_header,
+    required_project_id,
+)
+from api.mentionlab.schemas import (
+    ExecutionSchema,
+    JobListFilterSchema,
+    JobPageArgs,
+    JobSchema,
+    TriggerJobSchema,
+    page_envelope,
+    page_schema,
+)
+from shared.db import session_scope
+from shared.models import Job
+from shared.services import jobs
+
+blp = Blueprint(
+    "mentionlab-jobs", __name__, url_prefix="/api/jobs", description="Jobs (Mentionlab)"
+)
+blp.before_request(authenticate_first)
+
+
+@blp.route("/trigger")
+class TriggerJob(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(TriggerJobSchema)
+    @blp.response(201, JobSchema)
+    @blp.alt_response(
+        422, description="The project has no queries, or a model's provider is not configured"
+    )
+    def post(self, body: dict[str, Any]) -> Job:
+        """Trigger an execution for all project queries"""
+        return jobs.trigger_ai_job(
+            current_principal(), required_project_id(), body["aiModels"], body["executionCount"]
+        )
+
+
+@blp.route("/list")
+class JobList(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.arguments(JobPageArgs, location="query")
+    @blp.arguments(JobListFilterSchema)
+    @blp.response(200, page_schema(JobSchema))
+    def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
+        """List jobs (of the x-project-id project when given)"""
+        with session_scope() as session:
+            page = jobs.list_jobs(
+                session,
+                current_principal(),
+                project_id=project_id_header(required=False),
+                status=filters.get("status"),
+                created_by=filters.get("createdBy"),
+                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+                limit=paging["limit"],
+                page=paging["page"],
+            )
+            return page_envelope(page)
+
+
+@blp.route("/<job_id>")
+class JobById(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, JobSchema)
+    def get(self, job_id: str) -> Job:
+        """Get one job with its counters"""
+        with session_scope() as session:
+            return jobs.get_job(session, current_principal(), path_uuid(job_id, "Job"))
+
+
+@blp.route("/<job_id>/executions")
+class JobExecutions(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.arguments(JobPageArgs, location="query")
+    @blp.response(200, page_schema(ExecutionSchema))
+    def get(self, paging: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """List a job's executions"""
+        with session_scope() as session:
+            page = jobs.list_executions(
+                session,
+                current_principal(),
+                path_uuid(job_id, "Job"),
+                limit=paging["limit"],
+                page=paging["page"],
+            )
+            return page_envelope(page)

@@ -1,0 +1,69 @@
+"""``/api/projects``: the brands being watched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.mentionlab.context import (
+    CONTEXT_HEADERS,
+    PROJECT_HEADERS,
+    authenticate_first,
+    path_uuid,
+    required_project_id,
+)
+from api.mentionlab.schemas import ProjectCreateSchema, ProjectFieldsSchema, ProjectSchema
+from shared.db import session_scope
+from shared.models import Project
+from shared.services import projects
+
+blp = Blueprint(
+    "mentionlab-projects", __name__, url_prefix="/api/projects", description="Projects (Mentionlab)"
+)
+blp.before_request(authenticate_first)
+
+
+@blp.route("")
+class Projects(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.arguments(ProjectCreateSchema)
+    @blp.response(201, ProjectSchema)
+    def post(self, fields: dict[str, Any]) -> Project:
+        """Create a project"""
+        with session_scope() as session:
+            return projects.create_project(session, current_principal(), fields)
+
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(ProjectFieldsSchema)
+    @blp.response(200, ProjectSchema)
+    def patch(self, fields: dict[str, Any]) -> Project:
+        """Update the project named by x-project-id"""
+        with session_scope() as session:
+            return projects.update_project(
+                session, current_principal(), required_project_id(), fields
+            )
+
+
+@blp.route("/list")
+class ProjectList(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, ProjectSchema(many=True))
+    def get(self) -> list[Project]:
+        """List the organisation's projects"""
+        with session_scope() as session:
+            return projects.list_projects(session, current_principal())
+
+
+@blp.route("/<project_id>")
+class ProjectById(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, ProjectSchema)
+    def get(self, project_id: str) -> Project:
+        """Get one project"""
+        with session_scope() as session:
+            return projects.get_project(
+                session, current_principal(), path_uuid(project_id, "Project")
+            )

@@ -1,0 +1,91 @@
+"""``/api/queries``: the questions asked of AI models about a project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.mentionlab.context import (
+    CONTEXT_HEADERS,
+    PROJECT_HEADERS,
+    authenticate_first,
+    path_uuid,
+    required_project_id,
+)
+from api.mentionlab.schemas import (
+    QueryCreateSchema,
+    QueryListFilterSchema,
+    QueryManySchema,
+    QueryPageArgs,
+    QuerySchema,
+    page_envelope,
+    page_schema,
+)
+from shared.db import session_scope
+from shared.models import Query
+from shared.services import projects
+
+blp = Blueprint(
+    "mentionlab-queries", __name__, url_prefix="/api/queries", description="Queries (Mentionlab)"
+)
+blp.before_request(authenticate_first)
+
+
+@blp.route("")
+class Queries(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(QueryCreateSchema)
+    @blp.response(201, QuerySchema)
+    def post(self, item: dict[str, Any]) -> Query:
+        """Create a query in the project"""
+        with session_scope() as session:
+            project = projects.get_project(session, current_principal(), required_project_id())
+            return projects.create_queries(session, project, [item])[0]
+
+
+@blp.route("/many")
+class QueriesMany(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(QueryManySchema)
+    @blp.response(201, QuerySchema(many=True))
+    def post(self, body: dict[str, Any]) -> list[Query]:
+        """Create many queries in the project"""
+        with session_scope() as session:
+            project = projects.get_project(session, current_principal(), required_project_id())
+            return projects.create_queries(session, project, body["queries"])
+
+
+@blp.route("/list")
+class QueryList(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(QueryPageArgs, location="query")
+    @blp.arguments(QueryListFilterSchema)
+    @blp.response(200, page_schema(QuerySchema))
+    def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
+        """List the project's queries, filtered and sorted"""
+        with session_scope() as session:
+            project = projects.get_project(session, current_principal(), required_project_id())
+            page = projects.list_queries(
+                session,
+                project,
+                text=filters.get("query"),
+                languages=filters["languages"],
+                countries=filters["countries"],
+                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+                limit=paging["limit"],
+                page=paging["page"],
+            )
+            return page_envelope(page)
+
+
+@blp.route("/<query_id>")
+class QueryById(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, QuerySchema)
+    def get(self, query_id: str) -> Query:
+        """Get one query"""
+        with session_scope() as session:
+            return projects.get_query(session, current_principal(), path_uuid(query_id, "Query"))

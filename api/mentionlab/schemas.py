@@ -1,0 +1,272 @@
+"""Marshmallow schemas of the Mentionlab-compatible family (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from shared.ai_models import AI_MODELS
+from shared.services.projects import Page
+
+RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
+RECURRENCE_STATUSES = ("active", "paused")
+DIRECTIONS = ("ASC", "DESC")
+
+
+class IsoDateTime(fields.Field):
+    """``2026-06-08T12:00:00.000Z``: UTC with milliseconds, as Mentionlab writes them."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise ValidationError("Not a datetime")
+        return (
+            value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{value.microsecond // 1000:03d}Z"
+        )
+
+
+def strict_int(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(strict=True, **kwargs)
+
+
+class SortSchema(Schema):
+    direction = fields.String(load_default="DESC", validate=validate.OneOf(DIRECTIONS))
+
+
+# ----------------------------------------------------------------------------- projects
+
+
+class ProjectFieldsSchema(Schema):
+    """The writable fields of a project; every one optional (PATCH)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    description = fields.String(validate=validate.Length(max=10_000))
+    website = fields.String(validate=validate.Length(max=2048))
+    industry = fields.String(validate=validate.Length(max=255))
+    name_aliases = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)),
+        data_key="nameAliases",
+        validate=validate.Length(max=100),
+    )
+    competitors = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)), validate=validate.Length(max=100)
+    )
+    llm_providers = fields.List(
+        fields.String(validate=validate.OneOf(AI_MODELS)), data_key="llmProviders"
+    )
+    execution_count = strict_int(data_key="executionCount", validate=validate.Range(min=1, max=100))
+    recurrence = fields.String(validate=validate.OneOf(RECURRENCES))
+    recurrence_status = fields.String(
+        data_key="recurrenceStatus", validate=validate.OneOf(RECURRENCE_STATUSES)
+    )
+
+
+class ProjectCreateSchema(ProjectFieldsSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ProjectSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    organisation = fields.UUID(attribute="organisation_id", dump_only=True)
+    name = fields.String()
+    description = fields.String()
+    website = fields.String()
+    industry = fields.String()
+    nameAliases = fields.List(fields.String(), attribute="name_aliases")
+    competitors = fields.List(fields.String())
+    llmProviders = fields.List(fields.String(), attribute="llm_providers")
+    executionCount = fields.Integer(attribute="execution_count")
+    recurrence = fields.String()
+    recurrenceStatus = fields.String(attribute="recurrence_status")
+    createdAt = IsoDateTime(attribute="created_at")
+    updatedAt = IsoDateTime(attribute="updated_at")
+
+
+# ------------------------------------------------------------------------------ queries
+
+
+class QueryCreateSchema(Schema):
+    query = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    language = fields.String(load_default="en", validate=validate.Length(min=2, max=5))
+    country = fields.String(load_default="US", validate=validate.Length(equal=2))
+    tag_ids = fields.List(fields.UUID(), data_key="tagIds", load_default=list)
+
+
+class QueryManySchema(Schema):
+    queries = fields.List(
+        fields.Nested(QueryCreateSchema), required=True, validate=validate.Length(min=1, max=1000)
+    )
+
+
+class QuerySchema(Schema):
+    id = fields.UUID()
+    project = fields.UUID(attribute="project_id")
+    query = fields.String(attribute="text")
+    language = fields.String()
+    country = fields.String()
+    tagIds = fields.List(fields.String(), attribute="tag_ids")
+    createdAt = IsoDateTime(attribute="created_at")
+    updatedAt = IsoDateTime(attribute="updated_at")
+
+
+class QuerySortSchema(SortSchema):
+    field = fields.String(
+        required=True,
+        validate=validate.OneOf(("createdAt", "updatedAt", "query", "language", "country")),
+    )
+
+
+class QueryListFilterSchema(Schema):
+    query = fields.String(validate=validate.Length(max=2000))
+    languages = fields.List(
+        fields.String(validate=validate.Length(min=2, max=5)), load_default=list
+    )
+    countries = fields.List(fields.String(validate=validate.Length(equal=2)), load_default=list)
+    sort = fields.List(fields.Nested(QuerySortSchema), load_default=list)
+
+
+def page_args_schema(max_limit: int, default_limit: int) -> type[Schema]:
+    """Query-string pagination: ``limit`` (1..max) and a 1-based ``page``."""
+    return Schema.from_dict(
+        {
+            "limit": fields.Integer(
+                load_default=default_limit, validate=validate.Range(min=1, max=max_limit)
+            ),
+            "page": fields.Integer(load_default=1, validate=validate.Range(min=1)),
+        },
+        name=f"PageArgs{max_limit}",
+    )
+
+
+QueryPageArgs = page_args_schema(500, 50)
+JobPageArgs = page_args_schema(100, 50)
+
+
+# --------------------------------------------------------------------------------- jobs
+
+
+class TriggerJobSchema(Schema):
+    aiModels = fields.List(
+        fields.String(validate=validate.OneOf(AI_MODELS)),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "AI model identifiers to run each query on"},
+    )
+    executionCount = strict_int(
+        required=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Runs per query and model (>= 1)"},
+    )
+
+
+class UserSchema(Schema):
+    id = fields.UUID()
+    email = fields.String()
+    firstName = fields.String(attribute="first_name")
+    lastName = fields.String(attribute="last_name")
+
+
+class JobSchema(Schema):
+    id = fields.UUID()
+    project = fields.UUID(attribute="project_id")
+    type = fields.String()
+    totalExecutions = fields.Integer(attribute="total")
+    pendingExecutions = fields.Integer(attribute="pending")
+    retryingExecutions = fields.Integer(attribute="retrying")
+    successExecutions = fields.Integer(attribute="success")
+    failedExecutions = fields.Integer(attribute="failed")
+    status = fields.String()
+    aiModels = fields.Function(lambda job: job.payload.get("aiModels"))
+    executionCount = fields.Function(lambda job: job.payload.get("executionCount"))
+    createdAt = IsoDateTime(attribute="created_at")
+    updatedAt = IsoDateTime(attribute="updated_at")
+    startedAt = IsoDateTime(attribute="started_at")
+    finishedAt = IsoDateTime(attribute="finished_at")
+    createdBy = fields.Nested(UserSchema, attribute="created_by", allow_none=True)
+
+
+class JobSortSchema(SortSchema):
+    field = fields.String(
+        required=True, validate=validate.OneOf(("createdAt", "updatedAt", "status"))
+    )
+
+
+class JobListFilterSchema(Schema):
+    status = fields.String(
+        validate=validate.OneOf(
+            ("pending", "processing", "completed", "failed", "partial_failed", "canceled")
+        )
+    )
+    createdBy = fields.UUID()
+    sort = fields.List(fields.Nested(JobSortSchema), load_default=list)
+
+
+# --------------------------------------------------------------------------- executions
+
+
+def _result(execution: Any, key: str, default: Any = None) -> Any:
+    return (execution.result or {}).get(key, default)
+
+
+class ExecutionSchema(Schema):
+    jobExecutionId = fields.UUID(attribute="id")
+    jobId = fields.UUID(attribute="job_id")
+    queryId = fields.UUID(attribute="query_id")
+    model = fields.String()
+    status = fields.String()
+    executionNumber = fields.Integer(
+        attribute="attempts", metadata={"description": "Attempts made so far"}
+    )
+    runNumber = fields.Integer(attribute="run_number")
+    initiatedAt = IsoDateTime(attribute="started_at")
+    createdAt = IsoDateTime(attribute="created_at")
+    finishedAt = IsoDateTime(attribute="finished_at")
+    country = fields.String()
+    language = fields.String()
+    text = fields.Function(lambda e: _result(e, "text"))
+    hasSources = fields.Function(lambda e: bool(_result(e, "sources")))
+    sources = fields.Function(lambda e: _result(e, "sources", []))
+    entities = fields.Function(lambda e: _result(e, "entities", []))
+    simulated = fields.Function(lambda e: bool(_result(e, "simulated", False)))
+    error = fields.String()
+
+
+# ---------------------------------------------------------------------------- paging
+
+
+class PageInfoSchema(Schema):
+    totalRecords = fields.Integer()
+    limit = fields.Integer()
+    currentPage = fields.Integer()
+    totalPages = fields.Integer()
+    nextPage = fields.Integer(allow_none=True)
+    prevPage = fields.Integer(allow_none=True)
+
+
+def page_envelope(page: Page) -> dict[str, Any]:
+    """Mentionlab's list envelope ``{page: {...}, results: [...]}`` (dumped by page_schema)."""
+    total_pages = math.ceil(page.total / page.limit) if page.total else 0
+    return {
+        "page": {
+            "totalRecords": page.total,
+            "limit": page.limit,
+            "currentPage": page.page,
+            "totalPages": total_pages,
+            "nextPage": page.page + 1 if page.page < total_pages else None,
+            "prevPage": page.page - 1 if page.page > 1 else None,
+        },
+        "results": page.items,
+    }
+
+
+def page_schema(item: type[Schema]) -> type[Schema]:
+    """An OpenAPI-documented page of ``item``."""
+    return Schema.from_dict(
+        {"page": fields.Nested(PageInfoSchema), "results": fields.List(fields.Nested(item))},
+        name=f"{item.__name__.removesuffix('Schema')}Page",
+    )

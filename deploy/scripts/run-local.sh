@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make up`: make sure Redis answers, migrate, seed the demo tenant, then run the Procfile
+# (API, worker, beat, Flower) in the foreground. SQLite under var/ unless DATABASE_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p var
+export PATH="$PWD/.venv/bin:$PATH"
+export PYTHON="$PWD/.venv/bin/python"
+
+# Local settings, generated once. Variables already in the environment win.
+if [ ! -f var/jobyard.env ]; then
+  secret=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')
+  flower_password=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(12))')
+  cat > var/jobyard.env <<ENV
+# Local settings written by 'make up' (delete to regenerate). The environment overrides them.
+export SECRET_KEY="\${SECRET_KEY:-$secret}"
+export JOBYARD_SIMULATE="\${JOBYARD_SIMULATE:-true}"
+export FLOWER_USER="\${FLOWER_USER:-admin}"
+export FLOWER_PASSWORD="\${FLOWER_PASSWORD:-$flower_password}"
+ENV
+  chmod 600 var/jobyard.env
+fi
+# shellcheck disable=SC1091
+. var/jobyard.env
+export PORT="${PORT:-5000}"
+
+deploy/scripts/ensure-redis.sh
+jobyard migrate
+jobyard seed-demo >/dev/null
+
+cat <<MSG
+
+  jobyard is starting (Ctrl-C stops everything)
+    API        http://127.0.0.1:$PORT        docs: http://127.0.0.1:$PORT/docs
+    Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
+    Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
+    Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
+    Simulated AI provider: ${JOBYARD_SIMULATE}
+
+MSG
+exec honcho --procfile Procfile --app-root "$PWD" start

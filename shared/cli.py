@@ -1,0 +1,222 @@
+"""``jobyard``: the admin command line (migrations, tenants, keys, tokens, the demo seed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db import session_scope
+from shared.migrate import upgrade_database
+from shared.models import ApiKey, Organisation, Project, User
+from shared.services import auth, projects, tenancy
+from shared.settings import VAR_DIR, get_settings
+
+DEMO_ENV = VAR_DIR / "demo.env"
+
+
+@click.group()
+def cli() -> None:
+    """Administer jobyard: migrate the database, create tenants, keys and tokens."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply every Alembic migration to DATABASE_URL."""
+    settings = get_settings()
+    if settings.is_sqlite:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+    upgrade_database()
+    click.echo("database is at the latest migration")
+
+
+@cli.command("create-org")
+@click.argument("name")
+def create_org(name: str) -> None:
+    """Create an organisation and print its id."""
+    with session_scope() as session:
+        click.echo(tenancy.create_organisation(session, name).id)
+
+
+@cli.command("create-user")
+@click.argument("email")
+@click.option(
+    "--org", "org_id", type=click.UUID, help="Make the user a member of this organisation."
+)
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--role", default="member", type=click.Choice(["member", "admin"]))
+def create_user(
+    email: str, org_id: uuid.UUID | None, first_name: str, last_name: str, role: str
+) -> None:
+    """Create a user and print its id."""
+    with session_scope() as session:
+        user = tenancy.create_user(session, email, first_name, last_name, org_id, role)
+        click.echo(user.id)
+
+
+@cli.command("create-project")
+@click.argument("name")
+@click.option("--org", "org_id", type=click.UUID, required=True)
+@click.option("--alias", "aliases", multiple=True, help="Another name of the brand (repeatable).")
+@click.option("--competitor", "competitors", multiple=True, help="A competitor (repeatable).")
+@click.option("--query", "queries", multiple=True, help="A query to add (repeatable).")
+def create_project(
+    name: str,
+    org_id: uuid.UUID,
+    aliases: tuple[str, ...],
+    competitors: tuple[str, ...],
+    queries: tuple[str, ...],
+) -> None:
+    """Create a project (with optional queries) and print its id."""
+    with session_scope() as session:
+        principal = auth.Principal(org_id, None)
+        project = projects.create_project(
+            session,
+            principal,
+            {"name": name, "name_aliases": list(aliases), "competitors": list(competitors)},
+        )
+        projects.create_queries(session, project, [{"query": q} for q in queries])
+        click.echo(project.id)
+
+
+@cli.command("create-api-key")
+@click.option("--org", "org_id", type=click.UUID, required=True)
+@click.option("--name", default="default")
+@click.option("--user", "user_id", type=click.UUID, help="The user the key acts for (createdBy).")
+def create_api_key(org_id: uuid.UUID, name: str, user_id: uuid.UUID | None) -> None:
+    """Create an API key; the key is printed once and only its hash is stored."""
+    with session_scope() as session:
+        if session.get(Organisation, org_id) is None:
+            raise click.ClickException(f"organisation {org_id} not found")
+        _, raw = auth.create_api_key(session, org_id, name, user_id)
+        click.echo(raw)
+
+
+@cli.command("create-token")
+@click.option("--user", "user_id", type=click.UUID, required=True)
+@click.option("--org", "org_id", type=click.UUID, required=True)
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 365))
+def create_token(user_id: uuid.UUID, org_id: uuid.UUID, days: int) -> None:
+    """Issue a JWT (HS256) for a member of an organisation."""
+    with session_scope() as session:
+        if session.get(User, user_id) is None:
+            raise click.ClickException(f"user {user_id} not found")
+        tenancy.add_member(session, org_id, user_id)
+    click.echo(auth.issue_token(user_id, org_id, timedelta(days=days)))
+
+
+DEMO_QUERIES = [
+    {
+        "query": "What is the best product analytics tool for startups?",
+        "language": "en",
+        "country": "US",
+    },
+    {
+        "query": "Which analytics platforms do data teams recommend?",
+        "language": "en",
+        "country": "GB",
+    },
+    {
+        "query": "Quels outils d'analyse produit choisir en 2026 ?",
+        "language": "fr",
+        "country": "FR",
+    },
+]
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line.removeprefix("export ").partition("=")
+                values[key] = shlex.split(value)[0] if value else ""
+    return values
+
+
+@cli.command("seed-demo")
+@click.option("--env-file", type=click.Path(path_type=Path), default=DEMO_ENV, show_default=True)
+def seed_demo(env_file: Path) -> None:
+    """Create (or refresh) the demo tenant and write its credentials to a shell file."""
+    settings = get_settings()
+    previous = _read_env(env_file)
+    with session_scope() as session:
+        org = _existing_demo_org(session, previous)
+        if org is None:
+            org = tenancy.create_organisation(session, "Demo Organisation")
+            email = f"demo+{org.id.hex[:8]}@jobyard.local"
+            user = tenancy.create_user(session, email, "Demo", "User", org.id, "admin")
+            project = projects.create_project(
+                session,
+                auth.Principal(org.id, user.id),
+                {
+                    "name": "Acme Analytics",
+                    "website": "https://acme-analytics.example",
+                    "industry": "Software",
+                    "name_aliases": ["Acme", "AcmeAnalytics"],
+                    "competitors": ["Globex Insights", "Initech Metrics", "Umbrella BI"],
+                    "llm_providers": ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"],
+                },
+            )
+            projects.create_queries(session, project, DEMO_QUERIES)
+            _, api_key = auth.create_api_key(session, org.id, "demo", user.id)
+            ids = {"org": org.id, "user": user.id, "project": project.id}
+        else:
+            api_key = previous["JOBYARD_API_KEY"]
+            ids = {
+                "org": org.id,
+                "user": uuid.UUID(previous["JOBYARD_USER_ID"]),
+                "project": uuid.UUID(previous["JOBYARD_PROJECT_ID"]),
+            }
+    token = auth.issue_token(ids["user"], ids["org"], timedelta(days=30))
+    values = {
+        "JOBYARD_URL": f"http://127.0.0.1:{_port()}",
+        "JOBYARD_API_KEY": api_key,
+        "JOBYARD_TOKEN": token,
+        "JOBYARD_ORG_ID": str(ids["org"]),
+        "JOBYARD_USER_ID": str(ids["user"]),
+        "JOBYARD_PROJECT_ID": str(ids["project"]),
+        "FLOWER_USER": settings.flower_user,
+        "FLOWER_PASSWORD": settings.flower_password,
+    }
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text(
+        "# jobyard demo credentials: `source var/demo.env`\n"
+        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+    )
+    env_file.chmod(0o600)
+    click.echo(json.dumps({"env_file": str(env_file), "project": str(ids["project"])}))
+
+
+def _existing_demo_org(session: Session, previous: dict[str, str]) -> Organisation | None:
+    """The demo organisation written last time, if the database and key still have it."""
+    try:
+        org_id = uuid.UUID(previous.get("JOBYARD_ORG_ID", ""))
+        project_id = uuid.UUID(previous.get("JOBYARD_PROJECT_ID", ""))
+        uuid.UUID(previous.get("JOBYARD_USER_ID", ""))
+    except ValueError:
+        return None
+    key = session.scalar(
+        select(ApiKey).where(
+            ApiKey.key_hash == auth.hash_api_key(previous.get("JOBYARD_API_KEY", ""))
+        )
+    )
+    if key is None or key.organisation_id != org_id or session.get(Project, project_id) is None:
+        return None
+    return session.get(Organisation, org_id)
+
+
+def _port() -> str:
+    return os.environ.get("PORT", "5000")
+
+
+if __name__ == "__main__":
+    cli()

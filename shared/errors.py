@@ -1,0 +1,44 @@
+"""Domain exceptions raised by the services; each API family maps them to its envelope."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a caller can be told about."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidInput(DomainError):
+    """The request is malformed: a field is missing, of the wrong type or out of range."""
+
+    http_status = 400
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that do not identify anybody."""
+
+    http_status = 401
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or belongs to another tenant (never 403)."""
+
+    http_status = 404
+
+
+class Conflict(DomainError):
+    """The request collides with the current state (a duplicate name, a finished job)."""
+
+    http_status = 409
+
+
+class Unprocessable(DomainError):
+    """Well-formed, but cannot be carried out as asked (no queries, unconfigured provider)."""
+
+    http_status = 422

@@ -1,0 +1,30 @@
+"""SQLAlchemy models of jobyard; import from here."""
+
+from shared.models.base import Base, utcnow
+from shared.models.jobs import (
+    ACTIVE_EXECUTION_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    JobType,
+)
+from shared.models.projects import Project, Query
+from shared.models.tenancy import ApiKey, Membership, Organisation, User
+
+__all__ = [
+    "ACTIVE_EXECUTION_STATUSES",
+    "ApiKey",
+    "Base",
+    "Execution",
+    "ExecutionStatus",
+    "Job",
+    "JobStatus",
+    "JobType",
+    "Membership",
+    "Organisation",
+    "Project",
+    "Query",
+    "User",
+    "utcnow",
+]

@@ -1,0 +1,85 @@
+"""Publishing tasks by name, without importing the worker.
+
+A producer-only Celery app shares the broker, serializer and routes with the worker. The
+API publishes only after its transaction has committed; a failed publish is reported to
+the caller, which leaves the row for the recovery sweep rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+from shared.queues import FAN_OUT_TASK, RUN_EXECUTION_TASK, TASK_ROUTES
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_apps: dict[str, Celery] = {}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings that producers and workers must agree on."""
+    return {
+        "broker_url": settings.redis_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_routes": TASK_ROUTES,
+        "task_ignore_result": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "socket_timeout": settings.publish_timeout_seconds,
+            "socket_connect_timeout": settings.publish_timeout_seconds,
+        },
+        "broker_connection_retry_on_startup": True,
+        # A publish must fail fast when Redis is away: the sweep will publish later.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+    }
+
+
+def producer_app() -> Celery:
+    """This process's producer-only Celery app, for the configured broker."""
+    settings = get_settings()
+    with _lock:
+        app = _apps.get(settings.redis_url)
+        if app is None:
+            app = Celery("jobyard-publisher", set_as_current=False)
+            app.conf.update(celery_config(settings))
+            _apps[settings.redis_url] = app
+        return app
+
+
+def publish(task_name: str, args: list[Any], countdown: float | None = None) -> None:
+    """Publish one task; raises when the broker cannot be reached."""
+    producer_app().send_task(task_name, args=args, countdown=countdown)
+
+
+def publish_fan_out(job_id: uuid.UUID) -> bool:
+    """Publish a job's fan-out; returns False (and logs) when the broker is unreachable."""
+    try:
+        publish(FAN_OUT_TASK, [str(job_id)])
+    except Exception:  # any broker/connection failure: the sweep dispatches it later
+        log.warning("could not publish fan-out of job %s; the sweep will", job_id, exc_info=True)
+        return False
+    return True
+
+
+def publish_executions(execution_ids: Iterable[uuid.UUID], countdown: float | None = None) -> None:
+    """Publish ``executions.run`` for each id over one pooled broker connection."""
+    app = producer_app()
+    with app.producer_or_acquire() as producer:
+        for execution_id in execution_ids:
+            app.send_task(
+                RUN_EXECUTION_TASK, args=[str(execution_id)], countdown=countdown, producer=producer
+            )

@@ -1,0 +1,23 @@
+"""Task names and the queue each kind of work runs on (shared by API, worker and beat)."""
+
+from __future__ import annotations
+
+FANOUT_QUEUE = "fanout"
+EXECUTIONS_QUEUE = "executions"
+MAINTENANCE_QUEUE = "maintenance"
+SYNC_QUEUE = "sync"
+WEBHOOKS_QUEUE = "webhooks"
+
+FAN_OUT_TASK = "jobs.fan_out"
+RUN_EXECUTION_TASK = "executions.run"
+RECOVERY_SWEEP_TASK = "recovery.sweep"
+NOOP_TASK = "bench.noop"
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    FAN_OUT_TASK: {"queue": FANOUT_QUEUE},
+    RUN_EXECUTION_TASK: {"queue": EXECUTIONS_QUEUE},
+    RECOVERY_SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
+    NOOP_TASK: {"queue": EXECUTIONS_QUEUE},
+}
+
+ALL_QUEUES = (FANOUT_QUEUE, EXECUTIONS_QUEUE, MAINTENANCE_QUEUE)

@@ -1,0 +1,1 @@
+"""Domain services: the business logic that the API and the worker both call."""

@@ -1,0 +1,149 @@
+"""Accepting jobs and reading them back.
+
+Accepting follows the lifecycle's first step: the job is written and committed, and only
+then is its fan-out published. When publishing fails the job is still accepted; its
+``dispatched_at`` is cleared so the recovery sweep publishes it once the broker is back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from shared import publisher
+from shared.ai_models import ensure_models_available
+from shared.db import session_scope
+from shared.errors import NotFound, Unprocessable
+from shared.models import Execution, Job, JobType, Project, Query, utcnow
+from shared.services.auth import Principal
+from shared.services.projects import Page, get_project, paginate
+from shared.settings import get_settings
+
+
+def trigger_ai_job(
+    principal: Principal, project_id: uuid.UUID, ai_models: list[str], execution_count: int
+) -> Job:
+    """Run every query of the project on each model ``execution_count`` times."""
+    settings = get_settings()
+    models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
+    ensure_models_available(models, settings)
+    with session_scope() as session:
+        project = get_project(session, principal, project_id)
+        query_ids = list(
+            session.scalars(
+                select(Query.id)
+                .where(Query.project_id == project.id)
+                .order_by(Query.created_at, Query.id)
+            )
+        )
+        if not query_ids:
+            raise Unprocessable(
+                f"Project {project.id} has no queries: add queries before triggering a job"
+            )
+        total = len(query_ids) * len(models) * execution_count
+        if total > settings.max_executions_per_job:
+            raise Unprocessable(
+                f"This job would have {total} executions; the limit is "
+                f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
+            )
+        job = Job(
+            organisation_id=principal.organisation_id,
+            project_id=project.id,
+            type=JobType.AI_QUERIES.value,
+            total=total,
+            pending=total,
+            max_attempts=settings.max_attempts,
+            created_by_user_id=principal.user_id,
+            payload={
+                "aiModels": models,
+                "executionCount": execution_count,
+                "queryIds": [str(q) for q in query_ids],
+            },
+            dispatched_at=utcnow(),
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    dispatch_job(job_id)
+    with session_scope() as session:
+        return get_job(session, principal, job_id)
+
+
+def dispatch_job(job_id: uuid.UUID) -> bool:
+    """Publish a committed job's fan-out; on failure leave it to the recovery sweep."""
+    if publisher.publish_fan_out(job_id):
+        return True
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
+    return False
+
+
+def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    """The caller's job, or NotFound (also for another tenant's)."""
+    job = session.get(Job, job_id)
+    if job is None or job.organisation_id != principal.organisation_id:
+        raise NotFound(f"Job {job_id} not found")
+    return job
+
+
+JOB_SORT_COLUMNS: dict[str, Any] = {
+    "createdAt": Job.created_at,
+    "updatedAt": Job.updated_at,
+    "status": Job.status,
+}
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    project_id: uuid.UUID | None,
+    status: str | None,
+    created_by: uuid.UUID | None,
+    sort: list[tuple[str, str]],
+    limit: int,
+    page: int,
+) -> Page:
+    """The caller's jobs (of one project when given), filtered and sorted, one page."""
+    stmt = select(Job).where(Job.organisation_id == principal.organisation_id)
+    if project_id is not None:
+        project: Project = get_project(session, principal, project_id)
+        stmt = stmt.where(Job.project_id == project.id)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if created_by is not None:
+        stmt = stmt.where(Job.created_by_user_id == created_by)
+    order: list[ColumnElement[Any]] = [
+        JOB_SORT_COLUMNS[f].desc() if d == "DESC" else JOB_SORT_COLUMNS[f].asc() for f, d in sort
+    ]
+    stmt = stmt.order_by(*order, Job.created_at.desc(), Job.id)
+    return paginate(session, stmt, limit, page)
+
+
+def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> Execution:
+    """The caller's execution, or NotFound."""
+    row = session.execute(
+        select(Execution, Job.organisation_id)
+        .join(Job, Job.id == Execution.job_id)
+        .where(Execution.id == execution_id)
+    ).one_or_none()
+    if row is None or row[1] != principal.organisation_id:
+        raise NotFound(f"Job execution {execution_id} not found")
+    execution: Execution = row[0]
+    return execution
+
+
+def list_executions(
+    session: Session, principal: Principal, job_id: uuid.UUID, *, limit: int, page: int
+) -> Page:
+    """A job's executions in a stable order (query, model, run), one page."""
+    job = get_job(session, principal, job_id)
+    stmt = (
+        select(Execution)
+        .where(Execution.job_id == job.id)
+        .order_by(Execution.created_at, Execution.item_key)
+    )
+    return paginate(session, stmt, limit, page)

@@ -1,0 +1,411 @@
+"""The execution lifecycle: fan out, claim, finish, and the counters that follow.
+
+Delivery of ``executions.run`` is at least once; counting is exactly once. Every state
+change of an execution is a guarded UPDATE (the row must still be in the state the caller
+saw), and the job's counters move in the same transaction as the execution, so
+``total = pending + retrying + success + failed`` holds at every commit.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from shared.models import (
+    ACTIVE_EXECUTION_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    JobType,
+    Query,
+    utcnow,
+)
+from shared.settings import get_settings
+
+# ---------------------------------------------------------------------------------------
+# Job status: a pure function of the counters.
+
+
+def derive_status(
+    *,
+    total: int,
+    pending: int,
+    success: int,
+    failed: int,
+    started: bool,
+    canceled: bool,
+) -> JobStatus:
+    """The job status the counters imply (see :func:`status_expression` for the SQL twin)."""
+    if canceled:
+        return JobStatus.CANCELED
+    if success + failed == total:
+        if failed == 0:
+            return JobStatus.COMPLETED
+        return JobStatus.FAILED if success == 0 else JobStatus.PARTIAL_FAILED
+    if pending == total and not started:
+        return JobStatus.PENDING
+    return JobStatus.PROCESSING
+
+
+def status_expression(
+    pending: ColumnElement[int], success: ColumnElement[int], failed: ColumnElement[int]
+) -> ColumnElement[str]:
+    """SQL for :func:`derive_status`, over the counters' *new* values in one UPDATE."""
+    return case(
+        (Job.canceled_at.is_not(None), JobStatus.CANCELED.value),
+        (
+            success + failed == Job.total,
+            case(
+                (failed == 0, JobStatus.COMPLETED.value),
+                (success == 0, JobStatus.FAILED.value),
+                else_=JobStatus.PARTIAL_FAILED.value,
+            ),
+        ),
+        (and_(pending == Job.total, Job.started_at.is_(None)), JobStatus.PENDING.value),
+        else_=JobStatus.PROCESSING.value,
+    )
+
+
+def move_counters(
+    session: Session, job_id: uuid.UUID, moves: dict[tuple[str, str], int], now: datetime
+) -> None:
+    """Move executions between counters (``{(from, to): n}``) and re-derive the status."""
+    delta = {s.value: 0 for s in ExecutionStatus}
+    for (source, target), count in moves.items():
+        delta[source] -= count
+        delta[target] += count
+    if not any(delta.values()):
+        return
+    pending = Job.pending + delta["pending"]
+    success = Job.success + delta["success"]
+    failed = Job.failed + delta["failed"]
+    terminal = success + failed == Job.total
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            pending=pending,
+            retrying=Job.retrying + delta["retrying"],
+            success=success,
+            failed=failed,
+            status=status_expression(pending, success, failed),
+            updated_at=now,
+            finished_at=case((terminal, now), else_=None),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Fan out.
+
+
+def execution_id_for(job_id: uuid.UUID, item_key: str) -> uuid.UUID:
+    """A deterministic id, so a repeated fan-out names the same executions."""
+    return uuid.uuid5(job_id, item_key)
+
+
+def planned_ai_executions(session: Session, job: Job) -> Iterator[dict[str, Any]]:
+    """The execution rows of an ai_queries job: every query x model x run."""
+    query_ids = [uuid.UUID(q) for q in job.payload["queryIds"]]
+    queries = {q.id: q for q in session.scalars(select(Query).where(Query.id.in_(query_ids)))}
+    for query_id in query_ids:
+        query = queries.get(query_id)
+        for model in job.payload["aiModels"]:
+            for run in range(1, int(job.payload["executionCount"]) + 1):
+                key = f"{query_id}:{model}:{run}"
+                yield {
+                    "id": execution_id_for(job.id, key),
+                    "job_id": job.id,
+                    "item_key": key,
+                    "query_id": query_id,
+                    "model": model,
+                    "run_number": run,
+                    "language": query.language if query else None,
+                    "country": query.country if query else None,
+                }
+
+
+PLANNERS = {JobType.AI_QUERIES.value: planned_ai_executions}
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(Execution).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(Execution).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two supported databases
+        stmt = insert(Execution)
+    session.execute(stmt, rows)
+
+
+@dataclass(frozen=True)
+class FanOutPlan:
+    """What the fan-out task needs to know about a job before writing its executions."""
+
+    job_id: uuid.UUID
+    should_run: bool
+    reason: str = ""
+
+
+def begin_fan_out(session: Session, job_id: uuid.UUID) -> FanOutPlan:
+    """Check that a job still needs fanning out (messages can be duplicated)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return FanOutPlan(job_id, False, "job does not exist")
+    if job.fanned_out_at is not None:
+        return FanOutPlan(job_id, False, "already fanned out")
+    if job.canceled_at is not None:
+        return FanOutPlan(job_id, False, "canceled")
+    if job.parked:
+        return FanOutPlan(job_id, False, "parked")
+    return FanOutPlan(job_id, True)
+
+
+def write_execution_chunks(
+    session_factory: Any, job_id: uuid.UUID, chunk_size: int
+) -> Iterator[list[uuid.UUID]]:
+    """Insert a job's executions chunk by chunk, one transaction each; yield each chunk's ids.
+
+    The caller publishes each chunk after its transaction has committed. Rows that exist
+    already (a fan-out re-run after a crash) are left as they are but yielded again: their
+    duplicate messages are dropped by the claim.
+    """
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        planned = PLANNERS[job.type](session, job)
+        chunk: list[dict[str, Any]] = []
+        for row in planned:
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                yield _commit_chunk(session, job_id, chunk)
+                chunk = []
+        if chunk:
+            yield _commit_chunk(session, job_id, chunk)
+
+
+def _commit_chunk(
+    session: Session, job_id: uuid.UUID, rows: list[dict[str, Any]]
+) -> list[uuid.UUID]:
+    now = utcnow()
+    for row in rows:
+        row.update(created_at=now, updated_at=now, dispatched_at=now, status="pending", attempts=0)
+    _insert_ignoring_duplicates(session, rows)
+    # Publishing starts the job: it leaves 'pending' for 'processing'.
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.started_at.is_(None))
+        .values(started_at=now, updated_at=now, status=_status_after_start())
+    )
+    session.commit()
+    return [row["id"] for row in rows]
+
+
+def _status_after_start() -> ColumnElement[str]:
+    return case(
+        (Job.canceled_at.is_not(None), JobStatus.CANCELED.value),
+        (Job.success + Job.failed == Job.total, Job.status),
+        else_=JobStatus.PROCESSING.value,
+    )
+
+
+def finish_fan_out(session: Session, job_id: uuid.UUID) -> None:
+    """Record that every execution of the job has been written and published."""
+    now = utcnow()
+    session.execute(update(Job).where(Job.id == job_id).values(fanned_out_at=now, updated_at=now))
+
+
+# ---------------------------------------------------------------------------------------
+# Claim and finish.
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An execution leased to one attempt; only the holder of ``lease_token`` may finish it."""
+
+    execution_id: uuid.UUID
+    job_id: uuid.UUID
+    lease_token: uuid.UUID
+    status: str  # the status at claim time (pending or retrying)
+    attempt: int
+    max_attempts: int
+    query_id: uuid.UUID | None
+    model: str | None
+    run_number: int | None
+    language: str | None
+    country: str | None
+
+
+def claim_execution(session: Session, execution_id: uuid.UUID) -> Claim | None:
+    """Lease the execution for one attempt, or return None for a stale/duplicate message."""
+    settings = get_settings()
+    now = utcnow()
+    token = uuid.uuid4()
+    max_attempts = select(Job.max_attempts).where(Job.id == Execution.job_id).scalar_subquery()
+    row = session.execute(
+        update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+            or_(
+                Execution.next_attempt_at.is_(None),
+                Execution.next_attempt_at <= now + timedelta(seconds=1),
+            ),
+            Execution.attempts < max_attempts,
+        )
+        .values(
+            attempts=Execution.attempts + 1,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+            started_at=case((Execution.started_at.is_(None), now), else_=Execution.started_at),
+            updated_at=now,
+        )
+        .returning(
+            Execution.job_id,
+            Execution.status,
+            Execution.attempts,
+            Execution.query_id,
+            Execution.model,
+            Execution.run_number,
+            Execution.language,
+            Execution.country,
+            max_attempts,
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return Claim(
+        execution_id=execution_id,
+        job_id=row[0],
+        lease_token=token,
+        status=row[1],
+        attempt=row[2],
+        query_id=row[3],
+        model=row[4],
+        run_number=row[5],
+        language=row[6],
+        country=row[7],
+        max_attempts=row[8],
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: success with a result, or an error (retryable or not)."""
+
+    success: bool
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None  # the provider's Retry-After, in seconds
+
+    @classmethod
+    def succeeded(cls, result: dict[str, Any]) -> Outcome:
+        return cls(True, result=result)
+
+    @classmethod
+    def failed(
+        cls, error: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> Outcome:
+        return cls(False, error=error, retryable=retryable, retry_after=retry_after)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never below the provider's Retry-After."""
+    settings = get_settings()
+    ceiling = min(
+        settings.retry_backoff_cap_seconds, settings.retry_backoff_base_seconds * 2**attempt
+    )
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, settings.retry_backoff_cap_seconds)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What :func:`finish_execution` did: the new status, and when to retry if retrying."""
+
+    status: str
+    retry_in: float | None = None
+
+
+def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finished | None:
+    """Record an attempt's outcome and move the job's counters, in the caller's transaction.
+
+    Returns None when the lease is no longer ours (it expired and another attempt took
+    over, or the job was canceled): that attempt's outcome is then not counted.
+    """
+    now = utcnow()
+    retry_in: float | None = None
+    values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "updated_at": now}
+    if outcome.success:
+        new_status = ExecutionStatus.SUCCESS.value
+        values.update(result=outcome.result, error=None, finished_at=now, next_attempt_at=None)
+    elif outcome.retryable and claim.attempt < claim.max_attempts:
+        new_status = ExecutionStatus.RETRYING.value
+        retry_in = backoff_seconds(claim.attempt, outcome.retry_after)
+        due = now + timedelta(seconds=retry_in)
+        values.update(error=outcome.error, next_attempt_at=due, dispatched_at=due)
+    else:
+        new_status = ExecutionStatus.FAILED.value
+        values.update(error=outcome.error, finished_at=now, next_attempt_at=None)
+    values["status"] = new_status
+    updated = session.execute(
+        update(Execution)
+        .where(
+            Execution.id == claim.execution_id,
+            Execution.lease_token == claim.lease_token,
+            Execution.status == claim.status,
+        )
+        .values(**values)
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    move_counters(session, claim.job_id, {(claim.status, new_status): 1}, now)
+    return Finished(new_status, retry_in)
+
+
+def fail_exhausted_executions(session: Session, execution_ids: Sequence[uuid.UUID]) -> int:
+    """Fail executions that used every attempt without finishing (a poison message)."""
+    now = utcnow()
+    failed = 0
+    # One UPDATE per old status: RETURNING yields new values, and the counters need the old.
+    for old_status in ACTIVE_EXECUTION_STATUSES:
+        job_ids = session.scalars(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status == old_status,
+                or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+            )
+            .values(
+                status=ExecutionStatus.FAILED.value,
+                error=func.coalesce(Execution.error, EXHAUSTED_ERROR),
+                lease_token=None,
+                lease_expires_at=None,
+                next_attempt_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+            .returning(Execution.job_id)
+        ).all()
+        for job_id, count in Counter(job_ids).items():
+            move_counters(session, job_id, {(old_status, ExecutionStatus.FAILED.value): count}, now)
+        failed += len(job_ids)
+    return failed
+
+
+EXHAUSTED_ERROR = "attempts exhausted: the worker stopped during every attempt"

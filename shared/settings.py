@@ -1,0 +1,96 @@
+"""All configuration, read once from the environment (12-factor) and typed.
+
+Common infrastructure variables keep their conventional names (``DATABASE_URL``,
+``REDIS_URL``, ``SECRET_KEY``, the providers' ``*_API_KEY``); everything that is
+jobyard's own is prefixed ``JOBYARD_``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+def _alias(name: str) -> AliasChoices:
+    """Accept both the conventional name and the ``JOBYARD_``-prefixed one."""
+    return AliasChoices(name, f"JOBYARD_{name}")
+
+
+class Settings(BaseSettings):
+    """Typed settings; one instance per process (see :func:`get_settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBYARD_", extra="ignore")
+
+    # Infrastructure
+    database_url: str = Field(
+        default=f"sqlite:///{VAR_DIR / 'jobyard.db'}", validation_alias=_alias("DATABASE_URL")
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
+    secret_key: str = Field(
+        default="dev-only-insecure-secret-key-change-me", validation_alias=_alias("SECRET_KEY")
+    )
+    db_pool_size: int = 20
+    max_request_bytes: int = 4 * 1024 * 1024
+
+    # Execution lifecycle
+    max_attempts: int = Field(default=3, ge=1)
+    lease_seconds: int = Field(default=120, ge=1)
+    # A pending execution whose message was published this long ago and never claimed
+    # is presumed lost (a killed worker's prefetched message) and published again.
+    redispatch_after_seconds: int = Field(default=300, ge=1)
+    # A job whose fan-out was not published (broker down at accept time) after this long.
+    undispatched_after_seconds: int = Field(default=10, ge=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    fanout_chunk_size: int = Field(default=1000, ge=1)
+    max_executions_per_job: int = Field(default=200_000, ge=1)
+    retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    # Countdowns stay well below the Redis visibility timeout; longer waits are the sweep's.
+    retry_backoff_cap_seconds: float = Field(default=300.0, gt=0)
+    broker_visibility_timeout_seconds: int = 3600
+    publish_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    # Simulated AI provider (offline). Every result it writes says ``simulated: true``.
+    simulate_providers: bool = Field(default=False, validation_alias=_alias("SIMULATE"))
+    simulated_latency_ms: float = Field(default=200.0, ge=0)
+    simulated_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # Real AI providers: a provider is configured when its key (or endpoint) is set.
+    openai_api_key: str | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
+    anthropic_api_key: str | None = Field(
+        default=None, validation_alias=_alias("ANTHROPIC_API_KEY")
+    )
+    gemini_api_key: str | None = Field(default=None, validation_alias=_alias("GEMINI_API_KEY"))
+    perplexity_api_key: str | None = Field(
+        default=None, validation_alias=_alias("PERPLEXITY_API_KEY")
+    )
+    deepseek_api_key: str | None = Field(default=None, validation_alias=_alias("DEEPSEEK_API_KEY"))
+    search_endpoint_url: str | None = None
+
+    # Auth
+    jwt_ttl_seconds: int = 7 * 24 * 3600
+    api_rate_limit: str = "1200 per minute"
+
+    # Flower (monitoring) basic auth
+    flower_user: str = Field(default="admin", validation_alias=_alias("FLOWER_USER"))
+    flower_password: str = Field(default="admin", validation_alias=_alias("FLOWER_PASSWORD"))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return this process's settings, read from the environment on first use."""
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests that change the environment call this)."""
+    get_settings.cache_clear()

@@ -1,0 +1,100 @@
+"""Fixtures: a fresh PostgreSQL database and Redis DB per run, the app, tenants, workers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+# Every process of the run (this one and the workers it starts) reads these.
+BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_DB = f"jobyard_test_{os.getpid()}"
+SERVER_URL = BASE_URL.replace("postgresql+psycopg://", "postgresql://")
+DATABASE_URL = BASE_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+os.environ.update(
+    DATABASE_URL=DATABASE_URL,
+    REDIS_URL=REDIS_URL,
+    SECRET_KEY="test-secret-key-for-jobyard-tests-only-0123456789",
+    JOBYARD_SIMULATE="true",
+    JOBYARD_SIMULATED_LATENCY_MS="0",
+    JOBYARD_SIMULATED_FAILURE_RATE="0",
+    JOBYARD_UNDISPATCHED_AFTER_SECONDS="0",
+)
+
+from shared.db import dispose_engine  # noqa: E402
+from shared.migrate import upgrade_database  # noqa: E402
+from shared.settings import reset_settings_cache  # noqa: E402
+from tests.support import Tenant, make_tenant  # noqa: E402
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    """A fresh database for this run, migrated with Alembic; dropped afterwards."""
+    _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {TEST_DB}")
+    reset_settings_cache()
+    upgrade_database(DATABASE_URL)
+    yield DATABASE_URL
+    dispose_engine(close=True)
+    _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker() -> Iterator[redis.Redis]:
+    """The run's Redis database, empty at the start."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def empty_broker(broker: redis.Redis) -> redis.Redis:
+    """Redis without messages left by earlier tests (for tests that count work)."""
+    broker.flushdb()
+    return broker
+
+
+@pytest.fixture
+def app() -> Flask:
+    """The Flask app from the factory."""
+    from api import create_app
+
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    """A fresh organisation with a user, a project with three queries, a key and a token."""
+    return make_tenant()
+
+
+@pytest.fixture
+def other_tenant() -> Tenant:
+    """A second, unrelated organisation (for isolation checks)."""
+    return make_tenant(name="Other")
+
+
+@pytest.fixture
+def logs_dir(tmp_path: Path) -> Path:
+    return tmp_path

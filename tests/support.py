@@ -1,0 +1,196 @@
+"""Test support: real worker processes, tenants, and the counter invariant."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import Execution, Job
+from shared.queues import ALL_QUEUES
+from shared.services import auth, projects, tenancy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Tenant:
+    """An organisation with a user, a project with queries, an API key and a token."""
+
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+    query_ids: list[uuid.UUID]
+    api_key: str
+    token: str
+
+    def headers(self, *, bearer: bool = False, project: bool = True) -> dict[str, str]:
+        """Auth (API key by default, else the JWT) and context headers."""
+        headers = (
+            {"Authorization": f"Bearer {self.token}"} if bearer else {"x-api-key": self.api_key}
+        )
+        headers["x-organisation-id"] = str(self.org_id)
+        if project:
+            headers["x-project-id"] = str(self.project_id)
+        return headers
+
+
+def make_tenant(n_queries: int = 3, name: str = "Acme") -> Tenant:
+    """Create a whole tenant directly through the services."""
+    with session_scope() as session:
+        org = tenancy.create_organisation(session, f"{name} Org")
+        user = tenancy.create_user(
+            session, f"{uuid.uuid4().hex[:10]}@example.test", "Jane", "Doe", org.id, "admin"
+        )
+        principal = auth.Principal(org.id, user.id)
+        project = projects.create_project(
+            session,
+            principal,
+            {"name": name, "name_aliases": [f"{name} Inc"], "competitors": ["Globex", "Initech"]},
+        )
+        queries = projects.create_queries(
+            session,
+            project,
+            [
+                {"query": f"best tools for task {i}", "language": "en", "country": "US"}
+                for i in range(n_queries)
+            ],
+        )
+        _, api_key = auth.create_api_key(session, org.id, "test", user.id)
+        tenant = Tenant(org.id, user.id, project.id, [q.id for q in queries], api_key, "")
+    tenant.token = auth.issue_token(tenant.user_id, tenant.org_id)
+    return tenant
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess with its own environment."""
+
+    def __init__(self, env: dict[str, str], concurrency: int, log_path: Path) -> None:
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "worker",
+                "worker",
+                "--queues",
+                ",".join(ALL_QUEUES),
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                self.name,
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            if b" ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no chance to ack or requeue anything."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@contextmanager
+def running_worker(tmp_path: Path, concurrency: int = 16, **env: Any) -> Iterator[WorkerProcess]:
+    """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards."""
+    worker = WorkerProcess(
+        {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log"
+    )
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def job_row(job_id: uuid.UUID | str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, uuid.UUID(str(job_id)))
+        assert job is not None
+        return job
+
+
+def wait_for_job(
+    job_id: uuid.UUID | str,
+    statuses: tuple[str, ...] = ("completed", "failed", "partial_failed", "canceled"),
+    timeout: float = 60,
+) -> Job:
+    """Poll the job row until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = job_row(job_id)
+        if job.status in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"job {job_id} is {job.status}: pending={job.pending} retrying={job.retrying} "
+                f"success={job.success} failed={job.failed} total={job.total}"
+            )
+        time.sleep(0.2)
+
+
+def execution_status_counts(job_id: uuid.UUID | str) -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(Execution.status, func.count())
+            .where(Execution.job_id == uuid.UUID(str(job_id)))
+            .group_by(Execution.status)
+        ).all()
+    return {status: count for status, count in rows}
+
+
+def assert_counters_exact(job_id: uuid.UUID | str) -> Job:
+    """The job's counters equal its executions' statuses, and sum to the total."""
+    job = job_row(job_id)
+    counts = execution_status_counts(job_id)
+    assert sum(counts.values()) == job.total, (counts, job.total)
+    assert {
+        "pending": job.pending,
+        "retrying": job.retrying,
+        "success": job.success,
+        "failed": job.failed,
+    } == {s: counts.get(s, 0) for s in ("pending", "retrying", "success", "failed")}
+    assert job.total == job.pending + job.retrying + job.success + job.failed
+    return job

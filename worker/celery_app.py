@@ -1,0 +1,64 @@
+"""The Celery application of the worker and beat processes (``celery -A worker ...``).
+
+It never imports the API. Settings that make delivery safe: late acks with rejection on
+worker loss (a killed worker's task is redelivered), prefetch 1, results ignored, JSON only,
+and one queue per kind of work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from shared.db import dispose_engine
+from shared.publisher import celery_config
+from shared.queues import MAINTENANCE_QUEUE, RECOVERY_SWEEP_TASK
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_celery_app() -> Celery:
+    """Build the worker's Celery app from settings."""
+    settings = get_settings()
+    app = Celery(
+        "jobyard",
+        include=[
+            "worker.tasks.fanout",
+            "worker.tasks.executions",
+            "worker.tasks.recovery",
+            "worker.tasks.bench",
+        ],
+    )
+    app.conf.update(celery_config(settings))
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=MAINTENANCE_QUEUE,
+        task_create_missing_queues=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower shows tasks live
+        task_send_sent_event=False,
+        beat_schedule={
+            "recovery-sweep": {
+                "task": RECOVERY_SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"expires": settings.sweep_interval_seconds},
+            },
+        },
+    )
+    return app
+
+
+app = create_celery_app()
+
+
+@worker_process_init.connect
+def _dispose_inherited_engine(**_: Any) -> None:
+    """A forked child must not reuse the parent's pooled connections."""
+    dispose_engine()

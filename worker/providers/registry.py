@@ -1,0 +1,37 @@
+"""Which implementation answers a model: the real provider when configured, else the
+simulation when it is switched on."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shared.ai_models import provider_configured, provider_for_model
+from shared.settings import get_settings
+from worker.providers.base import AiProvider, ProviderError
+from worker.providers.simulated import SimulatedProvider
+
+# Real provider implementations, by provider key. They arrive with the providers issue;
+# until then a configured provider without an implementation fails its executions clearly.
+REAL_PROVIDERS: dict[str, type] = {}
+
+
+@lru_cache(maxsize=32)
+def provider_for(model: str) -> AiProvider:
+    """The provider instance that answers ``model`` in this process."""
+    settings = get_settings()
+    info = provider_for_model(model)
+    if provider_configured(info, settings):
+        implementation = REAL_PROVIDERS.get(info.key)
+        if implementation is not None:
+            provider: AiProvider = implementation(settings)
+            return provider
+        if not settings.simulate_providers:
+            raise ProviderError(
+                f"provider '{info.key}' is configured but not implemented in this build",
+                retryable=False,
+            )
+    if settings.simulate_providers:
+        return SimulatedProvider(settings)
+    raise ProviderError(
+        f"provider '{info.key}' is not configured: set {info.setting}", retryable=False
+    )

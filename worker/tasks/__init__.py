@@ -1,0 +1,1 @@
+"""Thin Celery tasks: parse the arguments, call a service, log the outcome."""

@@ -1,0 +1,30 @@
+"""``recovery.sweep``: publish again whatever was accepted but lost in flight."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from shared import publisher
+from shared.queues import FAN_OUT_TASK, RECOVERY_SWEEP_TASK
+from shared.services.recovery import sweep
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=RECOVERY_SWEEP_TASK, ignore_result=True)
+def recovery_sweep() -> dict[str, int]:
+    """Run one sweep and publish what it found."""
+    report = sweep()
+    for job_id in report.jobs_redispatched:
+        publisher.publish(FAN_OUT_TASK, [str(job_id)])
+    publisher.publish_executions(report.executions_redispatched)
+    summary = {
+        "jobs_redispatched": len(report.jobs_redispatched),
+        "executions_redispatched": len(report.executions_redispatched),
+        "executions_exhausted": report.executions_exhausted,
+    }
+    if any(summary.values()):
+        log.warning("recovery sweep: %s", summary)
+    return summary
