@@ -194,3 +194,68 @@ def assert_counters_exact(job_id: uuid.UUID | str) -> Job:
     } == {s: counts.get(s, 0) for s in ("pending", "retrying", "success", "failed")}
     assert job.total == job.pending + job.retrying + job.success + job.failed
     return job
+
+
+class BeatProcess:
+    """A real ``celery beat`` subprocess (its schedule file in a temporary folder)."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.log_path = tmp_path / "beat.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "worker",
+                "beat",
+                "--schedule",
+                str(tmp_path / "celerybeat-schedule"),
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+@contextmanager
+def running_beat(tmp_path: Path, **env: Any) -> Iterator[BeatProcess]:
+    """Run celery beat (the recovery sweep's clock) for the block."""
+    beat = BeatProcess({k: str(v) for k, v in env.items()}, tmp_path)
+    try:
+        yield beat
+    finally:
+        beat.stop()
+
+
+def leased_executions(job_id: uuid.UUID | str) -> int:
+    """Executions of the job that a worker holds right now (a live lease)."""
+    from shared.models import utcnow
+
+    with session_scope() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Execution)
+                .where(
+                    Execution.job_id == uuid.UUID(str(job_id)),
+                    Execution.lease_expires_at > utcnow(),
+                    Execution.status.in_(("pending", "retrying")),
+                )
+            )
+            or 0
+        )

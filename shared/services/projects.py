@@ -77,7 +77,8 @@ def create_queries(session: Session, project: Project, items: list[dict[str, Any
             project_id=project.id,
             text=item["query"],
             language=item.get("language", "en"),
-            country=item.get("country", "US"),
+            # ISO 3166 codes are upper-case; list_queries filters on the upper-cased code.
+            country=item.get("country", "US").upper(),
             tag_ids=[str(t) for t in item.get("tag_ids", [])],
         )
         for item in items

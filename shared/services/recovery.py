@@ -63,24 +63,32 @@ def find_undispatched_jobs() -> list[uuid.UUID]:
     return job_ids
 
 
-def find_lost_executions() -> tuple[list[uuid.UUID], int]:
-    """Stamp and return executions to publish again; fail the exhausted ones."""
+def find_lost_executions(*, include_unclaimed: bool) -> tuple[list[uuid.UUID], int]:
+    """Stamp and return executions to publish again; fail the exhausted ones.
+
+    An execution whose lease expired lost its worker: it is always taken. One that was
+    published long ago and never claimed is taken only with ``include_unclaimed`` — the
+    caller passes it when the executions queue is empty, since while messages still wait
+    there an old publish is more likely queued than lost, and duplicating a long backlog
+    would only slow it down.
+    """
     settings = get_settings()
     now = utcnow()
-    lease_free = or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now)
+    lost_lease = Execution.lease_expires_at < now  # its worker died holding it
+    never_claimed = and_(
+        Execution.lease_expires_at.is_(None),
+        or_(
+            Execution.dispatched_at.is_(None),
+            Execution.dispatched_at < now - timedelta(seconds=settings.redispatch_after_seconds),
+        ),
+    )
     with session_scope() as session:
         candidates = session.execute(
             select(Execution.id, Execution.attempts, Job.max_attempts)
             .join(Job, Job.id == Execution.job_id)
             .where(
                 Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
-                lease_free,
-                or_(
-                    Execution.lease_expires_at < now,  # its worker died holding it
-                    Execution.dispatched_at.is_(None),
-                    Execution.dispatched_at
-                    < now - timedelta(seconds=settings.redispatch_after_seconds),
-                ),
+                or_(lost_lease, never_claimed) if include_unclaimed else lost_lease,
             )
             .limit(SWEEP_BATCH)
         ).all()
@@ -88,17 +96,23 @@ def find_lost_executions() -> tuple[list[uuid.UUID], int]:
         lost = [row.id for row in candidates if row.attempts < row.max_attempts]
         failed = fail_exhausted_executions(session, exhausted) if exhausted else 0
         if lost:
+            # Releasing the expired lease makes the row claimable by the new message, and
+            # keeps the next sweep from publishing it again while that message waits.
             session.execute(
                 update(Execution)
                 .where(Execution.id.in_(lost))
-                .values(dispatched_at=now, next_attempt_at=None)
+                .values(
+                    dispatched_at=now, next_attempt_at=None, lease_token=None, lease_expires_at=None
+                )
             )
     return lost, failed
 
 
-def sweep() -> SweepReport:
+def sweep(*, executions_queue_empty: bool) -> SweepReport:
     """Run one sweep; the caller publishes the jobs and executions it names."""
     report = SweepReport()
     report.jobs_redispatched = find_undispatched_jobs()
-    report.executions_redispatched, report.executions_exhausted = find_lost_executions()
+    report.executions_redispatched, report.executions_exhausted = find_lost_executions(
+        include_unclaimed=executions_queue_empty
+    )
     return report

@@ -7,7 +7,8 @@ import logging
 from celery import shared_task
 
 from shared import publisher
-from shared.queues import FAN_OUT_TASK, RECOVERY_SWEEP_TASK
+from shared.broker import queue_depth
+from shared.queues import EXECUTIONS_QUEUE, FAN_OUT_TASK, RECOVERY_SWEEP_TASK
 from shared.services.recovery import sweep
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 @shared_task(name=RECOVERY_SWEEP_TASK, ignore_result=True)
 def recovery_sweep() -> dict[str, int]:
     """Run one sweep and publish what it found."""
-    report = sweep()
+    report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)
     for job_id in report.jobs_redispatched:
         publisher.publish(FAN_OUT_TASK, [str(job_id)])
     publisher.publish_executions(report.executions_redispatched)
