@@ -9,6 +9,7 @@ from flask_smorest import Api
 
 from api import errors, health
 from api.mentionlab import register_mentionlab
+from api.rate_limits import init_rate_limits
 from shared.settings import get_settings
 
 SECURITY_SCHEMES = {
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    init_rate_limits(app)
     api = Api(app)
     app.register_blueprint(health.blp)
     register_mentionlab(api)

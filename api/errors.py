@@ -87,6 +87,8 @@ def handle_http_exception(exc: HTTPException) -> Response:
         message = f"Cannot {request.method} {request.path}"
     elif status == 413:
         message = "Request body too large"
+    elif status == 429:
+        message = f"Rate limit exceeded: {exc.description}"
     elif status >= 500:
         message = phrase(status)
     else:

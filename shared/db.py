@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
@@ -94,3 +94,16 @@ def session_scope() -> Iterator[Session]:
     """One transaction: commit when the block succeeds, roll back when it raises."""
     with new_session() as session, session.begin():
         yield session
+
+
+def commit_without_flush_wait(session: Session) -> None:
+    """Let this transaction's commit return before its WAL record reaches disk (PostgreSQL).
+
+    Only for the claim and finish of an execution attempt. A crash of PostgreSQL can then
+    forget the last few hundred milliseconds of such commits, but each is one atomic unit
+    (the execution row together with the job's counters), so what is forgotten is an
+    attempt, never consistency: the lease expires and the recovery sweep runs it again.
+    Commits are flushed in order, so nothing that was accepted durably is ever lost.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))

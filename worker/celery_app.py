@@ -41,7 +41,6 @@ def create_celery_app() -> Celery:
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower shows tasks live
         task_send_sent_event=False,
         beat_schedule={

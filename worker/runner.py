@@ -7,7 +7,7 @@ import time
 import uuid
 
 from shared import publisher
-from shared.db import session_scope
+from shared.db import commit_without_flush_wait, session_scope
 from shared.services.answers import Brand, extract_sources, find_mentions, load_ai_context
 from shared.services.lifecycle import Claim, Outcome, claim_execution, finish_execution
 from worker.providers.base import AiRequest, ProviderError
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 def run_execution(execution_id: uuid.UUID) -> str:
     """Run one attempt; returns what happened (for logs): dropped, success, retrying, failed."""
     with session_scope() as session:
+        commit_without_flush_wait(session)
         claim = claim_execution(session, execution_id)
         context = load_ai_context(session, claim.query_id) if claim else None
     if claim is None:
@@ -28,6 +29,7 @@ def run_execution(execution_id: uuid.UUID) -> str:
     else:
         outcome = call_ai_model(claim, context.query_text, context.brands)
     with session_scope() as session:
+        commit_without_flush_wait(session)
         finished = finish_execution(session, claim, outcome)
     if finished is None:
         log.info("execution %s: lease lost before finishing; outcome not counted", execution_id)

@@ -1,0 +1,50 @@
+"""Request rate limits per credential, shared by every API process through Redis.
+
+A client over its limit gets 429 in its family's envelope, with ``Retry-After`` and the
+``X-RateLimit-Limit/Remaining/Reset`` headers on every limited response. The limit is keyed
+by the credential presented (an API key or a token; hashed, never stored in clear) and
+falls back to the client address. When Redis is unreachable, limits are kept in memory
+per process rather than failing requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from shared.settings import get_settings
+
+CREDENTIAL_HEADERS = ("x-api-key", "API-KEY", "Authorization")
+UNLIMITED_PATHS = ("/healthz", "/openapi.json", "/docs")
+
+
+def credential_key() -> str:
+    """The bucket of this request: its credential's hash, else the client address."""
+    for header in CREDENTIAL_HEADERS:
+        value = request.headers.get(header)
+        if value:
+            return "cred:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+    return "addr:" + (get_remote_address() or "unknown")
+
+
+def _exempt() -> bool:
+    return request.path.startswith(UNLIMITED_PATHS)
+
+
+def init_rate_limits(app: Flask) -> Limiter:
+    """Give the app its limiter, configured from settings (app config overrides, e.g. tests)."""
+    settings = get_settings()
+    app.config.setdefault("RATELIMIT_DEFAULT", settings.api_rate_limit)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1}
+    )
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "jobyard-ratelimit")
+    app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
+    return Limiter(key_func=credential_key, app=app, default_limits_exempt_when=_exempt)
