@@ -7,6 +7,7 @@ jobyard's own is prefixed ``JOBYARD_``.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +15,18 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VAR_DIR = PROJECT_ROOT / "var"
+
+
+def _var_dir() -> Path:
+    """Where local state lives: ``JOBYARD_VAR_DIR``, else ``var/`` of the checkout (or of
+    the working directory when jobyard is installed as a package)."""
+    if os.environ.get("JOBYARD_VAR_DIR"):
+        return Path(os.environ["JOBYARD_VAR_DIR"])
+    base = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+    return base / "var"
+
+
+VAR_DIR = _var_dir()
 
 
 def _alias(name: str) -> AliasChoices:

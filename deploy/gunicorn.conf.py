@@ -1,0 +1,62 @@
+"""Gunicorn settings for the API (the Procfile's ``web`` line and the container image).
+
+Everything an operator may need to change comes from the environment, so the same file
+serves ``make up`` on a laptop, docker compose and Kubernetes.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _cpu_count() -> int:
+    # The CPUs this process may run on (a cpuset-limited container sees fewer than the host).
+    # A CFS quota (docker --cpus, Kubernetes limits) is not visible here: set WEB_CONCURRENCY.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# Loopback by default: on a developer machine the API must not be reachable from the
+# network. Gunicorn's own default with PORT set would be 0.0.0.0, which we do not want.
+# Containers set BIND=0.0.0.0:5000 so the published port / Service can reach it.
+bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"]
+
+# Processes: the classic 2 x cores + 1, capped at 8 because each process keeps its own
+# SQLAlchemy pool (up to 2 x JOBYARD_DB_POOL_SIZE connections) and PostgreSQL's
+# max_connections is shared with every worker. Scale the API with more replicas instead.
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _cpu_count() + 1, 8))
+
+# Threads: requests spend most of their time waiting on PostgreSQL and Redis, so a few
+# threads per process raise throughput cheaply. Each request opens its own session, and the
+# engine and publisher are built under locks. gthread also parks idle keep-alive
+# connections without holding a thread.
+worker_class = "gthread"
+threads = 4
+
+# A worker silent for this long is killed and replaced. The API does no long work (jobs
+# run on Celery), so 30 s only ever fires on a real hang.
+timeout = 30
+# On SIGTERM, let in-flight requests finish; below the 30 s Kubernetes grace period (and
+# compose's stop_grace_period) so gunicorn exits before being SIGKILLed.
+graceful_timeout = 20
+# Seconds an idle keep-alive connection stays open. Behind a load balancer, set it above
+# the balancer's idle timeout (e.g. 65 behind a 60 s AWS ALB), or the balancer may reuse
+# a connection gunicorn has just closed and answer 502.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+# The worker heartbeat file: on tmpfs when there is one, because an overlay or network
+# filesystem can stall the heartbeat and get healthy workers killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Logs go to the process's streams (12-factor): access log to stdout, errors to stderr,
+# for honcho, docker logs and the cluster's log collector. %(M)s is the duration in ms.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# Proxies whose X-Forwarded-* headers are trusted (scheme, client address). Loopback
+# only by default; set FORWARDED_ALLOW_IPS to the load balancer's addresses (or "*" when
+# only the balancer can reach the pods).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
