@@ -58,6 +58,10 @@ def get_engine() -> Engine:
     url = get_settings().database_url
     with _lock:
         if _state["pid"] != os.getpid() or _state["url"] != url:
+            previous: Engine | None = _state["engine"]
+            if previous is not None:
+                # Close our own connections; forget (never close) a parent's after a fork.
+                previous.dispose(close=_state["pid"] == os.getpid())
             engine = build_engine(url)
             _state.update(
                 pid=os.getpid(),

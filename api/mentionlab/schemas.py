@@ -14,6 +14,7 @@ from shared.services.projects import Page
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
 RECURRENCE_STATUSES = ("active", "paused")
 DIRECTIONS = ("ASC", "DESC")
+MAX_PAGE = 2**31 - 1
 
 
 class IsoDateTime(fields.Field):
@@ -30,6 +31,20 @@ class IsoDateTime(fields.Field):
         )
 
 
+class Text(fields.String):
+    """Free text PostgreSQL can store: NUL characters and lone surrogates are a 400, not a 500."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Not valid Unicode text.") from None
+        return text
+
+
 def strict_int(**kwargs: Any) -> fields.Integer:
     return fields.Integer(strict=True, **kwargs)
 
@@ -44,17 +59,17 @@ class SortSchema(Schema):
 class ProjectFieldsSchema(Schema):
     """The writable fields of a project; every one optional (PATCH)."""
 
-    name = fields.String(validate=validate.Length(min=1, max=255))
-    description = fields.String(validate=validate.Length(max=10_000))
-    website = fields.String(validate=validate.Length(max=2048))
-    industry = fields.String(validate=validate.Length(max=255))
+    name = Text(validate=validate.Length(min=1, max=255))
+    description = Text(validate=validate.Length(max=10_000))
+    website = Text(validate=validate.Length(max=2048))
+    industry = Text(validate=validate.Length(max=255))
     name_aliases = fields.List(
-        fields.String(validate=validate.Length(min=1, max=255)),
+        Text(validate=validate.Length(min=1, max=255)),
         data_key="nameAliases",
         validate=validate.Length(max=100),
     )
     competitors = fields.List(
-        fields.String(validate=validate.Length(min=1, max=255)), validate=validate.Length(max=100)
+        Text(validate=validate.Length(min=1, max=255)), validate=validate.Length(max=100)
     )
     llm_providers = fields.List(
         fields.String(validate=validate.OneOf(AI_MODELS)), data_key="llmProviders"
@@ -67,7 +82,7 @@ class ProjectFieldsSchema(Schema):
 
 
 class ProjectCreateSchema(ProjectFieldsSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = Text(required=True, validate=validate.Length(min=1, max=255))
 
 
 class ProjectSchema(Schema):
@@ -91,9 +106,9 @@ class ProjectSchema(Schema):
 
 
 class QueryCreateSchema(Schema):
-    query = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    language = fields.String(load_default="en", validate=validate.Length(min=2, max=5))
-    country = fields.String(load_default="US", validate=validate.Length(equal=2))
+    query = Text(required=True, validate=validate.Length(min=1, max=2000))
+    language = Text(load_default="en", validate=validate.Length(min=2, max=5))
+    country = Text(load_default="US", validate=validate.Length(equal=2))
     tag_ids = fields.List(fields.UUID(), data_key="tagIds", load_default=list)
 
 
@@ -122,11 +137,9 @@ class QuerySortSchema(SortSchema):
 
 
 class QueryListFilterSchema(Schema):
-    query = fields.String(validate=validate.Length(max=2000))
-    languages = fields.List(
-        fields.String(validate=validate.Length(min=2, max=5)), load_default=list
-    )
-    countries = fields.List(fields.String(validate=validate.Length(equal=2)), load_default=list)
+    query = Text(validate=validate.Length(max=2000))
+    languages = fields.List(Text(validate=validate.Length(min=2, max=5)), load_default=list)
+    countries = fields.List(Text(validate=validate.Length(equal=2)), load_default=list)
     sort = fields.List(fields.Nested(QuerySortSchema), load_default=list)
 
 
@@ -137,7 +150,8 @@ def page_args_schema(max_limit: int, default_limit: int) -> type[Schema]:
             "limit": fields.Integer(
                 load_default=default_limit, validate=validate.Range(min=1, max=max_limit)
             ),
-            "page": fields.Integer(load_default=1, validate=validate.Range(min=1)),
+            # Bounded so that the row offset always fits PostgreSQL's bigint (else a 500).
+            "page": fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE)),
         },
         name=f"PageArgs{max_limit}",
     )

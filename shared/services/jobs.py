@@ -29,9 +29,9 @@ def trigger_ai_job(
     """Run every query of the project on each model ``execution_count`` times."""
     settings = get_settings()
     models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
-    ensure_models_available(models, settings)
     with session_scope() as session:
-        project = get_project(session, principal, project_id)
+        project = get_project(session, principal, project_id)  # 404 before any 422
+        ensure_models_available(models, settings)
         query_ids = list(
             session.scalars(
                 select(Query.id)

@@ -143,7 +143,7 @@ def list_queries(
     if text:
         stmt = stmt.where(func.lower(Query.text).contains(text.lower(), autoescape=True))
     if languages:
-        stmt = stmt.where(Query.language.in_(languages))
+        stmt = stmt.where(func.lower(Query.language).in_([lang.lower() for lang in languages]))
     if countries:
         stmt = stmt.where(Query.country.in_([c.upper() for c in countries]))
     order = [
