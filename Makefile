@@ -1,5 +1,6 @@
 # jobyard — `make up` runs the system, `make test` runs every check, `make bench` measures.
-PYTHON ?= python3
+# The interpreter that creates .venv (3.11 or newer).
+SYSTEM_PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -8,7 +9,7 @@ export PYTHON := $(BIN)/python
 .PHONY: up test lint typecheck pytest bench services clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Re-install only when pyproject.toml changes.
