@@ -72,7 +72,24 @@ class Settings(BaseSettings):
     simulated_latency_ms: float = Field(default=200.0, ge=0)
     simulated_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
-    # Real AI providers: a provider is configured when its key (or endpoint) is set.
+    # Real AI providers: a provider is configured when its key (or endpoint) is set. Base
+    # URLs default to each vendor's own (None = the SDK's default).
+    provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL"))
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_alias("ANTHROPIC_BASE_URL")
+    )
+    gemini_base_url: str | None = Field(default=None, validation_alias=_alias("GEMINI_BASE_URL"))
+    perplexity_base_url: str = Field(
+        default="https://api.perplexity.ai", validation_alias=_alias("PERPLEXITY_BASE_URL")
+    )
+    deepseek_base_url: str | None = Field(
+        default=None, validation_alias=_alias("DEEPSEEK_BASE_URL")
+    )
+    # Global limits per provider key (or "provider:api-key-fingerprint" is derived), shared
+    # by every worker through Redis. Rates use the `limits` notation ("600/minute").
+    provider_rate_limits: dict[str, str] = Field(default_factory=dict)
+    provider_concurrency: dict[str, int] = Field(default_factory=dict)
     openai_api_key: str | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
     anthropic_api_key: str | None = Field(
         default=None, validation_alias=_alias("ANTHROPIC_API_KEY")

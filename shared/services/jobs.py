@@ -27,11 +27,8 @@ def trigger_ai_job(
     principal: Principal, project_id: uuid.UUID, ai_models: list[str], execution_count: int
 ) -> Job:
     """Run every query of the project on each model ``execution_count`` times."""
-    settings = get_settings()
-    models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
     with session_scope() as session:
         project = get_project(session, principal, project_id)  # 404 before any 422
-        ensure_models_available(models, settings)
         query_ids = list(
             session.scalars(
                 select(Query.id)
@@ -39,37 +36,64 @@ def trigger_ai_job(
                 .order_by(Query.created_at, Query.id)
             )
         )
-        if not query_ids:
-            raise Unprocessable(
-                f"Project {project.id} has no queries: add queries before triggering a job"
-            )
-        total = len(query_ids) * len(models) * execution_count
-        if total > settings.max_executions_per_job:
-            raise Unprocessable(
-                f"This job would have {total} executions; the limit is "
-                f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
-            )
-        job = Job(
-            organisation_id=principal.organisation_id,
-            project_id=project.id,
-            type=JobType.AI_QUERIES.value,
-            total=total,
-            pending=total,
-            max_attempts=settings.max_attempts,
+        job = create_ai_job(
+            session,
+            project,
+            query_ids,
+            ai_models,
+            execution_count,
             created_by_user_id=principal.user_id,
-            payload={
-                "aiModels": models,
-                "executionCount": execution_count,
-                "queryIds": [str(q) for q in query_ids],
-            },
-            dispatched_at=utcnow(),
         )
-        session.add(job)
-        session.flush()
         job_id = job.id
     dispatch_job(job_id)
     with session_scope() as session:
         return get_job(session, principal, job_id)
+
+
+def create_ai_job(
+    session: Session,
+    project: Project,
+    query_ids: list[uuid.UUID],
+    ai_models: list[str],
+    execution_count: int,
+    *,
+    created_by_user_id: uuid.UUID | None,
+    metadata: dict[str, Any] | None = None,
+) -> Job:
+    """Write an ai_queries job in the caller's transaction; the caller dispatches it after
+    commit (:func:`dispatch_job`). Raises Unprocessable when there is nothing to run."""
+    settings = get_settings()
+    models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
+    ensure_models_available(models, settings)
+    if not query_ids:
+        raise Unprocessable(
+            f"Project {project.id} has no queries: add queries before triggering a job"
+        )
+    total = len(query_ids) * len(models) * execution_count
+    if total > settings.max_executions_per_job:
+        raise Unprocessable(
+            f"This job would have {total} executions; the limit is "
+            f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
+        )
+    job = Job(
+        organisation_id=project.organisation_id,
+        project_id=project.id,
+        type=JobType.AI_QUERIES.value,
+        total=total,
+        pending=total,
+        max_attempts=settings.max_attempts,
+        created_by_user_id=created_by_user_id,
+        payload={
+            "aiModels": models,
+            "executionCount": execution_count,
+            "queryIds": [str(q) for q in query_ids],
+        },
+        metadata_=metadata or {},
+        dispatched_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
 
 
 def dispatch_job(job_id: uuid.UUID) -> bool:
