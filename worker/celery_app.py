@@ -8,6 +8,7 @@ and one queue per kind of work.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
@@ -15,7 +16,7 @@ from celery.signals import worker_process_init
 
 from shared.db import dispose_engine
 from shared.publisher import celery_config
-from shared.queues import MAINTENANCE_QUEUE, RECOVERY_SWEEP_TASK
+from shared.queues import MAINTENANCE_QUEUE, RECOVERY_SWEEP_TASK, SCHEDULE_TICK_TASK
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,15 @@ log = logging.getLogger(__name__)
 def create_celery_app() -> Celery:
     """Build the worker's Celery app from settings."""
     settings = get_settings()
+    # TODO(settings): move into shared/settings.py as schedule_tick_seconds.
+    schedule_tick_seconds = float(os.environ.get("JOBYARD_SCHEDULE_TICK_SECONDS", "15"))
     app = Celery(
         "jobyard",
         include=[
             "worker.tasks.fanout",
             "worker.tasks.executions",
             "worker.tasks.recovery",
+            "worker.tasks.schedules",
             "worker.tasks.bench",
         ],
     )
@@ -48,6 +52,11 @@ def create_celery_app() -> Celery:
                 "task": RECOVERY_SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds},
+            },
+            "schedules-tick": {
+                "task": SCHEDULE_TICK_TASK,
+                "schedule": schedule_tick_seconds,
+                "options": {"expires": schedule_tick_seconds},
             },
         },
     )

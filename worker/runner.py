@@ -7,27 +7,61 @@ import time
 import uuid
 
 from shared import publisher
+from shared.ai_models import provider_for_model
 from shared.db import commit_without_flush_wait, session_scope
 from shared.services.answers import Brand, extract_sources, find_mentions, load_ai_context
-from shared.services.lifecycle import Claim, Outcome, claim_execution, finish_execution
+from shared.services.lifecycle import (
+    Claim,
+    Outcome,
+    claim_execution,
+    finish_execution,
+    leave_to_sweep,
+    release_claim,
+    seconds_until_due,
+)
 from worker.providers.base import AiRequest, ProviderError
 from worker.providers.registry import provider_for
+from worker.throttle import Permit, provider_throttle
 
 log = logging.getLogger(__name__)
 
+# A throttled call waits in its thread up to this long; longer waits go back to the broker
+# (with the attempt given back) so that threads are not held idle.
+INLINE_THROTTLE_WAIT_SECONDS = 2.0
+
 
 def run_execution(execution_id: uuid.UUID) -> str:
-    """Run one attempt; returns what happened (for logs): dropped, success, retrying, failed."""
+    """Run one attempt; returns what happened (for logs): dropped, early, throttled,
+    lease-lost, or the execution's new status."""
     with session_scope() as session:
         commit_without_flush_wait(session)
         claim = claim_execution(session, execution_id)
         context = load_ai_context(session, claim.query_id) if claim else None
+        early_by = None if claim else seconds_until_due(session, execution_id)
     if claim is None:
+        if early_by is not None:  # delivered before its retry time: wait for it
+            republish(execution_id, early_by)
+            return "early"
         return "dropped"  # a duplicate or stale message: another attempt owns the row
-    if context is None:
-        outcome = Outcome.failed("the query of this execution no longer exists")
-    else:
-        outcome = call_ai_model(claim, context.query_text, context.brands)
+
+    assert claim.model is not None
+    permit = provider_throttle().acquire(
+        provider_for_model(claim.model), max_wait=INLINE_THROTTLE_WAIT_SECONDS
+    )
+    if not isinstance(permit, Permit):
+        with session_scope() as session:
+            released = release_claim(session, claim, permit)
+        if released:
+            republish(execution_id, permit)
+        return "throttled"
+    try:
+        if context is None:
+            outcome = Outcome.failed("the query of this execution no longer exists")
+        else:
+            outcome = call_ai_model(claim, context.query_text, context.brands)
+    finally:
+        permit.release()
+
     with session_scope() as session:
         commit_without_flush_wait(session)
         finished = finish_execution(session, claim, outcome)
@@ -35,8 +69,19 @@ def run_execution(execution_id: uuid.UUID) -> str:
         log.info("execution %s: lease lost before finishing; outcome not counted", execution_id)
         return "lease-lost"
     if finished.retry_in is not None:
-        publisher.publish_executions([execution_id], countdown=finished.retry_in)
+        republish(execution_id, finished.retry_in)
     return finished.status
+
+
+def republish(execution_id: uuid.UUID, countdown: float) -> None:
+    """Publish the execution again after ``countdown`` s; if the broker is away, leave it
+    to the recovery sweep rather than fail the task."""
+    try:
+        publisher.publish_executions([execution_id], countdown=countdown)
+    except Exception:
+        log.warning("execution %s: broker unreachable; left to the sweep", execution_id)
+        with session_scope() as session:
+            leave_to_sweep(session, execution_id)
 
 
 def call_ai_model(claim: Claim, query_text: str, brands: list[Brand]) -> Outcome:

@@ -1,6 +1,7 @@
 """SQLAlchemy models of jobyard; import from here."""
 
 from shared.models.base import Base, utcnow
+from shared.models.cached_jobs import CachedJob, CachedJobStatus
 from shared.models.jobs import (
     ACTIVE_EXECUTION_STATUSES,
     Execution,
@@ -16,6 +17,8 @@ __all__ = [
     "ACTIVE_EXECUTION_STATUSES",
     "ApiKey",
     "Base",
+    "CachedJob",
+    "CachedJobStatus",
     "Execution",
     "ExecutionStatus",
     "Job",

@@ -165,8 +165,8 @@ def begin_fan_out(session: Session, job_id: uuid.UUID) -> FanOutPlan:
         return FanOutPlan(job_id, False, "job does not exist")
     if job.fanned_out_at is not None:
         return FanOutPlan(job_id, False, "already fanned out")
-    if job.canceled_at is not None:
-        return FanOutPlan(job_id, False, "canceled")
+    # A canceled job is still fanned out: its executions are written already canceled
+    # (and never published), so that the rows keep matching the counters.
     if job.parked:
         return FanOutPlan(job_id, False, "parked")
     return FanOutPlan(job_id, True)
@@ -199,8 +199,14 @@ def _commit_chunk(
     session: Session, job_id: uuid.UUID, rows: list[dict[str, Any]]
 ) -> list[uuid.UUID]:
     now = utcnow()
+    lock_job_fan_out(session, job_id)
+    canceled = session.scalar(select(Job.canceled_at).where(Job.id == job_id)) is not None
     for row in rows:
-        row.update(created_at=now, updated_at=now, dispatched_at=now, status="pending", attempts=0)
+        row.update(created_at=now, updated_at=now, attempts=0)
+        if canceled:  # cancel_executions already counted these as failed
+            row.update(status=ExecutionStatus.FAILED.value, error=CANCELED_ERROR, finished_at=now)
+        else:
+            row.update(status=ExecutionStatus.PENDING.value, dispatched_at=now)
     _insert_ignoring_duplicates(session, rows)
     # Publishing starts the job: it leaves 'pending' for 'processing'.
     session.execute(
@@ -209,7 +215,106 @@ def _commit_chunk(
         .values(started_at=now, updated_at=now, status=_status_after_start())
     )
     session.commit()
-    return [row["id"] for row in rows]
+    return [] if canceled else [row["id"] for row in rows]
+
+
+def lock_job_fan_out(session: Session, job_id: uuid.UUID) -> None:
+    """Serialise a job's fan-out chunks with its cancel, for the rest of the transaction.
+
+    A transaction-scoped advisory lock on PostgreSQL (SQLite serialises all writers).
+    Both take it before touching executions, so a chunk is written either wholly before
+    a cancel (and canceled by it) or wholly after (and written canceled).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(job_id.bytes[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+CANCELED_ERROR = "canceled"
+
+
+def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
+    """Cancel a job: no new attempt starts, every non-terminal execution ends failed with
+    error ``canceled``, and the counters stay exact. In the caller's transaction.
+
+    Locks are taken in the order finishers take them (executions, then the job row), so a
+    cancel never deadlocks with an attempt finishing. An attempt still running finds its
+    execution failed when it finishes, and its outcome is not counted.
+    """
+    now = utcnow()
+    lock_job_fan_out(session, job_id)
+    session.execute(
+        update(Execution)
+        .where(Execution.job_id == job_id, Execution.status.in_(ACTIVE_EXECUTION_STATUSES))
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            error=CANCELED_ERROR,
+            lease_token=None,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    # Every execution still counted pending or retrying is now canceled: the rows just
+    # updated, and those the fan-out has not written yet (it writes them canceled).
+    session.execute(update(Job).where(Job.id == job_id).values(canceled_at=now))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            failed=Job.failed + Job.pending + Job.retrying,
+            pending=0,
+            retrying=0,
+            status=JobStatus.CANCELED.value,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+
+
+def release_claim(session: Session, claim: Claim, wait_seconds: float) -> bool:
+    """Give a claimed execution back without spending its attempt (it was throttled)."""
+    now = utcnow()
+    released = session.execute(
+        update(Execution)
+        .where(Execution.id == claim.execution_id, Execution.lease_token == claim.lease_token)
+        .values(
+            attempts=Execution.attempts - 1,
+            lease_token=None,
+            lease_expires_at=None,
+            dispatched_at=now + timedelta(seconds=wait_seconds),
+            updated_at=now,
+        )
+    )
+    return bool(released.rowcount)  # type: ignore[attr-defined]
+
+
+def leave_to_sweep(session: Session, execution_id: uuid.UUID) -> None:
+    """Its message could not be published: the recovery sweep publishes it when due."""
+    session.execute(
+        update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.lease_token.is_(None),
+            Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+        )
+        .values(dispatched_at=None)
+    )
+
+
+def seconds_until_due(session: Session, execution_id: uuid.UUID) -> float | None:
+    """For a message that arrived before its execution's retry time: how long to wait."""
+    now = utcnow()
+    due = session.scalar(
+        select(Execution.next_attempt_at).where(
+            Execution.id == execution_id,
+            Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+            Execution.lease_token.is_(None),
+            Execution.next_attempt_at > now,
+        )
+    )
+    return (due - now).total_seconds() if due is not None else None
 
 
 def _status_after_start() -> ColumnElement[str]:
@@ -259,10 +364,7 @@ def claim_execution(session: Session, execution_id: uuid.UUID) -> Claim | None:
             Execution.id == execution_id,
             Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
             or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-            or_(
-                Execution.next_attempt_at.is_(None),
-                Execution.next_attempt_at <= now + timedelta(seconds=1),
-            ),
+            or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
             Execution.attempts < max_attempts,
         )
         .values(
@@ -323,7 +425,11 @@ class Outcome:
 
 
 def backoff_seconds(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never below the provider's Retry-After."""
+    """Exponential backoff with full jitter, never sooner than the provider's Retry-After.
+
+    The jittered part is capped (``JOBYARD_RETRY_BACKOFF_CAP_SECONDS``); a Retry-After
+    longer than the cap is honoured all the same (the sweep then dispatches the retry).
+    """
     settings = get_settings()
     ceiling = min(
         settings.retry_backoff_cap_seconds, settings.retry_backoff_base_seconds * 2**attempt
@@ -331,12 +437,17 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float:
     delay = random.uniform(0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return min(delay, settings.retry_backoff_cap_seconds)
+    return delay
 
 
 @dataclass(frozen=True)
 class Finished:
-    """What :func:`finish_execution` did: the new status, and when to retry if retrying."""
+    """What :func:`finish_execution` did: the new status, and how its retry is dispatched.
+
+    ``retry_in`` is the countdown to publish the retry with. It is None for a retry whose
+    wait is longer than a countdown may safely be (a countdown past the broker's
+    visibility timeout is redelivered early): the recovery sweep dispatches those when due.
+    """
 
     status: str
     retry_in: float | None = None
@@ -356,9 +467,15 @@ def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finish
         values.update(result=outcome.result, error=None, finished_at=now, next_attempt_at=None)
     elif outcome.retryable and claim.attempt < claim.max_attempts:
         new_status = ExecutionStatus.RETRYING.value
-        retry_in = backoff_seconds(claim.attempt, outcome.retry_after)
-        due = now + timedelta(seconds=retry_in)
-        values.update(error=outcome.error, next_attempt_at=due, dispatched_at=due)
+        wait = backoff_seconds(claim.attempt, outcome.retry_after)
+        due = now + timedelta(seconds=wait)
+        # A NULL dispatched_at marks a retry left to the sweep (see Finished.retry_in).
+        retry_in = wait if wait <= get_settings().retry_backoff_cap_seconds else None
+        values.update(
+            error=outcome.error,
+            next_attempt_at=due,
+            dispatched_at=due if retry_in is not None else None,
+        )
     else:
         new_status = ExecutionStatus.FAILED.value
         values.update(error=outcome.error, finished_at=now, next_attempt_at=None)

@@ -36,7 +36,21 @@ def create_project(session: Session, principal: Principal, fields: dict[str, Any
     )
     session.add(project)
     session.flush()
+    _schedule(session, project, previous_recurrence="manual", previous_status="active")
     return project
+
+
+def _schedule(
+    session: Session, project: Project, *, previous_recurrence: str, previous_status: str
+) -> None:
+    """Set the project's next scheduled run (and its cached jobs' status) after a change."""
+    # Imported here: the schedules service builds on this module (projects, paging).
+    from shared.services.schedules import apply_recurrence
+
+    apply_recurrence(
+        session, project, previous_recurrence=previous_recurrence, previous_status=previous_status
+    )
+    session.flush()
 
 
 def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -> Project:
@@ -50,12 +64,14 @@ def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -
 def update_project(
     session: Session, principal: Principal, project_id: uuid.UUID, fields: dict[str, Any]
 ) -> Project:
-    """Change the given fields of the caller's project."""
+    """Change the given fields of the caller's project (a new recurrence reschedules it)."""
     project = get_project(session, principal, project_id)
+    previous = (project.recurrence, project.recurrence_status)
     for name, value in fields.items():
         if name in PROJECT_FIELDS:
             setattr(project, name, value)
     session.flush()
+    _schedule(session, project, previous_recurrence=previous[0], previous_status=previous[1])
     return project
 
 

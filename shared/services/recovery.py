@@ -51,7 +51,6 @@ def find_undispatched_jobs() -> list[uuid.UUID]:
                 select(Job.id)
                 .where(
                     Job.fanned_out_at.is_(None),
-                    Job.canceled_at.is_(None),
                     Job.parked.is_(False),
                     or_(never_published, stalled),
                 )
@@ -66,7 +65,9 @@ def find_undispatched_jobs() -> list[uuid.UUID]:
 def find_lost_executions(*, include_unclaimed: bool) -> tuple[list[uuid.UUID], int]:
     """Stamp and return executions to publish again; fail the exhausted ones.
 
-    An execution whose lease expired lost its worker: it is always taken. One that was
+    An execution whose lease expired lost its worker: it is always taken, and so is a
+    retry that was left to the sweep (its wait was too long for a countdown) once it is
+    due. One that was
     published long ago and never claimed is taken only with ``include_unclaimed`` — the
     caller passes it when the executions queue is empty, since while messages still wait
     there an old publish is more likely queued than lost, and duplicating a long backlog
@@ -74,13 +75,16 @@ def find_lost_executions(*, include_unclaimed: bool) -> tuple[list[uuid.UUID], i
     """
     settings = get_settings()
     now = utcnow()
+    due = or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now)
     lost_lease = Execution.lease_expires_at < now  # its worker died holding it
+    # A retry whose wait was too long for a countdown: published by the sweep when due.
+    left_to_sweep = and_(
+        Execution.lease_expires_at.is_(None), Execution.dispatched_at.is_(None), due
+    )
     never_claimed = and_(
         Execution.lease_expires_at.is_(None),
-        or_(
-            Execution.dispatched_at.is_(None),
-            Execution.dispatched_at < now - timedelta(seconds=settings.redispatch_after_seconds),
-        ),
+        Execution.dispatched_at < now - timedelta(seconds=settings.redispatch_after_seconds),
+        due,
     )
     with session_scope() as session:
         candidates = session.execute(
@@ -88,7 +92,9 @@ def find_lost_executions(*, include_unclaimed: bool) -> tuple[list[uuid.UUID], i
             .join(Job, Job.id == Execution.job_id)
             .where(
                 Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
-                or_(lost_lease, never_claimed) if include_unclaimed else lost_lease,
+                or_(lost_lease, left_to_sweep, never_claimed)
+                if include_unclaimed
+                else or_(lost_lease, left_to_sweep),
             )
             .limit(SWEEP_BATCH)
         ).all()

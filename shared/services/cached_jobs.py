@@ -1,0 +1,322 @@
+"""Cached jobs: one recurring execution plan per (project, query), and running them.
+
+A plan names the query, the AI models (asked for by provider key, stored as each
+provider's default model id) and how many runs each. Every run of a plan — triggered now
+through the API, or by the schedule — is an ordinary ``ai_queries`` Job of that one query,
+written with :func:`shared.services.jobs.create_ai_job` and dispatched after commit.
+
+Status: ``pending`` (never run), ``active`` (its last run is in progress), ``ended`` (its
+last run finished, possibly with failures), ``inactive`` (the project's recurrence is
+paused). The stored column is authoritative except for the step active → ended: that one
+follows from the last job's status, so readers derive it (:func:`effective_status`) and the
+schedule tick writes it down (:func:`settle_ended`) — no worker code has to know about
+cached jobs, and a read is never stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from shared.ai_models import PROVIDERS, ensure_models_available
+from shared.db import session_scope
+from shared.errors import InvalidInput, NotFound, Unprocessable
+from shared.models import CachedJob, CachedJobStatus, Job, JobStatus, Project, Query, utcnow
+from shared.services.auth import Principal
+from shared.services.jobs import create_ai_job, dispatch_job, get_job
+from shared.services.projects import Page, get_project, paginate
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+TERMINAL_JOB_STATUSES = (
+    JobStatus.COMPLETED.value,
+    JobStatus.FAILED.value,
+    JobStatus.PARTIAL_FAILED.value,
+    JobStatus.CANCELED.value,
+)
+
+
+@dataclass(frozen=True)
+class CachedJobPlan:
+    """One item of a create-many request."""
+
+    query_id: uuid.UUID
+    provider_keys: list[str]
+    execution_count: int
+
+
+def resolve_provider_keys(keys: list[str], field: str = "aiModels") -> list[str]:
+    """The concrete model ids of provider keys (each provider's default model), in order."""
+    unknown = [k for k in keys if k not in PROVIDERS]
+    if unknown:
+        message = f"{field}: unknown provider '{unknown[0]}'; one of: {', '.join(PROVIDERS)}"
+        raise InvalidInput(message, details=[message])
+    return list(dict.fromkeys(PROVIDERS[k].default_model for k in keys))
+
+
+def effective_status(cached_job: CachedJob) -> str:
+    """The status a reader sees: ``active`` turns ``ended`` once the last job is terminal."""
+    if cached_job.status == CachedJobStatus.ACTIVE.value:
+        job = cached_job.last_job
+        if job is None or job.status in TERMINAL_JOB_STATUSES:
+            return CachedJobStatus.ENDED.value
+    return cached_job.status
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the plans; a (project, query) that has one already gets the new plan."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(CachedJob)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(CachedJob)
+    else:  # pragma: no cover - only the two supported databases
+        raise NotImplementedError(dialect)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[CachedJob.project_id, CachedJob.query_id],
+        set_={
+            "ai_models": stmt.excluded.ai_models,
+            "provider_keys": stmt.excluded.provider_keys,
+            "execution_count": stmt.excluded.execution_count,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    session.execute(stmt, rows)
+
+
+def create_many(
+    session: Session, principal: Principal, project_id: uuid.UUID, plans: list[CachedJobPlan]
+) -> list[CachedJob]:
+    """Create (or update: one plan per query) the cached jobs of a project, in request order.
+
+    Refusals, in this order: a query listed twice (400), a query that is not the
+    project's (404 naming it), a provider that is not configured or a run over the
+    execution limit (422). Nothing is written unless every item is accepted.
+    """
+    project = get_project(session, principal, project_id)
+    seen: set[uuid.UUID] = set()
+    for index, plan in enumerate(plans):
+        if plan.query_id in seen:
+            message = f"cachedJobs.{index}.queryId: query {plan.query_id} is listed more than once"
+            raise InvalidInput(message, details=[message])
+        seen.add(plan.query_id)
+    query_ids = [plan.query_id for plan in plans]
+    found = set(
+        session.scalars(
+            select(Query.id).where(Query.project_id == project.id, Query.id.in_(query_ids))
+        )
+    )
+    for query_id in query_ids:
+        if query_id not in found:
+            raise NotFound(f"Query {query_id} not found")
+
+    settings = get_settings()
+    now = utcnow()
+    status = (
+        CachedJobStatus.INACTIVE
+        if project.recurrence_status == "paused"
+        else CachedJobStatus.PENDING
+    )
+    rows = []
+    for index, plan in enumerate(plans):
+        keys = list(dict.fromkeys(plan.provider_keys))
+        models = resolve_provider_keys(keys, f"cachedJobs.{index}.aiModels")
+        ensure_models_available(models, settings)
+        total = len(models) * plan.execution_count
+        if total > settings.max_executions_per_job:
+            raise Unprocessable(
+                f"cachedJobs.{index}: each run would have {total} executions; the limit is "
+                f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
+            )
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "organisation_id": project.organisation_id,
+                "project_id": project.id,
+                "query_id": plan.query_id,
+                "ai_models": models,
+                "provider_keys": keys,
+                "execution_count": plan.execution_count,
+                "status": status.value,
+                "restricted": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    _upsert(session, rows)
+    stored = {
+        cj.query_id: cj
+        for cj in session.scalars(
+            select(CachedJob)
+            .where(CachedJob.project_id == project.id, CachedJob.query_id.in_(query_ids))
+            .execution_options(populate_existing=True)
+        )
+    }
+    return [stored[query_id] for query_id in query_ids]
+
+
+def get_cached_job(session: Session, principal: Principal, cached_job_id: uuid.UUID) -> CachedJob:
+    """The caller's cached job, or NotFound (also for another tenant's)."""
+    cached_job = session.get(CachedJob, cached_job_id)
+    if cached_job is None or cached_job.organisation_id != principal.organisation_id:
+        raise NotFound(f"Cached job {cached_job_id} not found")
+    return cached_job
+
+
+CACHED_JOB_SORT_COLUMNS: dict[str, Any] = {
+    "createdAt": CachedJob.created_at,
+    "updatedAt": CachedJob.updated_at,
+    "lastRunAt": CachedJob.last_run_at,
+}
+
+
+def list_cached_jobs(
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    *,
+    sort: list[tuple[str, str]],
+    limit: int,
+    page: int,
+) -> Page:
+    """A project's cached jobs, sorted (oldest first by default), one page."""
+    project = get_project(session, principal, project_id)
+    order: list[ColumnElement[Any]] = [
+        CACHED_JOB_SORT_COLUMNS[f].desc() if d == "DESC" else CACHED_JOB_SORT_COLUMNS[f].asc()
+        for f, d in sort
+    ]
+    stmt = (
+        select(CachedJob)
+        .where(CachedJob.project_id == project.id)
+        .order_by(*order, CachedJob.created_at, CachedJob.id)
+    )
+    return paginate(session, stmt, limit, page)
+
+
+def run_cached_jobs(
+    session: Session,
+    project: Project,
+    *,
+    created_by_user_id: uuid.UUID | None,
+    metadata: dict[str, Any],
+    skip_refused: bool,
+) -> list[uuid.UUID]:
+    """Write one ai_queries Job per non-inactive cached job of the project, in the caller's
+    transaction; the caller dispatches the returned job ids after commit.
+
+    With ``skip_refused`` (scheduled runs) a plan that cannot run (provider no longer
+    configured, over the execution limit) is logged and skipped; otherwise the refusal
+    propagates and nothing is written.
+    """
+    cached_jobs = list(
+        session.scalars(
+            select(CachedJob)
+            .where(
+                CachedJob.project_id == project.id,
+                CachedJob.status != CachedJobStatus.INACTIVE.value,
+            )
+            .order_by(CachedJob.created_at, CachedJob.id)
+        )
+    )
+    now = utcnow()
+    job_ids: list[uuid.UUID] = []
+    for cached_job in cached_jobs:
+        try:
+            # create_ai_job validates before it writes, so a refusal leaves nothing behind.
+            job = create_ai_job(
+                session,
+                project,
+                [cached_job.query_id],
+                list(cached_job.ai_models),
+                cached_job.execution_count,
+                created_by_user_id=created_by_user_id,
+                metadata={**metadata, "cachedJobId": str(cached_job.id)},
+            )
+        except Unprocessable as exc:
+            if not skip_refused:
+                raise
+            log.warning("cached job %s not run: %s", cached_job.id, exc.message)
+            continue
+        cached_job.status = CachedJobStatus.ACTIVE.value
+        cached_job.last_job = job
+        cached_job.last_run_at = now
+        job_ids.append(job.id)
+    session.flush()
+    return job_ids
+
+
+def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
+    """Run every non-inactive cached job of the project now: one Job each, in one
+    transaction, each dispatched after commit. 422 when there is nothing to run."""
+    with session_scope() as session:
+        project = get_project(session, principal, project_id)
+        job_ids = run_cached_jobs(
+            session,
+            project,
+            created_by_user_id=principal.user_id,
+            metadata={"trigger": "manual"},
+            skip_refused=False,
+        )
+        if not job_ids:
+            paused = " (its recurrence is paused: its cached jobs are inactive)"
+            raise Unprocessable(
+                f"Project {project.id} has no cached jobs to run"
+                f"{paused if project.recurrence_status == 'paused' else ''}: "
+                "create them with POST /api/cached-jobs/many"
+            )
+    for job_id in job_ids:
+        dispatch_job(job_id)
+    with session_scope() as session:
+        return [get_job(session, principal, job_id) for job_id in job_ids]
+
+
+def switch_project(session: Session, project_id: uuid.UUID, *, paused: bool) -> int:
+    """Mark a project's cached jobs inactive (paused) or bring them back (resumed): back to
+    ``pending`` when never run, else ``active`` (which reads as ``ended`` once its job is)."""
+    if paused:
+        stmt = (
+            update(CachedJob)
+            .where(
+                CachedJob.project_id == project_id,
+                CachedJob.status != CachedJobStatus.INACTIVE.value,
+            )
+            .values(status=CachedJobStatus.INACTIVE.value)
+        )
+    else:
+        stmt = (
+            update(CachedJob)
+            .where(
+                CachedJob.project_id == project_id,
+                CachedJob.status == CachedJobStatus.INACTIVE.value,
+            )
+            .values(
+                status=case(
+                    (CachedJob.last_job_id.is_(None), CachedJobStatus.PENDING.value),
+                    else_=CachedJobStatus.ACTIVE.value,
+                )
+            )
+        )
+    result = session.execute(stmt.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def settle_ended(session: Session) -> int:
+    """Write down active → ended for cached jobs whose last job has finished (or is gone)."""
+    finished = select(Job.id).where(Job.status.in_(TERMINAL_JOB_STATUSES))
+    result = session.execute(
+        update(CachedJob)
+        .where(
+            CachedJob.status == CachedJobStatus.ACTIVE.value,
+            or_(CachedJob.last_job_id.is_(None), CachedJob.last_job_id.in_(finished)),
+        )
+        .values(status=CachedJobStatus.ENDED.value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,27 @@
+"""``schedules.tick``: run the cached jobs of every project whose scheduled slot is due."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from shared.queues import SCHEDULE_TICK_TASK
+from shared.services.schedules import tick
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=SCHEDULE_TICK_TASK, ignore_result=True)
+def schedules_tick() -> dict[str, int]:
+    """Claim due slots (compare-and-set, so concurrent ticks never run a slot twice)."""
+    report = tick()
+    summary = {
+        "projects_claimed": report.projects_claimed,
+        "jobs_created": len(report.jobs_created),
+        "jobs_undispatched": report.jobs_undispatched,
+        "cached_jobs_ended": report.cached_jobs_ended,
+    }
+    if report.projects_claimed:
+        log.info("schedules tick: %s", summary)
+    return summary
