@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from api.mentionlab import executions, jobs, projects, queries
+from api.mentionlab import cached_jobs, executions, jobs, projects, queries
 
-BLUEPRINTS = (projects.blp, queries.blp, jobs.blp, executions.blp)
+BLUEPRINTS = (projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp)
 
 
 def register_mentionlab(api: Api) -> None:

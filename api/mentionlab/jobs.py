@@ -82,6 +82,16 @@ class JobById(MethodView):
             return jobs.get_job(session, current_principal(), path_uuid(job_id, "Job"))
 
 
+@blp.route("/<job_id>/cancel")
+class CancelJob(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, JobSchema)
+    @blp.alt_response(409, description="The job has already finished")
+    def post(self, job_id: str) -> Job:
+        """Cancel a job: unfinished executions end failed with error "canceled"."""
+        return jobs.cancel_job(current_principal(), path_uuid(job_id, "Job"))
+
+
 @blp.route("/<job_id>/executions")
 class JobExecutions(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)

@@ -8,7 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from shared.ai_models import AI_MODELS
+from shared.ai_models import AI_MODELS, PROVIDERS
+from shared.services.cached_jobs import effective_status
 from shared.services.projects import Page
 
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
@@ -284,3 +285,78 @@ def page_schema(item: type[Schema]) -> type[Schema]:
         {"page": fields.Nested(PageInfoSchema), "results": fields.List(fields.Nested(item))},
         name=f"{item.__name__.removesuffix('Schema')}Page",
     )
+
+
+# -------------------------------------------------------------------------- cached jobs
+
+PROVIDER_KEYS = tuple(PROVIDERS)
+
+
+class CachedJobCreateSchema(Schema):
+    queryId = fields.UUID(
+        required=True, metadata={"description": "A query of the x-project-id project"}
+    )
+    aiModels = fields.List(
+        fields.String(validate=validate.OneOf(PROVIDER_KEYS)),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "Provider keys; each runs as its provider's default model "
+            "(the response lists the concrete model ids)"
+        },
+    )
+    executionCount = strict_int(
+        required=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Runs per model on every run of the plan (>= 1)"},
+    )
+
+
+class CachedJobManySchema(Schema):
+    cachedJobs = fields.List(
+        fields.Nested(CachedJobCreateSchema),
+        required=True,
+        validate=validate.Length(min=1, max=1000),
+        metadata={"description": "One plan per query; a query may appear once per request"},
+    )
+
+
+class CachedJobTriggerSchema(Schema):
+    """No fields: the project comes from x-project-id (an empty or absent body)."""
+
+
+class CachedJobSchema(Schema):
+    id = fields.UUID()
+    project = fields.UUID(attribute="project_id")
+    query_id = fields.UUID()
+    query = fields.Function(lambda cj: cj.query.text)
+    aiModels = fields.List(
+        fields.String(),
+        attribute="ai_models",
+        metadata={"description": "The concrete model ids the provider keys resolved to"},
+    )
+    executionCount = fields.Integer(attribute="execution_count")
+    language = fields.Function(lambda cj: cj.query.language)
+    country = fields.Function(lambda cj: cj.query.country)
+    status = fields.Function(
+        effective_status,
+        metadata={
+            "description": "pending (never run), active (its last run is in progress), "
+            "ended (its last run finished; it may contain failures), inactive (the "
+            "project's recurrenceStatus is paused)",
+            "enum": ["pending", "active", "ended", "inactive"],
+        },
+    )
+    updatedAt = IsoDateTime(attribute="updated_at")
+    createdAt = IsoDateTime(attribute="created_at")
+    restricted = fields.Boolean()
+
+
+class CachedJobSortSchema(SortSchema):
+    field = fields.String(
+        required=True, validate=validate.OneOf(("createdAt", "updatedAt", "lastRunAt"))
+    )
+
+
+class CachedJobListFilterSchema(Schema):
+    sort = fields.List(fields.Nested(CachedJobSortSchema), load_default=list)

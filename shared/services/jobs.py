@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from shared import publisher
 from shared.ai_models import ensure_models_available
 from shared.db import session_scope
-from shared.errors import NotFound, Unprocessable
-from shared.models import Execution, Job, JobType, Project, Query, utcnow
+from shared.errors import Conflict, NotFound, Unprocessable
+from shared.models import Execution, Job, JobStatus, JobType, Project, Query, utcnow
 from shared.services.auth import Principal
+from shared.services.lifecycle import cancel_executions
 from shared.services.projects import Page, get_project, paginate
 from shared.settings import get_settings
 
@@ -103,6 +104,27 @@ def dispatch_job(job_id: uuid.UUID) -> bool:
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
     return False
+
+
+TERMINAL_STATUSES = (
+    JobStatus.COMPLETED.value,
+    JobStatus.FAILED.value,
+    JobStatus.PARTIAL_FAILED.value,
+)
+
+
+def cancel_job(principal: Principal, job_id: uuid.UUID) -> Job:
+    """Cancel the caller's job: no new attempt starts and every unfinished execution ends
+    failed with error ``canceled``. Canceling a canceled job changes nothing; a finished
+    job cannot be canceled (Conflict)."""
+    with session_scope() as session:
+        job = get_job(session, principal, job_id)
+        if job.canceled_at is None:
+            if job.status in TERMINAL_STATUSES:
+                raise Conflict(f"Job {job_id} has already finished ({job.status})")
+            cancel_executions(session, job.id)
+    with session_scope() as session:
+        return get_job(session, principal, job_id)
 
 
 def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:

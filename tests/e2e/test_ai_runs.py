@@ -39,6 +39,9 @@ def test_three_queries_three_models_three_runs_complete(
     body = client.get(f"/api/jobs/{job_id}", headers=tenant.headers()).json
     assert body["status"] == "completed" and body["successExecutions"] == 27
     assert body["finishedAt"] is not None
+    too_late = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers())
+    assert too_late.status_code == 409
+    assert too_late.json["message"] == f"Job {job_id} has already finished (completed)"
 
     page = client.get(f"/api/jobs/{job_id}/executions?limit=100", headers=tenant.headers()).json
     assert page["page"]["totalRecords"] == 27

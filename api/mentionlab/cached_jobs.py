@@ -1,0 +1,117 @@
+"""``/api/cached-jobs``: per-query recurring plans, run now or on the project's schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.mentionlab.context import (
+    CONTEXT_HEADERS,
+    PROJECT_HEADERS,
+    authenticate_first,
+    path_uuid,
+    required_project_id,
+)
+from api.mentionlab.schemas import (
+    CachedJobListFilterSchema,
+    CachedJobManySchema,
+    CachedJobSchema,
+    CachedJobTriggerSchema,
+    JobPageArgs,
+    JobSchema,
+    page_envelope,
+    page_schema,
+)
+from shared.db import session_scope
+from shared.models import CachedJob, Job
+from shared.services import cached_jobs
+
+blp = Blueprint(
+    "mentionlab-cached-jobs",
+    __name__,
+    url_prefix="/api/cached-jobs",
+    description="Cached jobs (Mentionlab): one recurring execution plan per query. Each run "
+    "of a plan is a job of that query; runs happen on POST /api/cached-jobs/trigger and on "
+    "the project's recurrence (daily, weekly, biweekly, monthly; the first scheduled run is "
+    "one interval after the recurrence is set, missed runs are not caught up).",
+)
+blp.before_request(authenticate_first)
+
+
+@blp.route("/many")
+class CachedJobsMany(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(CachedJobManySchema)
+    @blp.response(201, CachedJobSchema(many=True))
+    @blp.alt_response(404, description="A queryId is not a query of the project")
+    @blp.alt_response(422, description="A provider is not configured, or a run is too large")
+    def post(self, body: dict[str, Any]) -> list[CachedJob]:
+        """Create many cached jobs for many queries
+
+        One cached job per query of the project: posting a query that has one already
+        updates its plan (aiModels, executionCount) and keeps its id, status and history;
+        nothing is duplicated. `aiModels` are provider keys, answered as the concrete model
+        ids they run as. A new cached job is `pending` (`inactive` when the project's
+        recurrence is paused).
+        """
+        plans = [
+            cached_jobs.CachedJobPlan(item["queryId"], item["aiModels"], item["executionCount"])
+            for item in body["cachedJobs"]
+        ]
+        with session_scope() as session:
+            return cached_jobs.create_many(
+                session, current_principal(), required_project_id(), plans
+            )
+
+
+@blp.route("/trigger")
+class CachedJobsTrigger(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(CachedJobTriggerSchema)
+    @blp.response(201, JobSchema(many=True))
+    @blp.alt_response(
+        422, description="The project has no cached job to run, or a provider is not configured"
+    )
+    def post(self, _body: dict[str, Any]) -> list[Job]:
+        """Run all cached jobs of the project now
+
+        Every cached job that is not `inactive` runs once: one job per cached job (of its
+        query, models and executionCount), all accepted in one transaction. The cached jobs
+        turn `active`, then `ended` when their job finishes.
+        """
+        return cached_jobs.trigger_project(current_principal(), required_project_id())
+
+
+@blp.route("/list")
+class CachedJobList(MethodView):
+    @blp.doc(parameters=PROJECT_HEADERS)
+    @blp.arguments(JobPageArgs, location="query")
+    @blp.arguments(CachedJobListFilterSchema)
+    @blp.response(200, page_schema(CachedJobSchema))
+    def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
+        """List the project's cached jobs (oldest first unless sorted)"""
+        with session_scope() as session:
+            page = cached_jobs.list_cached_jobs(
+                session,
+                current_principal(),
+                required_project_id(),
+                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+                limit=paging["limit"],
+                page=paging["page"],
+            )
+            return page_envelope(page)
+
+
+@blp.route("/<cached_job_id>")
+class CachedJobById(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, CachedJobSchema)
+    def get(self, cached_job_id: str) -> CachedJob:
+        """Get one cached job"""
+        with session_scope() as session:
+            return cached_jobs.get_cached_job(
+                session, current_principal(), path_uuid(cached_job_id, "Cached job")
+            )
