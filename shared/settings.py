@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # Simulated AI provider (offline). Every result it writes says ``simulated: true``.
     simulate_providers: bool = Field(default=False, validation_alias=_alias("SIMULATE"))
     simulated_latency_ms: float = Field(default=200.0, ge=0)
+    simulated_latency_jitter_ms: float = Field(default=0.0, ge=0)  # extra, uniform in [0, j]
     simulated_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     # Real AI providers: a provider is configured when its key (or endpoint) is set. Base

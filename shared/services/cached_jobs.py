@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, or_, select, update
@@ -146,8 +147,9 @@ def create_many(
                 "execution_count": plan.execution_count,
                 "status": status.value,
                 "restricted": False,
-                "created_at": now,
-                "updated_at": now,
+                # One microsecond apart: lists and runs keep the request's order.
+                "created_at": now + timedelta(microseconds=index),
+                "updated_at": now + timedelta(microseconds=index),
             }
         )
     _upsert(session, rows)

@@ -7,12 +7,25 @@ from functools import lru_cache
 
 from shared.ai_models import provider_configured, provider_for_model
 from shared.settings import get_settings
+from worker.providers.anthropic_provider import AnthropicProvider
 from worker.providers.base import AiProvider, ProviderError
+from worker.providers.gemini import GeminiProvider
+from worker.providers.openai_compatible import DeepSeekProvider, OpenAIProvider, PerplexityProvider
+from worker.providers.search_endpoint import SearchEndpointProvider
 from worker.providers.simulated import SimulatedProvider
 
-# Real provider implementations, by provider key. They arrive with the providers issue;
-# until then a configured provider without an implementation fails its executions clearly.
-REAL_PROVIDERS: dict[str, type] = {}
+# Real provider implementations, by provider key (shared.ai_models.PROVIDERS). A configured
+# provider without an implementation fails its executions clearly.
+REAL_PROVIDERS: dict[str, type] = {
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "google-generative-ai": GeminiProvider,
+    "perplexity": PerplexityProvider,
+    "deepseek": DeepSeekProvider,
+    "ai-overview": SearchEndpointProvider,
+    "ai-mode": SearchEndpointProvider,
+    "scraper": SearchEndpointProvider,
+}
 
 
 @lru_cache(maxsize=32)

@@ -33,11 +33,13 @@ class SimulatedProvider:
 
     def __init__(self, settings: Settings) -> None:
         self.latency_s = settings.simulated_latency_ms / 1000.0
+        self.jitter_s = settings.simulated_latency_jitter_ms / 1000.0
         self.failure_rate = settings.simulated_failure_rate
 
     def answer(self, request: AiRequest) -> AiAnswer:
-        if self.latency_s:
-            time.sleep(self.latency_s)
+        latency = self.latency_s + (random.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
+        if latency:
+            time.sleep(latency)
         # Failures vary per attempt (so a retry can succeed); answers do not.
         fate = random.Random(f"{request.seed}:{request.attempt}")
         if self.failure_rate and fate.random() < self.failure_rate:

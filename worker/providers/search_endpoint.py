@@ -1,0 +1,121 @@
+"""Search-result and scraper sources through one configurable HTTP endpoint.
+
+The models ``ai-overview``, ``ai-mode`` (Google's AI answers on a results page) and
+``scp-ml-chatgpt``, ``scp-ml-google-ai-mode``, ``scp-ml-gemini`` (answers scraped from the
+consumer apps) are not APIs anyone sells with an SDK: jobyard asks one HTTP service of
+yours, ``JOBYARD_SEARCH_ENDPOINT_URL``, that fetches them. Its contract:
+
+Request::
+
+    POST <JOBYARD_SEARCH_ENDPOINT_URL>
+    Content-Type: application/json
+    Accept: application/json
+
+    {
+      "source":    "ai-overview",   // the model id: ai-overview | ai-mode | scp-ml-chatgpt |
+                                    //   scp-ml-google-ai-mode | scp-ml-gemini
+      "query":     "best crm for startups",
+      "language":  "en",            // the query's language (2-5 chars, e.g. "pt-BR")
+      "country":   "US",            // the query's country (ISO 3166-1 alpha-2)
+      "requestId": "<query id>:<model>:<run>",  // stable per execution: dedupe on it
+      "attempt":   1                // 1 on the first try, 2 on the first retry...
+    }
+
+Responses:
+
+* ``200`` ``{"text": "<the answer>", "citations": ["https://...", ...]}`` — success.
+  ``text`` is required and non-empty; ``citations`` is optional, a list of URLs (strings,
+  or objects with a ``url``), in the order the source shows them.
+* ``200`` ``{"text": "", "refusal": "<why>"}`` — the source declined or showed no answer
+  for this query (e.g. no AI overview on that results page): fails, not retried.
+* ``429`` with ``Retry-After`` (seconds or HTTP-date) or ``retry-after-ms`` — retried, no
+  sooner than that.
+* ``408``, ``409``, ``5xx`` — retried (with ``Retry-After`` if sent).
+* any other status (``400``, ``401``, ``403``, ``404``, ``422``...) — fails, not retried.
+  Error bodies: ``{"error": "<message>"}`` (or ``{"error": {"message": ...}}``, or text).
+* a ``200`` whose body is not that JSON object — retried (see ``errors.malformed_body``).
+
+The call times out after ``JOBYARD_PROVIDER_TIMEOUT_SECONDS`` without a response (retried).
+No credential setting exists for the endpoint: put one in the URL if you need it —
+``https://user:secret@host/answer`` is sent as HTTP Basic auth — or keep the service on a
+private network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shared.ai_models import MODEL_PROVIDERS
+from shared.settings import Settings
+from worker.providers import errors
+from worker.providers.base import AiAnswer, AiRequest, ProviderError
+from worker.providers.common import shared_client, unique_urls
+
+
+class SearchEndpointProvider:
+    """Every search/scraper source, through ``JOBYARD_SEARCH_ENDPOINT_URL``."""
+
+    name = "search-endpoint"
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.search_endpoint_url
+        self.timeout = settings.provider_timeout_seconds
+
+    def _client(self) -> httpx.Client:
+        def make() -> httpx.Client:
+            return httpx.Client(
+                timeout=self.timeout,
+                headers={"Accept": "application/json", "User-Agent": "jobyard"},
+                follow_redirects=False,
+            )
+
+        return shared_client(("search-endpoint", repr(self.timeout)), make)
+
+    def answer(self, request: AiRequest) -> AiAnswer:
+        if not self.url:
+            raise ProviderError(
+                "search endpoint: JOBYARD_SEARCH_ENDPOINT_URL is not set", retryable=False
+            )
+        source = MODEL_PROVIDERS.get(request.model, self.name)  # ai-overview, ai-mode, scraper
+        payload = {
+            "source": request.model,
+            "query": request.query,
+            "language": request.language,
+            "country": request.country,
+            "requestId": request.seed,
+            "attempt": request.attempt,
+        }
+        try:
+            response = self._client().post(self.url, json=payload)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise errors.transport_error(source, exc, self.timeout) from exc
+        if response.status_code != 200:
+            raise errors.http_error(
+                source,
+                response.status_code,
+                headers=response.headers,
+                body=errors.body_of(response),
+            )
+        try:
+            body: Any = response.json()
+        except ValueError as exc:
+            raise errors.malformed_body(source, f"the body is not JSON ({exc})") from exc
+        if not isinstance(body, dict):
+            raise errors.malformed_body(source, f"expected {{text, citations}}, got {body!r}")
+        refusal = body.get("refusal")
+        if refusal:
+            raise errors.refused(source, str(refusal))
+        text = body.get("text")
+        if not isinstance(text, str):
+            raise errors.malformed_body(source, f"no 'text' string in {body!r}")
+        if not text.strip():
+            raise errors.empty_answer(source, "no text")
+        citations = body.get("citations") or []
+        if not isinstance(citations, list):
+            raise errors.malformed_body(source, "'citations' is not a list")
+        urls = [c.get("url") if isinstance(c, dict) else c for c in citations]
+        return AiAnswer(
+            text=text, provider=source, model=request.model, citations=unique_urls(urls)
+        )
