@@ -13,13 +13,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None, "engine": None, "factory": None, "url": None}
+_worker_mode = {"enabled": False}
+
+
+def use_worker_connections() -> None:
+    """Tune this process's connections for the worker (call before the first query).
+
+    - Commits return before their WAL record reaches disk (``synchronous_commit=off``).
+      Everything a worker commits is an attempt's claim or finish, a fan-out chunk or a
+      sweep stamp: each is one atomic unit that is re-derived if PostgreSQL crashes and
+      forgets it (the lease expires, the fan-out or sweep runs again), so consistency
+      holds; and commits are flushed in order, so a durable accept is never lost. The
+      API keeps fully durable commits: accepting a job is the promise.
+    - No ping before each checkout: a dead connection makes the task fail with a
+      database error, which the tasks retry (``worker.tasks.executions.DATABASE_GONE``).
+    """
+    _worker_mode["enabled"] = True
+    dispose_engine()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -44,12 +61,14 @@ def build_engine(url: str | None = None) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    worker = _worker_mode["enabled"]
     return create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=not worker,
         pool_recycle=1800,
+        connect_args={"options": "-c synchronous_commit=off"} if worker else {},
     )
 
 
@@ -98,16 +117,3 @@ def session_scope() -> Iterator[Session]:
     """One transaction: commit when the block succeeds, roll back when it raises."""
     with new_session() as session, session.begin():
         yield session
-
-
-def commit_without_flush_wait(session: Session) -> None:
-    """Let this transaction's commit return before its WAL record reaches disk (PostgreSQL).
-
-    Only for the claim and finish of an execution attempt. A crash of PostgreSQL can then
-    forget the last few hundred milliseconds of such commits, but each is one atomic unit
-    (the execution row together with the job's counters), so what is forgotten is an
-    attempt, never consistency: the lease expires and the recovery sweep runs it again.
-    Commits are flushed in order, so nothing that was accepted durably is ever lost.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))

@@ -12,9 +12,9 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
-from shared.db import dispose_engine
+from shared.db import dispose_engine, use_worker_connections
 from shared.publisher import celery_config
 from shared.queues import MAINTENANCE_QUEUE, RECOVERY_SWEEP_TASK, SCHEDULE_TICK_TASK
 from shared.settings import get_settings
@@ -44,7 +44,10 @@ def create_celery_app() -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # The thread pool cannot kill a running task (Celery raises NotImplementedError on
+        # reconnect when this is on). Nothing needs killing: an attempt whose ack is lost
+        # finishes under its lease, and a redelivered duplicate is dropped by the claim.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_send_task_events=True,  # Flower shows tasks live
         task_send_sent_event=False,
         beat_schedule={
@@ -64,6 +67,12 @@ def create_celery_app() -> Celery:
 
 
 app = create_celery_app()
+
+
+@worker_init.connect
+def _tune_worker_connections(**_: Any) -> None:
+    """Only a running worker trades flush-waits and pings for speed (see shared.db)."""
+    use_worker_connections()
 
 
 @worker_process_init.connect

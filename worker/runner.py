@@ -8,7 +8,7 @@ import uuid
 
 from shared import publisher
 from shared.ai_models import provider_for_model
-from shared.db import commit_without_flush_wait, session_scope
+from shared.db import session_scope
 from shared.services.answers import Brand, extract_sources, find_mentions, load_ai_context
 from shared.services.lifecycle import (
     Claim,
@@ -34,7 +34,6 @@ def run_execution(execution_id: uuid.UUID) -> str:
     """Run one attempt; returns what happened (for logs): dropped, early, throttled,
     lease-lost, or the execution's new status."""
     with session_scope() as session:
-        commit_without_flush_wait(session)
         claim = claim_execution(session, execution_id)
         context = load_ai_context(session, claim.query_id) if claim else None
         early_by = None if claim else seconds_until_due(session, execution_id)
@@ -63,7 +62,6 @@ def run_execution(execution_id: uuid.UUID) -> str:
         permit.release()
 
     with session_scope() as session:
-        commit_without_flush_wait(session)
         finished = finish_execution(session, claim, outcome)
     if finished is None:
         log.info("execution %s: lease lost before finishing; outcome not counted", execution_id)

@@ -329,18 +329,19 @@ class CachedJobSchema(Schema):
     id = fields.UUID()
     project = fields.UUID(attribute="project_id")
     query_id = fields.UUID()
-    query = fields.Function(lambda cj: cj.query.text)
+    query = fields.String(attribute="query.text")
     aiModels = fields.List(
         fields.String(),
         attribute="ai_models",
         metadata={"description": "The concrete model ids the provider keys resolved to"},
     )
     executionCount = fields.Integer(attribute="execution_count")
-    language = fields.Function(lambda cj: cj.query.language)
-    country = fields.Function(lambda cj: cj.query.country)
+    language = fields.String(attribute="query.language")
+    country = fields.String(attribute="query.country")
     status = fields.Function(
         effective_status,
         metadata={
+            "type": "string",
             "description": "pending (never run), active (its last run is in progress), "
             "ended (its last run finished; it may contain failures), inactive (the "
             "project's recurrenceStatus is paused)",

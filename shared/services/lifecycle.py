@@ -14,9 +14,23 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,6 +44,7 @@ from shared.models import (
     Query,
     utcnow,
 )
+from shared.models.base import UTCDateTime
 from shared.settings import get_settings
 
 # ---------------------------------------------------------------------------------------
@@ -57,23 +72,55 @@ def derive_status(
     return JobStatus.PROCESSING
 
 
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
+
+
 def status_expression(
     pending: ColumnElement[int], success: ColumnElement[int], failed: ColumnElement[int]
 ) -> ColumnElement[str]:
     """SQL for :func:`derive_status`, over the counters' *new* values in one UPDATE."""
     return case(
-        (Job.canceled_at.is_not(None), JobStatus.CANCELED.value),
+        (JOBS.c.canceled_at.is_not(None), JobStatus.CANCELED.value),
         (
-            success + failed == Job.total,
+            success + failed == JOBS.c.total,
             case(
                 (failed == 0, JobStatus.COMPLETED.value),
                 (success == 0, JobStatus.FAILED.value),
                 else_=JobStatus.PARTIAL_FAILED.value,
             ),
         ),
-        (and_(pending == Job.total, Job.started_at.is_(None)), JobStatus.PENDING.value),
+        (and_(pending == JOBS.c.total, JOBS.c.started_at.is_(None)), JobStatus.PENDING.value),
         else_=JobStatus.PROCESSING.value,
     )
+
+
+def _delta(name: str) -> ColumnElement[int]:
+    return bindparam(f"d_{name}", type_=Integer)
+
+
+def _build_move_counters() -> Any:
+    # Built once: the hot path binds parameters instead of rebuilding SQL each time.
+    pending = JOBS.c.pending + _delta("pending")
+    success = JOBS.c.success + _delta("success")
+    failed = JOBS.c.failed + _delta("failed")
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("job_id", type_=Uuid()))
+        .values(
+            pending=pending,
+            retrying=JOBS.c.retrying + _delta("retrying"),
+            success=success,
+            failed=failed,
+            status=status_expression(pending, success, failed),
+            updated_at=now,
+            finished_at=case((success + failed == JOBS.c.total, now), else_=None),
+        )
+    )
+
+
+MOVE_COUNTERS = _build_move_counters()
 
 
 def move_counters(
@@ -86,23 +133,8 @@ def move_counters(
         delta[target] += count
     if not any(delta.values()):
         return
-    pending = Job.pending + delta["pending"]
-    success = Job.success + delta["success"]
-    failed = Job.failed + delta["failed"]
-    terminal = success + failed == Job.total
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(
-            pending=pending,
-            retrying=Job.retrying + delta["retrying"],
-            success=success,
-            failed=failed,
-            status=status_expression(pending, success, failed),
-            updated_at=now,
-            finished_at=case((terminal, now), else_=None),
-        )
-    )
+    params = {f"d_{name}": value for name, value in delta.items()}
+    session.execute(MOVE_COUNTERS, {"job_id": job_id, "now": now, **params})
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,7 +289,10 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
         )
     )
     # Every execution still counted pending or retrying is now canceled: the rows just
-    # updated, and those the fan-out has not written yet (it writes them canceled).
+    # updated, and those the fan-out has not written yet (it writes them canceled). The
+    # cancel is stamped after the update above, which waited for attempts finishing at
+    # that moment: every success counted before the cancel has finished_at < canceled_at.
+    now = utcnow()
     session.execute(update(Job).where(Job.id == job_id).values(canceled_at=now))
     session.execute(
         update(Job)
@@ -352,39 +387,60 @@ class Claim:
     country: str | None
 
 
-def claim_execution(session: Session, execution_id: uuid.UUID) -> Claim | None:
-    """Lease the execution for one attempt, or return None for a stale/duplicate message."""
-    settings = get_settings()
-    now = utcnow()
-    token = uuid.uuid4()
-    max_attempts = select(Job.max_attempts).where(Job.id == Execution.job_id).scalar_subquery()
-    row = session.execute(
-        update(Execution)
+def _build_claim() -> Any:
+    now = bindparam("now", type_=UTCDateTime())
+    max_attempts = (
+        select(JOBS.c.max_attempts).where(JOBS.c.id == EXECUTIONS.c.job_id).scalar_subquery()
+    )
+    return (
+        update(EXECUTIONS)
         .where(
-            Execution.id == execution_id,
-            Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
-            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-            or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
-            Execution.attempts < max_attempts,
+            EXECUTIONS.c.id == bindparam("execution_id", type_=Uuid()),
+            EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),
+            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
+            or_(EXECUTIONS.c.next_attempt_at.is_(None), EXECUTIONS.c.next_attempt_at <= now),
+            EXECUTIONS.c.attempts < max_attempts,
         )
         .values(
-            attempts=Execution.attempts + 1,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-            started_at=case((Execution.started_at.is_(None), now), else_=Execution.started_at),
+            attempts=EXECUTIONS.c.attempts + 1,
+            lease_token=bindparam("token", type_=Uuid()),
+            lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
+            started_at=func.coalesce(EXECUTIONS.c.started_at, now),
             updated_at=now,
         )
         .returning(
-            Execution.job_id,
-            Execution.status,
-            Execution.attempts,
-            Execution.query_id,
-            Execution.model,
-            Execution.run_number,
-            Execution.language,
-            Execution.country,
+            EXECUTIONS.c.job_id,
+            EXECUTIONS.c.status,
+            EXECUTIONS.c.attempts,
+            EXECUTIONS.c.query_id,
+            EXECUTIONS.c.model,
+            EXECUTIONS.c.run_number,
+            EXECUTIONS.c.language,
+            EXECUTIONS.c.country,
             max_attempts,
         )
+    )
+
+
+CLAIM = _build_claim()
+
+
+def claim_execution(session: Session, execution_id: uuid.UUID) -> Claim | None:
+    """Lease the execution for one attempt, or return None for a stale/duplicate message.
+
+    One guarded UPDATE: the row must be pending or retrying, its lease free or expired,
+    its retry time come, and attempts left under the job's budget.
+    """
+    now = utcnow()
+    token = uuid.uuid4()
+    row = session.execute(
+        CLAIM,
+        {
+            "execution_id": execution_id,
+            "now": now,
+            "token": token,
+            "lease_until": now + timedelta(seconds=get_settings().lease_seconds),
+        },
     ).one_or_none()
     if row is None:
         return None
@@ -453,6 +509,37 @@ class Finished:
     retry_in: float | None = None
 
 
+# The columns each outcome writes (besides status and the lease, always cleared).
+FINISH_COLUMNS = {
+    ExecutionStatus.SUCCESS.value: ("result", "error", "finished_at", "next_attempt_at"),
+    ExecutionStatus.RETRYING.value: ("error", "next_attempt_at", "dispatched_at"),
+    ExecutionStatus.FAILED.value: ("error", "finished_at", "next_attempt_at"),
+}
+
+
+@cache
+def _finish_statement(claimed_status: str, new_status: str) -> Any:
+    columns = {
+        name: bindparam(f"v_{name}", type_=EXECUTIONS.c[name].type)
+        for name in FINISH_COLUMNS[new_status]
+    }
+    return (
+        update(EXECUTIONS)
+        .where(
+            EXECUTIONS.c.id == bindparam("execution_id", type_=Uuid()),
+            EXECUTIONS.c.lease_token == bindparam("token", type_=Uuid()),
+            EXECUTIONS.c.status == claimed_status,
+        )
+        .values(
+            status=new_status,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=bindparam("now", type_=UTCDateTime()),
+            **columns,
+        )
+    )
+
+
 def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finished | None:
     """Record an attempt's outcome and move the job's counters, in the caller's transaction.
 
@@ -461,33 +548,36 @@ def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finish
     """
     now = utcnow()
     retry_in: float | None = None
-    values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "updated_at": now}
     if outcome.success:
         new_status = ExecutionStatus.SUCCESS.value
-        values.update(result=outcome.result, error=None, finished_at=now, next_attempt_at=None)
+        values: dict[str, Any] = {
+            "result": outcome.result,
+            "error": None,
+            "finished_at": now,
+            "next_attempt_at": None,
+        }
     elif outcome.retryable and claim.attempt < claim.max_attempts:
         new_status = ExecutionStatus.RETRYING.value
         wait = backoff_seconds(claim.attempt, outcome.retry_after)
         due = now + timedelta(seconds=wait)
         # A NULL dispatched_at marks a retry left to the sweep (see Finished.retry_in).
         retry_in = wait if wait <= get_settings().retry_backoff_cap_seconds else None
-        values.update(
-            error=outcome.error,
-            next_attempt_at=due,
-            dispatched_at=due if retry_in is not None else None,
-        )
+        values = {
+            "error": outcome.error,
+            "next_attempt_at": due,
+            "dispatched_at": due if retry_in is not None else None,
+        }
     else:
         new_status = ExecutionStatus.FAILED.value
-        values.update(error=outcome.error, finished_at=now, next_attempt_at=None)
-    values["status"] = new_status
+        values = {"error": outcome.error, "finished_at": now, "next_attempt_at": None}
     updated = session.execute(
-        update(Execution)
-        .where(
-            Execution.id == claim.execution_id,
-            Execution.lease_token == claim.lease_token,
-            Execution.status == claim.status,
-        )
-        .values(**values)
+        _finish_statement(claim.status, new_status),
+        {
+            "execution_id": claim.execution_id,
+            "token": claim.lease_token,
+            "now": now,
+            **{f"v_{name}": value for name, value in values.items()},
+        },
     )
     if updated.rowcount != 1:  # type: ignore[attr-defined]
         return None

@@ -124,6 +124,7 @@ class TickReport:
     """What one tick did."""
 
     projects_claimed: int = 0
+    projects_adopted: int = 0
     cached_jobs_ended: int = 0
     jobs_created: list[uuid.UUID] = field(default_factory=list)
     jobs_undispatched: int = 0
@@ -199,9 +200,34 @@ def _claim_and_run(
     return job_ids
 
 
+def adopt_unscheduled(session: Session, now: datetime) -> int:
+    """Give a first slot to scheduled projects that have none: those whose recurrence was
+    set before schedules existed (the migration adds ``next_run_at`` empty) or written
+    without the projects service. Idempotent: only empty slots are filled."""
+    adopted = 0
+    for recurrence in RECURRENCES:
+        if recurrence == MANUAL:
+            continue
+        result = session.execute(
+            update(Project)
+            .where(
+                Project.recurrence == recurrence,
+                Project.recurrence_status == ACTIVE,
+                Project.next_run_at.is_(None),
+            )
+            .values(next_run_at=first_slot(recurrence, now), updated_at=Project.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        adopted += int(getattr(result, "rowcount", 0) or 0)
+    return adopted
+
+
 def tick(now: datetime | None = None) -> TickReport:
-    """One ``schedules.tick``: settle finished cached jobs, then run the due slots."""
+    """One ``schedules.tick``: settle finished cached jobs, schedule projects that have no
+    slot yet, then run the due slots."""
+    now = now or utcnow()
     report = TickReport()
     with session_scope() as session:
         report.cached_jobs_ended = cached_jobs.settle_ended(session)
+        report.projects_adopted = adopt_unscheduled(session, now)
     return claim_due_projects(now, report)

@@ -22,8 +22,6 @@ import psutil
 import psycopg
 import redis
 
-from shared.queues import ALL_QUEUES
-
 ROOT = Path(__file__).resolve().parents[2]
 
 # kombu's Redis transport: a queue is a list per priority step (the default steps are
@@ -87,28 +85,14 @@ def broker_backlog(client: redis.Redis, queue: str) -> tuple[int, int]:
 # The worker.
 
 
-def worker_command(concurrency: int, hostname: str) -> list[str]:
-    """The Procfile's worker line (same queues, pool and concurrency), quieter cluster chat."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "--app",
-        "worker",
-        "worker",
-        "--queues",
-        ",".join(ALL_QUEUES),
-        "--pool",
-        "threads",
-        "--concurrency",
-        str(concurrency),
-        "--hostname",
-        hostname,
-        "--loglevel",
-        "INFO",
-        "--without-mingle",
-        "--without-gossip",
-    ]
+def procfile_command(entry: str) -> list[str]:
+    """The Procfile's line for ``entry``, run by bash so that ``${VAR:-default}`` expands:
+    the bench starts exactly what ``make up`` starts (queues, pool, concurrency)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == entry:
+            return ["bash", "-c", f"exec {command.strip()}"]
+    raise KeyError(f"no '{entry}' line in the Procfile")
 
 
 class BenchWorker:
@@ -118,6 +102,7 @@ class BenchWorker:
         self,
         *,
         name: str,
+        entry: str,
         concurrency: int,
         env: dict[str, str],
         log_path: Path,
@@ -127,7 +112,12 @@ class BenchWorker:
         self.concurrency = concurrency
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
-        command = worker_command(concurrency, f"bench-{name}-{os.getpid()}@%h")
+        command = procfile_command(entry)
+        env = {
+            **env,
+            "WORKER_CONCURRENCY": str(concurrency),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
         self.proc = subprocess.Popen(
             [*(wrap or []), *command],
             cwd=ROOT,

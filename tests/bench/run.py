@@ -1,8 +1,8 @@
 """``make bench``: how fast does jobyard turn one trigger into finished executions?
 
-Three scenarios, each with a fresh ``celery worker`` subprocess started like the
-Procfile's worker line (queues fanout,executions,maintenance; threads pool; concurrency
-``$WORKER_CONCURRENCY``, default 32):
+Three scenarios, each with fresh worker processes started from the Procfile's own lines
+(``worker``: the executions queue on a thread pool of ``$WORKER_CONCURRENCY`` threads,
+default 200; ``dispatcher``: fan-out and maintenance, started for (b) and (c)):
 
 (a) baseline — bare Celery: ``bench.noop`` x N through the same broker, queue and pool;
 (b) one trigger of N executions through the API, simulated provider at 0 ms;
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--slow-executions",
         type=int,
         default=DEFAULT_EXECUTIONS,
-        help="executions of (c) (default %(default)s: ~5 min at 32 x 500 ms)",
+        help="executions of (c) (default %(default)s)",
     )
     parser.add_argument(
         "--slow-latency-ms",
@@ -84,8 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=int(os.environ.get("WORKER_CONCURRENCY", "32")),
-        help="worker threads, as the Procfile (default $WORKER_CONCURRENCY or 32)",
+        default=int(os.environ.get("WORKER_CONCURRENCY", "200")),
+        help="worker threads, as the Procfile (default $WORKER_CONCURRENCY or 200)",
     )
     parser.add_argument(
         "--only", default="a,b,c", help="scenarios to run, comma-separated (default a,b,c)"

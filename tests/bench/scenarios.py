@@ -53,11 +53,13 @@ class BenchContext:
         finally:
             client.close()
 
-    def start_worker(self, scenario: str, latency_ms: float) -> BenchWorker:
-        log_path = self.var_dir / f"bench-worker-{scenario}.log"
-        self.logs[scenario] = str(log_path)
+    def start_worker(self, scenario: str, latency_ms: float, entry: str = "worker") -> BenchWorker:
+        """Start one Procfile process (``worker`` runs executions; ``dispatcher`` fan-out)."""
+        log_path = self.var_dir / f"bench-{entry}-{scenario}.log"
+        self.logs[f"{scenario}-{entry}"] = str(log_path)
         worker = BenchWorker(
             name=scenario,
+            entry=entry,
             concurrency=self.concurrency,
             env=self.worker_env(latency_ms),
             log_path=log_path,
@@ -330,6 +332,7 @@ def run_trigger(
     tenant = make_tenant(n_queries=queries, name=f"Bench{scenario.upper()}")
     client = create_app().test_client()
     ctx.flush_broker()
+    dispatcher = ctx.start_worker(scenario, latency_ms, "dispatcher")
     worker = ctx.start_worker(scenario, latency_ms)
     sampler = Sampler(worker.proc.pid, ctx.database_url)
     cpu = CpuMeter(worker.proc.pid)
@@ -368,6 +371,7 @@ def run_trigger(
     finally:
         sampler.stop()
         worker.stop()
+        dispatcher.stop()
     try:
         job = assert_counters_exact(uuid.UUID(job_id))
         if (job.status, job.success, job.failed) != ("completed", n, 0):

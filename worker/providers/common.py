@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ def shared_client(key: tuple[str, ...], factory: Callable[[], T]) -> T:
     (the SDK clients are thread-safe). Creation is serialised, so two threads asking
     at once still make a single client.
     """
+    key = (*key, str(os.getpid()))  # a forked child never reuses its parent's sockets
     client = _clients.get(key)
     if client is None:
         with _clients_lock:

@@ -18,10 +18,11 @@ def schedules_tick() -> dict[str, int]:
     report = tick()
     summary = {
         "projects_claimed": report.projects_claimed,
+        "projects_adopted": report.projects_adopted,
         "jobs_created": len(report.jobs_created),
         "jobs_undispatched": report.jobs_undispatched,
         "cached_jobs_ended": report.cached_jobs_ended,
     }
-    if report.projects_claimed:
+    if report.projects_claimed or report.projects_adopted:
         log.info("schedules tick: %s", summary)
     return summary

@@ -1,0 +1,18 @@
+"""End-to-end tests start from a quiet system: no queued messages and no unfinished jobs
+left by earlier tests (a sweep would otherwise dispatch those too)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from shared.db import session_scope
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(broker: redis.Redis) -> None:
+    """Empty the test Redis and remove every job (and its executions) from the database."""
+    broker.flushdb()
+    with session_scope() as session:
+        session.execute(text("TRUNCATE jobs, executions CASCADE"))

@@ -1,0 +1,292 @@
+"""What only one vendor does: model names, request fields, its own error and refusal shapes."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from shared.ai_models import MODEL_PROVIDERS
+from tests.fakes import Fail, FakeGemini, FakeOpenAI, Raw, Refusal, Reply
+from tests.providers.conftest import Harness
+from worker.providers.base import ProviderError
+from worker.providers.openai_compatible import API_MODEL_NAMES, OpenAIProvider
+
+HarnessFor = Callable[[str], Harness]
+
+
+def raises(harness: Harness, **request: object) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        harness.ask(**request)
+    return caught.value
+
+
+# -- OpenAI ---------------------------------------------------------------------------
+
+
+def test_every_openai_model_has_an_api_name() -> None:
+    models = [m for m, p in MODEL_PROVIDERS.items() if p in ("openai", "perplexity", "deepseek")]
+    assert set(models) <= set(API_MODEL_NAMES)
+    for model in models:
+        if model.startswith("gpt-"):
+            assert API_MODEL_NAMES[model] == model  # OpenAI's own names
+    assert API_MODEL_NAMES["chat-latest"] == "chatgpt-4o-latest"
+
+
+@pytest.mark.parametrize(
+    ("model", "sent"), [("chat-latest", "chatgpt-4o-latest"), ("gpt-5-mini", "gpt-5-mini")]
+)
+def test_openai_request(harness_for: HarnessFor, model: str, sent: str) -> None:
+    openai = harness_for("openai")
+    openai.ask(model=model, query="which crm?")
+    (received,) = openai.fake.requests
+    assert received.path == "/v1/chat/completions"
+    assert received.json["model"] == sent
+    assert [m["role"] for m in received.json["messages"]] == ["system", "user"]
+    assert received.json["messages"][1]["content"] == "which crm?"
+    assert received.headers["x-stainless-retry-count"] == "0"
+
+
+def test_openai_content_filter_is_a_refusal(harness_for: HarnessFor) -> None:
+    openai = harness_for("openai")
+    openai.fake.script([Refusal(kind="content_filter")])
+    error = raises(openai)
+    assert error.retryable is False
+    assert "content filter" in str(error)
+
+
+def test_openai_out_of_quota_429_is_not_retryable(harness_for: HarnessFor) -> None:
+    openai = harness_for("openai")
+    quota = {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    }
+    openai.fake.script([Raw(429, quota, {"Retry-After": "20"})])
+    error = raises(openai)
+    assert error.retryable is False
+    assert error.retry_after is None
+    assert "insufficient_quota" in str(error)
+
+
+def test_retry_after_as_http_date(harness_for: HarnessFor) -> None:
+    openai = harness_for("openai")
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    body = {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}
+    openai.fake.script([Raw(429, body, {"Retry-After": format_datetime(when, usegmt=True)})])
+    error = raises(openai)
+    assert error.retryable is True
+    assert error.retry_after is not None and 27 < error.retry_after <= 30
+
+
+def test_x_should_retry_false_wins_over_a_5xx(harness_for: HarnessFor) -> None:
+    openai = harness_for("openai")
+    openai.fake.script([Fail(500, "permanent", headers={"x-should-retry": "false"})])
+    assert raises(openai).retryable is False
+
+
+def test_one_client_serves_every_model_and_thread(harness_for: HarnessFor) -> None:
+    openai = harness_for("openai")
+    first, second = openai.provider(), openai.provider()
+    assert isinstance(first, OpenAIProvider) and isinstance(second, OpenAIProvider)
+    assert first._client() is second._client()
+    models = ["gpt-4.1-mini", "gpt-5-mini", "chat-latest", "gpt-5-chat-latest"] * 4
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda m: first.answer(openai.request(model=m)).model, models))
+    assert answers == models
+    assert len(openai.fake.requests) == len(models)
+
+
+# -- Perplexity -----------------------------------------------------------------------
+
+
+def test_perplexity_sends_the_country_to_its_search(harness_for: HarnessFor) -> None:
+    perplexity = harness_for("perplexity")
+    perplexity.ask(country="at", language="de")
+    (received,) = perplexity.fake.requests
+    assert received.path == "/chat/completions"
+    assert received.json["model"] == "sonar"
+    assert received.json["web_search_options"] == {"user_location": {"country": "AT"}}
+
+
+def test_perplexity_citations_from_search_results_alone(harness_for: HarnessFor) -> None:
+    perplexity = harness_for("perplexity")
+    completion = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "sonar",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "See [1]."},
+                "finish_reason": "stop",
+            }
+        ],
+        "search_results": [{"title": "A", "url": "https://a.example/1"}, {"title": "B"}],
+    }
+    perplexity.fake.script([Raw(200, completion)])
+    assert perplexity.ask().citations == ["https://a.example/1"]
+
+
+# -- DeepSeek -------------------------------------------------------------------------
+
+
+def test_deepseek_needs_its_base_url(
+    harness_for: HarnessFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deepseek = harness_for("deepseek")
+    monkeypatch.delenv("DEEPSEEK_BASE_URL")
+    deepseek.use_settings()
+    error = raises(deepseek)
+    assert error.retryable is False
+    assert "DEEPSEEK_BASE_URL" in str(error)
+    assert deepseek.fake.requests == []
+
+
+def test_deepseek_model_name(harness_for: HarnessFor) -> None:
+    deepseek = harness_for("deepseek")
+    deepseek.ask()
+    (received,) = deepseek.fake.requests
+    assert received.path == "/chat/completions"
+    assert received.json["model"] == "deepseek-ai/deepseek-v3.2-maas"
+
+
+# -- Anthropic ------------------------------------------------------------------------
+
+
+def test_anthropic_request(harness_for: HarnessFor) -> None:
+    anthropic = harness_for("anthropic")
+    anthropic.ask(language="fr", country="CA")
+    (received,) = anthropic.fake.requests
+    assert received.path == "/v1/messages"
+    assert received.json["model"] == "claude-haiku-4-5"
+    assert received.json["max_tokens"] > 0
+    assert "language fr" in received.json["system"] and "country CA" in received.json["system"]
+    assert received.json["messages"] == [{"role": "user", "content": "best crm for startups"}]
+
+
+def test_anthropic_overloaded_529_is_retryable(harness_for: HarnessFor) -> None:
+    anthropic = harness_for("anthropic")
+    anthropic.fake.script([Fail(529, "Overloaded")])
+    error = raises(anthropic)
+    assert error.retryable is True
+    assert "529" in str(error) and "overloaded_error" in str(error)
+
+
+def test_anthropic_refusal_without_text(harness_for: HarnessFor) -> None:
+    anthropic = harness_for("anthropic")
+    anthropic.fake.script([Refusal(message="")])
+    error = raises(anthropic)
+    assert error.retryable is False
+    assert "refusal" in str(error)
+
+
+# -- Gemini ---------------------------------------------------------------------------
+
+
+def test_gemini_request(harness_for: HarnessFor) -> None:
+    gemini = harness_for("gemini")
+    gemini.ask(model="gemini-3-flash-preview", language="ja", country="JP")
+    (received,) = gemini.fake.requests
+    assert received.path == "/v1beta/models/gemini-3-flash-preview:generateContent"
+    assert FakeGemini.model_of(received) == "gemini-3-flash-preview"
+    assert "language ja" in FakeGemini.system_prompt(received)
+    assert received.json["contents"][0]["parts"][0]["text"] == "best crm for startups"
+
+
+def test_gemini_safety_stop_is_a_refusal(harness_for: HarnessFor) -> None:
+    gemini = harness_for("gemini")
+    gemini.fake.script([Refusal(kind="safety")])
+    error = raises(gemini)
+    assert error.retryable is False
+    assert "SAFETY" in str(error)
+
+
+def test_gemini_blocked_prompt_is_a_refusal(harness_for: HarnessFor) -> None:
+    gemini = harness_for("gemini")
+    gemini.fake.script([Refusal()])
+    error = raises(gemini)
+    assert error.retryable is False
+    assert "prompt blocked" in str(error)
+
+
+def test_gemini_leaves_out_thoughts(harness_for: HarnessFor) -> None:
+    gemini = harness_for("gemini")
+    parts = [{"text": "Let me think...", "thought": True}, {"text": "Use Acme."}]
+    body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}]}
+    gemini.fake.script([Raw(200, body)])
+    assert gemini.ask().text == "Use Acme."
+
+
+# -- The search endpoint --------------------------------------------------------------
+
+
+def test_search_endpoint_request(harness_for: HarnessFor) -> None:
+    search = harness_for("search-endpoint")
+    answer = search.ask(model="scp-ml-gemini", language="pt-BR", country="BR", attempt=2)
+    (received,) = search.fake.requests
+    assert received.method == "POST" and received.path == "/answer"
+    assert received.headers["content-type"] == "application/json"
+    assert received.json == {
+        "source": "scp-ml-gemini",
+        "query": "best crm for startups",
+        "language": "pt-BR",
+        "country": "BR",
+        "requestId": "query-1:model:1",
+        "attempt": 2,
+    }
+    assert answer.provider == "scraper" and answer.model == "scp-ml-gemini"
+
+
+def test_search_endpoint_citations_may_be_objects(harness_for: HarnessFor) -> None:
+    search = harness_for("search-endpoint")
+    body = {"text": "Answer", "citations": [{"url": "https://a.example/"}, "https://b.example/"]}
+    search.fake.script([Raw(200, body)])
+    assert search.ask().citations == ["https://a.example/", "https://b.example/"]
+
+
+def test_search_endpoint_without_text_is_malformed(harness_for: HarnessFor) -> None:
+    search = harness_for("search-endpoint")
+    search.fake.script([Raw(200, {"citations": []})])
+    error = raises(search)
+    assert error.retryable is True and "malformed" in str(error)
+
+
+def test_search_endpoint_credentials_in_the_url(
+    harness_for: HarnessFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    search = harness_for("search-endpoint")
+    url = search.fake.base_url.replace("http://", "http://jobyard:s3cret@")
+    monkeypatch.setenv("JOBYARD_SEARCH_ENDPOINT_URL", url)
+    search.use_settings()
+    search.ask()
+    (received,) = search.fake.requests
+    assert (
+        received.headers["authorization"] == "Basic " + base64.b64encode(b"jobyard:s3cret").decode()
+    )
+
+
+def test_search_endpoint_unset(harness_for: HarnessFor, monkeypatch: pytest.MonkeyPatch) -> None:
+    search = harness_for("search-endpoint")
+    monkeypatch.delenv("JOBYARD_SEARCH_ENDPOINT_URL")
+    search.use_settings()
+    error = raises(search)
+    assert error.retryable is False and "JOBYARD_SEARCH_ENDPOINT_URL" in str(error)
+
+
+def test_fakes_answer_404_off_their_routes() -> None:
+    """A wrong base URL shows up as the vendor's 404, not as a consumed behaviour."""
+    import httpx
+
+    with FakeOpenAI() as fake:
+        fake.script([Reply("kept")])
+        response = httpx.post(fake.url + "/chat/completions", json={})
+        assert response.status_code == 404
+        assert fake.pending == 1
