@@ -19,7 +19,7 @@ from shared.services.lifecycle import (
     release_claim,
     seconds_until_due,
 )
-from worker.providers.base import AiRequest, ProviderError
+from worker.providers.base import AiProvider, AiRequest, ProviderError
 from worker.providers.registry import provider_for
 from worker.throttle import Permit, provider_throttle
 
@@ -44,22 +44,28 @@ def run_execution(execution_id: uuid.UUID) -> str:
         return "dropped"  # a duplicate or stale message: another attempt owns the row
 
     assert claim.model is not None
-    permit = provider_throttle().acquire(
-        provider_for_model(claim.model), max_wait=INLINE_THROTTLE_WAIT_SECONDS
-    )
-    if not isinstance(permit, Permit):
-        with session_scope() as session:
-            released = release_claim(session, claim, permit)
-        if released:
-            republish(execution_id, permit)
-        return "throttled"
     try:
-        if context is None:
-            outcome = Outcome.failed("the query of this execution no longer exists")
-        else:
-            outcome = call_ai_model(claim, context.query_text, context.brands)
-    finally:
-        permit.release()
+        provider = provider_for(claim.model)
+        provider.prepare()
+    except ProviderError as exc:  # not configured, or not callable: no call, no permit
+        provider, outcome = None, Outcome.failed(str(exc), retryable=exc.retryable)
+    if provider is not None:
+        permit = provider_throttle().acquire(
+            provider_for_model(claim.model), max_wait=INLINE_THROTTLE_WAIT_SECONDS
+        )
+        if not isinstance(permit, Permit):
+            with session_scope() as session:
+                released = release_claim(session, claim, permit)
+            if released:
+                republish(execution_id, permit)
+            return "throttled"
+        try:
+            if context is None:
+                outcome = Outcome.failed("the query of this execution no longer exists")
+            else:
+                outcome = call_ai_model(provider, claim, context.query_text, context.brands)
+        finally:
+            permit.release()
 
     with session_scope() as session:
         finished = finish_execution(session, claim, outcome)
@@ -82,7 +88,9 @@ def republish(execution_id: uuid.UUID, countdown: float) -> None:
             leave_to_sweep(session, execution_id)
 
 
-def call_ai_model(claim: Claim, query_text: str, brands: list[Brand]) -> Outcome:
+def call_ai_model(
+    provider: AiProvider, claim: Claim, query_text: str, brands: list[Brand]
+) -> Outcome:
     """Ask the model and turn its answer (or failure) into an :class:`Outcome`."""
     assert claim.model is not None
     request = AiRequest(
@@ -96,7 +104,7 @@ def call_ai_model(claim: Claim, query_text: str, brands: list[Brand]) -> Outcome
     )
     started = time.perf_counter()
     try:
-        answer = provider_for(claim.model).answer(request)
+        answer = provider.answer(request)
     except ProviderError as exc:
         return Outcome.failed(str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
     except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept

@@ -2,9 +2,13 @@
 
 Two limits, each optional and configured per provider key in settings:
 
-- a request **rate** (``JOBYARD_PROVIDER_RATE_LIMITS='{"openai": "500/minute"}'``), kept by
-  the ``limits`` library's moving window — exact across processes, not Celery's
-  per-worker ``rate_limit``;
+- a request **rate** (``JOBYARD_PROVIDER_RATE_LIMITS='{"openai": "500/minute"}'``, in the
+  ``limits`` notation), kept across processes as evenly spaced calls (GCRA: each call
+  gets the next free slot, ``window / amount`` after the previous one, on Redis's clock).
+  A moving window would grant a burst of ``amount`` permits the moment it rolls over, and
+  the few milliseconds between a permit and its request reaching the provider would then
+  show as more than ``amount`` calls inside one window *at the provider*, which is where
+  the limit is enforced. Slots are spaced 5% wider than the rate for the same reason;
 - a **concurrency** cap (``JOBYARD_PROVIDER_CONCURRENCY='{"openai": 50}'``): a semaphore
   whose holders expire after the lease length, so a killed worker's slots come back.
 
@@ -24,11 +28,23 @@ from functools import lru_cache
 
 import limits
 import redis
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 
 from shared.ai_models import ProviderInfo, provider_configured
 from shared.settings import Settings, get_settings
+
+# GCRA: KEYS[1] holds the theoretical arrival time (TAT, microseconds on Redis's clock).
+# A call may go when TAT <= now; it then moves TAT one interval (ARGV[1] us) further.
+# Returns 0 (go) or the microseconds to wait.
+_RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat > now then return tat - now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(interval / 1000) + 1000)
+return 0
+"""
 
 # Take a slot if fewer than ARGV[1] live holders; holders expire at their score (ms).
 _ACQUIRE = """
@@ -42,6 +58,7 @@ return 0
 """
 
 KEY_PREFIX = "jobyard:throttle"
+SPACING_MARGIN = 1.05  # see the module docstring
 
 
 @dataclass
@@ -62,15 +79,19 @@ class ProviderThrottle:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.rates = {k: limits.parse(v) for k, v in settings.provider_rate_limits.items()}
+        # Microseconds between two calls of a provider (its rate, parsed by `limits`).
+        self.intervals_us = {
+            key: int(item.get_expiry() * 1_000_000 * SPACING_MARGIN / item.amount)
+            for key, item in (
+                (k, limits.parse(v)) for k, v in settings.provider_rate_limits.items()
+            )
+        }
         self.concurrency = dict(settings.provider_concurrency)
         self.client: redis.Redis | None = None
-        self.rate_limiter: MovingWindowRateLimiter | None = None
-        if self.rates or self.concurrency:
+        if self.intervals_us or self.concurrency:
             self.client = redis.Redis.from_url(settings.redis_url)
             self._acquire_script = self.client.register_script(_ACQUIRE)
-        if self.rates:
-            self.rate_limiter = MovingWindowRateLimiter(storage_from_string(settings.redis_url))
+            self._rate_script = self.client.register_script(_RATE)
 
     def bucket(self, provider: ProviderInfo) -> str:
         """``provider:fingerprint`` — the budget a call draws on."""
@@ -95,13 +116,13 @@ class ProviderThrottle:
             )
             if not taken:
                 return random.uniform(0.02, 0.2)  # a slot frees when a call ends
-        rate = self.rates.get(provider.key)
-        limiter = self.rate_limiter
-        if rate is not None and limiter is not None and not limiter.hit(rate, KEY_PREFIX, bucket):
-            if semaphore_key and self.client is not None:
-                self.client.zrem(semaphore_key, token)
-            reset_at = limiter.get_window_stats(rate, KEY_PREFIX, bucket).reset_time
-            return max(0.005, reset_at - time.time()) + random.uniform(0, 0.02)
+        interval = self.intervals_us.get(provider.key)
+        if interval is not None and self.client is not None:
+            wait_us = int(self._rate_script(keys=[f"{KEY_PREFIX}:rate:{bucket}"], args=[interval]))
+            if wait_us:
+                if semaphore_key:
+                    self.client.zrem(semaphore_key, token)
+                return wait_us / 1_000_000
         return Permit(semaphore_key, token, self.client)
 
     def acquire(self, provider: ProviderInfo, max_wait: float) -> Permit | float:

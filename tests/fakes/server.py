@@ -87,6 +87,7 @@ class FakeServer:
         self.default: Behaviour = default if default is not None else Reply()
         self._queue: deque[Behaviour] = deque()
         self._requests: list[RecordedRequest] = []
+        self._answers: list[Behaviour | None] = []  # what each request got, same order
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -157,6 +158,7 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self._requests.clear()
+            self._answers.clear()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -211,13 +213,20 @@ class FakeServer:
 
     # -- internals ------------------------------------------------------------------
 
+    def exchanges(self) -> list[tuple[RecordedRequest, Behaviour | None]]:
+        """Every request with the behaviour it was answered with (None: not served)."""
+        with self._lock:
+            return list(zip(self._requests, self._answers, strict=True))
+
     def _record(self, request: RecordedRequest) -> Behaviour | None:
         with self._arrived:
+            behaviour = None
+            if self.serves(request):
+                behaviour = self._queue.popleft() if self._queue else self.default
             self._requests.append(request)
+            self._answers.append(behaviour)
             self._arrived.notify_all()
-            if not self.serves(request):
-                return None
-            return self._queue.popleft() if self._queue else self.default
+            return behaviour
 
     def _render(self, behaviour: Behaviour, request: RecordedRequest) -> Response | None:
         """The response for ``behaviour`` (None: drop the connection)."""

@@ -51,6 +51,10 @@ class AnthropicProvider:
         key = ("anthropic-sdk", fingerprint(self.api_key), self.base_url or "")
         return shared_client((*key, repr(self.timeout)), make)
 
+    def prepare(self) -> None:
+        """Build the client now (see :meth:`AiProvider.prepare`)."""
+        self._client()
+
     def answer(self, request: AiRequest) -> AiAnswer:
         import anthropic
 

@@ -44,4 +44,13 @@ class AiProvider(Protocol):
 
     name: str
 
+    def prepare(self) -> None:
+        """Get ready to call at once (import the SDK, build the client).
+
+        The runner calls this before it takes a rate-limit permit, so that the request
+        leaves right after the permit is granted: a permit taken long before its call
+        would let calls bunch up at the provider beyond the limit.
+        """
+        ...
+
     def answer(self, request: AiRequest) -> AiAnswer: ...

@@ -82,6 +82,10 @@ class GeminiProvider:
         key = ("google-genai", fingerprint(self.api_key), self.base_url or "")
         return shared_client((*key, repr(self.timeout)), make)
 
+    def prepare(self) -> None:
+        """Build the client now (see :meth:`AiProvider.prepare`)."""
+        self._client()
+
     def answer(self, request: AiRequest) -> AiAnswer:
         from google.genai import errors as genai_errors
         from google.genai import types

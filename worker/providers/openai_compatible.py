@@ -86,6 +86,11 @@ class OpenAICompatibleProvider:
         """Vendor-specific request fields."""
         return None
 
+    def prepare(self) -> None:
+        """Build the client now (see :meth:`AiProvider.prepare`)."""
+        self._check_configured()
+        self._client()
+
     def answer(self, request: AiRequest) -> AiAnswer:
         import openai
 

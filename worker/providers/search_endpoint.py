@@ -73,6 +73,10 @@ class SearchEndpointProvider:
 
         return shared_client(("search-endpoint", repr(self.timeout)), make)
 
+    def prepare(self) -> None:
+        """Build the client now (see :meth:`AiProvider.prepare`)."""
+        self._client()
+
     def answer(self, request: AiRequest) -> AiAnswer:
         if not self.url:
             raise ProviderError(

@@ -36,6 +36,9 @@ class SimulatedProvider:
         self.jitter_s = settings.simulated_latency_jitter_ms / 1000.0
         self.failure_rate = settings.simulated_failure_rate
 
+    def prepare(self) -> None:
+        """Nothing to build: the simulation calls nobody."""
+
     def answer(self, request: AiRequest) -> AiAnswer:
         latency = self.latency_s + (random.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
         if latency:
