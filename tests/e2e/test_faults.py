@@ -39,9 +39,14 @@ RECOVERY_ENV = {
 def test_worker_killed_mid_job_loses_and_double_counts_nothing(
     client: FlaskClient, tmp_path: Path, empty_broker: object
 ) -> None:
-    """kill -9 during a 2,000-execution job; a new worker and the sweep finish it exactly."""
-    tenant = make_tenant(n_queries=10)
-    env = {**RECOVERY_ENV, "JOBYARD_SIMULATED_LATENCY_MS": 20}
+    """kill -9 during a 5,000-execution job (1-20 ms each); a new worker and the sweep
+    finish it, every execution counted exactly once."""
+    tenant = make_tenant(n_queries=25)
+    env = {
+        **RECOVERY_ENV,
+        "JOBYARD_SIMULATED_LATENCY_MS": 1,
+        "JOBYARD_SIMULATED_LATENCY_JITTER_MS": 19,
+    }
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with running_worker(tmp_path / "a", **env) as doomed:
@@ -52,9 +57,9 @@ def test_worker_killed_mid_job_loses_and_double_counts_nothing(
         )
         assert response.status_code == 201
         job_id = response.json["id"]
-        assert response.json["totalExecutions"] == 2000
-        deadline = time.monotonic() + 60
-        while job_row(job_id).success < 300:
+        assert response.json["totalExecutions"] == 5000
+        deadline = time.monotonic() + 90
+        while job_row(job_id).success < 1000:
             assert time.monotonic() < deadline, "the first worker made no progress"
             time.sleep(0.05)
         in_flight = leased_executions(job_id)
@@ -62,22 +67,21 @@ def test_worker_killed_mid_job_loses_and_double_counts_nothing(
     # The kill happened with work in the worker's hands, or the test proves nothing.
     assert in_flight > 0
     before = job_row(job_id)
-    assert before.status == "processing" and before.success < 2000
+    assert before.status == "processing" and before.success < 5000
 
     with running_worker(tmp_path / "b", **env), running_beat(tmp_path / "b", **env):
-        job = wait_for_job(job_id, timeout=120)
+        job = wait_for_job(job_id, timeout=180)
 
     assert job.status == "completed", (job.success, job.failed)
     assert_counters_exact(job_id)
     with session_scope() as session:
         rows = session.execute(
-            select(func.count(), func.max(Execution.attempts), func.sum(Execution.attempts)).where(
+            select(func.count(), func.max(Execution.attempts)).where(
                 Execution.job_id == uuid.UUID(job_id), Execution.status == "success"
             )
         ).one()
-    assert rows[0] == 2000  # every execution succeeded once: none lost, none counted twice
+    assert rows[0] == 5000  # every execution succeeded once: none lost, none counted twice
     assert rows[1] <= 3
-    assert rows[2] > 2000 - 1  # at least one attempt each; re-claimed ones show a second
 
 
 def test_publish_failure_after_commit_is_dispatched_by_the_sweep(
