@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # A job whose fan-out was not published (broker down at accept time) after this long.
     undispatched_after_seconds: int = Field(default=10, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    schedule_tick_seconds: float = Field(default=15.0, gt=0)
     fanout_chunk_size: int = Field(default=1000, ge=1)
     max_executions_per_job: int = Field(default=200_000, ge=1)
     retry_backoff_base_seconds: float = Field(default=2.0, gt=0)

@@ -8,7 +8,6 @@ and one queue per kind of work.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import Celery
@@ -25,8 +24,6 @@ log = logging.getLogger(__name__)
 def create_celery_app() -> Celery:
     """Build the worker's Celery app from settings."""
     settings = get_settings()
-    # TODO(settings): move into shared/settings.py as schedule_tick_seconds.
-    schedule_tick_seconds = float(os.environ.get("JOBYARD_SCHEDULE_TICK_SECONDS", "15"))
     app = Celery(
         "jobyard",
         include=[
@@ -58,8 +55,8 @@ def create_celery_app() -> Celery:
             },
             "schedules-tick": {
                 "task": SCHEDULE_TICK_TASK,
-                "schedule": schedule_tick_seconds,
-                "options": {"expires": schedule_tick_seconds},
+                "schedule": settings.schedule_tick_seconds,
+                "options": {"expires": settings.schedule_tick_seconds},
             },
         },
     )

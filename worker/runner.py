@@ -110,14 +110,16 @@ def call_ai_model(
     except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept
         log.exception("execution %s: unexpected provider error", claim.execution_id)
         return Outcome.failed(f"internal error: {exc!r}", retryable=True)
+    entities = find_mentions(answer.text, brands)
     return Outcome.succeeded(
         {
             "text": answer.text,
             "sources": extract_sources(answer.text, answer.citations),
-            "entities": find_mentions(answer.text, brands),
+            "entities": entities,
             "simulated": answer.simulated,
             "provider": answer.provider,
             "model": answer.model,
             "latencyMs": round((time.perf_counter() - started) * 1000, 1),
-        }
+        },
+        primary_mentioned=any(e["isPrimary"] and e["mentioned"] for e in entities),
     )

@@ -18,6 +18,7 @@ from api.mentionlab.context import (
 )
 from api.mentionlab.schemas import (
     ExecutionSchema,
+    JobDetailSchema,
     JobListFilterSchema,
     JobPageArgs,
     JobSchema,
@@ -75,11 +76,11 @@ class JobList(MethodView):
 @blp.route("/<job_id>")
 class JobById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
-    @blp.response(200, JobSchema)
+    @blp.response(200, JobDetailSchema)
     def get(self, job_id: str) -> Job:
-        """Get one job with its counters"""
+        """Get one job with its counters and a summary per AI model"""
         with session_scope() as session:
-            return jobs.get_job(session, current_principal(), path_uuid(job_id, "Job"))
+            return jobs.get_job_detail(session, current_principal(), path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/cancel")

@@ -205,6 +205,28 @@ class JobSchema(Schema):
     createdBy = fields.Nested(UserSchema, attribute="created_by", allow_none=True)
 
 
+class ModelSummarySchema(Schema):
+    model = fields.String()
+    totalExecutions = fields.Integer(attribute="total")
+    pendingExecutions = fields.Integer(attribute="pending")
+    retryingExecutions = fields.Integer(attribute="retrying")
+    successExecutions = fields.Integer(attribute="success")
+    failedExecutions = fields.Integer(attribute="failed")
+    mentionRate = fields.Float(
+        attribute="mention_rate",
+        allow_none=True,
+        metadata={"description": "Share of successful answers that mention the project"},
+    )
+
+
+class JobDetailSchema(JobSchema):
+    models = fields.List(
+        fields.Nested(ModelSummarySchema),
+        attribute="model_summaries",
+        metadata={"description": "Per AI model: executions by status and mention rate"},
+    )
+
+
 class JobSortSchema(SortSchema):
     field = fields.String(
         required=True, validate=validate.OneOf(("createdAt", "updatedAt", "status"))

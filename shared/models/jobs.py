@@ -144,6 +144,9 @@ class Execution(Base):
     next_attempt_at: Mapped[optional_timestamp]
     dispatched_at: Mapped[optional_timestamp]
     result: Mapped[dict[str, Any] | None] = mapped_column()
+    # Whether the answer mentions the project's own brand (kept beside the result so
+    # that per-model mention rates are one aggregate, not a scan of JSON documents).
+    primary_mentioned: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[timestamp]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,9 +8,10 @@ then is its fan-out published. When publishing fails the job is still accepted; 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import publisher
@@ -125,6 +126,71 @@ def cancel_job(principal: Principal, job_id: uuid.UUID) -> Job:
             cancel_executions(session, job.id)
     with session_scope() as session:
         return get_job(session, principal, job_id)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """How one AI model fared in a job."""
+
+    model: str
+    total: int
+    pending: int
+    retrying: int
+    success: int
+    failed: int
+    mentioned: int  # successful answers that name the project
+
+    @property
+    def mention_rate(self) -> float | None:
+        """Share of successful answers that mention the project (None before any)."""
+        return round(self.mentioned / self.success, 4) if self.success else None
+
+
+def summarize_models(session: Session, job: Job) -> list[ModelSummary]:
+    """Per model: executions by status and the mention rate (one aggregate query).
+
+    Executions the fan-out has not written yet count as pending for their model.
+    """
+    rows = session.execute(
+        select(
+            Execution.model,
+            Execution.status,
+            func.count(),
+            func.count().filter(Execution.primary_mentioned.is_(True)),
+        )
+        .where(Execution.job_id == job.id)
+        .group_by(Execution.model, Execution.status)
+    ).all()
+    counts: dict[str, dict[str, int]] = {}
+    for model, status, count, mentioned in rows:
+        entry = counts.setdefault(model or "", {"mentioned": 0})
+        entry[status] = count
+        entry["mentioned"] += mentioned
+    models = list(job.payload.get("aiModels", [])) or sorted(counts)
+    per_model = job.total // len(models) if models else 0
+    summaries = []
+    for model in models:
+        entry = counts.get(model, {"mentioned": 0})
+        written = sum(entry.get(s, 0) for s in ("pending", "retrying", "success", "failed"))
+        summaries.append(
+            ModelSummary(
+                model=model,
+                total=per_model,
+                pending=entry.get("pending", 0) + per_model - written,
+                retrying=entry.get("retrying", 0),
+                success=entry.get("success", 0),
+                failed=entry.get("failed", 0),
+                mentioned=entry["mentioned"],
+            )
+        )
+    return summaries
+
+
+def get_job_detail(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    """The caller's job with ``model_summaries`` (per-model counts and mention rate)."""
+    job = get_job(session, principal, job_id)
+    job.model_summaries = summarize_models(session, job)  # type: ignore[attr-defined]
+    return job
 
 
 def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:

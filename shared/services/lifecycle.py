@@ -468,10 +468,11 @@ class Outcome:
     error: str | None = None
     retryable: bool = False
     retry_after: float | None = None  # the provider's Retry-After, in seconds
+    primary_mentioned: bool | None = None  # an AI answer: does it name the project?
 
     @classmethod
-    def succeeded(cls, result: dict[str, Any]) -> Outcome:
-        return cls(True, result=result)
+    def succeeded(cls, result: dict[str, Any], *, primary_mentioned: bool | None = None) -> Outcome:
+        return cls(True, result=result, primary_mentioned=primary_mentioned)
 
     @classmethod
     def failed(
@@ -511,7 +512,13 @@ class Finished:
 
 # The columns each outcome writes (besides status and the lease, always cleared).
 FINISH_COLUMNS = {
-    ExecutionStatus.SUCCESS.value: ("result", "error", "finished_at", "next_attempt_at"),
+    ExecutionStatus.SUCCESS.value: (
+        "result",
+        "primary_mentioned",
+        "error",
+        "finished_at",
+        "next_attempt_at",
+    ),
     ExecutionStatus.RETRYING.value: ("error", "next_attempt_at", "dispatched_at"),
     ExecutionStatus.FAILED.value: ("error", "finished_at", "next_attempt_at"),
 }
@@ -552,6 +559,7 @@ def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finish
         new_status = ExecutionStatus.SUCCESS.value
         values: dict[str, Any] = {
             "result": outcome.result,
+            "primary_mentioned": outcome.primary_mentioned,
             "error": None,
             "finished_at": now,
             "next_attempt_at": None,

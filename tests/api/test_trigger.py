@@ -100,10 +100,22 @@ def test_trigger_stores_the_job(client: FlaskClient, tenant: Tenant) -> None:
 
 
 def test_trigger_is_readable_back(client: FlaskClient, tenant: Tenant) -> None:
-    """GET /api/jobs/{id} answers the same job the trigger returned."""
+    """GET /api/jobs/{id} answers the same job the trigger returned, plus per-model figures."""
     job = trigger(client, tenant, SEED_BODY).json
     again = client.get(f"/api/jobs/{job['id']}", headers=tenant.headers())
-    assert again.status_code == 200 and again.json == job
+    assert again.status_code == 200
+    detail = dict(again.json)
+    models = detail.pop("models")
+    assert detail == job
+    assert [m["model"] for m in models] == SEED_BODY["aiModels"]
+    for summary in models:  # nothing written or run yet: all pending, no rate yet
+        assert (
+            summary["totalExecutions"]
+            == summary["pendingExecutions"]
+            == job["totalExecutions"] // 3
+        )
+        assert summary["successExecutions"] == summary["failedExecutions"] == 0
+        assert summary["mentionRate"] is None
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,12 @@ def test_three_queries_three_models_three_runs_complete(
     body = client.get(f"/api/jobs/{job_id}", headers=tenant.headers()).json
     assert body["status"] == "completed" and body["successExecutions"] == 27
     assert body["finishedAt"] is not None
+    summaries = {m["model"]: m for m in body["models"]}
+    assert list(summaries) == MODELS
+    for summary in summaries.values():
+        assert (summary["totalExecutions"], summary["successExecutions"]) == (9, 9)
+        assert summary["failedExecutions"] == summary["pendingExecutions"] == 0
+        assert summary["mentionRate"] is not None and 0 <= summary["mentionRate"] <= 1
     too_late = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers())
     assert too_late.status_code == 409
     assert too_late.json["message"] == f"Job {job_id} has already finished (completed)"
@@ -54,6 +60,14 @@ def test_three_queries_three_models_three_runs_complete(
     assert execution["simulated"] is True
     assert execution["text"].startswith("[simulated answer")
     assert execution["hasSources"] and execution["sources"][0]["url"].startswith("https://")
+    # The mention rate is the share of answers whose entities mention the project itself.
+    answers = [
+        client.get(f"/api/v1/job-executions/{e['jobExecutionId']}", headers=tenant.headers()).json
+        for e in page["results"]
+        if e["model"] == MODELS[0]
+    ]
+    mentioning = sum(any(x["isPrimary"] and x["mentioned"] for x in a["entities"]) for a in answers)
+    assert summaries[MODELS[0]]["mentionRate"] == round(mentioning / 9, 4)
     names = {e["displayName"]: e for e in execution["entities"]}
     assert set(names) == {"Acme", "Globex", "Initech"}
     assert names["Acme"]["isPrimary"] is True
