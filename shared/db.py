@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
@@ -110,6 +110,13 @@ def new_session() -> Session:
     get_engine()
     factory: sessionmaker[Session] = _state["factory"]
     return factory()
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """One transaction on a plain Core connection (lighter than a Session, for hot paths)."""
+    with get_engine().begin() as connection:
+        yield connection
 
 
 @contextmanager

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 
+from sqlalchemy import Connection
+
 from shared import publisher
 from shared.ai_models import provider_for_model
-from shared.db import session_scope
-from shared.services.answers import Brand, extract_sources, find_mentions, load_ai_context
+from shared.db import connection_scope
+from shared.services.answers import (
+    AiContext,
+    Brand,
+    extract_sources,
+    find_mentions,
+    load_ai_context,
+)
 from shared.services.lifecycle import (
     Claim,
     Outcome,
@@ -25,6 +34,30 @@ from worker.throttle import Permit, provider_throttle
 
 log = logging.getLogger(__name__)
 
+# A query's text and its project's brands, kept this long per process: one join less per
+# execution (a renamed brand shows in answers from at most this long after).
+CONTEXT_TTL_SECONDS = 30.0
+_contexts: dict[uuid.UUID, tuple[float, AiContext | None]] = {}
+_contexts_lock = threading.Lock()
+
+
+def ai_context(connection: Connection, query_id: uuid.UUID | None) -> AiContext | None:
+    """:func:`load_ai_context`, cached per process for ``CONTEXT_TTL_SECONDS``."""
+    if query_id is None:
+        return None
+    now = time.monotonic()
+    with _contexts_lock:
+        cached = _contexts.get(query_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    context = load_ai_context(connection, query_id)
+    with _contexts_lock:
+        if len(_contexts) > 10_000:  # bounded: drop everything, it refills on demand
+            _contexts.clear()
+        _contexts[query_id] = (now + CONTEXT_TTL_SECONDS, context)
+    return context
+
+
 # A throttled call waits in its thread up to this long; longer waits go back to the broker
 # (with the attempt given back) so that threads are not held idle.
 INLINE_THROTTLE_WAIT_SECONDS = 2.0
@@ -33,10 +66,10 @@ INLINE_THROTTLE_WAIT_SECONDS = 2.0
 def run_execution(execution_id: uuid.UUID) -> str:
     """Run one attempt; returns what happened (for logs): dropped, early, throttled,
     lease-lost, or the execution's new status."""
-    with session_scope() as session:
-        claim = claim_execution(session, execution_id)
-        context = load_ai_context(session, claim.query_id) if claim else None
-        early_by = None if claim else seconds_until_due(session, execution_id)
+    with connection_scope() as connection:
+        claim = claim_execution(connection, execution_id)
+        context = ai_context(connection, claim.query_id) if claim else None
+        early_by = None if claim else seconds_until_due(connection, execution_id)
     if claim is None:
         if early_by is not None:  # delivered before its retry time: wait for it
             republish(execution_id, early_by)
@@ -54,8 +87,8 @@ def run_execution(execution_id: uuid.UUID) -> str:
             provider_for_model(claim.model), max_wait=INLINE_THROTTLE_WAIT_SECONDS
         )
         if not isinstance(permit, Permit):
-            with session_scope() as session:
-                released = release_claim(session, claim, permit)
+            with connection_scope() as connection:
+                released = release_claim(connection, claim, permit)
             if released:
                 republish(execution_id, permit)
             return "throttled"
@@ -67,8 +100,8 @@ def run_execution(execution_id: uuid.UUID) -> str:
         finally:
             permit.release()
 
-    with session_scope() as session:
-        finished = finish_execution(session, claim, outcome)
+    with connection_scope() as connection:
+        finished = finish_execution(connection, claim, outcome)
     if finished is None:
         log.info("execution %s: lease lost before finishing; outcome not counted", execution_id)
         return "lease-lost"
@@ -84,8 +117,8 @@ def republish(execution_id: uuid.UUID, countdown: float) -> None:
         publisher.publish_executions([execution_id], countdown=countdown)
     except Exception:
         log.warning("execution %s: broker unreachable; left to the sweep", execution_id)
-        with session_scope() as session:
-            leave_to_sweep(session, execution_id)
+        with connection_scope() as connection:
+            leave_to_sweep(connection, execution_id)
 
 
 def call_ai_model(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.models import (
@@ -71,6 +72,10 @@ def derive_status(
         return JobStatus.PENDING
     return JobStatus.PROCESSING
 
+
+# The hot path (claim, finish, counters) runs on a plain Connection in the worker; the
+# other steps on an ORM Session. Both execute Core statements alike.
+Executor = Session | Connection
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
@@ -124,7 +129,7 @@ MOVE_COUNTERS = _build_move_counters()
 
 
 def move_counters(
-    session: Session, job_id: uuid.UUID, moves: dict[tuple[str, str], int], now: datetime
+    session: Executor, job_id: uuid.UUID, moves: dict[tuple[str, str], int], now: datetime
 ) -> None:
     """Move executions between counters (``{(from, to): n}``) and re-derive the status."""
     delta = {s.value: 0 for s in ExecutionStatus}
@@ -308,7 +313,7 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     )
 
 
-def release_claim(session: Session, claim: Claim, wait_seconds: float) -> bool:
+def release_claim(session: Executor, claim: Claim, wait_seconds: float) -> bool:
     """Give a claimed execution back without spending its attempt (it was throttled)."""
     now = utcnow()
     released = session.execute(
@@ -325,7 +330,7 @@ def release_claim(session: Session, claim: Claim, wait_seconds: float) -> bool:
     return bool(released.rowcount)  # type: ignore[attr-defined]
 
 
-def leave_to_sweep(session: Session, execution_id: uuid.UUID) -> None:
+def leave_to_sweep(session: Executor, execution_id: uuid.UUID) -> None:
     """Its message could not be published: the recovery sweep publishes it when due."""
     session.execute(
         update(Execution)
@@ -338,7 +343,7 @@ def leave_to_sweep(session: Session, execution_id: uuid.UUID) -> None:
     )
 
 
-def seconds_until_due(session: Session, execution_id: uuid.UUID) -> float | None:
+def seconds_until_due(session: Executor, execution_id: uuid.UUID) -> float | None:
     """For a message that arrived before its execution's retry time: how long to wait."""
     now = utcnow()
     due = session.scalar(
@@ -425,7 +430,7 @@ def _build_claim() -> Any:
 CLAIM = _build_claim()
 
 
-def claim_execution(session: Session, execution_id: uuid.UUID) -> Claim | None:
+def claim_execution(session: Executor, execution_id: uuid.UUID) -> Claim | None:
     """Lease the execution for one attempt, or return None for a stale/duplicate message.
 
     One guarded UPDATE: the row must be pending or retrying, its lease free or expired,
@@ -547,7 +552,7 @@ def _finish_statement(claimed_status: str, new_status: str) -> Any:
     )
 
 
-def finish_execution(session: Session, claim: Claim, outcome: Outcome) -> Finished | None:
+def finish_execution(session: Executor, claim: Claim, outcome: Outcome) -> Finished | None:
     """Record an attempt's outcome and move the job's counters, in the caller's transaction.
 
     Returns None when the lease is no longer ours (it expired and another attempt took

@@ -77,8 +77,29 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             ),
             (f"{label} worker peak RSS", f"{_fmt(key['peak_rss_mb'])} MB", ""),
         ]
-    if result.get("ratio_b_over_a") is not None:
-        out.append(("(b)/(a)", _fmt(result["ratio_b_over_a"]), "executions/s over tasks/s"))
+    for key, label, count in (
+        (a, "(a)", "messages"),
+        (b, "(b)", "executions"),
+        (c, "(c)", "executions"),
+    ):
+        if key and (key.get("cpu_seconds") or {}).get("worker"):
+            per_item = 1000 * key["cpu_seconds"]["worker"] / key[count]
+            out.append(
+                (f"{label} worker CPU per item", f"{per_item:.2f} ms", "what bounds a 2-core box")
+            )
+    ratio = result.get("ratio_b_over_a")
+    if ratio is not None:
+        out.append(("(b)/(a)", _fmt(ratio), "executions/s over tasks/s"))
+        out.append(("goal (b)/(a) >= 0.8", "met" if ratio >= 0.8 else "not met", ""))
+    if c:
+        met = c["executions_per_s"] >= 1000 and c["peak_in_flight"] >= 500
+        out.append(
+            (
+                "goal (c) >= 1,000/s, >= 500 in flight",
+                "met" if met else "not met",
+                f"{_fmt(c['executions_per_s'])}/s, peak {_fmt(c['peak_in_flight'])} in flight",
+            )
+        )
     out.append(
         (
             "worker concurrency",
