@@ -9,7 +9,6 @@ first use.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings
@@ -61,29 +60,13 @@ class AnthropicProvider:
         if not self.api_key:
             raise ProviderError("anthropic: ANTHROPIC_API_KEY is not set", retryable=False)
         client = self._client()
-        try:
+        with errors.sdk_errors(self.name, anthropic, self.timeout):
             message = client.messages.create(
                 model=API_MODEL_NAMES.get(request.model, request.model),
                 max_tokens=MAX_ANSWER_TOKENS,
                 system=system_prompt(request),
                 messages=[{"role": "user", "content": request.query}],
             )
-        except anthropic.APIResponseValidationError as exc:
-            raise errors.malformed_body(self.name, exc.message) from exc
-        except anthropic.APIStatusError as exc:
-            raise errors.http_error(
-                self.name,
-                exc.status_code,
-                message=errors.error_message(exc.body, exc.message),
-                headers=exc.response.headers,
-                body=exc.body,
-            ) from exc
-        except anthropic.APITimeoutError as exc:
-            raise errors.timeout_error(self.name, self.timeout) from exc
-        except anthropic.APIConnectionError as exc:
-            raise errors.connection_error(self.name, exc) from exc
-        except json.JSONDecodeError as exc:
-            raise errors.malformed_body(self.name, f"the body is not JSON ({exc})") from exc
         return self.to_answer(message, request)
 
     def to_answer(self, message: Any, request: AiRequest) -> AiAnswer:

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -251,3 +253,32 @@ def body_of(response: Any) -> Any:
             return response.text
         except Exception:
             return None
+
+
+@contextmanager
+def sdk_errors(provider: str, sdk: ModuleType, timeout: float) -> Iterator[None]:
+    """Turn the exceptions of a Stainless-generated SDK into :class:`ProviderError`.
+
+    The OpenAI and Anthropic SDKs share one generated exception hierarchy
+    (``APIResponseValidationError``, ``APIStatusError``, ``APITimeoutError``,
+    ``APIConnectionError``), so one mapping serves both: ``with sdk_errors(name, openai,
+    timeout): ...``.
+    """
+    try:
+        yield
+    except sdk.APIResponseValidationError as exc:
+        raise malformed_body(provider, exc.message) from exc
+    except sdk.APIStatusError as exc:
+        raise http_error(
+            provider,
+            exc.status_code,
+            message=error_message(exc.body, exc.message),
+            headers=exc.response.headers,
+            body=exc.body,
+        ) from exc
+    except sdk.APITimeoutError as exc:  # before APIConnectionError, its base class
+        raise timeout_error(provider, timeout) from exc
+    except sdk.APIConnectionError as exc:
+        raise connection_error(provider, exc) from exc
+    except json.JSONDecodeError as exc:
+        raise malformed_body(provider, f"the body is not JSON ({exc})") from exc

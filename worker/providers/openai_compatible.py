@@ -17,7 +17,6 @@ imported on first use, so a worker that never calls these vendors does not pay f
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +95,7 @@ class OpenAICompatibleProvider:
 
         self._check_configured()
         client = self._client()
-        try:
+        with errors.sdk_errors(self.name, openai, self.timeout):
             completion = client.chat.completions.create(
                 model=api_model_name(request.model),
                 messages=[
@@ -105,22 +104,6 @@ class OpenAICompatibleProvider:
                 ],
                 extra_body=self.extra_body(request),
             )
-        except openai.APIResponseValidationError as exc:
-            raise errors.malformed_body(self.name, exc.message) from exc
-        except openai.APIStatusError as exc:
-            raise errors.http_error(
-                self.name,
-                exc.status_code,
-                message=errors.error_message(exc.body, exc.message),
-                headers=exc.response.headers,
-                body=exc.body,
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise errors.timeout_error(self.name, self.timeout) from exc
-        except openai.APIConnectionError as exc:
-            raise errors.connection_error(self.name, exc) from exc
-        except json.JSONDecodeError as exc:
-            raise errors.malformed_body(self.name, f"the body is not JSON ({exc})") from exc
         return self.to_answer(completion, request)
 
     def to_answer(self, completion: Any, request: AiRequest) -> AiAnswer:
