@@ -8,7 +8,10 @@ Two limits, each optional and configured per provider key in settings:
   A moving window would grant a burst of ``amount`` permits the moment it rolls over, and
   the few milliseconds between a permit and its request reaching the provider would then
   show as more than ``amount`` calls inside one window *at the provider*, which is where
-  the limit is enforced. Slots are spaced 5% wider than the rate for the same reason;
+  the limit is enforced. Slots are spaced 10% wider than the rate for the same reason:
+  a request's first call from a process (SDK set-up, a new connection) can trail its
+  permit by tens of milliseconds, and the provider must still never see more than the
+  rate in any window. The price is a ceiling of about 91% of the configured rate;
 - a **concurrency** cap (``JOBYARD_PROVIDER_CONCURRENCY='{"openai": 50}'``): a semaphore
   whose holders expire after the lease length, so a killed worker's slots come back.
 
@@ -58,7 +61,7 @@ return 0
 """
 
 KEY_PREFIX = "jobyard:throttle"
-SPACING_MARGIN = 1.05  # see the module docstring
+SPACING_MARGIN = 1.10  # see the module docstring
 
 
 @dataclass
