@@ -65,14 +65,24 @@ def publish(task_name: str, args: list[Any], countdown: float | None = None) -> 
     producer_app().send_task(task_name, args=args, countdown=countdown)
 
 
-def publish_fan_out(job_id: uuid.UUID) -> bool:
-    """Publish a job's fan-out; returns False (and logs) when the broker is unreachable."""
+def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Publish the jobs' fan-outs over one pooled broker connection.
+
+    Returns the ids that could not be published (the broker is unreachable): the caller
+    leaves those to the recovery sweep instead of failing.
+    """
+    pending = list(job_ids)
+    if not pending:
+        return []
+    app = producer_app()
     try:
-        publish(FAN_OUT_TASK, [str(job_id)])
-    except Exception:  # any broker/connection failure: the sweep dispatches it later
-        log.warning("could not publish fan-out of job %s; the sweep will", job_id, exc_info=True)
-        return False
-    return True
+        with app.producer_or_acquire() as producer:
+            while pending:
+                app.send_task(FAN_OUT_TASK, args=[str(pending[0])], producer=producer)
+                pending.pop(0)
+    except Exception:  # any broker/connection failure: the sweep dispatches them later
+        log.warning("could not publish %d fan-out(s); the sweep will", len(pending), exc_info=True)
+    return pending
 
 
 def publish_executions(execution_ids: Iterable[uuid.UUID], countdown: float | None = None) -> None:

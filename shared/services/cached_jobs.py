@@ -30,7 +30,7 @@ from shared.db import session_scope
 from shared.errors import InvalidInput, NotFound, Unprocessable
 from shared.models import CachedJob, CachedJobStatus, Job, JobStatus, Project, Query, utcnow
 from shared.services.auth import Principal
-from shared.services.jobs import create_ai_job, dispatch_job, get_job
+from shared.services.jobs import create_ai_job, dispatch_jobs, get_job
 from shared.services.projects import Page, get_project, paginate
 from shared.settings import get_settings
 
@@ -273,8 +273,7 @@ def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
                 f"{paused if project.recurrence_status == 'paused' else ''}: "
                 "create them with POST /api/cached-jobs/many"
             )
-    for job_id in job_ids:
-        dispatch_job(job_id)
+    dispatch_jobs(job_ids)
     with session_scope() as session:
         return [get_job(session, principal, job_id) for job_id in job_ids]
 

@@ -98,13 +98,19 @@ def create_ai_job(
     return job
 
 
+def dispatch_jobs(job_ids: list[uuid.UUID]) -> int:
+    """Publish committed jobs' fan-outs (one broker connection for all of them); those
+    that could not be published are left to the recovery sweep. Returns how many went."""
+    unpublished = publisher.publish_fan_outs(job_ids)
+    if unpublished:
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id.in_(unpublished)).values(dispatched_at=None))
+    return len(job_ids) - len(unpublished)
+
+
 def dispatch_job(job_id: uuid.UUID) -> bool:
-    """Publish a committed job's fan-out; on failure leave it to the recovery sweep."""
-    if publisher.publish_fan_out(job_id):
-        return True
-    with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
-    return False
+    """Publish one committed job's fan-out (see :func:`dispatch_jobs`)."""
+    return dispatch_jobs([job_id]) == 1
 
 
 TERMINAL_STATUSES = (

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from shared.db import session_scope
 from shared.models import Project, utcnow
 from shared.services import cached_jobs
-from shared.services.jobs import dispatch_job
+from shared.services.jobs import dispatch_jobs
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def claim_due_projects(now: datetime | None = None, report: TickReport | None = 
             .order_by(Project.next_run_at, Project.id)
             .limit(CLAIM_BATCH)
         ).all()
+    created: list[uuid.UUID] = []
     for project_id, seen, recurrence in due:
         if recurrence not in RECURRENCES or seen is None:  # pragma: no cover - defensive
             continue
@@ -154,10 +155,10 @@ def claim_due_projects(now: datetime | None = None, report: TickReport | None = 
         if job_ids is None:
             continue
         report.projects_claimed += 1
-        report.jobs_created += job_ids
-        for job_id in job_ids:
-            if not dispatch_job(job_id):
-                report.jobs_undispatched += 1
+        created += job_ids
+    # Every claimed slot has committed: publish all their fan-outs at once.
+    report.jobs_created += created
+    report.jobs_undispatched += len(created) - dispatch_jobs(created)
     return report
 
 

@@ -8,7 +8,8 @@ from celery import shared_task
 
 from shared import publisher
 from shared.broker import queue_depth
-from shared.queues import EXECUTIONS_QUEUE, FAN_OUT_TASK, RECOVERY_SWEEP_TASK
+from shared.queues import EXECUTIONS_QUEUE, RECOVERY_SWEEP_TASK
+from shared.services.jobs import dispatch_jobs
 from shared.services.recovery import sweep
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,7 @@ log = logging.getLogger(__name__)
 def recovery_sweep() -> dict[str, int]:
     """Run one sweep and publish what it found."""
     report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)
-    for job_id in report.jobs_redispatched:
-        publisher.publish(FAN_OUT_TASK, [str(job_id)])
+    dispatch_jobs(report.jobs_redispatched)
     publisher.publish_executions(report.executions_redispatched)
     summary = {
         "jobs_redispatched": len(report.jobs_redispatched),
