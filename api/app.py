@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
+import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import errors, health
 from api.mentionlab import register_mentionlab
 from api.rate_limits import init_rate_limits

@@ -1,11 +1,11 @@
-"""Resolving a request's credentials to a :class:`~shared.services.auth.Principal`."""
+"""Resolving a request's credentials to a :class:`~shared.accounts.auth.Principal`."""
 
 from __future__ import annotations
 
 from flask import g, request
 
+from shared.accounts.auth import Principal, authenticate
 from shared.db import session_scope
-from shared.services.auth import Principal, authenticate
 
 
 def bearer_token() -> str | None:

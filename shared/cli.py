@@ -13,10 +13,12 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.accounts import auth
+from shared.accounts import organisations as tenancy
 from shared.db import session_scope
+from shared.mentionlab import projects
 from shared.migrate import upgrade_database
 from shared.models import ApiKey, Organisation, Project, User
-from shared.services import auth, projects, tenancy
 from shared.settings import VAR_DIR, get_settings
 
 DEMO_ENV = VAR_DIR / "demo.env"

@@ -112,6 +112,13 @@ def new_session() -> Session:
     return factory()
 
 
+def dialect_name(executor: Session | Connection) -> str:
+    """``postgresql`` or ``sqlite``: the dialect a Session or Connection talks to."""
+    if isinstance(executor, Session):
+        return executor.get_bind().dialect.name
+    return executor.dialect.name
+
+
 @contextmanager
 def connection_scope() -> Iterator[Connection]:
     """One transaction on a plain Core connection (lighter than a Session, for hot paths)."""

@@ -52,18 +52,39 @@ class Settings(BaseSettings):
 
     # Execution lifecycle
     max_attempts: int = Field(default=3, ge=1)
-    lease_seconds: int = Field(default=120, ge=1)
+    # The longest one attempt may hold its lease, even in a live worker (a hung call). A
+    # dead worker's leases are released sooner, when its heartbeat stops.
+    lease_seconds: int = Field(default=600, ge=1)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_dead_after_seconds: float = Field(default=20.0, gt=0)
+    # Executions per ``executions.run`` message: claimed in one statement, run at once.
+    group_size: int = Field(default=100, ge=1, le=10_000)
+    # The broker holds about (live worker slots x group size x this factor) executions:
+    # enough to keep every slot busy between groups, never a whole big job.
+    dispatch_queue_factor: float = Field(default=1.5, ge=1.0)
+    # Slots assumed while no execution worker has registered yet.
+    dispatch_min_slots: int = Field(default=2, ge=1)
+    # Outcomes are written in batches: at most this many, or after this long.
+    finish_batch_size: int = Field(default=500, ge=1)
+    finish_flush_seconds: float = Field(default=0.05, gt=0)
+    # A throttled call waits in the event loop up to this long; longer waits give the
+    # attempt back and come again with a countdown.
+    throttle_inline_wait_seconds: float = Field(default=30.0, ge=0)
     # A pending execution whose message was published this long ago and never claimed
-    # is presumed lost (a killed worker's prefetched message) and published again.
+    # is presumed lost (a flushed Redis) and handed out again, when the queue is empty.
     redispatch_after_seconds: int = Field(default=300, ge=1)
+    # A retry nobody claimed this long after it was due lost its countdown message.
+    lost_retry_grace_seconds: float = Field(default=30.0, gt=0)
     # A job whose fan-out was not published (broker down at accept time) after this long.
     undispatched_after_seconds: int = Field(default=10, ge=0)
-    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # A fan-out that wrote no chunk for this long lost its worker: published again.
+    fanout_stalled_after_seconds: float = Field(default=60.0, gt=0)
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
     schedule_tick_seconds: float = Field(default=15.0, gt=0)
-    fanout_chunk_size: int = Field(default=1000, ge=1)
+    fanout_chunk_size: int = Field(default=5000, ge=1)
     max_executions_per_job: int = Field(default=200_000, ge=1)
     retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
-    # Countdowns stay well below the Redis visibility timeout; longer waits are the sweep's.
+    # Countdowns stay well below the Redis visibility timeout; longer waits are dispatch's.
     retry_backoff_cap_seconds: float = Field(default=300.0, gt=0)
     broker_visibility_timeout_seconds: int = 3600
     publish_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -16,10 +16,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from shared.accounts import auth
+from shared.accounts import organisations as tenancy
 from shared.db import session_scope
+from shared.mentionlab import projects
+from shared.messaging.queues import ALL_QUEUES
 from shared.models import Execution, Job
-from shared.queues import ALL_QUEUES
-from shared.services import auth, projects, tenancy
 
 ROOT = Path(__file__).resolve().parent.parent
 

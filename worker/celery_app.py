@@ -1,8 +1,13 @@
 """The Celery application of the worker and beat processes (``celery -A worker ...``).
 
 It never imports the API. Settings that make delivery safe: late acks with rejection on
-worker loss (a killed worker's task is redelivered), prefetch 1, results ignored, JSON only,
-and one queue per kind of work.
+worker loss (a killed worker's task is redelivered), one message per pool thread (a
+message is claimed as soon as it is received, so a killed worker holds nothing unleased),
+results ignored, JSON only, and one queue per kind of work.
+
+A process that consumes the ``executions`` queue starts the execution runtime when it is
+ready (event loop, batch completer, heartbeat; see :mod:`worker.runtime`) with one slot
+per pool thread.
 """
 
 from __future__ import annotations
@@ -11,11 +16,18 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
+import shared.domains  # noqa: F401 - registers every job type's planner and consumers
+import worker.executors  # noqa: F401 - registers every job type's executor
 from shared.db import dispose_engine, use_worker_connections
-from shared.publisher import celery_config
-from shared.queues import MAINTENANCE_QUEUE, RECOVERY_SWEEP_TASK, SCHEDULE_TICK_TASK
+from shared.messaging.publisher import celery_config
+from shared.messaging.queues import (
+    EXECUTIONS_QUEUE,
+    MAINTENANCE_QUEUE,
+    RECOVERY_SWEEP_TASK,
+    SCHEDULE_TICK_TASK,
+)
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +43,7 @@ def create_celery_app() -> Celery:
             "worker.tasks.executions",
             "worker.tasks.recovery",
             "worker.tasks.schedules",
+            "worker.tasks.outbox",
             "worker.tasks.bench",
         ],
     )
@@ -76,3 +89,21 @@ def _tune_worker_connections(**_: Any) -> None:
 def _dispose_inherited_engine(**_: Any) -> None:
     """A forked child must not reuse the parent's pooled connections."""
     dispose_engine()
+
+
+@worker_ready.connect
+def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
+    """Start the execution runtime where executions are run."""
+    queues = {q.name for q in getattr(sender.task_consumer, "queues", [])} if sender else set()
+    if EXECUTIONS_QUEUE in queues:
+        from worker.runtime import start_runtime
+
+        slots = int(getattr(sender.pool, "limit", None) or 1)
+        start_runtime(slots)
+
+
+@worker_shutdown.connect
+def _stop_execution_runtime(**_: Any) -> None:
+    from worker.runtime import stop_runtime
+
+    stop_runtime()

@@ -16,21 +16,29 @@ Two limits, each optional and configured per provider key in settings:
   whose holders expire after the lease length, so a killed worker's slots come back.
 
 Buckets are per provider *and* per API key (a fingerprint of it), so two deployments, or
-two keys of one provider, never share a budget. A throttled call waits; it never spends an
-execution's attempt (see :mod:`worker.runner`).
+two keys of one provider, never share a budget. A throttled call waits (in the event loop,
+holding nothing); it never spends an execution's attempt.
+
+A permit is good only while it is fresh. Calls are spaced on Redis's clock, but what the
+provider sees is when each request arrives; a call that starts late after its permit
+(its coroutine waited behind others in a busy loop) arrives closer to the next call than
+the spacing. The margin tolerates a lateness of ``(SPACING_MARGIN - 1) x window / 2``; a
+call that could not start within that takes a new slot instead (the old one is wasted),
+so the limit holds at the provider by construction, not by luck.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import limits
-import redis
+import redis.asyncio as aioredis
 
 from shared.ai_models import ProviderInfo, provider_configured
 from shared.settings import Settings, get_settings
@@ -66,15 +74,21 @@ SPACING_MARGIN = 1.10  # see the module docstring
 
 @dataclass
 class Permit:
-    """Permission to make one call; release it when the call is over."""
+    """Permission to make one call now; release it when the call is over."""
 
     semaphore_key: str | None
     token: str
-    client: redis.Redis | None
+    client: aioredis.Redis | None
+    fresh_for: float = float("inf")  # seconds after the grant the call must have started
+    granted_at: float = field(default_factory=time.monotonic)
 
-    def release(self) -> None:
+    def fresh(self) -> bool:
+        """Whether the call can still start on time (see the module docstring)."""
+        return time.monotonic() - self.granted_at <= self.fresh_for
+
+    async def release(self) -> None:
         if self.semaphore_key and self.client is not None:
-            self.client.zrem(self.semaphore_key, self.token)
+            await self.client.zrem(self.semaphore_key, self.token)
 
 
 class ProviderThrottle:
@@ -82,19 +96,29 @@ class ProviderThrottle:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        parsed = {k: limits.parse(v) for k, v in settings.provider_rate_limits.items()}
         # Microseconds between two calls of a provider (its rate, parsed by `limits`).
         self.intervals_us = {
             key: int(item.get_expiry() * 1_000_000 * SPACING_MARGIN / item.amount)
-            for key, item in (
-                (k, limits.parse(v)) for k, v in settings.provider_rate_limits.items()
-            )
+            for key, item in parsed.items()
+        }
+        self.freshness = {
+            key: item.get_expiry() * (SPACING_MARGIN - 1) / 2 for key, item in parsed.items()
         }
         self.concurrency = dict(settings.provider_concurrency)
-        self.client: redis.Redis | None = None
-        if self.intervals_us or self.concurrency:
-            self.client = redis.Redis.from_url(settings.redis_url)
-            self._acquire_script = self.client.register_script(_ACQUIRE)
-            self._rate_script = self.client.register_script(_RATE)
+        self._clients: dict[int, tuple[aioredis.Redis, object, object]] = {}
+
+    def _redis(self) -> tuple[aioredis.Redis, object, object] | None:
+        """This event loop's client and scripts (an asyncio client belongs to one loop)."""
+        if not self.intervals_us and not self.concurrency:
+            return None
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is None:
+            client = aioredis.Redis.from_url(self.settings.redis_url)
+            entry = (client, client.register_script(_ACQUIRE), client.register_script(_RATE))
+            self._clients[id(loop)] = entry
+        return entry
 
     def bucket(self, provider: ProviderInfo) -> str:
         """``provider:fingerprint`` — the budget a call draws on."""
@@ -104,40 +128,48 @@ class ProviderThrottle:
             return f"{provider.key}:{hashlib.sha256(secret.encode()).hexdigest()[:12]}"
         return f"{provider.key}:simulated"
 
-    def try_acquire(self, provider: ProviderInfo) -> Permit | float:
+    async def try_acquire(self, provider: ProviderInfo) -> Permit | float:
         """A permit, or the seconds to wait before asking again."""
         token = uuid.uuid4().hex
+        redis_entry = self._redis()
+        if redis_entry is None:
+            return Permit(None, token, None)
+        client, acquire_script, rate_script = redis_entry
         semaphore_key = None
         bucket = self.bucket(provider)
         cap = self.concurrency.get(provider.key)
-        if cap is not None and self.client is not None:
+        if cap is not None:
             semaphore_key = f"{KEY_PREFIX}:concurrency:{bucket}"
             now_ms = int(time.time() * 1000)
             ttl_ms = self.settings.lease_seconds * 1000
-            taken = self._acquire_script(
+            taken = await acquire_script(  # type: ignore[operator]
                 keys=[semaphore_key], args=[cap, token, now_ms, now_ms + ttl_ms, ttl_ms]
             )
             if not taken:
                 return random.uniform(0.02, 0.2)  # a slot frees when a call ends
         interval = self.intervals_us.get(provider.key)
-        if interval is not None and self.client is not None:
-            wait_us = int(self._rate_script(keys=[f"{KEY_PREFIX}:rate:{bucket}"], args=[interval]))
+        if interval is not None:
+            wait_us = int(
+                await rate_script(  # type: ignore[operator]
+                    keys=[f"{KEY_PREFIX}:rate:{bucket}"], args=[interval]
+                )
+            )
             if wait_us:
                 if semaphore_key:
-                    self.client.zrem(semaphore_key, token)
+                    await client.zrem(semaphore_key, token)
                 return wait_us / 1_000_000
-        return Permit(semaphore_key, token, self.client)
+        return Permit(semaphore_key, token, client, self.freshness.get(provider.key, float("inf")))
 
-    def acquire(self, provider: ProviderInfo, max_wait: float) -> Permit | float:
-        """Wait here for a permit up to ``max_wait`` seconds; else the seconds still to wait."""
+    async def acquire(self, provider: ProviderInfo, max_wait: float) -> Permit | float:
+        """Wait for a permit up to ``max_wait`` seconds; else the seconds still to wait."""
         deadline = time.monotonic() + max_wait
         while True:
-            outcome = self.try_acquire(provider)
+            outcome = await self.try_acquire(provider)
             if isinstance(outcome, Permit):
                 return outcome
             if time.monotonic() + outcome > deadline:
                 return outcome
-            time.sleep(outcome)
+            await asyncio.sleep(outcome)
 
 
 @lru_cache(maxsize=1)

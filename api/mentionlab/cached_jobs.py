@@ -26,8 +26,8 @@ from api.mentionlab.schemas import (
     page_schema,
 )
 from shared.db import session_scope
+from shared.mentionlab import cached_jobs
 from shared.models import CachedJob, Job
-from shared.services import cached_jobs
 
 blp = Blueprint(
     "mentionlab-cached-jobs",

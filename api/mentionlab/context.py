@@ -7,8 +7,8 @@ import uuid
 from flask import request
 
 from api.auth import authenticate_request
+from shared.accounts.auth import Principal
 from shared.errors import InvalidInput, NotFound
-from shared.services.auth import Principal
 
 API_KEY_HEADERS = ("x-api-key",)
 

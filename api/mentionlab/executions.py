@@ -9,8 +9,8 @@ from api.auth import current_principal
 from api.mentionlab.context import CONTEXT_HEADERS, authenticate_first, path_uuid
 from api.mentionlab.schemas import ExecutionSchema
 from shared.db import session_scope
+from shared.engine import jobs
 from shared.models import Execution
-from shared.services import jobs
 
 blp = Blueprint(
     "mentionlab-executions",
@@ -29,5 +29,8 @@ class ExecutionById(MethodView):
         """Get one job execution"""
         with session_scope() as session:
             return jobs.get_execution(
-                session, current_principal(), path_uuid(execution_id, "Job execution")
+                session,
+                current_principal().organisation_id,
+                path_uuid(execution_id, "Job execution"),
+                "Job execution",
             )

@@ -27,8 +27,9 @@ from api.mentionlab.schemas import (
     page_schema,
 )
 from shared.db import session_scope
+from shared.engine import jobs as engine_jobs
+from shared.mentionlab import runs
 from shared.models import Job
-from shared.services import jobs
 
 blp = Blueprint(
     "mentionlab-jobs", __name__, url_prefix="/api/jobs", description="Jobs (Mentionlab)"
@@ -46,7 +47,7 @@ class TriggerJob(MethodView):
     )
     def post(self, body: dict[str, Any]) -> Job:
         """Trigger an execution for all project queries"""
-        return jobs.trigger_ai_job(
+        return runs.trigger_ai_job(
             current_principal(), required_project_id(), body["aiModels"], body["executionCount"]
         )
 
@@ -60,7 +61,7 @@ class JobList(MethodView):
     def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
         """List jobs (of the x-project-id project when given)"""
         with session_scope() as session:
-            page = jobs.list_jobs(
+            page = runs.list_jobs(
                 session,
                 current_principal(),
                 project_id=project_id_header(required=False),
@@ -80,7 +81,7 @@ class JobById(MethodView):
     def get(self, job_id: str) -> Job:
         """Get one job with its counters and a summary per AI model"""
         with session_scope() as session:
-            return jobs.get_job_detail(session, current_principal(), path_uuid(job_id, "Job"))
+            return runs.get_job_detail(session, current_principal(), path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/cancel")
@@ -90,7 +91,11 @@ class CancelJob(MethodView):
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: str) -> Job:
         """Cancel a job: unfinished executions end failed with error "canceled"."""
-        return jobs.cancel_job(current_principal(), path_uuid(job_id, "Job"))
+        principal = current_principal()
+        job_id_ = path_uuid(job_id, "Job")
+        engine_jobs.cancel_job(principal.organisation_id, job_id_)
+        with session_scope() as session:
+            return engine_jobs.get_job(session, principal.organisation_id, job_id_)
 
 
 @blp.route("/<job_id>/executions")
@@ -101,9 +106,9 @@ class JobExecutions(MethodView):
     def get(self, paging: dict[str, Any], job_id: str) -> dict[str, Any]:
         """List a job's executions"""
         with session_scope() as session:
-            page = jobs.list_executions(
+            page = engine_jobs.list_executions(
                 session,
-                current_principal(),
+                current_principal().organisation_id,
                 path_uuid(job_id, "Job"),
                 limit=paging["limit"],
                 page=paging["page"],

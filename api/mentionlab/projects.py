@@ -17,8 +17,8 @@ from api.mentionlab.context import (
 )
 from api.mentionlab.schemas import ProjectCreateSchema, ProjectFieldsSchema, ProjectSchema
 from shared.db import session_scope
+from shared.mentionlab import projects
 from shared.models import Project
-from shared.services import projects
 
 blp = Blueprint(
     "mentionlab-projects", __name__, url_prefix="/api/projects", description="Projects (Mentionlab)"

@@ -25,8 +25,8 @@ from api.mentionlab.schemas import (
     page_schema,
 )
 from shared.db import session_scope
+from shared.mentionlab import projects
 from shared.models import Query
-from shared.services import projects
 
 blp = Blueprint(
     "mentionlab-queries", __name__, url_prefix="/api/queries", description="Queries (Mentionlab)"

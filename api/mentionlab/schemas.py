@@ -9,8 +9,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from shared.ai_models import AI_MODELS, PROVIDERS
-from shared.services.cached_jobs import effective_status
-from shared.services.projects import Page
+from shared.mentionlab.cached_jobs import effective_status
+from shared.paging import Page
 
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
 RECURRENCE_STATUSES = ("active", "paused")
@@ -250,21 +250,25 @@ def _result(execution: Any, key: str, default: Any = None) -> Any:
     return (execution.result or {}).get(key, default)
 
 
+def _item(key: str) -> Any:
+    return lambda execution: (execution.item or {}).get(key)
+
+
 class ExecutionSchema(Schema):
     jobExecutionId = fields.UUID(attribute="id")
     jobId = fields.UUID(attribute="job_id")
-    queryId = fields.UUID(attribute="query_id")
-    model = fields.String()
+    queryId = fields.Function(_item("queryId"), metadata={"type": "string", "format": "uuid"})
+    model = fields.Function(_item("model"), metadata={"type": "string"})
     status = fields.String()
     executionNumber = fields.Integer(
         attribute="attempts", metadata={"description": "Attempts made so far"}
     )
-    runNumber = fields.Integer(attribute="run_number")
+    runNumber = fields.Function(_item("run"), metadata={"type": "integer"})
     initiatedAt = IsoDateTime(attribute="started_at")
     createdAt = IsoDateTime(attribute="created_at")
     finishedAt = IsoDateTime(attribute="finished_at")
-    country = fields.String()
-    language = fields.String()
+    country = fields.Function(_item("country"), metadata={"type": "string"})
+    language = fields.Function(_item("language"), metadata={"type": "string"})
     text = fields.Function(lambda e: _result(e, "text"))
     hasSources = fields.Function(lambda e: bool(_result(e, "sources")))
     sources = fields.Function(lambda e: _result(e, "sources", []))

@@ -2,8 +2,11 @@
 
 from shared.models.base import Base, utcnow
 from shared.models.cached_jobs import CachedJob, CachedJobStatus
+from shared.models.engine import OutboxEvent, WorkerProcess
 from shared.models.jobs import (
     ACTIVE_EXECUTION_STATUSES,
+    ACTIVE_JOB_STATUSES,
+    TERMINAL_JOB_STATUSES,
     Execution,
     ExecutionStatus,
     Job,
@@ -15,6 +18,8 @@ from shared.models.tenancy import ApiKey, Membership, Organisation, User
 
 __all__ = [
     "ACTIVE_EXECUTION_STATUSES",
+    "ACTIVE_JOB_STATUSES",
+    "TERMINAL_JOB_STATUSES",
     "ApiKey",
     "Base",
     "CachedJob",
@@ -26,8 +31,10 @@ __all__ = [
     "JobType",
     "Membership",
     "Organisation",
+    "OutboxEvent",
     "Project",
     "Query",
     "User",
+    "WorkerProcess",
     "utcnow",
 ]

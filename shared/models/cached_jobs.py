@@ -27,7 +27,7 @@ class CachedJob(Base):
     ``ai_models`` are the concrete model ids that runs use; ``provider_keys`` the keys the
     client asked for (``openai``...). The stored ``status`` is authoritative except for
     the step active → ended, which follows from the last job's status (see
-    :func:`shared.services.cached_jobs.effective_status`).
+    :func:`shared.mentionlab.cached_jobs.effective_status`).
     """
 
     __tablename__ = "cached_jobs"

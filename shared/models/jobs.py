@@ -2,7 +2,12 @@
 
 The job row carries exact counters. Invariant at every commit (enforced by a CHECK
 constraint): ``total = pending + retrying + success + failed``. ``total`` is fixed when the
-job is accepted; executions not yet written by the fan-out count as pending.
+job is accepted; executions not yet written by the fan-out count as pending (a cancel
+during the fan-out removes the unwritten ones from ``total``).
+
+An execution carries its piece of work as data (``item``, JSON), whatever the job type: the
+engine never looks inside it. What the engine owns are the lifecycle columns: status,
+attempts, the lease, the retry time and the dispatch stamp.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    UniqueConstraint,
     Uuid,
     text,
 )
@@ -45,6 +50,15 @@ class JobStatus(enum.StrEnum):
     CANCELED = "canceled"
 
 
+TERMINAL_JOB_STATUSES = (
+    JobStatus.COMPLETED.value,
+    JobStatus.FAILED.value,
+    JobStatus.PARTIAL_FAILED.value,
+    JobStatus.CANCELED.value,
+)
+ACTIVE_JOB_STATUSES = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
+
+
 class ExecutionStatus(enum.StrEnum):
     PENDING = "pending"
     RETRYING = "retrying"
@@ -53,6 +67,7 @@ class ExecutionStatus(enum.StrEnum):
 
 
 ACTIVE_EXECUTION_STATUSES = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
+_ACTIVE_SQL = "status IN ('pending', 'retrying')"
 
 
 class Job(Base):
@@ -72,6 +87,14 @@ class Job(Base):
             postgresql_where=text("fanned_out_at IS NULL"),
             sqlite_where=text("fanned_out_at IS NULL"),
         ),
+        # Dispatch looks at unfinished jobs only: keep that set an index scan.
+        Index(
+            "ix_jobs_active",
+            "organisation_id",
+            "last_dispatched_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+            sqlite_where=text("status IN ('pending', 'processing')"),
+        ),
     )
 
     id: Mapped[uuid_pk]
@@ -88,6 +111,8 @@ class Job(Base):
     retrying: Mapped[int] = mapped_column(Integer, default=0)
     success: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    # What the job's attempts cost so far (every attempt, failed ones included), in USD.
+    cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The attempt budget is fixed when the job is accepted, so a settings change never
     # alters the rules of work already in flight.
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -99,10 +124,13 @@ class Job(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     parked: Mapped[bool] = mapped_column(Boolean, default=False)
-    # When the fan-out task was last published, and when the fan-out finished writing
-    # and publishing every execution. The sweep re-publishes jobs stuck between the two.
+    # When the fan-out task was last published (or last made progress), and when the
+    # fan-out finished writing every execution. The sweep re-publishes jobs stuck between.
     dispatched_at: Mapped[optional_timestamp]
     fanned_out_at: Mapped[optional_timestamp]
+    # When a group of this job's executions was last handed to the broker: dispatch serves
+    # the least recently served organisation, then its least recently served job.
+    last_dispatched_at: Mapped[optional_timestamp]
     canceled_at: Mapped[optional_timestamp]
     created_at: Mapped[timestamp]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -113,41 +141,51 @@ class Job(Base):
 
 
 class Execution(Base):
-    """One piece of a job: one model x run x query, one input, or one batch of rows."""
+    """One piece of a job: one model x run x query, one input, or one batch of rows.
+
+    The id is derived from (job, item key), so a repeated fan-out names the same rows.
+    """
 
     __tablename__ = "executions"
     __table_args__ = (
-        UniqueConstraint("job_id", "item_key", name="uq_executions_job_item"),
-        Index("ix_executions_job_status", "job_id", "status"),
-        # The sweep looks only at non-terminal rows; keep that index small on PostgreSQL.
+        # Listing order, and the order in which dispatch hands executions out.
+        Index("ix_executions_job_seq", "job_id", "seq"),
+        # What dispatch may hand out next: written, not in the broker, not finished.
         Index(
-            "ix_executions_active",
-            "status",
-            "lease_expires_at",
-            postgresql_where=text("status IN ('pending', 'retrying')"),
+            "ix_executions_ready",
+            "job_id",
+            "seq",
+            postgresql_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL}"),
+            sqlite_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL}"),
+        ),
+        # What is in the broker or in a worker's hands: a few groups per worker slot, so
+        # counting it and scanning it for dead leases stays cheap whatever the job sizes.
+        Index(
+            "ix_executions_outstanding",
+            "dispatched_at",
+            postgresql_where=text(f"dispatched_at IS NOT NULL AND {_ACTIVE_SQL}"),
+            sqlite_where=text(f"dispatched_at IS NOT NULL AND {_ACTIVE_SQL}"),
         ),
     )
 
     id: Mapped[uuid_pk]
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # position in the job's plan, from 0
     item_key: Mapped[str] = mapped_column(String(255))
-    query_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    model: Mapped[str | None] = mapped_column(String(64))
-    run_number: Mapped[int | None] = mapped_column(Integer)
-    input_index: Mapped[int | None] = mapped_column(Integer)
-    language: Mapped[str | None] = mapped_column(String(5))
-    country: Mapped[str | None] = mapped_column(String(2))
+    item: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=ExecutionStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[optional_timestamp]
     next_attempt_at: Mapped[optional_timestamp]
     dispatched_at: Mapped[optional_timestamp]
     result: Mapped[dict[str, Any] | None] = mapped_column()
-    # Whether the answer mentions the project's own brand (kept beside the result so
-    # that per-model mention rates are one aggregate, not a scan of JSON documents).
-    primary_mentioned: Mapped[bool | None] = mapped_column(Boolean)
+    # A small digest of the result that job summaries aggregate (the result itself may be
+    # large and stored out of line; this stays small and in the row).
+    summary: Mapped[dict[str, Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[timestamp]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[optional_timestamp]

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from shared.accounts import auth
+from shared.accounts import organisations as tenancy
 from shared.db import session_scope
-from shared.services import auth, projects, tenancy
+from shared.mentionlab import projects
 from shared.settings import reset_settings_cache
 from tests.support import Tenant
 

@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from shared.ai_models import PROVIDERS
-from shared.db import session_scope
-from shared.models import CachedJob, Job, Project
-from shared.services import cached_jobs
+from shared.db import new_session, session_scope
+from shared.engine import outbox
+from shared.engine.counters import move_counters
+from shared.models import CachedJob, Job, Project, utcnow
 from shared.settings import reset_settings_cache
 from tests.api.helpers import (
     PAGE_RANGE,
@@ -102,13 +103,13 @@ def patch_project(client: FlaskClient, tenant: Tenant, body: dict[str, Any]) -> 
 
 
 def finish_job(job_id: str, status: str = "completed") -> None:
-    """Move a job's counters straight to terminal (as a finished run would)."""
+    """Move a job's counters straight to terminal through the engine (as a finished run
+    would: the move writes the job's ``job.finished`` event)."""
     with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == uuid.UUID(job_id))
-            .values(pending=0, success=Job.total, status=status)
-        )
+        total = session.scalar(select(Job.total).where(Job.id == uuid.UUID(job_id))) or 0
+        failed = {"completed": 0, "failed": total}[status]
+        moves = {("pending", "success"): total - failed, ("pending", "failed"): failed}
+        assert move_counters(session, uuid.UUID(job_id), moves, utcnow()) == status
 
 
 # ---------------------------------------------------------------------------- create many
@@ -581,13 +582,12 @@ def test_status_turns_ended_when_the_job_finishes(client: FlaskClient, tenant: T
     a, b = create(client, tenant, [plan(tenant.query_ids[0]), plan(tenant.query_ids[1])])
     job_a, job_b = (j["id"] for j in trigger(client, tenant).json)
     finish_job(job_a, "completed")
-    finish_job(job_b, "partial_failed")
+    finish_job(job_b, "failed")
     for item in (a, b):
         got = client.get(f"/api/cached-jobs/{item['id']}", headers=tenant.headers()).json
         assert got["status"] == "ended"
-    # The schedule tick writes the derived status down.
-    with session_scope() as session:
-        assert cached_jobs.settle_ended(session) >= 2
+    # The job.finished events write the derived status down.
+    assert outbox.drain(new_session)["mentionlab.cached_jobs"] >= 2
     with session_scope() as session:
         rows = session.scalars(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)

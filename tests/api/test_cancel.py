@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from shared.db import session_scope
+from shared.engine.fanout import fan_out_job
 from shared.models import Execution
-from shared.services.dispatch import fan_out_job
 from tests.support import Tenant, assert_counters_exact
 
 BODY = {"aiModels": ["gpt-4.1-mini", "sonar"], "executionCount": 2}
@@ -22,28 +22,27 @@ def trigger(client: FlaskClient, tenant: Tenant) -> str:
     return job_id
 
 
-def test_cancel_before_fan_out_writes_the_executions_canceled(
-    client: FlaskClient, tenant: Tenant
-) -> None:
-    """Canceled before any execution exists: all 12 end failed/canceled when fanned out."""
+def test_cancel_before_fan_out_writes_no_execution(client: FlaskClient, tenant: Tenant) -> None:
+    """Canceled before any execution exists: the fan-out writes none, and the 12 planned
+    ones leave the job's total (the counters count rows, and there are none)."""
     job_id = trigger(client, tenant)
     response = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers())
     assert response.status_code == 200, response.json
     body = response.json
     assert body["status"] == "canceled"
     assert (body["failedExecutions"], body["pendingExecutions"], body["totalExecutions"]) == (
-        12,
         0,
-        12,
+        0,
+        0,
     )
     assert body["finishedAt"] is not None
-    assert fan_out_job(uuid.UUID(job_id)) == 0  # nothing published for a canceled job
+    assert fan_out_job(uuid.UUID(job_id)) == 0  # nothing written for a canceled job
     assert_counters_exact(job_id)
     with session_scope() as session:
-        errors = set(
-            session.scalars(select(Execution.error).where(Execution.job_id == uuid.UUID(job_id)))
-        )
-    assert errors == {"canceled"}
+        rows = session.scalars(
+            select(Execution.id).where(Execution.job_id == uuid.UUID(job_id))
+        ).all()
+    assert rows == []
 
 
 def test_cancel_after_fan_out_cancels_every_pending_execution(
@@ -63,7 +62,8 @@ def test_cancel_is_idempotent(client: FlaskClient, tenant: Tenant) -> None:
     first = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers()).json
     second = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers())
     assert second.status_code == 200
-    assert second.json["failedExecutions"] == first["failedExecutions"] == 12
+    assert second.json["status"] == first["status"] == "canceled"
+    assert second.json["totalExecutions"] == first["totalExecutions"] == 0
 
 
 def test_cancel_of_another_tenants_job_is_404(

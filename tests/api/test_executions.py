@@ -7,7 +7,7 @@ import uuid
 import pytest
 from flask.testing import FlaskClient
 
-from shared.services import dispatch
+from shared.engine import fanout
 from tests.api.helpers import SEED_BODY, assert_error, assert_recent_timestamp
 from tests.support import Tenant
 
@@ -43,7 +43,7 @@ def fanned_out(client: FlaskClient, tenant: Tenant) -> list[str]:
     )
     assert response.status_code == 201
     job_id = response.json["id"]
-    assert dispatch.fan_out_job(uuid.UUID(job_id)) == 3
+    assert fanout.fan_out_job(uuid.UUID(job_id)) == 3
     page = client.get(f"/api/jobs/{job_id}/executions", headers=tenant.headers()).json
     return [e["jobExecutionId"] for e in page["results"]]
 

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from shared.db import session_scope
+from shared.engine import fanout
 from shared.models import Job
-from shared.services import dispatch
 from tests.api.conftest import Person
 from tests.api.helpers import PAGE_RANGE, SEED_BODY, assert_error, bearer, validation_messages
 from tests.support import Tenant
@@ -291,7 +291,7 @@ def test_executions_before_fan_out_is_an_empty_page(client: FlaskClient, tenant:
 def test_executions_after_fan_out(client: FlaskClient, tenant: Tenant) -> None:
     """After the (in-process) fan-out every query x model x run is listed, paged."""
     job_id = trigger(client, tenant)
-    assert dispatch.fan_out_job(uuid.UUID(job_id)) == 27
+    assert fanout.fan_out_job(uuid.UUID(job_id)) == 27
     first = client.get(f"/api/jobs/{job_id}/executions?limit=10", headers=tenant.headers()).json
     assert first["page"]["totalRecords"] == 27 and first["page"]["totalPages"] == 3
     everything = [

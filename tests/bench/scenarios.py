@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import redis
 
-from shared import publisher
-from shared.queues import EXECUTIONS_QUEUE, NOOP_TASK
+from shared.messaging import publisher
+from shared.messaging.queues import EXECUTIONS_QUEUE, NOOP_TASK
 from tests.bench.infra import (
     BenchWorker,
     CpuMeter,

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from shared import publisher
 from shared.db import session_scope
+from shared.messaging import publisher
+from shared.messaging.queues import SCHEDULE_TICK_TASK
 from shared.models import Job, Project
-from shared.queues import SCHEDULE_TICK_TASK
 from tests.support import Tenant
 
 T = TypeVar("T")

@@ -19,7 +19,9 @@ def test_cancel_mid_run_stops_new_attempts_and_keeps_counters_exact(
 ) -> None:
     """Executions finished before the cancel stay; the rest end failed with 'canceled'."""
     tenant = make_tenant(n_queries=5)
-    with running_worker(tmp_path, concurrency=8, JOBYARD_SIMULATED_LATENCY_MS=50):
+    # Two groups of 5 in flight at 50 ms: the 400 executions take about two seconds.
+    env = {"JOBYARD_SIMULATED_LATENCY_MS": 50, "JOBYARD_GROUP_SIZE": 5}
+    with running_worker(tmp_path, concurrency=2, **env):
         response = client.post(
             "/api/jobs/trigger",
             headers=tenant.headers(),

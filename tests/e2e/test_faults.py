@@ -10,10 +10,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from shared import publisher
 from shared.db import session_scope
+from shared.messaging import publisher
+from shared.messaging.queues import RECOVERY_SWEEP_TASK
 from shared.models import Execution
-from shared.queues import RECOVERY_SWEEP_TASK
 from shared.settings import reset_settings_cache
 from tests.support import (
     assert_counters_exact,
@@ -29,8 +29,11 @@ MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
 
 # Short leases and redispatch delays so that recovery happens within seconds.
 RECOVERY_ENV = {
-    "JOBYARD_LEASE_SECONDS": 3,
+    "JOBYARD_HEARTBEAT_SECONDS": 0.5,
+    "JOBYARD_WORKER_DEAD_AFTER_SECONDS": 2,
     "JOBYARD_REDISPATCH_AFTER_SECONDS": 4,
+    "JOBYARD_LOST_RETRY_GRACE_SECONDS": 2,
+    "JOBYARD_FANOUT_STALLED_AFTER_SECONDS": 3,
     "JOBYARD_SWEEP_INTERVAL_SECONDS": 1,
 }
 

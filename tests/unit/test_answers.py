@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.services.answers import Brand, extract_sources, find_mentions, project_brands
+from shared.mentionlab.answers import Brand, extract_sources, find_mentions, project_brands
 
 ACME = project_brands("Acme", ["Acme Inc.", "ACME Corp"], ["Globex", "Initech"])
 

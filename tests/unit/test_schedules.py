@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from shared.db import session_scope
-from shared.models import CachedJob, Job, Project
-from shared.services import cached_jobs, schedules
-from shared.services.auth import Principal
-from shared.services.schedules import add_months, first_slot, next_slot, slot
+from shared.accounts.auth import Principal
+from shared.db import new_session, session_scope
+from shared.engine import outbox
+from shared.engine.counters import move_counters
+from shared.mentionlab import cached_jobs, schedules
+from shared.mentionlab.recurrence import add_months, first_slot, next_slot, slot
+from shared.models import CachedJob, Job, Project, utcnow
 from shared.settings import reset_settings_cache
 from tests.support import Tenant
 
@@ -282,17 +284,26 @@ def test_concurrent_claims_run_a_slot_once(tenant: Tenant, empty_broker: object)
     assert {j.metadata_["slot"] for j in jobs} == {seen.isoformat()}
 
 
-def test_tick_settles_finished_cached_jobs(tenant: Tenant, empty_broker: object) -> None:
+def test_finished_jobs_settle_their_cached_jobs_through_the_outbox(
+    tenant: Tenant, empty_broker: object
+) -> None:
+    """A scheduled run's jobs end; their job.finished events (not a polling tick) write
+    the cached jobs down as ended."""
     schedule(tenant)
     schedules.claim_due_projects()
     with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(Job.project_id == tenant.project_id)
-            .values(pending=0, failed=Job.total, status="failed")
-        )
-    report = schedules.tick()
-    assert report.cached_jobs_ended >= 2
+        jobs = session.execute(
+            select(Job.id, Job.total).where(Job.project_id == tenant.project_id)
+        ).all()
+        for job_id, total in jobs:
+            move_counters(session, job_id, {("pending", "failed"): total}, utcnow())
+    schedules.tick()
+    with session_scope() as session:
+        statuses = session.scalars(
+            select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)
+        ).all()
+    assert statuses == ["active", "active"]  # the tick polls nothing
+    assert outbox.drain(new_session)["mentionlab.cached_jobs"] >= 2
     with session_scope() as session:
         statuses = session.scalars(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)

@@ -12,8 +12,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import new_session
+from shared.engine.counters import move_counters
+from shared.engine.status import derive_status, status_expression
 from shared.models import Job, JobStatus, JobType, Organisation, utcnow
-from shared.services.lifecycle import derive_status, move_counters, status_expression
 
 
 class Case(NamedTuple):

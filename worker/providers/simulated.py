@@ -7,9 +7,9 @@ written from it says ``simulated: true``. Latency and failure rate come from set
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
-import time
 
 from shared.settings import Settings
 from worker.providers.base import AiAnswer, AiRequest, ProviderError
@@ -39,10 +39,10 @@ class SimulatedProvider:
     def prepare(self) -> None:
         """Nothing to build: the simulation calls nobody."""
 
-    def answer(self, request: AiRequest) -> AiAnswer:
+    async def answer(self, request: AiRequest) -> AiAnswer:
         latency = self.latency_s + (random.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
         if latency:
-            time.sleep(latency)
+            await asyncio.sleep(latency)
         # Failures vary per attempt (so a retry can succeed); answers do not.
         fate = random.Random(f"{request.seed}:{request.attempt}")
         if self.failure_rate and fate.random() < self.failure_rate:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from shared.queues import NOOP_TASK
+from shared.messaging.queues import NOOP_TASK
 
 
 @shared_task(name=NOOP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

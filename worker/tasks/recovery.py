@@ -1,4 +1,4 @@
-"""``recovery.sweep``: publish again whatever was accepted but lost in flight."""
+"""``recovery.sweep``: hand out again whatever was accepted but lost in flight."""
 
 from __future__ import annotations
 
@@ -6,26 +6,24 @@ import logging
 
 from celery import shared_task
 
-from shared import publisher
-from shared.broker import queue_depth
-from shared.queues import EXECUTIONS_QUEUE, RECOVERY_SWEEP_TASK
-from shared.services.jobs import dispatch_jobs
-from shared.services.recovery import sweep
+from shared.db import new_session
+from shared.engine import dispatch, outbox
+from shared.engine.jobs import dispatch_jobs
+from shared.engine.recovery import sweep
+from shared.messaging.broker import queue_depth
+from shared.messaging.queues import EXECUTIONS_QUEUE, RECOVERY_SWEEP_TASK
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(name=RECOVERY_SWEEP_TASK, ignore_result=True)
 def recovery_sweep() -> dict[str, int]:
-    """Run one sweep and publish what it found."""
+    """Run one sweep, publish the fan-outs it found, top dispatch up, drain the outbox."""
     report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)
     dispatch_jobs(report.jobs_redispatched)
-    publisher.publish_executions(report.executions_redispatched)
-    summary = {
-        "jobs_redispatched": len(report.jobs_redispatched),
-        "executions_redispatched": len(report.executions_redispatched),
-        "executions_exhausted": report.executions_exhausted,
-    }
-    if any(summary.values()):
+    summary = report.as_dict()
+    summary["dispatched"] = dispatch.fill()
+    summary["outbox_events"] = sum(outbox.drain(new_session).values())
+    if any(v for k, v in summary.items() if k not in ("dispatched", "outbox_events")):
         log.warning("recovery sweep: %s", summary)
     return summary

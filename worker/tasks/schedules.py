@@ -6,8 +6,8 @@ import logging
 
 from celery import shared_task
 
-from shared.queues import SCHEDULE_TICK_TASK
-from shared.services.schedules import tick
+from shared.mentionlab.schedules import tick
+from shared.messaging.queues import SCHEDULE_TICK_TASK
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,6 @@ def schedules_tick() -> dict[str, int]:
         "projects_adopted": report.projects_adopted,
         "jobs_created": len(report.jobs_created),
         "jobs_undispatched": report.jobs_undispatched,
-        "cached_jobs_ended": report.cached_jobs_ended,
     }
     if report.projects_claimed or report.projects_adopted:
         log.info("schedules tick: %s", summary)

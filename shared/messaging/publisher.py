@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.queues import FAN_OUT_TASK, RUN_EXECUTION_TASK, TASK_ROUTES
+from shared.messaging.queues import FAN_OUT_TASK, OUTBOX_DRAIN_TASK, RUN_GROUP_TASK, TASK_ROUTES
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,57 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return pending
 
 
-def publish_executions(execution_ids: Iterable[uuid.UUID], countdown: float | None = None) -> None:
-    """Publish ``executions.run`` for each id over one pooled broker connection."""
+def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
+    """Publish one ``executions.run`` per group over one pooled broker connection.
+
+    Returns the groups that could not be published (the broker is unreachable): the
+    caller hands those back to dispatch instead of failing.
+    """
+    pending = list(groups)
+    if not pending:
+        return []
     app = producer_app()
-    with app.producer_or_acquire() as producer:
-        for execution_id in execution_ids:
-            app.send_task(
-                RUN_EXECUTION_TASK, args=[str(execution_id)], countdown=countdown, producer=producer
-            )
+    try:
+        with app.producer_or_acquire() as producer:
+            while pending:
+                app.send_task(
+                    RUN_GROUP_TASK, args=[[str(i) for i in pending[0]]], producer=producer
+                )
+                pending.pop(0)
+    except Exception:  # any broker/connection failure: dispatch hands them out again
+        log.warning("could not publish %d group(s); dispatch will again", len(pending))
+    return pending
+
+
+def publish_executions(
+    countdowns: Iterable[tuple[uuid.UUID, float | None]],
+) -> list[uuid.UUID]:
+    """Publish each execution alone with its own countdown (a retry, a deferred attempt).
+
+    Returns the ids that could not be published.
+    """
+    pending = list(countdowns)
+    app = producer_app()
+    try:
+        with app.producer_or_acquire() as producer:
+            while pending:
+                execution_id, countdown = pending[0]
+                app.send_task(
+                    RUN_GROUP_TASK,
+                    args=[[str(execution_id)]],
+                    countdown=countdown,
+                    producer=producer,
+                )
+                pending.pop(0)
+    except Exception:
+        log.warning("could not publish %d execution(s); dispatch will again", len(pending))
+    return [execution_id for execution_id, _ in pending]
+
+
+def publish_outbox_drain() -> None:
+    """Ask a worker to hand new outbox events to their consumers (best effort: the
+    recovery sweep drains too)."""
+    try:
+        publish(OUTBOX_DRAIN_TASK, [])
+    except Exception:
+        log.warning("could not publish %s; the sweep will drain", OUTBOX_DRAIN_TASK)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from shared.accounts.auth import Principal
 from shared.errors import NotFound
+from shared.mentionlab.recurrence import apply_recurrence
 from shared.models import Project, Query
-from shared.services.auth import Principal
+from shared.paging import Page, paginate
+from shared.scoping import get_owned
 
 PROJECT_FIELDS = (
     "name",
@@ -44,9 +46,6 @@ def _schedule(
     session: Session, project: Project, *, previous_recurrence: str, previous_status: str
 ) -> None:
     """Set the project's next scheduled run (and its cached jobs' status) after a change."""
-    # Imported here: the schedules service builds on this module (projects, paging).
-    from shared.services.schedules import apply_recurrence
-
     apply_recurrence(
         session, project, previous_recurrence=previous_recurrence, previous_status=previous_status
     )
@@ -55,10 +54,7 @@ def _schedule(
 
 def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -> Project:
     """The caller's project, or NotFound (also for another tenant's project)."""
-    project = session.get(Project, project_id)
-    if project is None or project.organisation_id != principal.organisation_id:
-        raise NotFound(f"Project {project_id} not found")
-    return project
+    return get_owned(session, Project, project_id, principal.organisation_id, "Project")
 
 
 def update_project(
@@ -115,23 +111,6 @@ def get_query(session: Session, principal: Principal, query_id: uuid.UUID) -> Qu
         raise NotFound(f"Query {query_id} not found")
     query: Query = row[0]
     return query
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of results and the total count behind it."""
-
-    items: list[Any]
-    total: int
-    limit: int
-    page: int
-
-
-def paginate(session: Session, stmt: Select[Any], limit: int, page: int) -> Page:
-    """Run ``stmt`` for one page (1-based) and count all of its rows."""
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(stmt.limit(limit).offset((page - 1) * limit)))
-    return Page(items, total, limit, page)
 
 
 QUERY_SORT_COLUMNS: dict[str, ColumnElement[Any]] = {

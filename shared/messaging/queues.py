@@ -9,16 +9,18 @@ SYNC_QUEUE = "sync"
 WEBHOOKS_QUEUE = "webhooks"
 
 FAN_OUT_TASK = "jobs.fan_out"
-RUN_EXECUTION_TASK = "executions.run"
+RUN_GROUP_TASK = "executions.run"
 RECOVERY_SWEEP_TASK = "recovery.sweep"
 SCHEDULE_TICK_TASK = "schedules.tick"
+OUTBOX_DRAIN_TASK = "outbox.drain"
 NOOP_TASK = "bench.noop"
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     FAN_OUT_TASK: {"queue": FANOUT_QUEUE},
-    RUN_EXECUTION_TASK: {"queue": EXECUTIONS_QUEUE},
+    RUN_GROUP_TASK: {"queue": EXECUTIONS_QUEUE},
     RECOVERY_SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
     SCHEDULE_TICK_TASK: {"queue": MAINTENANCE_QUEUE},
+    OUTBOX_DRAIN_TASK: {"queue": MAINTENANCE_QUEUE},
     NOOP_TASK: {"queue": EXECUTIONS_QUEUE},
 }
 

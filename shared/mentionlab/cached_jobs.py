@@ -3,45 +3,51 @@
 A plan names the query, the AI models (asked for by provider key, stored as each
 provider's default model id) and how many runs each. Every run of a plan — triggered now
 through the API, or by the schedule — is an ordinary ``ai_queries`` Job of that one query,
-written with :func:`shared.services.jobs.create_ai_job` and dispatched after commit.
+written with :func:`shared.mentionlab.runs.create_ai_job` and dispatched after commit.
 
 Status: ``pending`` (never run), ``active`` (its last run is in progress), ``ended`` (its
 last run finished, possibly with failures), ``inactive`` (the project's recurrence is
 paused). The stored column is authoritative except for the step active → ended: that one
-follows from the last job's status, so readers derive it (:func:`effective_status`) and the
-schedule tick writes it down (:func:`settle_ended`) — no worker code has to know about
-cached jobs, and a read is never stale.
+follows from the last job's status, so readers derive it (:func:`effective_status`: a read
+is never stale), and the job's ``job.finished`` event writes it down
+(:func:`settle_finished_jobs`, an outbox consumer): no worker code knows about cached jobs.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, or_, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from shared.accounts.auth import Principal
 from shared.ai_models import PROVIDERS, ensure_models_available
 from shared.db import session_scope
+from shared.engine.jobs import dispatch_jobs, get_job
+from shared.engine.outbox import Event
 from shared.errors import InvalidInput, NotFound, Unprocessable
-from shared.models import CachedJob, CachedJobStatus, Job, JobStatus, Project, Query, utcnow
-from shared.services.auth import Principal
-from shared.services.jobs import create_ai_job, dispatch_jobs, get_job
-from shared.services.projects import Page, get_project, paginate
+from shared.mentionlab.projects import get_project
+from shared.mentionlab.runs import create_ai_job
+from shared.models import (
+    TERMINAL_JOB_STATUSES,
+    CachedJob,
+    CachedJobStatus,
+    Job,
+    Project,
+    Query,
+    utcnow,
+)
+from shared.paging import Page, paginate
+from shared.scoping import get_owned
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-TERMINAL_JOB_STATUSES = (
-    JobStatus.COMPLETED.value,
-    JobStatus.FAILED.value,
-    JobStatus.PARTIAL_FAILED.value,
-    JobStatus.CANCELED.value,
-)
 
 
 @dataclass(frozen=True)
@@ -166,10 +172,7 @@ def create_many(
 
 def get_cached_job(session: Session, principal: Principal, cached_job_id: uuid.UUID) -> CachedJob:
     """The caller's cached job, or NotFound (also for another tenant's)."""
-    cached_job = session.get(CachedJob, cached_job_id)
-    if cached_job is None or cached_job.organisation_id != principal.organisation_id:
-        raise NotFound(f"Cached job {cached_job_id} not found")
-    return cached_job
+    return get_owned(session, CachedJob, cached_job_id, principal.organisation_id, "Cached job")
 
 
 CACHED_JOB_SORT_COLUMNS: dict[str, Any] = {
@@ -275,49 +278,19 @@ def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
             )
     dispatch_jobs(job_ids)
     with session_scope() as session:
-        return [get_job(session, principal, job_id) for job_id in job_ids]
+        return [get_job(session, principal.organisation_id, job_id) for job_id in job_ids]
 
 
-def switch_project(session: Session, project_id: uuid.UUID, *, paused: bool) -> int:
-    """Mark a project's cached jobs inactive (paused) or bring them back (resumed): back to
-    ``pending`` when never run, else ``active`` (which reads as ``ended`` once its job is)."""
-    if paused:
-        stmt = (
+def settle_finished_jobs(session: Session, events: Sequence[Event]) -> None:
+    """Outbox consumer of ``job.finished``: a cached job whose last job ended is ended."""
+    job_ids = [e.job_id for e in events if e.job_id is not None]
+    if job_ids:
+        session.execute(
             update(CachedJob)
             .where(
-                CachedJob.project_id == project_id,
-                CachedJob.status != CachedJobStatus.INACTIVE.value,
+                CachedJob.status == CachedJobStatus.ACTIVE.value,
+                CachedJob.last_job_id.in_(job_ids),
             )
-            .values(status=CachedJobStatus.INACTIVE.value)
+            .values(status=CachedJobStatus.ENDED.value)
+            .execution_options(synchronize_session=False)
         )
-    else:
-        stmt = (
-            update(CachedJob)
-            .where(
-                CachedJob.project_id == project_id,
-                CachedJob.status == CachedJobStatus.INACTIVE.value,
-            )
-            .values(
-                status=case(
-                    (CachedJob.last_job_id.is_(None), CachedJobStatus.PENDING.value),
-                    else_=CachedJobStatus.ACTIVE.value,
-                )
-            )
-        )
-    result = session.execute(stmt.execution_options(synchronize_session=False))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def settle_ended(session: Session) -> int:
-    """Write down active → ended for cached jobs whose last job has finished (or is gone)."""
-    finished = select(Job.id).where(Job.status.in_(TERMINAL_JOB_STATUSES))
-    result = session.execute(
-        update(CachedJob)
-        .where(
-            CachedJob.status == CachedJobStatus.ACTIVE.value,
-            or_(CachedJob.last_job_id.is_(None), CachedJob.last_job_id.in_(finished)),
-        )
-        .values(status=CachedJobStatus.ENDED.value)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,28 +1,32 @@
-"""Accepting jobs and reading them back.
+"""AI runs: a job of type ``ai_queries`` asks every query of a project each model N times.
 
-Accepting follows the lifecycle's first step: the job is written and committed, and only
-then is its fan-out published. When publishing fails the job is still accepted; its
-``dispatched_at`` is cleared so the recovery sweep publishes it once the broker is back.
+Its planner yields one execution per query x model x run, carrying everything the
+executor needs as the item (``queryId, model, run, language, country``); the answer's
+digest (``summary.mentioned``: does it name the project?) feeds the per-model summary.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from shared import publisher
+from shared.accounts.auth import Principal
 from shared.ai_models import ensure_models_available
 from shared.db import session_scope
-from shared.errors import Conflict, NotFound, Unprocessable
-from shared.models import Execution, Job, JobStatus, JobType, Project, Query, utcnow
-from shared.services.auth import Principal
-from shared.services.lifecycle import cancel_executions
-from shared.services.projects import Page, get_project, paginate
+from shared.engine.jobs import dispatch_jobs, get_job, new_job
+from shared.engine.registry import PlannedItem
+from shared.errors import Unprocessable
+from shared.mentionlab.projects import get_project
+from shared.models import Execution, Job, JobType, Project, Query
+from shared.paging import Page, paginate
 from shared.settings import get_settings
+
+AI_QUERIES = JobType.AI_QUERIES.value
 
 
 def trigger_ai_job(
@@ -47,9 +51,9 @@ def trigger_ai_job(
             created_by_user_id=principal.user_id,
         )
         job_id = job.id
-    dispatch_job(job_id)
+    dispatch_jobs([job_id])
     with session_scope() as session:
-        return get_job(session, principal, job_id)
+        return get_job(session, principal.organisation_id, job_id)
 
 
 def create_ai_job(
@@ -63,7 +67,7 @@ def create_ai_job(
     metadata: dict[str, Any] | None = None,
 ) -> Job:
     """Write an ai_queries job in the caller's transaction; the caller dispatches it after
-    commit (:func:`dispatch_job`). Raises Unprocessable when there is nothing to run."""
+    commit (:func:`dispatch_jobs`). Raises Unprocessable when there is nothing to run."""
     settings = get_settings()
     models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
     ensure_models_available(models, settings)
@@ -77,61 +81,42 @@ def create_ai_job(
             f"This job would have {total} executions; the limit is "
             f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
         )
-    job = Job(
+    job = new_job(
         organisation_id=project.organisation_id,
         project_id=project.id,
-        type=JobType.AI_QUERIES.value,
+        job_type=AI_QUERIES,
         total=total,
-        pending=total,
-        max_attempts=settings.max_attempts,
         created_by_user_id=created_by_user_id,
         payload={
             "aiModels": models,
             "executionCount": execution_count,
             "queryIds": [str(q) for q in query_ids],
         },
-        metadata_=metadata or {},
-        dispatched_at=utcnow(),
+        metadata=metadata,
     )
     session.add(job)
     session.flush()
     return job
 
 
-def dispatch_jobs(job_ids: list[uuid.UUID]) -> int:
-    """Publish committed jobs' fan-outs (one broker connection for all of them); those
-    that could not be published are left to the recovery sweep. Returns how many went."""
-    unpublished = publisher.publish_fan_outs(job_ids)
-    if unpublished:
-        with session_scope() as session:
-            session.execute(update(Job).where(Job.id.in_(unpublished)).values(dispatched_at=None))
-    return len(job_ids) - len(unpublished)
-
-
-def dispatch_job(job_id: uuid.UUID) -> bool:
-    """Publish one committed job's fan-out (see :func:`dispatch_jobs`)."""
-    return dispatch_jobs([job_id]) == 1
-
-
-TERMINAL_STATUSES = (
-    JobStatus.COMPLETED.value,
-    JobStatus.FAILED.value,
-    JobStatus.PARTIAL_FAILED.value,
-)
-
-
-def cancel_job(principal: Principal, job_id: uuid.UUID) -> Job:
-    """Cancel the caller's job: no new attempt starts and every unfinished execution ends
-    failed with error ``canceled``. Canceling a canceled job changes nothing; a finished
-    job cannot be canceled (Conflict)."""
-    with session_scope() as session:
-        job = get_job(session, principal, job_id)
-        if job.canceled_at is None:
-            if job.status in TERMINAL_STATUSES:
-                raise Conflict(f"Job {job_id} has already finished ({job.status})")
-            cancel_executions(session, job.id)
-    with session_scope() as session:
-        return get_job(session, principal, job_id)
+def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
+    """The items of an ai_queries job: every query x model x run, in that order."""
+    query_ids = [uuid.UUID(q) for q in job.payload["queryIds"]]
+    queries = {q.id: q for q in session.scalars(select(Query).where(Query.id.in_(query_ids)))}
+    for query_id in query_ids:
+        query = queries.get(query_id)
+        for model in job.payload["aiModels"]:
+            for run in range(1, int(job.payload["executionCount"]) + 1):
+                yield PlannedItem(
+                    key=f"{query_id}:{model}:{run}",
+                    item={
+                        "queryId": str(query_id),
+                        "model": model,
+                        "run": run,
+                        "language": query.language if query else None,
+                        "country": query.country if query else None,
+                    },
+                )
 
 
 @dataclass(frozen=True)
@@ -153,36 +138,36 @@ class ModelSummary:
 
 
 def summarize_models(session: Session, job: Job) -> list[ModelSummary]:
-    """Per model: executions by status and the mention rate (one aggregate query).
+    """Per model: executions by status and the mention rate (one aggregate query over the
+    rows' small item and summary documents, never their results).
 
     Executions the fan-out has not written yet count as pending for their model.
     """
+    model = Execution.item["model"].as_string()
+    mentioned = Execution.summary["mentioned"].as_boolean()
     rows = session.execute(
-        select(
-            Execution.model,
-            Execution.status,
-            func.count(),
-            func.count().filter(Execution.primary_mentioned.is_(True)),
-        )
+        select(model, Execution.status, func.count(), func.count().filter(mentioned.is_(True)))
         .where(Execution.job_id == job.id)
-        .group_by(Execution.model, Execution.status)
+        .group_by(model, Execution.status)
     ).all()
     counts: dict[str, dict[str, int]] = {}
-    for model, status, count, mentioned in rows:
-        entry = counts.setdefault(model or "", {"mentioned": 0})
+    for name, status, count, mentions in rows:
+        entry = counts.setdefault(name or "", {"mentioned": 0})
         entry[status] = count
-        entry["mentioned"] += mentioned
+        entry["mentioned"] += mentions
     models = list(job.payload.get("aiModels", [])) or sorted(counts)
     per_model = job.total // len(models) if models else 0
     summaries = []
-    for model in models:
-        entry = counts.get(model, {"mentioned": 0})
+    for name in models:
+        entry = counts.get(name, {"mentioned": 0})
         written = sum(entry.get(s, 0) for s in ("pending", "retrying", "success", "failed"))
         summaries.append(
             ModelSummary(
-                model=model,
-                total=per_model,
-                pending=entry.get("pending", 0) + per_model - written,
+                model=name,
+                total=per_model if job.canceled_at is None else written,
+                pending=entry.get("pending", 0) + max(0, per_model - written)
+                if job.canceled_at is None
+                else entry.get("pending", 0),
                 retrying=entry.get("retrying", 0),
                 success=entry.get("success", 0),
                 failed=entry.get("failed", 0),
@@ -194,16 +179,8 @@ def summarize_models(session: Session, job: Job) -> list[ModelSummary]:
 
 def get_job_detail(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     """The caller's job with ``model_summaries`` (per-model counts and mention rate)."""
-    job = get_job(session, principal, job_id)
+    job = get_job(session, principal.organisation_id, job_id)
     job.model_summaries = summarize_models(session, job)  # type: ignore[attr-defined]
-    return job
-
-
-def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
-    """The caller's job, or NotFound (also for another tenant's)."""
-    job = session.get(Job, job_id)
-    if job is None or job.organisation_id != principal.organisation_id:
-        raise NotFound(f"Job {job_id} not found")
     return job
 
 
@@ -238,30 +215,4 @@ def list_jobs(
         JOB_SORT_COLUMNS[f].desc() if d == "DESC" else JOB_SORT_COLUMNS[f].asc() for f, d in sort
     ]
     stmt = stmt.order_by(*order, Job.created_at.desc(), Job.id)
-    return paginate(session, stmt, limit, page)
-
-
-def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> Execution:
-    """The caller's execution, or NotFound."""
-    row = session.execute(
-        select(Execution, Job.organisation_id)
-        .join(Job, Job.id == Execution.job_id)
-        .where(Execution.id == execution_id)
-    ).one_or_none()
-    if row is None or row[1] != principal.organisation_id:
-        raise NotFound(f"Job execution {execution_id} not found")
-    execution: Execution = row[0]
-    return execution
-
-
-def list_executions(
-    session: Session, principal: Principal, job_id: uuid.UUID, *, limit: int, page: int
-) -> Page:
-    """A job's executions in a stable order (query, model, run), one page."""
-    job = get_job(session, principal, job_id)
-    stmt = (
-        select(Execution)
-        .where(Execution.job_id == job.id)
-        .order_by(Execution.created_at, Execution.item_key)
-    )
     return paginate(session, stmt, limit, page)

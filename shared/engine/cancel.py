@@ -1,0 +1,79 @@
+"""Canceling a job: no new attempt starts, no more executions are written, counters exact."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.engine import outbox
+from shared.engine.locks import lock_job
+from shared.errors import Conflict
+from shared.models import (
+    ACTIVE_EXECUTION_STATUSES,
+    TERMINAL_JOB_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    utcnow,
+)
+
+CANCELED_ERROR = "canceled"
+
+
+def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
+    """Cancel a job in the caller's transaction.
+
+    Every execution not yet finished ends failed with error ``canceled``; an attempt still
+    running finds its lease gone when it finishes, and its outcome is not counted. Under
+    the job's lock (the one each fan-out chunk takes), so the fan-out writes no chunk
+    after this: executions it had not written yet are taken out of ``total`` rather than
+    written as canceled. The transaction writes the job's ``job.finished`` event.
+
+    Raises Conflict when the job finished on its own meanwhile.
+    """
+    now = utcnow()
+    lock_job(session, job_id)
+    canceled = session.execute(
+        update(Execution)
+        .where(Execution.job_id == job_id, Execution.status.in_(ACTIVE_EXECUTION_STATUSES))
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            error=CANCELED_ERROR,
+            lease_token=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    job = session.execute(
+        select(Job.status, Job.organisation_id, Job.type).where(Job.id == job_id).with_for_update()
+    ).one()
+    if job.status in TERMINAL_JOB_STATUSES and not canceled.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"Job {job_id} has already finished ({job.status})")
+    written = session.scalar(select(func.count()).where(Execution.job_id == job_id)) or 0
+    # Stamped after the update above, which waited for attempts finishing at that moment:
+    # every success counted before the cancel has finished_at < canceled_at.
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            # Counted as pending but never written: they leave the job.
+            total=written,
+            failed=Job.failed + Job.pending + Job.retrying - (Job.total - written),
+            pending=0,
+            retrying=0,
+            canceled_at=now,
+            status=JobStatus.CANCELED.value,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    outbox.emit_job_finished(
+        session, job_id, job.organisation_id, job.type, JobStatus.CANCELED.value, now
+    )

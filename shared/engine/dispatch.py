@@ -1,0 +1,162 @@
+"""Dispatch: hand executions to the broker in groups, bounded and fair.
+
+The broker never holds a job's whole fan-out. It holds about what the live workers can
+run — their slots (groups at a time) times the group size, plus a little to keep them
+busy between groups (``JOBYARD_DISPATCH_QUEUE_FACTOR``) — whatever the size of the jobs.
+Each time room appears (a group finishes, a fan-out writes a chunk, the sweep runs),
+:func:`fill` tops it up one group at a time, serving the organisation served least
+recently, then that organisation's job served least recently: round-robin over
+organisations, then over their jobs. A small job submitted beside a 200,000-execution job
+therefore waits for a slot, not for the big job.
+
+What counts as outstanding: executions handed out (``dispatched_at`` set) and not
+finished, except retries still waiting for their time. Those rows are few (about the
+workers' capacity), and an index covers exactly them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, func, or_, select, update
+
+from shared.db import connection_scope
+from shared.engine import workers
+from shared.engine.counters import Executor
+from shared.engine.locks import lock_dispatch
+from shared.messaging import publisher
+from shared.models import ACTIVE_EXECUTION_STATUSES, ACTIVE_JOB_STATUSES, Execution, Job, utcnow
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
+
+
+def outstanding(connection: Executor, now: datetime) -> int:
+    """Executions in the broker or in a worker's hands (retries waiting their turn apart)."""
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(EXECUTIONS)
+            .where(
+                EXECUTIONS.c.dispatched_at.is_not(None),
+                EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),
+                or_(
+                    EXECUTIONS.c.next_attempt_at.is_(None),
+                    EXECUTIONS.c.next_attempt_at <= now,
+                ),
+            )
+        ).scalar_one()
+    )
+
+
+def target(connection: Executor, now: datetime) -> int:
+    """How many executions the broker and the workers should hold between them."""
+    settings = get_settings()
+    slots = workers.live_slots(connection, now) or settings.dispatch_min_slots
+    return int(slots * settings.group_size * settings.dispatch_queue_factor)
+
+
+@dataclass
+class _Organisation:
+    id: uuid.UUID
+    jobs: deque[uuid.UUID] = field(default_factory=deque)
+
+
+def _rotation(connection: Executor) -> deque[_Organisation]:
+    """Unfinished jobs grouped by organisation, each in least-recently-served order."""
+    rows = connection.execute(
+        select(Job.id, Job.organisation_id, Job.last_dispatched_at, Job.created_at).where(
+            Job.status.in_(ACTIVE_JOB_STATUSES),
+            Job.parked.is_(False),
+            Job.canceled_at.is_(None),
+        )
+    ).all()
+    never = datetime.min.replace(tzinfo=None)
+
+    def served(stamp: datetime | None) -> Any:
+        return stamp.replace(tzinfo=None) if stamp is not None else never
+
+    by_org: dict[uuid.UUID, list[Any]] = {}
+    for row in rows:
+        by_org.setdefault(row.organisation_id, []).append(row)
+    organisations = []
+    for organisation_id, jobs in by_org.items():
+        jobs.sort(key=lambda r: (served(r.last_dispatched_at), r.created_at))
+        last = max(served(r.last_dispatched_at) for r in jobs)
+        organisations.append((last, organisation_id, [r.id for r in jobs]))
+    organisations.sort(key=lambda o: (o[0], str(o[1])))
+    return deque(_Organisation(org_id, deque(job_ids)) for _, org_id, job_ids in organisations)
+
+
+def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: datetime) -> list[Any]:
+    return list(
+        connection.execute(
+            select(Execution.id)
+            .where(
+                Execution.job_id == job_id,
+                Execution.dispatched_at.is_(None),
+                Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+                or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
+            )
+            .order_by(Execution.seq)
+            .limit(size)
+        ).scalars()
+    )
+
+
+def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
+    """Mark the next groups as dispatched (in the caller's transaction) and return them."""
+    lock_dispatch(connection)
+    room = target(connection, now) - outstanding(connection, now)
+    if room <= 0:
+        return []
+    size = get_settings().group_size
+    rotation = _rotation(connection)
+    groups: list[list[uuid.UUID]] = []
+    while room > 0 and rotation:
+        organisation = rotation.popleft()
+        job_id = organisation.jobs.popleft()
+        ids = _ready_group(connection, job_id, size, now)
+        if ids:
+            stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
+            connection.execute(
+                update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(dispatched_at=now)
+            )
+            connection.execute(update(Job).where(Job.id == job_id).values(last_dispatched_at=stamp))
+            groups.append(ids)
+            room -= len(ids)
+            organisation.jobs.append(job_id)  # served: to the back of its organisation
+            rotation.append(organisation)  # and the organisation to the back of all
+        elif organisation.jobs:
+            rotation.appendleft(organisation)  # that job had nothing ready; try its next
+    return groups
+
+
+def fill() -> int:
+    """Top the broker up to the target; returns how many executions were handed out.
+
+    Groups are marked in one transaction and published after it commits; a group that
+    cannot be published is unmarked, to be handed out again by a later fill.
+    """
+    now = utcnow()
+    with connection_scope() as connection:
+        groups = take_groups(connection, now)
+    if not groups:
+        return 0
+    unpublished = publisher.publish_groups(groups)
+    if unpublished:
+        ids = [i for group in unpublished for i in group]
+        with connection_scope() as connection:
+            connection.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id.in_(ids), EXECUTIONS.c.lease_token.is_(None))
+                .values(dispatched_at=None)
+            )
+    return sum(len(g) for g in groups) - sum(len(g) for g in unpublished)

@@ -1,0 +1,196 @@
+"""Fan-out: write an accepted job's executions, chunk by chunk, and start dispatching them.
+
+The job type's planner yields the items; each chunk is one transaction (an INSERT that
+skips rows already there, so a re-run or a concurrent duplicate fan-out writes nothing
+twice), taken under the job's lock, and stops at once when the job has been canceled.
+Nothing is published per execution: after each chunk, :func:`dispatch.fill` hands the
+broker as much as the workers can take, fairly across jobs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.dialects import sqlite
+
+from shared.db import connection_scope, dialect_name, new_session, session_scope
+from shared.engine import dispatch
+from shared.engine.counters import Executor
+from shared.engine.locks import lock_job
+from shared.engine.registry import PlannedItem, planner_for
+from shared.engine.status import status_after_start
+from shared.models import Execution, ExecutionStatus, Job, utcnow
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
+
+
+def execution_id_for(job_id: uuid.UUID, item_key: str) -> uuid.UUID:
+    """A deterministic id, so a repeated fan-out names the same executions."""
+    return uuid.uuid5(job_id, item_key)
+
+
+@dataclass(frozen=True)
+class FanOutPlan:
+    """Whether a job still needs fanning out (messages can be duplicated)."""
+
+    should_run: bool
+    reason: str = ""
+
+
+def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
+    job = session.get(Job, job_id)
+    if job is None:
+        return FanOutPlan(False, "job does not exist")
+    if job.fanned_out_at is not None:
+        return FanOutPlan(False, "already fanned out")
+    if job.canceled_at is not None:
+        return FanOutPlan(False, "canceled")
+    if job.parked:
+        return FanOutPlan(False, "parked")
+    return FanOutPlan(True)
+
+
+def fan_out_job(job_id: uuid.UUID) -> int:
+    """Write the job's executions; returns how many this call wrote (0 when another
+    fan-out, or an earlier one, had written them)."""
+    with session_scope() as session:
+        plan = check_fan_out(session, job_id)
+    if not plan.should_run:
+        log.info("fan-out of job %s skipped: %s", job_id, plan.reason)
+        return 0
+    chunk_size = get_settings().fanout_chunk_size
+    written = 0
+    with new_session() as reader:
+        job = reader.get(Job, job_id)
+        assert job is not None
+        planned = planner_for(job.type)(reader, job)
+        for seq_start, chunk in _chunks(planned, chunk_size):
+            with connection_scope() as connection:
+                inserted = write_chunk(connection, job_id, seq_start, chunk)
+            if inserted is None:
+                log.info("fan-out of job %s stopped: the job was canceled", job_id)
+                break
+            written += inserted
+            dispatch.fill()  # the first chunk starts work while the rest is written
+    with session_scope() as session:
+        now = utcnow()
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.fanned_out_at.is_(None))
+            .values(fanned_out_at=now, updated_at=now)
+        )
+    log.info("fan-out of job %s wrote %d executions", job_id, written)
+    return written
+
+
+def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, list[PlannedItem]]]:
+    iterator = iter(planned)
+    seq = 0
+    while chunk := list(itertools.islice(iterator, size)):
+        yield seq, chunk
+        seq += len(chunk)
+
+
+def write_chunk(
+    connection: Executor, job_id: uuid.UUID, seq_start: int, chunk: list[PlannedItem]
+) -> int | None:
+    """Insert one chunk under the job's lock; None (nothing written) once it is canceled.
+
+    Returns how many rows were new. The job leaves ``pending`` for ``processing`` with
+    its first chunk, and its ``dispatched_at`` records the fan-out's progress (the
+    recovery sweep publishes a fan-out again when that stops moving).
+    """
+    lock_job(connection, job_id)
+    canceled = connection.execute(
+        select(Job.canceled_at).where(Job.id == job_id)
+    ).scalar_one_or_none()
+    if canceled is not None:
+        return None
+    now = utcnow()
+    ids = [execution_id_for(job_id, p.key) for p in chunk]
+    if dialect_name(connection) == "postgresql":
+        inserted = _insert_postgresql(connection, job_id, seq_start, chunk, ids, now)
+    else:
+        inserted = _insert_each(connection, job_id, seq_start, chunk, ids, now)
+    connection.execute(
+        update(Job).where(Job.id == job_id).values(dispatched_at=now, updated_at=now)
+    )
+    connection.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.started_at.is_(None))
+        .values(started_at=now, status=status_after_start())
+    )
+    return inserted
+
+
+# Arrays in, rows out: one statement per chunk whatever its size, and ON CONFLICT makes a
+# repeated (or concurrent) fan-out write nothing twice.
+_INSERT_POSTGRESQL = text(
+    """
+    INSERT INTO executions (id, job_id, seq, item_key, item, status, attempts, cost,
+                            created_at, updated_at)
+    SELECT t.id, :job_id, t.seq, t.item_key, t.item, 'pending', 0, 0, :now, :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[]), CAST(:keys AS text[]),
+                CAST(:items AS jsonb[])) AS t(id, seq, item_key, item)
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+
+
+def _insert_postgresql(
+    connection: Executor,
+    job_id: uuid.UUID,
+    seq_start: int,
+    chunk: list[PlannedItem],
+    ids: list[uuid.UUID],
+    now: Any,
+) -> int:
+    result = connection.execute(
+        _INSERT_POSTGRESQL,
+        {
+            "job_id": job_id,
+            "now": now,
+            "ids": ids,
+            "seqs": list(range(seq_start, seq_start + len(chunk))),
+            "keys": [p.key for p in chunk],
+            "items": [json.dumps(p.item) for p in chunk],
+        },
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _insert_each(
+    connection: Executor,
+    job_id: uuid.UUID,
+    seq_start: int,
+    chunk: list[PlannedItem],
+    ids: list[uuid.UUID],
+    now: Any,
+) -> int:
+    rows = [
+        {
+            "id": execution_id,
+            "job_id": job_id,
+            "seq": seq_start + offset,
+            "item_key": p.key,
+            "item": p.item,
+            "status": ExecutionStatus.PENDING.value,
+            "attempts": 0,
+            "cost": 0.0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for offset, (p, execution_id) in enumerate(zip(chunk, ids, strict=True))
+    ]
+    result = connection.execute(sqlite.insert(EXECUTIONS).on_conflict_do_nothing(), rows)
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,114 @@
+"""Accepting jobs, reading them back and canceling them: the same for every job type.
+
+Accepting follows the lifecycle's first step: the job is written and committed, and only
+then is its fan-out published (:func:`dispatch_jobs`, called by whoever committed). When
+publishing fails the job is still accepted; its ``dispatched_at`` is cleared so the
+recovery sweep publishes it once the broker is back. An accepted request is never lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.db import session_scope
+from shared.engine.cancel import cancel_executions
+from shared.errors import Conflict, NotFound
+from shared.messaging import publisher
+from shared.models import TERMINAL_JOB_STATUSES, Execution, Job, JobStatus, utcnow
+from shared.paging import Page, paginate
+from shared.scoping import get_owned
+from shared.settings import get_settings
+
+
+def new_job(
+    *,
+    organisation_id: uuid.UUID,
+    job_type: str,
+    total: int,
+    payload: dict[str, Any],
+    project_id: uuid.UUID | None = None,
+    created_by_user_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+    tags: list[Any] | None = None,
+    callback_url: str | None = None,
+    parked: bool = False,
+) -> Job:
+    """A Job with its counters set (every execution pending) and the attempt budget of
+    today's settings; the caller adds it to its session and dispatches it after commit."""
+    return Job(
+        organisation_id=organisation_id,
+        project_id=project_id,
+        type=job_type,
+        status=JobStatus.PENDING.value,
+        total=total,
+        pending=total,
+        retrying=0,
+        success=0,
+        failed=0,
+        cost=0.0,
+        max_attempts=get_settings().max_attempts,
+        created_by_user_id=created_by_user_id,
+        payload=payload,
+        metadata_=metadata or {},
+        tags=tags or [],
+        callback_url=callback_url,
+        parked=parked,
+        dispatched_at=None if parked else utcnow(),
+    )
+
+
+def dispatch_jobs(job_ids: list[uuid.UUID]) -> int:
+    """Publish committed jobs' fan-outs (one broker connection for all of them); those
+    that could not be published are left to the recovery sweep. Returns how many went."""
+    unpublished = publisher.publish_fan_outs(job_ids)
+    if unpublished:
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id.in_(unpublished)).values(dispatched_at=None))
+    return len(job_ids) - len(unpublished)
+
+
+def get_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """The organisation's job, or NotFound (also for another tenant's)."""
+    return get_owned(session, Job, job_id, organisation_id, "Job")
+
+
+def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Cancel the organisation's job: no new attempt starts, no more executions are
+    written, and every unfinished one ends failed with error ``canceled``. Canceling a
+    canceled job changes nothing; a finished job cannot be canceled (Conflict)."""
+    with session_scope() as session:
+        job = get_job(session, organisation_id, job_id)
+        if job.canceled_at is not None:
+            return
+        if job.status in TERMINAL_JOB_STATUSES:
+            raise Conflict(f"Job {job_id} has already finished ({job.status})")
+        cancel_executions(session, job.id)
+    publisher.publish_outbox_drain()
+
+
+def get_execution(
+    session: Session, organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str
+) -> Execution:
+    """The organisation's execution, or NotFound."""
+    row = session.execute(
+        select(Execution, Job.organisation_id)
+        .join(Job, Job.id == Execution.job_id)
+        .where(Execution.id == execution_id)
+    ).one_or_none()
+    if row is None or row[1] != organisation_id:
+        raise NotFound(f"{what} {execution_id} not found")
+    execution: Execution = row[0]
+    return execution
+
+
+def list_executions(
+    session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID, *, limit: int, page: int
+) -> Page:
+    """A job's executions in plan order, one page."""
+    job = get_job(session, organisation_id, job_id)
+    stmt = select(Execution).where(Execution.job_id == job.id).order_by(Execution.seq)
+    return paginate(session, stmt, limit, page)

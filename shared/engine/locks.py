@@ -1,0 +1,31 @@
+"""Transaction-scoped advisory locks (PostgreSQL); SQLite serialises all writers anyway."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from shared.db import dialect_name
+from shared.engine.counters import Executor
+
+# Fixed keys of the engine's global locks (any 64-bit numbers no job key collides with in
+# practice: job keys are the first 8 bytes of a random UUID).
+DISPATCH_LOCK = 0x6A6F6279617264  # "jobyard"
+
+
+def lock_job(connection: Executor, job_id: uuid.UUID) -> None:
+    """Serialise a job's fan-out chunks with its cancel, for the rest of the transaction.
+
+    Both take it before touching the job's executions, so a chunk is written either
+    wholly before a cancel (and canceled by it) or not at all.
+    """
+    if dialect_name(connection) == "postgresql":
+        key = int.from_bytes(job_id.bytes[:8], "big", signed=True)
+        connection.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def lock_dispatch(connection: Executor) -> None:
+    """One dispatcher at a time: what is outstanding is counted and topped up atomically."""
+    if dialect_name(connection) == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(DISPATCH_LOCK)))

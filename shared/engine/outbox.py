@@ -1,0 +1,174 @@
+"""The job-finished outbox: events written in the transaction that caused them.
+
+The transaction that makes a job terminal (completed, failed, partial_failed, canceled)
+writes one ``job.finished`` row per registered consumer. Consumers are registered by name
+(``register_consumer``); :func:`drain` hands each consumer its rows in batches (taken with
+``FOR UPDATE SKIP LOCKED``, so drains may run concurrently) inside one transaction with the
+consumer's own writes, then deletes them. A consumer that raises gets its rows back later,
+with a growing delay; the others are not held up. Adding a consumer is one call of
+:func:`register_consumer` at import time of its domain package.
+
+After a commit that wrote events, the worker publishes ``outbox.drain``; the recovery sweep
+drains as well, so a lost message only delays a consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import OutboxEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+JOB_FINISHED = "job.finished"
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a consumer is handed."""
+
+    id: int
+    topic: str
+    job_id: uuid.UUID | None
+    organisation_id: uuid.UUID | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+Handler = Callable[[Session, Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    topic: str
+    handle: Handler
+    batch_size: int = 100
+
+
+_consumers: dict[str, Consumer] = {}
+
+
+def register_consumer(name: str, topic: str, handle: Handler, *, batch_size: int = 100) -> None:
+    """Register a consumer of ``topic`` (idempotent: a re-import registers it once)."""
+    _consumers[name] = Consumer(name, topic, handle, batch_size)
+
+
+def consumers_of(topic: str) -> list[Consumer]:
+    return [c for c in _consumers.values() if c.topic == topic]
+
+
+def emit(
+    connection: Any,
+    topic: str,
+    *,
+    job_id: uuid.UUID | None,
+    organisation_id: uuid.UUID | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> int:
+    """Write the event for every consumer of ``topic``, in the caller's transaction."""
+    rows = [
+        {
+            "consumer": consumer.name,
+            "topic": topic,
+            "job_id": job_id,
+            "organisation_id": organisation_id,
+            "payload": payload,
+            "attempts": 0,
+            "available_at": now,
+            "created_at": now,
+        }
+        for consumer in consumers_of(topic)
+    ]
+    if rows:
+        connection.execute(insert(OutboxEvent), rows)
+    return len(rows)
+
+
+def emit_job_finished(
+    connection: Any,
+    job_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    job_type: str,
+    status: str,
+    now: datetime,
+) -> int:
+    """The ``job.finished`` event of a job that has just become terminal."""
+    return emit(
+        connection,
+        JOB_FINISHED,
+        job_id=job_id,
+        organisation_id=organisation_id,
+        payload={"status": status, "type": job_type},
+        now=now,
+    )
+
+
+def drain(session_factory: Callable[[], Any], *, max_batches: int = 50) -> dict[str, int]:
+    """Hand every consumer its due events; returns how many each handled."""
+    handled: dict[str, int] = {}
+    for consumer in list(_consumers.values()):
+        handled[consumer.name] = 0
+        for _ in range(max_batches):
+            count = _drain_batch(session_factory, consumer)
+            handled[consumer.name] += count
+            if count < consumer.batch_size:
+                break
+    return handled
+
+
+def _drain_batch(session_factory: Callable[[], Any], consumer: Consumer) -> int:
+    now = utcnow()
+    claimed: list[int] = []
+    try:
+        with session_factory() as session, session.begin():
+            rows = session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.consumer == consumer.name, OutboxEvent.available_at <= now)
+                .order_by(OutboxEvent.id)
+                .limit(consumer.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            claimed = [row.id for row in rows]
+            events = [
+                Event(r.id, r.topic, r.job_id, r.organisation_id, dict(r.payload), r.attempts)
+                for r in rows
+            ]
+            consumer.handle(session, events)
+            session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(claimed)))
+        return len(claimed)
+    except Exception as exc:
+        if not claimed:
+            raise
+        log.exception("outbox consumer %s failed on %d event(s)", consumer.name, len(claimed))
+        _postpone(session_factory, claimed, repr(exc)[:1000])
+        return 0
+
+
+def _postpone(session_factory: Callable[[], Any], ids: list[int], error: str) -> None:
+    """Give failed events back with an exponential delay (1 s, 2 s, ... up to an hour)."""
+    now = utcnow()
+    with session_factory() as session, session.begin():
+        for row in session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids))):
+            delay = min(MAX_BACKOFF_SECONDS, 2.0**row.attempts)
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id == row.id)
+                .values(
+                    attempts=row.attempts + 1,
+                    available_at=now + timedelta(seconds=delay),
+                    last_error=error,
+                )
+            )

@@ -1,0 +1,72 @@
+"""Job types: each registers a planner (what its executions are) and an executor (how a
+group of them is done). The engine looks them up by ``Job.type``.
+
+Planners run in the fan-out (sync, with a Session); executors run in the worker's event
+loop and report one :class:`~shared.engine.outcomes.Outcome` per claimed execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from shared.engine.claim import Claim
+    from shared.engine.outcomes import Outcome
+    from shared.models import Job
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One execution-to-be: a key unique within its job, and the work as JSON data."""
+
+    key: str
+    item: dict[str, Any]
+
+
+Planner = Callable[[Session, "Job"], Iterable[PlannedItem]]
+Report = Callable[["Claim", "Outcome"], None]
+
+
+class Executor(Protocol):
+    """Does the work of a group of claimed executions of one job type.
+
+    It calls ``report(claim, outcome)`` once per claim as each one ends (early reports are
+    flushed while the rest still run). A claim left without a report is counted as an
+    internal error and retried; an exception fails the unreported claims the same way.
+    """
+
+    async def execute(self, claims: Sequence[Claim], report: Report) -> None: ...
+
+
+_planners: dict[str, Planner] = {}
+_executors: dict[str, Executor] = {}
+
+
+class UnknownJobType(LookupError):
+    """No planner or executor is registered for a job type in this process."""
+
+
+def register_planner(job_type: str, planner: Planner) -> None:
+    _planners[job_type] = planner
+
+
+def register_executor(job_type: str, executor: Executor) -> None:
+    _executors[job_type] = executor
+
+
+def planner_for(job_type: str) -> Planner:
+    try:
+        return _planners[job_type]
+    except KeyError:
+        raise UnknownJobType(f"no planner registered for job type {job_type!r}") from None
+
+
+def executor_for(job_type: str) -> Executor:
+    try:
+        return _executors[job_type]
+    except KeyError:
+        raise UnknownJobType(f"no executor registered for job type {job_type!r}") from None

@@ -1,0 +1,1 @@
+"""Messaging: task names and queues, the publisher, and read-only looks at the broker."""

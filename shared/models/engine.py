@@ -1,0 +1,56 @@
+"""The engine's own bookkeeping: live worker processes and the job-finished outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, UTCDateTime, timestamp
+
+
+class WorkerProcess(Base):
+    """An execution-worker process and its heartbeat.
+
+    A worker owns the leases it takes (``executions.lease_owner``); when its heartbeat
+    stops, the recovery sweep releases them at once instead of waiting for them to expire.
+    ``slots`` is how many groups it runs at a time: dispatch keeps about that much work
+    in the broker for it.
+    """
+
+    __tablename__ = "worker_processes"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    slots: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[timestamp]
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class OutboxEvent(Base):
+    """One event for one consumer, written in the transaction that caused it.
+
+    A job becoming terminal writes one row per registered consumer of ``job.finished``;
+    each consumer takes its rows (``FOR UPDATE SKIP LOCKED``), handles them and deletes
+    them, so a consumer added later never blocks another and none misses an event.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_consumer", "consumer", "available_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(80))
+    topic: Mapped[str] = mapped_column(String(80))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[timestamp]

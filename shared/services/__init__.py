@@ -1,1 +1,0 @@
-"""Domain services: the business logic that the API and the worker both call."""

@@ -1,0 +1,176 @@
+"""The ``ai_queries`` executor: ask each execution's model its query, in its country.
+
+A group's query contexts (text, the project's brands) are read in one query and kept per
+process for ``CONTEXT_TTL_SECONDS``. Every execution of the group is asked at once on the
+event loop; the provider's global rate and concurrency limits are taken per call (a call
+throttled for long gives its attempt back and comes again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.ai_models import provider_for_model
+from shared.db import connection_scope
+from shared.engine.claim import Claim
+from shared.engine.outcomes import Outcome
+from shared.engine.registry import Report, register_executor
+from shared.mentionlab.answers import (
+    AiContext,
+    Brand,
+    extract_sources,
+    find_mentions,
+    project_brands,
+)
+from shared.mentionlab.runs import AI_QUERIES
+from shared.models import Project, Query
+from shared.settings import get_settings
+from worker.providers.base import AiAnswer, AiProvider, AiRequest, ProviderError
+from worker.providers.registry import provider_for
+from worker.throttle import Permit, provider_throttle
+
+log = logging.getLogger(__name__)
+
+# A query's text and its project's brands, kept this long per process: one read per group
+# instead of one per execution (a renamed brand shows in answers from at most this long).
+CONTEXT_TTL_SECONDS = 30.0
+_contexts: dict[uuid.UUID, tuple[float, AiContext | None]] = {}
+_contexts_lock = threading.Lock()
+
+
+def load_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None]:
+    """The contexts of ``query_ids`` (None for a deleted query), cached per process."""
+    now = time.monotonic()
+    found: dict[uuid.UUID, AiContext | None] = {}
+    with _contexts_lock:
+        for query_id in query_ids:
+            cached = _contexts.get(query_id)
+            if cached is not None and cached[0] > now:
+                found[query_id] = cached[1]
+    missing = query_ids - set(found)
+    if missing:
+        with connection_scope() as connection:
+            rows = connection.execute(
+                select(
+                    Query.id,
+                    Query.text,
+                    Project.name,
+                    Project.name_aliases,
+                    Project.competitors,
+                )
+                .join(Project, Project.id == Query.project_id)
+                .where(Query.id.in_(missing))
+            ).all()
+        loaded: dict[uuid.UUID, AiContext | None] = dict.fromkeys(missing)
+        for query_id, text, name, aliases, competitors in rows:
+            loaded[query_id] = AiContext(
+                text, project_brands(name, list(aliases or []), list(competitors or []))
+            )
+        with _contexts_lock:
+            if len(_contexts) > 10_000:  # bounded: drop everything, it refills on demand
+                _contexts.clear()
+            for query_id, context in loaded.items():
+                _contexts[query_id] = (now + CONTEXT_TTL_SECONDS, context)
+        found.update(loaded)
+    return found
+
+
+class AiQueriesExecutor:
+    """Asks every claimed execution's model its query (see the module docstring)."""
+
+    async def execute(self, claims: Sequence[Claim], report: Report) -> None:
+        query_ids = {uuid.UUID(c.item["queryId"]) for c in claims if c.item.get("queryId")}
+        contexts = await asyncio.to_thread(load_contexts, query_ids)
+        await asyncio.gather(*(self.run_one(claim, contexts, report) for claim in claims))
+
+    async def run_one(
+        self, claim: Claim, contexts: dict[uuid.UUID, AiContext | None], report: Report
+    ) -> None:
+        item = claim.item
+        context = contexts.get(uuid.UUID(item["queryId"])) if item.get("queryId") else None
+        if context is None:
+            report(claim, Outcome.failed("the query of this execution no longer exists"))
+            return
+        model = str(item["model"])
+        try:
+            provider = provider_for(model)
+            provider.prepare()
+        except ProviderError as exc:  # not configured, or not callable: no call, no permit
+            report(claim, Outcome.failed(str(exc), retryable=exc.retryable))
+            return
+        throttle = provider_throttle()
+        info = provider_for_model(model)
+        while True:
+            permit = await throttle.acquire(
+                info, max_wait=get_settings().throttle_inline_wait_seconds
+            )
+            if not isinstance(permit, Permit):
+                report(claim, Outcome.deferred(permit))
+                return
+            if permit.fresh():
+                break
+            await permit.release()  # granted too long ago to be on time: take a new slot
+        try:
+            outcome = await call_ai_model(provider, claim, context.query_text, context.brands)
+        finally:
+            await permit.release()
+        report(claim, outcome)
+
+
+async def ask(provider: AiProvider, request: AiRequest) -> AiAnswer:
+    """The provider's answer; a provider without an async ``answer`` runs in a thread."""
+    if inspect.iscoroutinefunction(provider.answer):
+        answer: AiAnswer = await provider.answer(request)
+        return answer
+    return await asyncio.to_thread(provider.answer, request)
+
+
+async def call_ai_model(
+    provider: AiProvider, claim: Claim, query_text: str, brands: list[Brand]
+) -> Outcome:
+    """Ask the model and turn its answer (or failure) into an :class:`Outcome`."""
+    item: dict[str, Any] = claim.item
+    model = str(item["model"])
+    request = AiRequest(
+        model=model,
+        query=query_text,
+        language=item.get("language") or "en",
+        country=item.get("country") or "US",
+        seed=f"{item.get('queryId')}:{model}:{item.get('run')}",
+        attempt=claim.attempt,
+        brand_names=tuple(b.display_name for b in brands),
+    )
+    started = time.perf_counter()
+    try:
+        answer = await ask(provider, request)
+    except ProviderError as exc:
+        return Outcome.failed(str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+    except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept
+        log.exception("execution %s: unexpected provider error", claim.execution_id)
+        return Outcome.failed(f"internal error: {exc!r}", retryable=True)
+    entities = find_mentions(answer.text, brands)
+    mentioned = any(e["isPrimary"] and e["mentioned"] for e in entities)
+    return Outcome.succeeded(
+        {
+            "text": answer.text,
+            "sources": extract_sources(answer.text, answer.citations),
+            "entities": entities,
+            "simulated": answer.simulated,
+            "provider": answer.provider,
+            "model": answer.model,
+            "latencyMs": round((time.perf_counter() - started) * 1000, 1),
+        },
+        summary={"mentioned": mentioned},
+    )
+
+
+register_executor(AI_QUERIES, AiQueriesExecutor())

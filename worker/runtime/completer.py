@@ -1,0 +1,152 @@
+"""The batch completer: outcomes from every group of the process, written in batches.
+
+Executors report outcomes one by one from the event loop; this thread collects them and
+writes each batch in one transaction (:func:`shared.engine.finish.finish_batch`) once it
+holds ``JOBYARD_FINISH_BATCH_SIZE`` outcomes or ``JOBYARD_FINISH_FLUSH_SECONDS`` after the
+first one came. After the commit it publishes the retries (each execution alone, with its
+countdown) and, when a job ended, asks for the outbox to be drained. A group's task waits
+on its :class:`Completion` before it is acknowledged, so an acknowledged message's work is
+always recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import connection_scope
+from shared.engine.claim import Claim
+from shared.engine.finish import FlushReport, finish_batch
+from shared.engine.outcomes import Outcome
+from shared.messaging import publisher
+from shared.models import Execution
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# A batch whose transaction fails (the database restarts, a deadlock with a cancel) is
+# tried again this long before its outcomes are given up (their leases then lapse and
+# the executions run again).
+GIVE_UP_AFTER_SECONDS = 120.0
+
+
+class Completion:
+    """Counts one group's outcomes down to zero; the group's task waits on it."""
+
+    def __init__(self, expected: int) -> None:
+        self._remaining = expected
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.counted = 0  # outcomes recorded
+        self.not_counted = 0  # lease lost, or given up
+        if expected <= 0:
+            self._done.set()
+
+    def count_down(self, *, counted: bool) -> None:
+        with self._lock:
+            self._remaining -= 1
+            if counted:
+                self.counted += 1
+            else:
+                self.not_counted += 1
+            if self._remaining <= 0:
+                self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+Item = tuple[Claim, Outcome, Completion]
+
+
+class Completer:
+    """One thread per process writing outcomes in batches (see the module docstring)."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.batch_size = settings.finish_batch_size
+        self.flush_seconds = settings.finish_flush_seconds
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="jobyard-completer", daemon=True)
+        self._thread.start()
+
+    def submit(self, claim: Claim, outcome: Outcome, completion: Completion) -> None:
+        """Queue an outcome (thread-safe, never blocks)."""
+        self._queue.put((claim, outcome, completion))
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + self.flush_seconds
+            while len(batch) < self.batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            try:
+                self.flush(batch)
+            except Exception:  # never let the thread die: the group would wait forever
+                log.exception("completer: a batch of %d outcomes was lost", len(batch))
+                for _, _, completion in batch:
+                    completion.count_down(counted=False)
+
+    def flush(self, batch: Sequence[Item]) -> None:
+        report = self._write(batch)
+        counted: set[uuid.UUID] = set()
+        if report is not None:
+            counted = {f.claim.execution_id for f in report.finished if f.status is not None}
+            self._after_commit(report)
+        for claim, _, completion in batch:
+            completion.count_down(counted=claim.execution_id in counted)
+
+    def _write(self, batch: Sequence[Item]) -> FlushReport | None:
+        started = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                with connection_scope() as connection:
+                    return finish_batch(connection, [(c, o) for c, o, _ in batch])
+            except DBAPIError as exc:
+                if time.monotonic() - started > GIVE_UP_AFTER_SECONDS:
+                    log.error("completer: giving up %d outcomes: %s", len(batch), exc)
+                    return None
+                log.warning("completer: writing %d outcomes failed (%s); again", len(batch), exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def _after_commit(report: FlushReport) -> None:
+        again = [
+            (f.claim.execution_id, f.republish_in)
+            for f in report.finished
+            if f.status is not None and f.republish_in is not None
+        ]
+        if again:
+            unpublished = publisher.publish_executions(again)
+            if unpublished:
+                hand_back_to_dispatch(unpublished)
+        if report.jobs_ended:
+            publisher.publish_outbox_drain()
+
+
+def hand_back_to_dispatch(execution_ids: list[uuid.UUID]) -> None:
+    """Executions whose message could not be published: dispatch hands them out when due."""
+    try:
+        with connection_scope() as connection:
+            connection.execute(
+                update(Execution)
+                .where(Execution.id.in_(execution_ids), Execution.lease_token.is_(None))
+                .values(dispatched_at=None)
+            )
+    except DBAPIError:
+        log.warning("%d executions left for the sweep to find", len(execution_ids))

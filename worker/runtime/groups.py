@@ -1,0 +1,79 @@
+"""One group: claim it, run it on the event loop, wait until its outcomes are written."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from shared.db import connection_scope
+from shared.engine import dispatch
+from shared.engine.claim import Claim, claim_group, seconds_until_due
+from shared.engine.outcomes import Outcome
+from shared.engine.registry import executor_for
+from shared.messaging import publisher
+from worker.runtime import current_runtime
+from worker.runtime.completer import Completer, Completion, hand_back_to_dispatch
+
+log = logging.getLogger(__name__)
+
+# However long a group runs, its task waits for it (the lease bounds an attempt); this
+# only keeps a wedged loop from holding a pool thread forever.
+GROUP_WAIT_SECONDS = 24 * 3600.0
+
+
+def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+    """Run one ``executions.run`` message; returns what happened (for logs and Flower)."""
+    runtime = current_runtime()
+    with connection_scope() as connection:
+        claims = claim_group(connection, execution_ids, runtime.worker_id)
+        claimed = {c.execution_id for c in claims}
+        unclaimed = [i for i in execution_ids if i not in claimed]
+        early = seconds_until_due(connection, unclaimed)
+    if early:  # delivered before their retry time (a restored message): wait for it
+        unpublished = publisher.publish_executions(list(early.items()))
+        if unpublished:
+            hand_back_to_dispatch(unpublished)
+    summary = {"claimed": len(claims), "early": len(early)}
+    summary["dropped"] = len(execution_ids) - len(claims) - len(early)
+    if not claims:
+        return summary
+    completion = Completion(len(claims))
+    by_type: dict[str, list[Claim]] = defaultdict(list)
+    for claim in claims:
+        by_type[claim.job_type].append(claim)
+    futures = [
+        runtime.loop.submit(execute(job_type, group, runtime.completer, completion))
+        for job_type, group in by_type.items()
+    ]
+    for future in futures:
+        future.result(GROUP_WAIT_SECONDS)
+    completion.wait(GROUP_WAIT_SECONDS)
+    summary["counted"] = completion.counted
+    summary["not_counted"] = completion.not_counted
+    dispatch.fill()  # a slot is free: hand the next group out
+    return summary
+
+
+async def execute(
+    job_type: str, claims: list[Claim], completer: Completer, completion: Completion
+) -> None:
+    """Run a job type's executor over its claims; every claim gets exactly one outcome."""
+    reported: set[uuid.UUID] = set()
+
+    def report(claim: Claim, outcome: Outcome) -> None:
+        if claim.execution_id in reported:  # an executor reporting twice: first one wins
+            return
+        reported.add(claim.execution_id)
+        completer.submit(claim, outcome, completion)
+
+    error = "internal error: the executor reported no outcome"
+    try:
+        await executor_for(job_type).execute(claims, report)
+    except Exception as exc:  # a bug, or no executor here: bounded by max_attempts
+        log.exception("executor of %s failed on a group of %d", job_type, len(claims))
+        error = f"internal error: {exc!r}"[:1000]
+    for claim in claims:
+        if claim.execution_id not in reported:
+            report(claim, Outcome.failed(error, retryable=True))
