@@ -23,6 +23,9 @@ fi
 # shellcheck disable=SC1091
 . var/jobyard.env
 export PORT="${PORT:-5000}"
+# One execution-worker process per core (each runs WORKER_SLOTS groups at a time on its own
+# event loop): Python runs one thread at a time per process, so cores need processes.
+WORKER_PROCESSES="${WORKER_PROCESSES:-$(nproc 2>/dev/null || echo 2)}"
 
 deploy/scripts/ensure-redis.sh
 jobyard migrate
@@ -35,7 +38,8 @@ cat <<MSG
     Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
+    Workers    $WORKER_PROCESSES execution-worker processes (WORKER_PROCESSES), one per core
     Simulated AI provider: ${JOBYARD_SIMULATE}
 
 MSG
-exec honcho --procfile Procfile --app-root "$PWD" start
+exec honcho --procfile Procfile --app-root "$PWD" start --concurrency "worker=$WORKER_PROCESSES"

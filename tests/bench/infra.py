@@ -115,7 +115,7 @@ class BenchWorker:
         command = procfile_command(entry)
         env = {
             **env,
-            "WORKER_CONCURRENCY": str(concurrency),
+            "WORKER_SLOTS": str(concurrency),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
         self.proc = subprocess.Popen(
