@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHON := $(BIN)/python
 
-.PHONY: up test lint typecheck pytest bench services clean
+.PHONY: up test lint typecheck pytest bench mutations services clean
 
 $(BIN)/python:
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: lint typecheck pytest
 
 bench: services
 	$(BIN)/python -m tests.bench.run
+
+# Remove each guard of the engine in turn; the engine tests must catch every one.
+mutations: services
+	$(BIN)/python -m tests.mutations
 
 clean:
 	rm -rf var/*.db var/*.db-* var/celerybeat-schedule* .pytest_cache .mypy_cache .ruff_cache

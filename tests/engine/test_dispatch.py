@@ -1,0 +1,123 @@
+"""Dispatch: the broker holds about the workers' capacity, handed out round-robin over
+organisations, then over each organisation's jobs."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from shared.accounts.organisations import create_organisation
+from shared.db import connection_scope, new_session, session_scope
+from shared.engine import dispatch, workers
+from shared.engine.fanout import write_chunk
+from shared.engine.registry import planner_for
+from shared.models import Execution, Job, utcnow
+from shared.settings import reset_settings_cache
+from tests.engine.conftest import make_job
+
+
+@pytest.fixture
+def quiet_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No other job or worker in the database; groups of 10; one live worker with 2 slots
+    (so the broker should hold about 2 x 10 x 1.5 = 30 executions)."""
+    monkeypatch.setenv("JOBYARD_GROUP_SIZE", "10")
+    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_FACTOR", "1.5")
+    reset_settings_cache()
+    with session_scope() as session:
+        session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
+        workers.register(session, "dispatch-test", 2, utcnow())
+    yield
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+def write_rows(job_id: uuid.UUID) -> None:
+    """Write a job's executions without dispatching any (as if no room were left)."""
+    with new_session() as reader:
+        job = reader.get(Job, job_id)
+        assert job is not None
+        items = list(planner_for(job.type)(reader, job))
+    with connection_scope() as connection:
+        write_chunk(connection, job_id, 0, items)
+
+
+def take() -> list[list[uuid.UUID]]:
+    with connection_scope() as connection:
+        return dispatch.take_groups(connection, utcnow())
+
+
+def job_of(group: list[uuid.UUID]) -> uuid.UUID:
+    with session_scope() as session:
+        jobs = set(session.scalars(select(Execution.job_id).where(Execution.id.in_(group))))
+    assert len(jobs) == 1  # a group is one job's
+    return jobs.pop()
+
+
+def finish_all(groups: list[list[uuid.UUID]]) -> None:
+    ids = [i for g in groups for i in g]
+    with session_scope() as session:
+        session.execute(update(Execution).where(Execution.id.in_(ids)).values(status="success"))
+
+
+def test_the_broker_holds_the_capacity_not_the_job(quiet_engine: None) -> None:
+    organisation = new_organisation()
+    job_id = make_job(organisation, 10_000)
+    write_rows(job_id)
+    groups = take()
+    dispatched = sum(len(g) for g in groups)
+    assert 30 <= dispatched < 30 + 10  # the target, rounded up to whole groups
+    assert take() == []  # nothing finished: no room
+    finish_all(groups[:1])
+    assert sum(len(g) for g in take()) == 10  # one group finished: one group more
+    with session_scope() as session:
+        outstanding = session.scalar(
+            select(func.count()).where(
+                Execution.job_id == job_id, Execution.dispatched_at.is_not(None)
+            )
+        )
+    assert outstanding == dispatched + 10
+
+
+def new_organisation() -> uuid.UUID:
+    with session_scope() as session:
+        return create_organisation(session, "dispatch").id
+
+
+def test_round_robin_over_organisations_then_their_jobs(
+    quiet_engine: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_FACTOR", "10")  # room for 20 groups
+    reset_settings_cache()
+    busy, small = new_organisation(), new_organisation()
+    busy_jobs = [make_job(busy, 1000), make_job(busy, 1000)]
+    small_job = make_job(small, 30)
+    for job_id in (*busy_jobs, small_job):
+        write_rows(job_id)
+    order = [job_of(g) for g in take()]
+    assert len(order) == 20
+    # The small organisation's three groups come every other group, not after the busy one's.
+    assert [i for i, j in enumerate(order) if j == small_job][:3] in ([0, 2, 4], [1, 3, 5])
+    busy_order = [j for j in order if j != small_job]
+    # The busy organisation's two jobs alternate.
+    assert all(a != b for a, b in itertools.pairwise(busy_order))
+    assert set(busy_order) == set(busy_jobs)
+
+
+def test_a_new_small_job_is_served_next(quiet_engine: None) -> None:
+    """A big job holds every slot; a small job of another organisation arrives: the next
+    room goes to it, not to the big job."""
+    big, late = new_organisation(), new_organisation()
+    big_job = make_job(big, 5000)
+    write_rows(big_job)
+    first = take()
+    small_job = make_job(late, 5)
+    write_rows(small_job)
+    assert take() == []  # no room yet
+    finish_all(first[:1])
+    after = take()
+    assert job_of(after[0]) == small_job and len(after[0]) == 5
+    assert [job_of(g) for g in after[1:]] == [big_job]  # the rest of the room: the big job

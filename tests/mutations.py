@@ -1,0 +1,149 @@
+"""Remove each guard of the engine in turn: the engine tests must fail every time.
+
+    make mutations            # or: .venv/bin/python -m tests.mutations [first-index]
+
+Each mutation deletes or weakens one guard (a WHERE condition, a lock, a bound) in the
+source, runs ``tests/engine``, and restores the file. A mutation the tests do not catch is
+a guard no test protects. Exit status 1 if any survives.
+"""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MUTATIONS = [
+    (
+        "claim: status guard",
+        "shared/engine/claim.py",
+        "            EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),\n",
+        "",
+    ),
+    (
+        "claim: lease guard",
+        "shared/engine/claim.py",
+        "            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),\n",
+        "",
+    ),
+    (
+        "claim: retry-time guard",
+        "shared/engine/claim.py",
+        "            or_(EXECUTIONS.c.next_attempt_at.is_(None), EXECUTIONS.c.next_attempt_at <= now),\n",
+        "",
+    ),
+    (
+        "claim: attempts < max_attempts",
+        "shared/engine/claim.py",
+        "            EXECUTIONS.c.attempts < max_attempts,\n",
+        "",
+    ),
+    (
+        "finish: lease token guard",
+        "shared/engine/finish.py",
+        "WHERE e.id = v.id AND e.lease_token = v.token AND e.status = v.claimed_status",
+        "WHERE e.id = v.id AND e.status = v.claimed_status",
+    ),
+    (
+        "finish: claimed-status guard",
+        "shared/engine/finish.py",
+        "WHERE e.id = v.id AND e.lease_token = v.token AND e.status = v.claimed_status",
+        "WHERE e.id = v.id AND e.lease_token = v.token",
+    ),
+    (
+        "finish: retry only below max_attempts",
+        "shared/engine/finish.py",
+        "    if outcome.retryable and claim.attempt < claim.max_attempts:",
+        "    if outcome.retryable:",
+    ),
+    (
+        "fan-out: ON CONFLICT DO NOTHING",
+        "shared/engine/fanout.py",
+        "    ON CONFLICT (id) DO NOTHING\n",
+        "",
+    ),
+    (
+        "fan-out: stop at a cancel",
+        "shared/engine/fanout.py",
+        "    if canceled is not None:\n        return None\n",
+        "",
+    ),
+    (
+        "fan-out: job lock in the chunk",
+        "shared/engine/fanout.py",
+        "    lock_job(connection, job_id)\n    canceled",
+        "    canceled",
+    ),
+    ("cancel: job lock", "shared/engine/cancel.py", "    lock_job(session, job_id)\n", ""),
+    (
+        "counters: event only on the move that ends the job",
+        "shared/engine/counters.py",
+        "    if status in TERMINAL_JOB_STATUSES and ended:",
+        "    if status in TERMINAL_JOB_STATUSES:",
+    ),
+    (
+        "sweep: only dead or expired leases",
+        "shared/engine/recovery.py",
+        "            Execution.lease_token.is_not(None),\n            lost,\n",
+        "            Execution.lease_token.is_not(None),\n",
+    ),
+    (
+        "sweep: exhausted fail instead of release",
+        "shared/engine/recovery.py",
+        "    released = [r.id for r in rows if r.attempts < r.max_attempts]",
+        "    released = [r.id for r in rows]",
+    ),
+    (
+        "sweep: unclaimed only when the queue is empty",
+        "shared/engine/recovery.py",
+        "    lost = or_(overdue_retry, never_claimed) if include_unclaimed else overdue_retry",
+        "    lost = or_(overdue_retry, never_claimed)",
+    ),
+    (
+        "sweep: lost-retry grace",
+        "shared/engine/recovery.py",
+        "        Execution.next_attempt_at < now - timedelta(seconds=settings.lost_retry_grace_seconds),",
+        "        Execution.next_attempt_at <= now,",
+    ),
+    (
+        "sweep: not a canceled job's fan-out",
+        "shared/engine/recovery.py",
+        "                Job.canceled_at.is_(None),\n                or_(never_published, stalled),",
+        "                or_(never_published, stalled),",
+    ),
+    (
+        "dispatch: bounded by the target",
+        "shared/engine/dispatch.py",
+        "    room = target(connection, now) - outstanding(connection, now)",
+        "    room = 10**9",
+    ),
+    (
+        "dispatch: organisation to the back",
+        "shared/engine/dispatch.py",
+        "            rotation.append(organisation)  # and the organisation to the back of all",
+        "            rotation.appendleft(organisation)",
+    ),
+]
+
+results = []
+for name, path, old, new in MUTATIONS[int(sys.argv[1]) if len(sys.argv) > 1 else 0 :]:
+    file = ROOT / path
+    original = file.read_text()
+    assert original.count(old) == 1, (name, original.count(old))
+    file.write_text(original.replace(old, new))
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "tests/engine", "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        failed = run.returncode != 0
+        line = [l for l in run.stdout.splitlines() if l.startswith("FAILED")][:1]
+    finally:
+        file.write_text(original)
+    results.append((name, failed, line[0] if line else run.stdout.strip().splitlines()[-1]))
+    print(
+        ("CAUGHT " if failed else "MISSED ") + name + " :: " + (line[0] if line else ""), flush=True
+    )
+sys.exit(0 if all(f for _, f, _ in results) else 1)
