@@ -139,7 +139,7 @@ for name, path, old, new in MUTATIONS[int(sys.argv[1]) if len(sys.argv) > 1 else
             timeout=300,
         )
         failed = run.returncode != 0
-        line = [l for l in run.stdout.splitlines() if l.startswith("FAILED")][:1]
+        line = [out for out in run.stdout.splitlines() if out.startswith("FAILED")][:1]
     finally:
         file.write_text(original)
     results.append((name, failed, line[0] if line else run.stdout.strip().splitlines()[-1]))
