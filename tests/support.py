@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,9 +135,25 @@ class WorkerProcess:
         self._log.close()
 
 
+# Celery's log lines: "[2026-11-24 22:05:28,123: ERROR/MainProcess] ..."
+ERROR_LINE = re.compile(rb"^\[[^\]]*: (?:ERROR|CRITICAL)/[^\]]*\].*$", re.MULTILINE)
+
+
+def unexpected_errors(log: bytes, allowed: tuple[str, ...] = ()) -> list[str]:
+    """The ERROR/CRITICAL lines of a worker log that match none of ``allowed`` (regexes)."""
+    lines = [m.group(0).decode(errors="replace") for m in ERROR_LINE.finditer(log)]
+    return [line for line in lines if not any(re.search(a, line) for a in allowed)]
+
+
 @contextmanager
-def running_worker(tmp_path: Path, concurrency: int = 16, **env: Any) -> Iterator[WorkerProcess]:
-    """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards."""
+def running_worker(
+    tmp_path: Path, concurrency: int = 16, allowed_errors: tuple[str, ...] = (), **env: Any
+) -> Iterator[WorkerProcess]:
+    """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards.
+
+    The test fails if the worker logged an ERROR that ``allowed_errors`` does not expect:
+    a duplicate, a stale message or a fault the engine absorbs must not show as an error.
+    """
     worker = WorkerProcess(
         {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log"
     )
@@ -145,6 +162,8 @@ def running_worker(tmp_path: Path, concurrency: int = 16, **env: Any) -> Iterato
         yield worker
     finally:
         worker.stop()
+    errors = unexpected_errors(worker.log_path.read_bytes(), allowed_errors)
+    assert not errors, "the worker logged errors:\n" + "\n".join(errors[:20])
 
 
 def job_row(job_id: uuid.UUID | str) -> Job:

@@ -29,6 +29,7 @@ from shared.messaging.queues import (
     SCHEDULE_TICK_TASK,
 )
 from shared.settings import get_settings
+from worker.broker import TRANSPORT
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def create_celery_app() -> Celery:
     )
     app.conf.update(celery_config(settings))
     app.conf.update(
+        broker_transport=TRANSPORT,  # kombu's Redis transport, hardened (worker.broker)
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from shared.ai_models import provider_for_model
 from shared.db import connection_scope
@@ -58,18 +59,7 @@ def load_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None
                 found[query_id] = cached[1]
     missing = query_ids - set(found)
     if missing:
-        with connection_scope() as connection:
-            rows = connection.execute(
-                select(
-                    Query.id,
-                    Query.text,
-                    Project.name,
-                    Project.name_aliases,
-                    Project.competitors,
-                )
-                .join(Project, Project.id == Query.project_id)
-                .where(Query.id.in_(missing))
-            ).all()
+        rows = read_contexts(missing)
         loaded: dict[uuid.UUID, AiContext | None] = dict.fromkeys(missing)
         for query_id, text, name, aliases, competitors in rows:
             loaded[query_id] = AiContext(
@@ -82,6 +72,24 @@ def load_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None
                 _contexts[query_id] = (now + CONTEXT_TTL_SECONDS, context)
         found.update(loaded)
     return found
+
+
+def read_contexts(query_ids: set[uuid.UUID]) -> list[Any]:
+    """One read of the queries' texts and brands; once more on a fresh connection if the
+    pooled one was dropped (a database restart kills every pooled connection at once)."""
+    statement = (
+        select(Query.id, Query.text, Project.name, Project.name_aliases, Project.competitors)
+        .join(Project, Project.id == Query.project_id)
+        .where(Query.id.in_(query_ids))
+    )
+    try:
+        with connection_scope() as connection:
+            return list(connection.execute(statement).all())
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with connection_scope() as connection:
+        return list(connection.execute(statement).all())
 
 
 class AiQueriesExecutor:

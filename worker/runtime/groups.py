@@ -7,6 +7,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
+from sqlalchemy.exc import DBAPIError
+
 from shared.db import connection_scope
 from shared.engine import dispatch
 from shared.engine.claim import Claim, claim_group, seconds_until_due
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 # However long a group runs, its task waits for it (the lease bounds an attempt); this
 # only keeps a wedged loop from holding a pool thread forever.
 GROUP_WAIT_SECONDS = 24 * 3600.0
+# An executor that could not reach the database defers its group this long.
+DATABASE_RETRY_SECONDS = 2.0
 
 
 def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
@@ -68,12 +72,15 @@ async def execute(
         reported.add(claim.execution_id)
         completer.submit(claim, outcome, completion)
 
-    error = "internal error: the executor reported no outcome"
+    fallback = Outcome.failed("internal error: the executor reported no outcome", retryable=True)
     try:
         await executor_for(job_type).execute(claims, report)
+    except DBAPIError as exc:  # the database is away for a moment: no attempt is spent
+        log.warning("executor of %s: database unavailable (%s); deferred", job_type, exc)
+        fallback = Outcome.deferred(DATABASE_RETRY_SECONDS)
     except Exception as exc:  # a bug, or no executor here: bounded by max_attempts
         log.exception("executor of %s failed on a group of %d", job_type, len(claims))
-        error = f"internal error: {exc!r}"[:1000]
+        fallback = Outcome.failed(f"internal error: {exc!r}"[:1000], retryable=True)
     for claim in claims:
         if claim.execution_id not in reported:
-            report(claim, Outcome.failed(error, retryable=True))
+            report(claim, fallback)
