@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # is presumed lost (a flushed Redis) and handed out again, when the queue is empty.
     redispatch_after_seconds: int = Field(default=300, ge=1)
     # A retry nobody claimed this long after it was due lost its countdown message.
-    lost_retry_grace_seconds: float = Field(default=30.0, gt=0)
+    lost_retry_grace_seconds: float = Field(default=15.0, gt=0)
     # A job whose fan-out was not published (broker down at accept time) after this long.
     undispatched_after_seconds: int = Field(default=10, ge=0)
     # A fan-out that wrote no chunk for this long lost its worker: published again.
