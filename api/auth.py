@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import g, request
 
+from api.families import current_family
 from shared.accounts.auth import Principal, authenticate
 from shared.db import session_scope
 
@@ -14,14 +15,18 @@ def bearer_token() -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def authenticate_request(*api_key_headers: str) -> Principal:
-    """Authenticate once per request from an API key header or a bearer JWT (else 401)."""
+def authenticate_request() -> Principal:
+    """Authenticate once per request with the credentials the request's family accepts
+    (its API key headers, a bearer JWT if it takes one); else 401."""
     cached: Principal | None = g.get("principal")
     if cached is not None:
         return cached
-    api_key = next((request.headers[h] for h in api_key_headers if request.headers.get(h)), None)
+    family = current_family()
+    headers = family.api_key_headers if family else ()
+    api_key = next((request.headers[h] for h in headers if request.headers.get(h)), None)
+    bearer = bearer_token() if family is None or family.accepts_bearer else None
     with session_scope() as session:
-        principal = authenticate(session, api_key=api_key, bearer=bearer_token())
+        principal = authenticate(session, api_key=api_key, bearer=bearer)
     g.principal = principal
     return principal
 

@@ -1,6 +1,7 @@
 """Error envelopes: every API family answers errors in its own documented shape.
 
-The family is chosen by path prefix, so even a 404 for an unknown path or a 405 answers in
+The family is chosen by path prefix (each family declares its prefixes and envelope in
+its package: :mod:`api.families`), so even a 404 for an unknown path or a 405 answers in
 the envelope its clients parse. Domain errors from ``shared`` and webargs' validation
 errors are mapped here and nowhere else; nothing answers with a stack trace.
 """
@@ -8,45 +9,34 @@ errors are mapped here and nowhere else; nothing answers with a stack trace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from api.families import Envelope, family_for
 from shared.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-Envelope = Callable[[int, str, list[str]], dict[str, Any]]
-
 
 def phrase(status: int) -> str:
+    """The HTTP reason phrase of ``status`` ("Not Found")."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 
 
-def nest_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
-    """Mentionlab's NestJS shape: validation errors list every failing field in ``message``."""
-    return {
-        "statusCode": status,
-        "message": details if details and status == 400 else message,
-        "error": phrase(status),
-    }
-
-
-# Longest prefix first; later API families add their envelopes here.
-FAMILY_ENVELOPES: list[tuple[str, Envelope]] = [("/api/", nest_envelope)]
+def default_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+    """For paths of no family (``/healthz``, unknown paths): ``{statusCode, message, error}``."""
+    return {"statusCode": status, "message": message, "error": phrase(status)}
 
 
 def envelope_for(path: str) -> Envelope:
-    for prefix, envelope in FAMILY_ENVELOPES:
-        if path.startswith(prefix):
-            return envelope
-    return nest_envelope
+    family = family_for(path)
+    return family.envelope if family is not None else default_envelope
 
 
 def error_response(status: int, message: str, details: list[str] | None = None) -> Response:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from flask_smorest import Api
-
+from api.families import Family
 from api.mentionlab import cached_jobs, executions, jobs, projects, queries
+from api.mentionlab.envelope import nest_envelope
 
-BLUEPRINTS = (projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp)
-
-
-def register_mentionlab(api: Api) -> None:
-    """Register the family's blueprints (each authenticates every request first)."""
-    for blp in BLUEPRINTS:
-        api.register_blueprint(blp)
+FAMILY = Family(
+    name="mentionlab",
+    title="jobyard — Mentionlab-compatible AI visibility API",
+    description="Projects, queries, AI runs on many models, cached (recurring) jobs, "
+    "executions with answers, sources and brand mentions. Compatible with the "
+    "Mentionlab REST API.",
+    url_prefixes=("/api/",),
+    envelope=nest_envelope,
+    api_key_headers=("x-api-key",),
+    accepts_bearer=True,
+    blueprints=(projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp),
+    # The first family kept the root: /openapi.json and /docs.
+    docs_prefix="/",
+    security_schemes={
+        "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    },
+)

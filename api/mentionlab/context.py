@@ -10,8 +10,6 @@ from api.auth import authenticate_request
 from shared.accounts.auth import Principal
 from shared.errors import InvalidInput, NotFound
 
-API_KEY_HEADERS = ("x-api-key",)
-
 CONTEXT_HEADERS = [
     {
         "in": "header",
@@ -49,7 +47,7 @@ def _header_uuid(name: str, *, required: bool) -> uuid.UUID | None:
 
 def authenticate() -> Principal:
     """Authenticate the caller and check the organisation header against its credentials."""
-    principal = authenticate_request(*API_KEY_HEADERS)
+    principal = authenticate_request()
     organisation_id = _header_uuid("x-organisation-id", required=False)
     if organisation_id is not None and organisation_id != principal.organisation_id:
         raise NotFound(f"Organisation {organisation_id} not found")
