@@ -1,15 +1,23 @@
-"""The database engine and session factory of this process.
+"""The database engine, and the one transaction convention.
 
 One engine per process: the engine is created lazily and re-created after a fork (the
 worker's ``worker_process_init`` also disposes it), so no pooled connection ever crosses a
-fork. Callers own their transactions: ``with session_scope() as s:`` commits on success.
+fork.
+
+The caller owns the unit of work. A command (an API request's write, a task) opens one
+:func:`unit_of_work`, passes its session to the services it calls (which never open a
+session of their own), and registers what must happen once the transaction has committed
+— publishing the messages that point at the rows it wrote — with
+:meth:`UnitOfWork.after_commit`. That is the one place publish-after-commit happens: a
+message is never sent for a row that might still roll back. Reads use
+:func:`session_scope`; the worker's hot path uses :func:`connection_scope`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,6 +132,30 @@ def connection_scope() -> Iterator[Connection]:
     """One transaction on a plain Core connection (lighter than a Session, for hot paths)."""
     with get_engine().begin() as connection:
         yield connection
+
+
+class UnitOfWork:
+    """One transaction (``session``), and the actions to run once it has committed."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._after_commit: list[Callable[[], object]] = []
+
+    def after_commit(self, action: Callable[[], object]) -> None:
+        """Run ``action`` after the commit (never if the transaction rolls back)."""
+        self._after_commit.append(action)
+
+
+@contextmanager
+def unit_of_work() -> Iterator[UnitOfWork]:
+    """Open a unit of work: commit when the block succeeds, then run its after-commit
+    actions in order; roll back (and run none) when it raises."""
+    with new_session() as session:
+        work = UnitOfWork(session)
+        with session.begin():
+            yield work
+    for action in work._after_commit:
+        action()
 
 
 @contextmanager

@@ -91,11 +91,7 @@ class CancelJob(MethodView):
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: str) -> Job:
         """Cancel a job: unfinished executions end failed with error "canceled"."""
-        principal = current_principal()
-        job_id_ = path_uuid(job_id, "Job")
-        engine_jobs.cancel_job(principal.organisation_id, job_id_)
-        with session_scope() as session:
-            return engine_jobs.get_job(session, principal.organisation_id, job_id_)
+        return engine_jobs.cancel_job(current_principal().organisation_id, path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/executions")

@@ -1,20 +1,22 @@
 """Accepting jobs, reading them back and canceling them: the same for every job type.
 
 Accepting follows the lifecycle's first step: the job is written and committed, and only
-then is its fan-out published (:func:`dispatch_jobs`, called by whoever committed). When
-publishing fails the job is still accepted; its ``dispatched_at`` is cleared so the
-recovery sweep publishes it once the broker is back. An accepted request is never lost.
+then is its fan-out published (:func:`dispatch_after_commit` registers that with the unit
+of work that writes the job). When publishing fails the job is still accepted; its
+``dispatched_at`` is cleared so the recovery sweep publishes it once the broker is back.
+An accepted request is never lost.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.db import UnitOfWork, session_scope, unit_of_work
 from shared.engine.cancel import cancel_executions
 from shared.errors import Conflict, NotFound
 from shared.messaging import publisher
@@ -71,23 +73,40 @@ def dispatch_jobs(job_ids: list[uuid.UUID]) -> int:
     return len(job_ids) - len(unpublished)
 
 
+def dispatch_after_commit(
+    work: UnitOfWork, job_ids: list[uuid.UUID], on_published: Callable[[int], object] | None = None
+) -> None:
+    """Publish the jobs' fan-outs once ``work`` has committed (``on_published`` is told
+    how many went)."""
+
+    def publish() -> None:
+        published = dispatch_jobs(job_ids)
+        if on_published is not None:
+            on_published(published)
+
+    if job_ids:
+        work.after_commit(publish)
+
+
 def get_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
     """The organisation's job, or NotFound (also for another tenant's)."""
     return get_owned(session, Job, job_id, organisation_id, "Job")
 
 
-def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID) -> None:
+def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
     """Cancel the organisation's job: no new attempt starts, no more executions are
     written, and every unfinished one ends failed with error ``canceled``. Canceling a
-    canceled job changes nothing; a finished job cannot be canceled (Conflict)."""
-    with session_scope() as session:
-        job = get_job(session, organisation_id, job_id)
-        if job.canceled_at is not None:
-            return
-        if job.status in TERMINAL_JOB_STATUSES:
-            raise Conflict(f"Job {job_id} has already finished ({job.status})")
-        cancel_executions(session, job.id)
-    publisher.publish_outbox_drain()
+    canceled job changes nothing; a finished job cannot be canceled (Conflict). Returns
+    the job as the cancel left it."""
+    with unit_of_work() as work:
+        job = get_job(work.session, organisation_id, job_id)
+        if job.canceled_at is None:
+            if job.status in TERMINAL_JOB_STATUSES:
+                raise Conflict(f"Job {job_id} has already finished ({job.status})")
+            cancel_executions(work.session, job.id)
+            work.session.refresh(job)
+            work.after_commit(publisher.publish_outbox_drain)  # its job.finished event
+        return job
 
 
 def get_execution(

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.ai_models import PROVIDERS, ensure_models_available
-from shared.db import session_scope
-from shared.engine.jobs import dispatch_jobs, get_job
+from shared.db import unit_of_work
+from shared.engine.jobs import dispatch_after_commit, get_job
 from shared.engine.outbox import Event
 from shared.errors import InvalidInput, NotFound, Unprocessable
 from shared.mentionlab.projects import get_project
@@ -260,10 +260,10 @@ def run_cached_jobs(
 def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
     """Run every non-inactive cached job of the project now: one Job each, in one
     transaction, each dispatched after commit. 422 when there is nothing to run."""
-    with session_scope() as session:
-        project = get_project(session, principal, project_id)
+    with unit_of_work() as work:
+        project = get_project(work.session, principal, project_id)
         job_ids = run_cached_jobs(
-            session,
+            work.session,
             project,
             created_by_user_id=principal.user_id,
             metadata={"trigger": "manual"},
@@ -276,9 +276,11 @@ def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
                 f"{paused if project.recurrence_status == 'paused' else ''}: "
                 "create them with POST /api/cached-jobs/many"
             )
-    dispatch_jobs(job_ids)
-    with session_scope() as session:
-        return [get_job(session, principal.organisation_id, job_id) for job_id in job_ids]
+        dispatch_after_commit(work, job_ids)
+        jobs = [get_job(work.session, principal.organisation_id, job_id) for job_id in job_ids]
+        for job in jobs:
+            work.session.refresh(job)
+        return jobs
 
 
 def settle_finished_jobs(session: Session, events: Sequence[Event]) -> None:

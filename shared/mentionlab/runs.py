@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.ai_models import ensure_models_available
-from shared.db import session_scope
-from shared.engine.jobs import dispatch_jobs, get_job, new_job
+from shared.db import unit_of_work
+from shared.engine.jobs import dispatch_after_commit, get_job, new_job
 from shared.engine.registry import PlannedItem
 from shared.errors import Unprocessable
 from shared.mentionlab.projects import get_project
@@ -32,28 +32,28 @@ AI_QUERIES = JobType.AI_QUERIES.value
 def trigger_ai_job(
     principal: Principal, project_id: uuid.UUID, ai_models: list[str], execution_count: int
 ) -> Job:
-    """Run every query of the project on each model ``execution_count`` times."""
-    with session_scope() as session:
-        project = get_project(session, principal, project_id)  # 404 before any 422
+    """Run every query of the project on each model ``execution_count`` times; the job's
+    fan-out is published once it has committed."""
+    with unit_of_work() as work:
+        project = get_project(work.session, principal, project_id)  # 404 before any 422
         query_ids = list(
-            session.scalars(
+            work.session.scalars(
                 select(Query.id)
                 .where(Query.project_id == project.id)
                 .order_by(Query.created_at, Query.id)
             )
         )
         job = create_ai_job(
-            session,
+            work.session,
             project,
             query_ids,
             ai_models,
             execution_count,
             created_by_user_id=principal.user_id,
         )
-        job_id = job.id
-    dispatch_jobs([job_id])
-    with session_scope() as session:
-        return get_job(session, principal.organisation_id, job_id)
+        work.session.refresh(job)  # as stored, with its creator, for the answer
+        dispatch_after_commit(work, [job.id])
+        return job
 
 
 def create_ai_job(
@@ -67,7 +67,8 @@ def create_ai_job(
     metadata: dict[str, Any] | None = None,
 ) -> Job:
     """Write an ai_queries job in the caller's transaction; the caller dispatches it after
-    commit (:func:`dispatch_jobs`). Raises Unprocessable when there is nothing to run."""
+    commit (:func:`dispatch_after_commit`). Raises Unprocessable when there is nothing to
+    run."""
     settings = get_settings()
     models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
     ensure_models_available(models, settings)

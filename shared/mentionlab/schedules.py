@@ -19,12 +19,13 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
-from shared.engine.jobs import dispatch_jobs
+from shared.db import session_scope, unit_of_work
+from shared.engine.jobs import dispatch_after_commit
 from shared.mentionlab import cached_jobs
 from shared.mentionlab.recurrence import ACTIVE, MANUAL, RECURRENCES, first_slot, next_slot
 from shared.models import Project, utcnow
@@ -64,20 +65,22 @@ def claim_due_projects(now: datetime | None = None, report: TickReport | None = 
             .order_by(Project.next_run_at, Project.id)
             .limit(CLAIM_BATCH)
         ).all()
-    created: list[uuid.UUID] = []
     for project_id, seen, recurrence in due:
         if recurrence not in RECURRENCES or seen is None:  # pragma: no cover - defensive
             continue
-        with session_scope() as session:
-            job_ids = _claim_and_run(session, project_id, seen, recurrence, now)
+        with unit_of_work() as work:
+            job_ids = _claim_and_run(work.session, project_id, seen, recurrence, now)
+            if job_ids is not None:
+                dispatch_after_commit(work, job_ids, partial(_count_unpublished, report, job_ids))
         if job_ids is None:
             continue
         report.projects_claimed += 1
-        created += job_ids
-    # Every claimed slot has committed: publish all their fan-outs at once.
-    report.jobs_created += created
-    report.jobs_undispatched += len(created) - dispatch_jobs(created)
+        report.jobs_created += job_ids
     return report
+
+
+def _count_unpublished(report: TickReport, job_ids: list[uuid.UUID], published: int) -> None:
+    report.jobs_undispatched += len(job_ids) - published
 
 
 def _claim_and_run(

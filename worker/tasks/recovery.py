@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
-
 from shared.db import new_session
 from shared.engine import dispatch, outbox
 from shared.engine.jobs import dispatch_jobs
 from shared.engine.recovery import sweep
 from shared.messaging.broker import queue_depth
 from shared.messaging.queues import EXECUTIONS_QUEUE, RECOVERY_SWEEP_TASK
+from worker.tasks.durable import durable_task
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name=RECOVERY_SWEEP_TASK, ignore_result=True)
+@durable_task(RECOVERY_SWEEP_TASK)
 def recovery_sweep() -> dict[str, int]:
     """Run one sweep, publish the fan-outs it found, top dispatch up, drain the outbox."""
     report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)

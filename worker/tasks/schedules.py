@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
-
 from shared.mentionlab.schedules import tick
 from shared.messaging.queues import SCHEDULE_TICK_TASK
+from worker.tasks.durable import durable_task
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name=SCHEDULE_TICK_TASK, ignore_result=True)
+@durable_task(SCHEDULE_TICK_TASK)
 def schedules_tick() -> dict[str, int]:
     """Claim due slots (compare-and-set, so concurrent ticks never run a slot twice)."""
     report = tick()
