@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, and_, exists, func, or_, select, update
 
 from shared.db import connection_scope
 from shared.engine import workers
@@ -69,13 +69,25 @@ class _Organisation:
     jobs: deque[uuid.UUID] = field(default_factory=deque)
 
 
-def _rotation(connection: Executor) -> deque[_Organisation]:
-    """Unfinished jobs grouped by organisation, each in least-recently-served order."""
+def _ready(now: datetime) -> Any:
+    """Execution rows dispatch may hand out: written, not in the broker, due."""
+    return and_(
+        Execution.dispatched_at.is_(None),
+        Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+        or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
+    )
+
+
+def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
+    """Unfinished jobs with work ready, grouped by organisation, each in
+    least-recently-served order (one query, however many jobs are in flight)."""
+    has_ready_work = exists().where(Execution.job_id == Job.id, _ready(now))
     rows = connection.execute(
         select(Job.id, Job.organisation_id, Job.last_dispatched_at, Job.created_at).where(
             Job.status.in_(ACTIVE_JOB_STATUSES),
             Job.parked.is_(False),
             Job.canceled_at.is_(None),
+            has_ready_work,
         )
     ).all()
     never = datetime.min.replace(tzinfo=None)
@@ -99,12 +111,7 @@ def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: dateti
     return list(
         connection.execute(
             select(Execution.id)
-            .where(
-                Execution.job_id == job_id,
-                Execution.dispatched_at.is_(None),
-                Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
-                or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
-            )
+            .where(Execution.job_id == job_id, _ready(now))
             .order_by(Execution.seq)
             .limit(size)
         ).scalars()
@@ -118,7 +125,7 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
     if room <= 0:
         return []
     size = get_settings().group_size
-    rotation = _rotation(connection)
+    rotation = _rotation(connection, now)
     groups: list[list[uuid.UUID]] = []
     while room > 0 and rotation:
         organisation = rotation.popleft()
