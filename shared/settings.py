@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 7 * 24 * 3600
     api_rate_limit: str = "1200 per minute"
 
+    # Workers send task events (Flower shows tasks live from them).
+    task_events: bool = True
+
     # Flower (monitoring) basic auth
     flower_user: str = Field(default="admin", validation_alias=_alias("FLOWER_USER"))
     flower_password: str = Field(default="admin", validation_alias=_alias("FLOWER_PASSWORD"))

@@ -60,7 +60,7 @@ def create_celery_app() -> Celery:
         # reconnect when this is on). Nothing needs killing: an attempt whose ack is lost
         # finishes under its lease, and a redelivered duplicate is dropped by the claim.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_send_task_events=True,  # Flower shows tasks live
+        worker_send_task_events=settings.task_events,  # Flower shows tasks live
         task_send_sent_event=False,
         beat_schedule={
             "recovery-sweep": {

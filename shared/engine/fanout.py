@@ -75,6 +75,11 @@ def fan_out_job(job_id: uuid.UUID) -> int:
         assert job is not None
         planned = planner_for(job.type)(reader, job)
         for seq_start, chunk in _chunks(planned, chunk_size):
+            # End the planner's read transaction between chunks: a snapshot held for the
+            # whole fan-out would keep PostgreSQL from pruning the index entries that
+            # every claim and finish leaves behind (they pile up, and each dispatch scan
+            # walks them all). Loaded objects stay usable (expire_on_commit is off).
+            reader.commit()
             with connection_scope() as connection:
                 inserted = write_chunk(connection, job_id, seq_start, chunk)
             if inserted is None:
@@ -133,15 +138,15 @@ def write_chunk(
     return inserted
 
 
-# Arrays in, rows out: one statement per chunk whatever its size, and ON CONFLICT makes a
-# repeated (or concurrent) fan-out write nothing twice.
+# One JSON document in, rows out: one statement and one parameter per chunk whatever its
+# size, and ON CONFLICT makes a repeated (or concurrent) fan-out write nothing twice.
 _INSERT_POSTGRESQL = text(
     """
     INSERT INTO executions (id, job_id, seq, item_key, item, status, attempts, cost,
                             created_at, updated_at)
     SELECT t.id, :job_id, t.seq, t.item_key, t.item, 'pending', 0, 0, :now, :now
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[]), CAST(:keys AS text[]),
-                CAST(:items AS jsonb[])) AS t(id, seq, item_key, item)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS t(id uuid, seq integer, item_key text, item jsonb)
     ON CONFLICT (id) DO NOTHING
     """
 )
@@ -160,10 +165,12 @@ def _insert_postgresql(
         {
             "job_id": job_id,
             "now": now,
-            "ids": ids,
-            "seqs": list(range(seq_start, seq_start + len(chunk))),
-            "keys": [p.key for p in chunk],
-            "items": [json.dumps(p.item) for p in chunk],
+            "rows": json.dumps(
+                [
+                    {"id": str(i), "seq": seq_start + n, "item_key": p.key, "item": p.item}
+                    for n, (i, p) in enumerate(zip(ids, chunk, strict=True))
+                ]
+            ),
         },
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

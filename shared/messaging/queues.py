@@ -14,6 +14,7 @@ RECOVERY_SWEEP_TASK = "recovery.sweep"
 SCHEDULE_TICK_TASK = "schedules.tick"
 OUTBOX_DRAIN_TASK = "outbox.drain"
 NOOP_TASK = "bench.noop"
+NOOP_EARLY_ACK_TASK = "bench.noop_early_ack"
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     FAN_OUT_TASK: {"queue": FANOUT_QUEUE},
@@ -22,6 +23,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     SCHEDULE_TICK_TASK: {"queue": MAINTENANCE_QUEUE},
     OUTBOX_DRAIN_TASK: {"queue": MAINTENANCE_QUEUE},
     NOOP_TASK: {"queue": EXECUTIONS_QUEUE},
+    NOOP_EARLY_ACK_TASK: {"queue": EXECUTIONS_QUEUE},
 }
 
 ALL_QUEUES = (FANOUT_QUEUE, EXECUTIONS_QUEUE, MAINTENANCE_QUEUE)

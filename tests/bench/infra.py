@@ -107,12 +107,13 @@ class BenchWorker:
         env: dict[str, str],
         log_path: Path,
         wrap: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.log_path = log_path
         self.concurrency = concurrency
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
-        command = procfile_command(entry)
+        command = command or procfile_command(entry)
         env = {
             **env,
             "WORKER_SLOTS": str(concurrency),
@@ -243,16 +244,23 @@ class CpuMeter:
     Redis DBs) during the window.
     """
 
-    worker_pid: int
+    worker_pids: list[int]
+    other_pids: dict[str, int] = field(default_factory=dict)  # e.g. {"dispatcher": pid}
     start: dict[str, float] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, float]:
         groups = {"worker": 0.0, "postgres": 0.0, "redis": 0.0, "bench": 0.0}
-        try:
-            worker = psutil.Process(self.worker_pid)
-            groups["worker"] = sum(_cpu(p) for p in [worker, *worker.children(recursive=True)])
-        except psutil.Error:
-            pass
+        for name in self.other_pids:
+            groups[name] = 0.0
+        for group, pids in [("worker", self.worker_pids)] + [
+            (name, [pid]) for name, pid in self.other_pids.items()
+        ]:
+            for pid in pids:
+                try:
+                    root = psutil.Process(pid)
+                    groups[group] += sum(_cpu(p) for p in [root, *root.children(recursive=True)])
+                except psutil.Error:
+                    pass
         groups["bench"] = _cpu(psutil.Process())
         for p in psutil.process_iter(["name"]):
             name = p.info.get("name") or ""

@@ -1,4 +1,5 @@
-"""Print the benchmark's figures as a table (rich when installed, plain text otherwise)."""
+"""The benchmark's figures as a table, with the engine issue's targets (rich when
+installed, plain text otherwise)."""
 
 from __future__ import annotations
 
@@ -13,100 +14,121 @@ def _fmt(value: Any) -> str:
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.3f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the engine issue: its figure and whether it is met."""
+    s = result["scenarios"]
+    out: list[dict[str, Any]] = []
+
+    def goal(name: str, value: Any, met: bool) -> None:
+        out.append({"goal": name, "value": value, "met": met})
+
+    astar = s.get("a_star_bare_celery_best")
+    b2 = s.get("b_0ms_2_workers")
+    if astar and b2:
+        ratio = round(b2["executions_per_s"] / astar["tasks_per_s"], 2)
+        goal("(b) >= 2 x (a*) executions/s", f"{ratio} x", ratio >= 2)
+    fanout = s.get("b_fanout_job")
+    if fanout:
+        goal(
+            f"fan-out of {fanout['executions']:,} <= 10 s",
+            f"{fanout['fanout_s']} s",
+            fanout["fanout_s"] is not None and fanout["fanout_s"] <= 10,
+        )
+    c = s.get("c_slow_2_workers")
+    if c:
+        goal("(c) >= 2,000 executions/s", c["executions_per_s"], c["executions_per_s"] >= 2000)
+        goal("(c) >= 1,000 in flight (mean)", c["mean_in_flight"], c["mean_in_flight"] >= 1000)
+        share = c.get("share_of_bound") or 0
+        goal("(c) within 10% of the latency bound", f"{share:.0%}", share >= 0.9)
+    rss = [mb for figures in s.values() for mb in figures.get("peak_rss_mb_per_worker", [])]
+    if rss:
+        goal("worker RSS <= 300 MB per process", f"{max(rss)} MB", max(rss) <= 300)
+    jobs = [f for f in s.values() if "counters_exact" in f]
+    if jobs:
+        goal("counters exact in every scenario", "yes", all(f["counters_exact"] for f in jobs))
+    f = s.get("f_fairness")
+    if f:
+        goal(
+            "a 50-execution job beside a 200,000 one: within seconds",
+            f"{f['small_job_beside_big_s']} s (alone {f['small_job_alone_s']} s)",
+            f["small_job_beside_big_s"] < 10,
+        )
+    return out
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, note) rows of the summary table."""
+    s = result["scenarios"]
     out: list[tuple[str, str, str]] = []
-    a = result["scenarios"].get("a_baseline")
-    b = result["scenarios"].get("b_trigger_0ms")
-    c = result["scenarios"].get("c_trigger_slow")
-    if a:
-        out += [
-            (
-                "(a) bare Celery no-op",
-                f"{_fmt(a['tasks_per_s'])} tasks/s",
-                f"{_fmt(a['messages'])} msgs in {_fmt(a['elapsed_s'])} s "
-                f"(worker log: {_fmt(a['log_tasks_per_s'])}/s)",
-            ),
-            (
-                "(a) pre-filled queue drain",
-                f"{_fmt(a['prefilled_tasks_per_s'])} tasks/s",
-                "worker alone: first receipt -> queue empty",
-            ),
-            (
-                "(a) publish rate",
-                f"{_fmt(a['publish_per_s'])} msgs/s",
-                f"{_fmt(a['publish_s'])} s to publish",
-            ),
-            ("(a) worker peak RSS", f"{_fmt(a['peak_rss_mb'])} MB", ""),
-        ]
-    for key, label in ((b, "(b)"), (c, "(c)")):
-        if not key:
-            continue
-        s = key["stages"]
-        bound = key["theoretical_bound_per_s"]
-        out += [
-            (
-                f"{label} trigger, {_fmt(key['simulated_latency_ms'])} ms latency",
-                f"{_fmt(key['executions_per_s'])} executions/s",
-                f"{_fmt(key['executions'])} in {_fmt(key['elapsed_s'])} s"
-                + (f"; bound {_fmt(bound)}/s ({100 * key['share_of_bound']:.0f}%)" if bound else "")
-                + f"; exact end {_fmt(key['exact_executions_per_s'])}/s",
-            ),
-            (f"{label} trigger request", f"{_fmt(key['trigger_latency_ms'])} ms", "test client"),
-            (
-                f"{label} fan-out",
-                f"{_fmt(s['fanout_duration_s'])} s",
-                f"done at +{_fmt(s['fanout_finished_s'])} s; "
-                f"{_fmt(s['rate_during_fanout_per_s'])}/s during, "
-                f"{_fmt(s['rate_after_fanout_per_s'])}/s after",
-            ),
-            (
-                f"{label} time in task",
-                f"p50 {_fmt(s['in_task_p50_ms'])} ms",
-                f"p95 {_fmt(s['in_task_p95_ms'])} ms (claim -> finish)",
-            ),
-            (
-                f"{label} peak in flight",
-                _fmt(key["peak_in_flight"]),
-                f"live leases, 0.2 s samples (mean {_fmt(key['mean_in_flight'])}); "
-                f"backends waiting on a lock: peak {_fmt(key['peak_lock_waiters'])}, "
-                f"mean {_fmt(key['mean_lock_waiters'])}",
-            ),
-            (f"{label} worker peak RSS", f"{_fmt(key['peak_rss_mb'])} MB", ""),
-        ]
-    for key, label, count in (
-        (a, "(a)", "messages"),
-        (b, "(b)", "executions"),
-        (c, "(c)", "executions"),
-    ):
-        if key and (key.get("cpu_seconds") or {}).get("worker"):
-            per_item = 1000 * key["cpu_seconds"]["worker"] / key[count]
+    for key, label in (("a_star_bare_celery_best", "(a*)"), ("a_procfile_bare_task", "(a)")):
+        a = s.get(key)
+        if a:
             out.append(
-                (f"{label} worker CPU per item", f"{per_item:.2f} ms", "what bounds a 2-core box")
+                (
+                    f"{label} bare Celery no-op, {a['processes']} process(es)",
+                    f"{_fmt(a['tasks_per_s'])} tasks/s",
+                    f"{_fmt(a['messages'])} drained in {_fmt(a['elapsed_s'])} s; "
+                    f"{_fmt(a['worker_cpu_ms_per_task'])} ms worker CPU per task",
+                )
             )
-    ratio = result.get("ratio_b_over_a")
-    if ratio is not None:
-        out.append(("(b)/(a)", _fmt(ratio), "executions/s over tasks/s"))
-        out.append(("goal (b)/(a) >= 0.8", "met" if ratio >= 0.8 else "not met", ""))
-    if c:
-        met = c["executions_per_s"] >= 1000 and c["peak_in_flight"] >= 500
+    for key, label in (
+        ("b_0ms_1_worker", "(b) 0 ms, 1 worker"),
+        ("b_0ms_2_workers", "(b) 0 ms, 2 workers"),
+        ("b_fanout_job", "(b) 0 ms, big job, 2 workers"),
+        ("c_slow_2_workers", "(c) slow, 2 workers"),
+    ):
+        b = s.get(key)
+        if not b:
+            continue
+        cpu = b["cpu_ms_per_execution"]
+        note = (
+            f"{_fmt(b['executions'])} in {_fmt(b['elapsed_s'])} s; fan-out {_fmt(b['fanout_s'])} s; "
+            f"CPU/execution {_fmt(cpu['workers'])} ms workers, "
+            f"{_fmt(cpu['workers+dispatcher+postgres+redis'])} ms all"
+        )
+        out.append((label, f"{_fmt(b['executions_per_s'])} executions/s", note))
+        if b.get("latency_bound_per_s"):
+            out.append(
+                (
+                    f"{label}: in flight",
+                    f"mean {_fmt(b['mean_in_flight'])}, peak {_fmt(b['peak_in_flight'])}",
+                    f"bound {_fmt(b['latency_bound_per_s'])}/s at "
+                    f"{_fmt(b['simulated_latency_ms'])} ms; {100 * b['share_of_bound']:.0f}% of it",
+                )
+            )
         out.append(
             (
-                "goal (c) >= 1,000/s, >= 500 in flight",
-                "met" if met else "not met",
-                f"{_fmt(c['executions_per_s'])}/s, peak {_fmt(c['peak_in_flight'])} in flight",
+                f"{label}: memory",
+                f"{_fmt(b['peak_rss_mb_per_worker'])} MB RSS",
+                f"Redis queue peak {_fmt(b['peak_executions_queue_messages'])} msgs, "
+                f"+{_fmt(b['redis_used_memory_growth_mb'])} MB",
             )
         )
-    out.append(
-        (
-            "worker concurrency",
-            _fmt(result["worker_concurrency"]),
-            f"threads pool; {result['machine']['cores']} cores",
+    f = s.get("f_fairness")
+    if f:
+        out.append(
+            (
+                "fairness: 50 executions beside a big job",
+                f"{_fmt(f['small_job_beside_big_s'])} s",
+                f"alone {_fmt(f['small_job_alone_s'])} s; the {_fmt(f['big_job_executions'])}"
+                f"-execution job had {_fmt(f['big_job_success_when_small_done'])} done",
+            )
         )
-    )
+        out.append(
+            (
+                "fairness: Redis during the big job",
+                f"{_fmt(f['peak_executions_queue_messages'])} msgs peak",
+                f"+{_fmt(f['redis_used_memory_growth_mb'])} MB used memory; big job "
+                f"{_fmt(f['big_job_executions_per_s'])}/s",
+            )
+        )
+    for g in result.get("goals", []):
+        out.append((f"goal: {g['goal']}", "met" if g["met"] else "NOT MET", _fmt(g["value"])))
     return out
 
 
@@ -114,14 +136,16 @@ def cpu_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = []
     for name, scenario in result["scenarios"].items():
         cpu = scenario.get("cpu_seconds") or {}
-        elapsed = scenario.get("elapsed_s") or 0
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
-        out.append((f"{name} CPU s", parts, f"over {elapsed:.1f} s wall"))
+        if cpu:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            out.append((f"{name} CPU s", parts, f"over {scenario['elapsed_s']:.1f} s wall"))
     return out
 
 
 def print_table(result: dict[str, Any]) -> None:
     table_rows = rows(result) + cpu_rows(result)
+    if not table_rows:
+        return
     if importlib.util.find_spec("rich") is not None:
         from rich.console import Console
         from rich.table import Table
@@ -131,7 +155,7 @@ def print_table(result: dict[str, Any]) -> None:
             table.add_column(column)
         for row in table_rows:
             table.add_row(*row)
-        Console().print(table)
+        Console(width=200).print(table)
         return
     widths = [max(len(r[i]) for r in table_rows) for i in range(3)]
     print(f"jobyard bench — {result['timestamp']}")

@@ -1,19 +1,19 @@
-"""``make bench``: how fast does jobyard turn one trigger into finished executions?
+"""``make bench``: jobyard's engine against bare Celery at its best, in one run.
 
-Three scenarios, each with fresh worker processes started from the Procfile's own lines
-(``worker``: the executions queue on a thread pool of ``$WORKER_CONCURRENCY`` threads,
-default 200; ``dispatcher``: fan-out and maintenance, started for (b) and (c)):
+Scenarios (``--only``, comma-separated; all by default):
 
-(a) baseline — bare Celery: ``bench.noop`` x N through the same broker, queue and pool;
-(b) one trigger of N executions through the API, simulated provider at 0 ms;
-(c) the same at 500 ms simulated latency (bounded by concurrency / latency).
+- ``astar`` (a*) bare Celery at its best: one solo-pool process per core, prefetch 4,
+  early acks, no task events, the queue filled first — the engine's own limit;
+- ``a``     (a) the Procfile's bare task (``bench.noop``, late acks, the ``worker`` line);
+- ``b``     (b) one trigger of ``--executions`` at 0 ms with 1, then 2, worker processes,
+  and one ``--fanout-executions`` job (its fan-out time);
+- ``c``     (c) ``--slow-executions`` at ``--slow-latency-ms`` with 2 worker processes;
+- ``f``     fairness: a 50-execution job of another organisation, alone and beside a
+  ``--fairness-executions`` job at 20 ms.
 
-The run owns a PostgreSQL database (``jobyard_bench``, recreated, migrated, dropped at
-the end) and a Redis DB (``redis://127.0.0.1:6379/12``, flushed). Figures are printed
-and written to ``var/bench.json``; worker logs go to ``var/bench-worker-<s>.log``.
-
-    .venv/bin/python -m tests.bench.run [--executions N] [--slow-executions N]
-        [--only a,b,c] [--concurrency C] [--slow-latency-ms MS] [--profile PY_SPY]
+The run owns a PostgreSQL database (``jobyard_bench``, recreated, migrated, dropped at the
+end) and a Redis DB (``redis://127.0.0.1:6379/12``, flushed). Figures are printed with the
+targets of the engine issue and written to ``var/bench.json``; logs go to ``var/bench-*.log``.
 """
 
 from __future__ import annotations
@@ -55,59 +55,41 @@ from shared.migrate import upgrade_database  # noqa: E402
 from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
-from tests.bench.scenarios import BenchContext, run_baseline, run_trigger  # noqa: E402
+from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 
-DEFAULT_EXECUTIONS = 20_000
-DEFAULT_SLOW_LATENCY_MS = 500.0
+SCENARIOS = ("astar", "a", "b", "c", "f")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
+    parser.add_argument("--messages", type=int, default=20_000, help="no-ops of (a*) and (a)")
+    parser.add_argument("--executions", type=int, default=20_000, help="executions of (b)")
+    parser.add_argument("--fanout-executions", type=int, default=100_000, help="(b) fan-out job")
+    parser.add_argument("--slow-executions", type=int, default=40_000, help="executions of (c)")
+    parser.add_argument("--slow-latency-ms", type=float, default=500.0, help="latency of (c)")
+    parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument(
-        "--executions",
+        "--slots",
         type=int,
-        default=DEFAULT_EXECUTIONS,
-        help="messages of (a) and executions of (b) (default %(default)s)",
+        default=int(os.environ.get("WORKER_SLOTS", "8")),
+        help="groups per worker process, as the Procfile (default $WORKER_SLOTS or 8)",
     )
-    parser.add_argument(
-        "--slow-executions",
-        type=int,
-        default=DEFAULT_EXECUTIONS,
-        help="executions of (c) (default %(default)s)",
-    )
-    parser.add_argument(
-        "--slow-latency-ms",
-        type=float,
-        default=DEFAULT_SLOW_LATENCY_MS,
-        help="simulated provider latency of (c) (default %(default)s)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=int(os.environ.get("WORKER_CONCURRENCY", "200")),
-        help="worker threads, as the Procfile (default $WORKER_CONCURRENCY or 200)",
-    )
-    parser.add_argument(
-        "--only", default="a,b,c", help="scenarios to run, comma-separated (default a,b,c)"
-    )
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run")
     parser.add_argument(
         "--output", type=Path, default=VAR_DIR / "bench.json", help="JSON file of the figures"
     )
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path of a py-spy binary: profile each scenario's worker (slows it down)",
+        help="path of a py-spy binary: profile the first worker of (b)/(c) (slows it down)",
     )
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
     )
     args = parser.parse_args(argv)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
-    if not args.only <= {"a", "b", "c"}:
-        parser.error("--only takes a, b and/or c")
-    for name in ("executions", "slow_executions", "concurrency"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.only <= set(SCENARIOS):
+        parser.error(f"--only takes {', '.join(SCENARIOS)}")
     return args
 
 
@@ -144,13 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # clean up (workers, database) on SIGTERM too
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    n, n_slow = args.executions, args.slow_executions
+    cores = os.cpu_count() or 2
     result: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "revision": git_revision(),
         "command": " ".join([Path(sys.executable).name, "-m", "tests.bench.run", *sys.argv[1:]]),
-        "worker_concurrency": args.concurrency,
-        "worker_pool": "threads",
+        "slots_per_worker": args.slots,
         "machine": machine(),
         "database": DATABASE_URL,
         "broker": REDIS_URL,
@@ -158,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {},
         "errors": {},
     }
-
     profiles: dict[str, Path] = {}
 
     def profiler(scenario: str, pid: int) -> AbstractContextManager[None]:
@@ -169,37 +149,44 @@ def main(argv: list[str] | None = None) -> int:
     ctx = BenchContext(
         database_url=DATABASE_URL,
         redis_url=REDIS_URL,
-        concurrency=args.concurrency,
+        slots=args.slots,
+        cores=cores,
         var_dir=VAR_DIR,
         worker_env=worker_env,
         profiler=profiler if args.profile else None,
     )
     plan: list[tuple[str, str, Callable[[], dict[str, Any]]]] = []
-    if "a" in args.only:
-        plan.append(("a", "a_baseline", lambda: run_baseline(ctx, n, timeout=120 + n / 100)))
-    if "b" in args.only:
+    if "astar" in args.only:
         plan.append(
-            ("b", "b_trigger_0ms", lambda: run_trigger(ctx, "b", n, 0, timeout=120 + n / 20))
+            ("a*", "a_star_bare_celery_best", lambda: run_bare(ctx, args.messages, best=True))
         )
+    if "a" in args.only:
+        plan.append(("a", "a_procfile_bare_task", lambda: run_bare(ctx, args.messages, best=False)))
+    if "b" in args.only:
+        plan.append(("b", "b_0ms_1_worker", lambda: run_job(ctx, "b1", args.executions, 0, 1)))
+        plan.append(("b", "b_0ms_2_workers", lambda: run_job(ctx, "b2", args.executions, 0, 2)))
+        plan.append(("b", "b_fanout_job", lambda: run_job(ctx, "bf", args.fanout_executions, 0, 2)))
     if "c" in args.only:
-        latency = args.slow_latency_ms
-        bound = args.concurrency / (latency / 1000) if latency else 1000.0
         plan.append(
             (
                 "c",
-                "c_trigger_slow",
-                lambda: run_trigger(ctx, "c", n_slow, latency, timeout=120 + 3 * n_slow / bound),
+                "c_slow_2_workers",
+                lambda: run_job(ctx, "c", args.slow_executions, args.slow_latency_ms, 2),
             )
         )
+    if "f" in args.only:
+        plan.append(
+            ("f", "f_fairness", lambda: run_fairness(ctx, args.fairness_executions, 50, 20, 2))
+        )
 
-    print(f"bench: database {BENCH_DB}, broker {REDIS_URL}, concurrency {args.concurrency}")
+    print(f"bench: database {BENCH_DB}, broker {REDIS_URL}, {cores} cores, {args.slots} slots")
     recreate_database(SERVER_URL, BENCH_DB)
     reset_settings_cache()
     interrupted = False
     try:
         upgrade_database(DATABASE_URL)
         for letter, key, run in plan:
-            print(f"bench: scenario ({letter}) {key} ...", flush=True)
+            print(f"bench: ({letter}) {key} ...", flush=True)
             try:
                 result["scenarios"][key] = run()
             except KeyboardInterrupt:
@@ -212,18 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 figures = result["scenarios"][key]
                 rate = figures.get("tasks_per_s") or figures.get("executions_per_s")
-                print(f"bench: ({letter}) {rate}/s in {figures['elapsed_s']} s", flush=True)
+                print(f"bench: ({letter}) {key}: {rate}/s in {figures['elapsed_s']} s", flush=True)
     finally:
         dispose_engine(close=True)
         ctx.flush_broker()
         if not args.keep_db:
             drop_database(SERVER_URL, BENCH_DB)
 
-    a = result["scenarios"].get("a_baseline")
-    b = result["scenarios"].get("b_trigger_0ms")
-    result["ratio_b_over_a"] = (
-        round(b["executions_per_s"] / a["tasks_per_s"], 3) if a and b else None
-    )
+    result["goals"] = report.goals(result)
     result["worker_logs"] = ctx.logs
     if profiles:
         result["profiles"] = {s: profiling.write_summary(p) for s, p in profiles.items()}

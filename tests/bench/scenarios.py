@@ -1,16 +1,28 @@
-"""The three measured scenarios: bare Celery, one big trigger at 0 ms, and at 500 ms.
+"""The measured scenarios of ``make bench``.
+
+(a*) the engine's own limit: bare Celery at its best on this machine — one solo-pool
+     worker process per core, prefetch 4, early acks, no task events, WARNING logs — draining
+     a queue filled first;
+(a)  the Procfile's bare task: ``bench.noop`` (late acks) through the Procfile's ``worker``
+     line, the queue filled first;
+(b)  one trigger of N executions through the API at 0 ms simulated latency, with the
+     Procfile's ``dispatcher`` and 1, then 2, execution-worker processes; plus one
+     100,000-execution job for the fan-out time;
+(c)  the same at 500 ms, 2 worker processes: executions in flight against the latency bound;
+(f)  fairness: a 50-execution job of another organisation submitted while a 200,000-execution
+     job runs, beside the same small job on an idle system; Redis sampled meanwhile.
 
 Import this only after ``tests.bench.run`` has set the environment (it reads settings).
 """
 
 from __future__ import annotations
 
-import re
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +30,9 @@ import psycopg
 import redis
 
 from shared.messaging import publisher
-from shared.messaging.queues import EXECUTIONS_QUEUE, NOOP_TASK
+from shared.messaging.queues import EXECUTIONS_QUEUE, NOOP_EARLY_ACK_TASK, NOOP_TASK
 from tests.bench.infra import (
+    ROOT,
     BenchWorker,
     CpuMeter,
     Sampler,
@@ -28,7 +41,6 @@ from tests.bench.infra import (
 )
 from tests.support import assert_counters_exact, make_tenant
 
-# Four simulated models (any four of the trigger enum would do: all are simulated).
 MODELS = ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar")
 MAX_RUNS = 50
 TERMINAL = ("completed", "failed", "partial_failed", "canceled")
@@ -40,7 +52,8 @@ class BenchContext:
 
     database_url: str
     redis_url: str
-    concurrency: int
+    slots: int
+    cores: int
     var_dir: Path
     worker_env: Callable[[float], dict[str, str]]  # latency_ms -> env of the worker
     profiler: Callable[[str, int], Any] | None = None  # (scenario, pid) -> context manager
@@ -53,16 +66,24 @@ class BenchContext:
         finally:
             client.close()
 
-    def start_worker(self, scenario: str, latency_ms: float, entry: str = "worker") -> BenchWorker:
-        """Start one Procfile process (``worker`` runs executions; ``dispatcher`` fan-out)."""
-        log_path = self.var_dir / f"bench-{entry}-{scenario}.log"
-        self.logs[f"{scenario}-{entry}"] = str(log_path)
+    def start(
+        self,
+        name: str,
+        latency_ms: float,
+        entry: str = "worker",
+        command: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> BenchWorker:
+        """Start one Procfile process (or ``command``) and wait until it is ready."""
+        log_path = self.var_dir / f"bench-{name}.log"
+        self.logs[name] = str(log_path)
         worker = BenchWorker(
-            name=scenario,
+            name=name,
             entry=entry,
-            concurrency=self.concurrency,
-            env=self.worker_env(latency_ms),
+            concurrency=self.slots,
+            env={**self.worker_env(latency_ms), **(extra_env or {})},
             log_path=log_path,
+            command=command,
         )
         try:
             worker.wait_ready()
@@ -72,7 +93,25 @@ class BenchContext:
         return worker
 
 
-class _NullContext:
+@contextmanager
+def running(ctx: BenchContext, *workers: tuple[str, float, str]) -> Iterator[list[BenchWorker]]:
+    """Start (name, latency, Procfile entry) processes; stop them all afterwards."""
+    with ExitStack() as stack:
+        started = []
+        for name, latency, entry in workers:
+            worker = ctx.start(name, latency, entry)
+            stack.callback(worker.stop)
+            started.append(worker)
+        yield started
+
+
+def _profile(ctx: BenchContext, scenario: str, pid: int) -> Any:
+    if ctx.profiler is None:
+        return _Null()
+    return ctx.profiler(scenario, pid)
+
+
+class _Null:
     def __enter__(self) -> None:
         return None
 
@@ -80,336 +119,331 @@ class _NullContext:
         return None
 
 
-def _profile(ctx: BenchContext, scenario: str, pid: int) -> Any:
-    return ctx.profiler(scenario, pid) if ctx.profiler else _NullContext()
-
-
 # ---------------------------------------------------------------------------------------
-# (a) bare Celery: bench.noop through the same broker, queue and pool.
-
-NOOP_LINE = re.compile(
-    rb"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/[^\]]*\] "
-    rb"Task " + re.escape(NOOP_TASK.encode()) + rb"\[[^\]]+\] "
-    rb"(received|succeeded in ([0-9.e-]+)s)",
-    re.MULTILINE,
-)
+# (a*) and (a): bare Celery.
 
 
-@dataclass
-class NoopLog:
-    """What the worker's INFO log says about the no-op tasks (wall-clock times)."""
-
-    succeeded: int = 0
-    first_received: float | None = None
-    last_succeeded: float | None = None
-    task_runtime_s: float = 0.0
-
-
-def parse_noop_log(path: Path) -> NoopLog:
-    """Count the no-op successes and find the first receipt and last success."""
-    log = NoopLog()
-    for match in NOOP_LINE.finditer(path.read_bytes()):
-        # Celery logs local time with millisecond resolution.
-        stamp = datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        if match.group(2) == b"received":
-            if log.first_received is None or stamp < log.first_received:
-                log.first_received = stamp
-        else:
-            log.succeeded += 1
-            log.task_runtime_s += float(match.group(3))
-            if log.last_succeeded is None or stamp > log.last_succeeded:
-                log.last_succeeded = stamp
-    return log
-
-
-def publish_noops(n: int) -> tuple[float, float, float]:
-    """Publish ``n`` no-ops on one producer; (wall start, perf start, perf end)."""
+def publish_noops(task: str, n: int) -> float:
+    """Publish ``n`` no-ops on one producer; returns the seconds it took."""
     app = publisher.producer_app()
+    started = time.perf_counter()
     with app.producer_or_acquire() as producer:
-        wall0 = time.time()
-        t0 = time.perf_counter()
         for seq in range(n):
-            app.send_task(NOOP_TASK, args=[seq], producer=producer)
-        return wall0, t0, time.perf_counter()
+            app.send_task(task, args=[seq], producer=producer)
+    return time.perf_counter() - started
 
 
-def wait_drained(client: redis.Redis, deadline: float) -> float:
-    """Poll every 5 ms until nothing waits in ``executions`` and nothing is unacked.
-
-    Returns the ``perf_counter`` of the first of two consecutive empty observations (the
-    second closes the microsecond window between a worker popping a message and
-    recording it as unacked).
-    """
-    seen_empty_at: float | None = None
+def drain_time(client: redis.Redis, n: int, timeout: float) -> float:
+    """From the first message taken off the filled queue until the queue is empty and
+    nothing is unacknowledged (polled every 5 ms); the workers are already starting."""
+    deadline = time.perf_counter() + timeout
+    first_taken: float | None = None
+    empty_since: float | None = None
     while True:
         now = time.perf_counter()
         waiting, unacked = broker_backlog(client, EXECUTIONS_QUEUE)
+        if first_taken is None and waiting < n:
+            first_taken = now
         if waiting == 0 and unacked == 0:
-            if seen_empty_at is not None:
-                return seen_empty_at
-            seen_empty_at = now
+            if empty_since is not None:  # twice in a row: nothing was in between
+                return empty_since - (first_taken or empty_since)
+            empty_since = now
         else:
-            seen_empty_at = None
+            empty_since = None
         if now > deadline:
-            raise TimeoutError(f"noop: {waiting} waiting and {unacked} unacked at the deadline")
+            raise TimeoutError(f"{waiting} waiting and {unacked} unacked at the deadline")
         time.sleep(0.005)
 
 
-def run_baseline(ctx: BenchContext, n: int, timeout: float) -> dict[str, Any]:
-    """Bare Celery: ``n`` no-op tasks through the same broker, queue and pool as executions.
+def solo_command(index: int) -> list[str]:
+    """Bare Celery at its best: one solo-pool process, prefetch 4, no events, quiet logs."""
+    return [
+        "bash",
+        "-c",
+        f"exec celery --app worker worker --queues {EXECUTIONS_QUEUE} --pool solo "
+        f"--prefetch-multiplier 4 --hostname bench-solo-{index}@%h --loglevel WARNING "
+        "--without-gossip --without-mingle --without-heartbeat",
+    ]
 
-    Method (the headline figure): the clock starts just before the first publish (one
-    producer on one pooled connection, like ``publisher.publish_executions``; the worker
-    is already consuming) and stops at the first moment the ``executions`` list (every
-    priority step) is empty AND the ``unacked`` hash / ``unacked_index`` zset are empty,
-    i.e. every message has been delivered, run and acked (``acks_late``: the ack follows
-    the task). Redis is polled every 5 ms once publishing is done. Cross-check: after the
-    worker stops, its INFO log must show ``n`` successes of ``bench.noop``; the last one's
-    timestamp (ms resolution) gives a log-based end time, reported next to it.
 
-    The publisher shares the two cores with the worker, so the headline can be bounded by
-    publishing. A second pass separates the two: the queue is filled first with no worker
-    running, then a fresh worker drains it, timed from its first logged receipt to the
-    queue being empty (``prefilled_tasks_per_s``: the worker's own ceiling).
-    """
+def run_bare(ctx: BenchContext, n: int, *, best: bool) -> dict[str, Any]:
+    """(a*) with ``best`` (one solo process per core, early acks), else (a)."""
     ctx.flush_broker()
-    worker = ctx.start_worker("a", 0)
+    task = NOOP_EARLY_ACK_TASK if best else NOOP_TASK
+    publish_s = publish_noops(task, n)
     client = redis.Redis.from_url(ctx.redis_url)
-    sampler = Sampler(worker.proc.pid, None)
-    cpu = CpuMeter(worker.proc.pid)
+    workers: list[BenchWorker] = []
     try:
-        sampler.start()
+        if best:
+            # BenchWorker waits for " ready." in the log: say it at WARNING too.
+            env = {"JOBYARD_TASK_EVENTS": "false"}
+            for i in range(ctx.cores):
+                log_path = ctx.var_dir / f"bench-a-star-{i}.log"
+                ctx.logs[f"a-star-{i}"] = str(log_path)
+                workers.append(
+                    BenchWorker(
+                        name=f"a-star-{i}",
+                        entry="worker",
+                        concurrency=1,
+                        env={**ctx.worker_env(0), **env},
+                        log_path=log_path,
+                        command=solo_command(i),
+                    )
+                )
+        else:
+            workers.append(
+                BenchWorker(
+                    name="a",
+                    entry="worker",
+                    concurrency=ctx.slots,
+                    env=ctx.worker_env(0),
+                    log_path=ctx.var_dir / "bench-a.log",
+                )
+            )
+        cpu = CpuMeter([w.proc.pid for w in workers])
         cpu.begin()
-        with _profile(ctx, "a", worker.proc.pid):
-            wall0, t0, t_published = publish_noops(n)
-            drained_at = wait_drained(client, t0 + timeout)
+        elapsed = drain_time(client, n, timeout=60 + n / 200)
         cpu_seconds = cpu.end()
     finally:
-        sampler.stop()
-        worker.stop()
-    elapsed = drained_at - t0
-    log = parse_noop_log(worker.log_path)
-    if log.succeeded != n:
-        raise AssertionError(f"noop: the worker logged {log.succeeded} successes, not {n}")
-    log_elapsed = (log.last_succeeded - wall0) if log.last_succeeded is not None else None
-
-    # Second pass: a pre-filled queue, drained by a fresh worker.
-    try:
-        ctx.flush_broker()
-        publish_noops(n)
-        prefilled = ctx.start_worker("a-prefilled", 0)
-        try:
-            drained_perf = wait_drained(client, time.perf_counter() + timeout)
-            drained_wall = time.time() - (time.perf_counter() - drained_perf)
-        finally:
-            prefilled.stop()
-    finally:
+        for worker in workers:
+            worker.stop()
         client.close()
-    prefilled_log = parse_noop_log(prefilled.log_path)
-    if prefilled_log.succeeded != n or prefilled_log.first_received is None:
-        raise AssertionError(f"noop (pre-filled): {prefilled_log.succeeded} successes, not {n}")
-    prefilled_s = drained_wall - prefilled_log.first_received
     return {
         "messages": n,
-        "method": "first publish -> executions queue empty and nothing unacked (Redis, 5 ms)",
+        "processes": len(workers),
+        "method": "queue filled first; first message taken -> queue empty, nothing unacked",
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(n / elapsed, 1),
-        "publish_s": round(t_published - t0, 3),
-        "publish_per_s": round(n / (t_published - t0), 1),
-        "log_elapsed_s": round(log_elapsed, 3) if log_elapsed is not None else None,
-        "log_tasks_per_s": round(n / log_elapsed, 1) if log_elapsed else None,
-        "task_runtime_total_s": round(log.task_runtime_s, 3),
-        "prefilled_elapsed_s": round(prefilled_s, 3),
-        "prefilled_tasks_per_s": round(n / prefilled_s, 1),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
+        "publish_s": round(publish_s, 3),
         "cpu_seconds": cpu_seconds,
-        "sampler_error": sampler.error,
+        "worker_cpu_ms_per_task": round(1000 * cpu_seconds["worker"] / n, 3),
     }
 
 
 # ---------------------------------------------------------------------------------------
-# (b) and (c): one trigger through the API, executions through fan-out and the pool.
+# (b), (c) and (f): jobs through the API.
 
 
-def plan_job(n: int) -> tuple[int, int, int]:
-    """(queries, models, runs) with queries x models x runs == n: 4 models, <= 50 runs."""
-    models = next(m for m in (4, 3, 2, 1) if n % m == 0)
+def plan_job(n: int, models: int = 4) -> tuple[int, int, int]:
+    """(queries, models, runs) with queries x models x runs == n, runs <= 50."""
+    models = next(m for m in (models, 4, 3, 2, 1) if n % m == 0)
     rest = n // models
     runs = next(r for r in range(min(MAX_RUNS, rest), 0, -1) if rest % r == 0)
     return rest // runs, models, runs
 
 
-def _job_row(conn: psycopg.Connection[Any], job_id: str) -> tuple[Any, ...]:
+@dataclass
+class Trigger:
+    job_id: str
+    started: float  # perf_counter before the request
+    request_ms: float
+
+
+def trigger(client: Any, n: int, name: str) -> Trigger:
+    queries, models, runs = plan_job(n)
+    tenant = make_tenant(n_queries=queries, name=name)
+    started = time.perf_counter()
+    response = client.post(
+        "/api/jobs/trigger",
+        headers=tenant.headers(),
+        json={"aiModels": list(MODELS[:models]), "executionCount": runs},
+    )
+    request_ms = (time.perf_counter() - started) * 1000
+    body = response.get_json()
+    if response.status_code != 201 or body["totalExecutions"] != n:
+        raise AssertionError(f"trigger answered {response.status_code}: {body}")
+    return Trigger(body["id"], started, request_ms)
+
+
+def job_status(conn: psycopg.Connection[Any], job_id: str) -> tuple[Any, ...]:
     row = conn.execute(
         "SELECT status, pending, retrying, success, failed FROM jobs WHERE id = %s", (job_id,)
     ).fetchone()
-    assert row is not None, job_id
+    assert row is not None
     return tuple(row)
 
 
+def wait_terminal(conn: psycopg.Connection[Any], job_id: str, timeout: float) -> float:
+    """perf_counter when a 20 ms poll first saw the job terminal."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        status = job_status(conn, job_id)
+        if status[0] in TERMINAL:
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"job {job_id} at the deadline: {status}")
+        time.sleep(0.02)
+
+
 STAGES_SQL = """
-SELECT
-  extract(epoch FROM j.created_at), extract(epoch FROM j.started_at),
-  extract(epoch FROM j.fanned_out_at), extract(epoch FROM j.finished_at),
-  extract(epoch FROM min(e.started_at)), extract(epoch FROM min(e.finished_at)),
-  extract(epoch FROM max(e.finished_at)),
-  avg(extract(epoch FROM e.finished_at - e.started_at)),
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at)),
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at)),
-  avg(extract(epoch FROM e.started_at - e.created_at)),
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.started_at - e.created_at)),
-  max(e.attempts),
-  count(*) FILTER (WHERE e.finished_at <= j.fanned_out_at)
-FROM jobs j JOIN executions e ON e.job_id = j.id
-WHERE j.id = %s
-GROUP BY j.id
-"""
-
-PEAK_SECOND_SQL = """
-SELECT count(*) FROM executions WHERE job_id = %s AND finished_at IS NOT NULL
-GROUP BY date_trunc('second', finished_at) ORDER BY 1 DESC LIMIT 1
+SELECT extract(epoch FROM j.fanned_out_at - j.created_at),
+       extract(epoch FROM j.finished_at - j.created_at),
+       (SELECT count(*) FROM executions e WHERE e.job_id = j.id),
+       (SELECT max(attempts) FROM executions e WHERE e.job_id = j.id)
+FROM jobs j WHERE j.id = %s
 """
 
 
-def stage_timings(conn: psycopg.Connection[Any], job_id: str, wall0: float) -> dict[str, Any]:
-    """Where the time went, from the rows' own timestamps (seconds after the trigger)."""
+def check_and_stages(conn: psycopg.Connection[Any], job_id: str, n: int) -> dict[str, Any]:
+    """Counters exact and every execution a success; the job's own stage times."""
+    job = assert_counters_exact(uuid.UUID(job_id))
+    if (job.status, job.success, job.failed) != ("completed", n, 0):
+        raise AssertionError(f"job {job_id}: {job.status} {job.success}/{n}, {job.failed} failed")
     row = conn.execute(STAGES_SQL, (job_id,)).fetchone()
     assert row is not None
-    values = [float(v) if v is not None else None for v in row]
-    (created, started, fanned, finished, first_claim, first_done, last_done) = values[:7]
-    in_task_avg, in_task_p50, in_task_p95, wait_avg, wait_p95, max_attempts, done_in_fanout = (
-        values[7:]
-    )
-
-    def rel(t: float | None) -> float | None:
-        return round(t - wall0, 3) if t is not None else None
-
-    peak = conn.execute(PEAK_SECOND_SQL, (job_id,)).fetchone()
-    fanout_s = (fanned - started) if fanned is not None and started is not None else None
-    after_s = (finished - fanned) if finished is not None and fanned is not None else None
+    fanout_s, finished_s, rows, max_attempts = row
     return {
-        "job_accepted_s": rel(created),
-        "fanout_first_chunk_committed_s": rel(started),
-        "first_execution_claimed_s": rel(first_claim),
-        "first_execution_finished_s": rel(first_done),
-        "fanout_finished_s": rel(fanned),
-        "last_execution_finished_s": rel(last_done),
-        "job_finished_s": rel(finished),
-        "fanout_duration_s": round(fanout_s, 3) if fanout_s is not None else None,
-        "finished_during_fanout": int(done_in_fanout or 0),
-        "rate_during_fanout_per_s": (
-            round((done_in_fanout or 0) / fanout_s, 1) if fanout_s else None
-        ),
-        "rate_after_fanout_per_s": None,
-        "after_fanout_s": round(after_s, 3) if after_s is not None else None,
-        "in_task_avg_ms": _ms(in_task_avg),
-        "in_task_p50_ms": _ms(in_task_p50),
-        "in_task_p95_ms": _ms(in_task_p95),
-        "queue_wait_avg_s": round(wait_avg, 3) if wait_avg is not None else None,
-        "queue_wait_p95_s": round(wait_p95, 3) if wait_p95 is not None else None,
+        "counters_exact": True,
+        "fanout_s": round(float(fanout_s), 3) if fanout_s is not None else None,
+        "job_s": round(float(finished_s), 3) if finished_s is not None else None,
+        "rows": int(rows),
         "max_attempts_used": int(max_attempts or 0),
-        "peak_executions_in_one_second": int(peak[0]) if peak else 0,
     }
 
 
-def _ms(seconds: float | None) -> float | None:
-    return round(seconds * 1000, 1) if seconds is not None else None
+class RedisSampler(threading.Thread):
+    """Every 0.2 s: the executions queue's length and Redis' used memory."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="bench-redis-sampler", daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.peak_queue = 0
+        self.peak_used_memory = 0
+        self.baseline_memory = int(self.client.info("memory")["used_memory"])
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            waiting, _ = broker_backlog(self.client, EXECUTIONS_QUEUE)
+            self.peak_queue = max(self.peak_queue, waiting)
+            used = int(self.client.info("memory")["used_memory"])
+            self.peak_used_memory = max(self.peak_used_memory, used)
+            self._stop_event.wait(0.2)
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        self.join(5)
+        self.client.close()
+        return {
+            "peak_executions_queue_messages": self.peak_queue,
+            "redis_used_memory_peak_mb": round(self.peak_used_memory / 2**20, 1),
+            "redis_used_memory_growth_mb": round(
+                (self.peak_used_memory - self.baseline_memory) / 2**20, 1
+            ),
+        }
 
 
-def run_trigger(
-    ctx: BenchContext, scenario: str, n: int, latency_ms: float, timeout: float
+def run_job(
+    ctx: BenchContext, scenario: str, n: int, latency_ms: float, processes: int
 ) -> dict[str, Any]:
-    """One trigger of ``n`` executions at ``latency_ms``; time it until the job is terminal.
-
-    The trigger goes through the real Flask app (``api.create_app()``'s test client, in
-    this process): authentication, validation, the job row, the fan-out publish. The clock
-    starts just before the request and stops when a poll (every 0.1 s) of the job row sees
-    a terminal status; the job's own ``finished_at`` gives the exact end, reported too.
-    """
+    """One job of ``n`` executions with the dispatcher and ``processes`` workers."""
     from api import create_app  # the API after the environment is set
 
-    queries, models, runs = plan_job(n)
-    tenant = make_tenant(n_queries=queries, name=f"Bench{scenario.upper()}")
     client = create_app().test_client()
     ctx.flush_broker()
-    dispatcher = ctx.start_worker(scenario, latency_ms, "dispatcher")
-    worker = ctx.start_worker(scenario, latency_ms)
-    sampler = Sampler(worker.proc.pid, ctx.database_url)
-    cpu = CpuMeter(worker.proc.pid)
+    entries = [(f"{scenario}-dispatcher", latency_ms, "dispatcher")] + [
+        (f"{scenario}-worker-{i}", latency_ms, "worker") for i in range(processes)
+    ]
     conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
-    try:
-        sampler.start()
+    with running(ctx, *entries) as (dispatcher, *workers):
+        samplers = [Sampler(workers[0].proc.pid, ctx.database_url)] + [
+            Sampler(w.proc.pid, None) for w in workers[1:]
+        ]
+        redis_sampler = RedisSampler(ctx.redis_url)
+        cpu = CpuMeter([w.proc.pid for w in workers], {"dispatcher": dispatcher.proc.pid})
+        for sampler in (*samplers, redis_sampler):
+            sampler.start()
         cpu.begin()
-        with _profile(ctx, scenario, worker.proc.pid):
-            wall0 = time.time()
-            t0 = time.perf_counter()
-            response = client.post(
-                "/api/jobs/trigger",
-                headers=tenant.headers(),
-                json={"aiModels": list(MODELS[:models]), "executionCount": runs},
-            )
-            trigger_ms = (time.perf_counter() - t0) * 1000
-            body = response.get_json()
-            if response.status_code != 201:
-                raise AssertionError(f"trigger answered {response.status_code}: {body}")
-            job_id: str = body["id"]
-            if body["totalExecutions"] != n:
-                raise AssertionError(f"the job has {body['totalExecutions']} executions, not {n}")
-            deadline = t0 + timeout
-            while True:
-                status, pending, retrying, success, failed = _job_row(conn, job_id)
-                if status in TERMINAL:
-                    break
-                if time.perf_counter() > deadline:
-                    raise TimeoutError(
-                        f"job {job_id} is {status} after {timeout}s: pending={pending} "
-                        f"retrying={retrying} success={success} failed={failed}"
-                    )
-                time.sleep(0.1)
-            elapsed = time.perf_counter() - t0
+        with _profile(ctx, scenario, workers[0].proc.pid):
+            job = trigger(client, n, f"Bench{scenario}")
+            done = wait_terminal(conn, job.job_id, timeout=120 + n / 100)
         cpu_seconds = cpu.end()
-    finally:
-        sampler.stop()
-        worker.stop()
-        dispatcher.stop()
+        for sampler in samplers:
+            sampler.stop()
+        redis_figures = redis_sampler.stop()
     try:
-        job = assert_counters_exact(uuid.UUID(job_id))
-        if (job.status, job.success, job.failed) != ("completed", n, 0):
-            raise AssertionError(
-                f"job {job_id}: status={job.status} success={job.success} failed={job.failed}"
-            )
-        stages = stage_timings(conn, job_id, wall0)
+        stages = check_and_stages(conn, job.job_id, n)
     finally:
         conn.close()
-    exact_s = stages["job_finished_s"]
-    if stages["after_fanout_s"] and stages["fanout_duration_s"] is not None:
-        stages["rate_after_fanout_per_s"] = round(
-            (n - stages["finished_during_fanout"]) / stages["after_fanout_s"], 1
-        )
-    bound = ctx.concurrency / (latency_ms / 1000) if latency_ms else None
-    return {
+    elapsed = done - job.started
+    in_flight = samplers[0]
+    figures: dict[str, Any] = {
         "executions": n,
-        "shape": {"queries": queries, "models": models, "runs": runs},
         "simulated_latency_ms": latency_ms,
-        "job_id": job_id,
-        "status": job.status,
-        "success": job.success,
-        "failed": job.failed,
-        "counters_exact": True,
-        "trigger_latency_ms": round(trigger_ms, 1),
+        "worker_processes": processes,
+        "slots_per_process": ctx.slots,
+        "trigger_request_ms": round(job.request_ms, 1),
         "elapsed_s": round(elapsed, 3),
         "executions_per_s": round(n / elapsed, 1),
-        "exact_elapsed_s": exact_s,
-        "exact_executions_per_s": round(n / exact_s, 1) if exact_s else None,
-        "theoretical_bound_per_s": round(bound, 1) if bound else None,
-        "share_of_bound": round(n / elapsed / bound, 3) if bound else None,
-        "peak_in_flight": sampler.peak_in_flight,
-        "mean_in_flight": sampler.mean(sampler.in_flight_total),
-        "peak_lock_waiters": sampler.peak_lock_waiters,
-        "mean_lock_waiters": sampler.mean(sampler.lock_waiters_total),
-        "samples": sampler.samples,
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
+        "peak_in_flight": in_flight.peak_in_flight,
+        "mean_in_flight": in_flight.mean(in_flight.in_flight_total),
+        "peak_rss_mb_per_worker": [round(s.peak_rss / 2**20, 1) for s in samplers],
         "cpu_seconds": cpu_seconds,
-        "stages": stages,
-        "sampler_error": sampler.error,
+        "cpu_ms_per_execution": {
+            "workers": round(1000 * cpu_seconds["worker"] / n, 3),
+            "workers+dispatcher+postgres+redis": round(
+                1000
+                * sum(cpu_seconds[k] for k in ("worker", "dispatcher", "postgres", "redis"))
+                / n,
+                3,
+            ),
+        },
+        **redis_figures,
+        **stages,
     }
+    if latency_ms:
+        bound = figures["mean_in_flight"] / (latency_ms / 1000)
+        figures["latency_bound_per_s"] = round(bound, 1)
+        figures["share_of_bound"] = round(figures["executions_per_s"] / bound, 3) if bound else None
+    return figures
+
+
+def run_fairness(
+    ctx: BenchContext, big: int, small: int, latency_ms: float, processes: int
+) -> dict[str, Any]:
+    """A small job of another organisation, alone, then beside a big job."""
+    from api import create_app
+
+    client = create_app().test_client()
+    ctx.flush_broker()
+    entries = [("f-dispatcher", latency_ms, "dispatcher")] + [
+        (f"f-worker-{i}", latency_ms, "worker") for i in range(processes)
+    ]
+    conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
+    try:
+        with running(ctx, *entries):
+            alone = trigger(client, small, "SmallAlone")
+            alone_s = wait_terminal(conn, alone.job_id, 60) - alone.started
+            redis_sampler = RedisSampler(ctx.redis_url)
+            redis_sampler.start()
+            big_job = trigger(client, big, "BigJob")
+            deadline = time.perf_counter() + 120
+            while job_status(conn, big_job.job_id)[3] < min(20_000, big // 5):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("the big job made no progress")
+                time.sleep(0.05)
+            beside = trigger(client, small, "SmallBeside")
+            beside_s = wait_terminal(conn, beside.job_id, 120) - beside.started
+            big_when_small_done = job_status(conn, big_job.job_id)
+            big_done = wait_terminal(conn, big_job.job_id, timeout=120 + big / 100)
+            redis_figures = redis_sampler.stop()
+        for job_id, n in ((alone.job_id, small), (beside.job_id, small), (big_job.job_id, big)):
+            check_and_stages(conn, job_id, n)
+    finally:
+        conn.close()
+    return {
+        "big_job_executions": big,
+        "small_job_executions": small,
+        "simulated_latency_ms": latency_ms,
+        "worker_processes": processes,
+        "small_job_alone_s": round(alone_s, 3),
+        "small_job_beside_big_s": round(beside_s, 3),
+        "big_job_success_when_small_done": big_when_small_done[3],
+        "big_job_s": round(big_done - big_job.started, 3),
+        "big_job_executions_per_s": round(big / (big_done - big_job.started), 1),
+        "elapsed_s": round(big_done - alone.started, 3),
+        **redis_figures,
+    }
+
+
+__all__ = ["ROOT", "BenchContext", "run_bare", "run_fairness", "run_job"]
