@@ -91,6 +91,10 @@ class Permit:
             await self.client.zrem(self.semaphore_key, self.token)
 
 
+# The permit of a provider with no limit configured: nothing to take, nothing to give back.
+UNLIMITED = Permit(None, "unlimited", None)
+
+
 class ProviderThrottle:
     """Rate and concurrency limits for outgoing provider calls."""
 
@@ -130,10 +134,10 @@ class ProviderThrottle:
 
     async def try_acquire(self, provider: ProviderInfo) -> Permit | float:
         """A permit, or the seconds to wait before asking again."""
-        token = uuid.uuid4().hex
         redis_entry = self._redis()
         if redis_entry is None:
-            return Permit(None, token, None)
+            return UNLIMITED
+        token = uuid.uuid4().hex
         client, acquire_script, rate_script = redis_entry
         semaphore_key = None
         bucket = self.bucket(provider)

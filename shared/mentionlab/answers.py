@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ def project_brands(name: str, aliases: list[str], competitors: list[str]) -> lis
     return brands
 
 
+@lru_cache(maxsize=4096)
 def _pattern(brand: Brand) -> re.Pattern[str]:
     names = sorted({brand.display_name, *brand.aliases}, key=len, reverse=True)
     alternatives = "|".join(re.escape(n) for n in names if n)
