@@ -3,7 +3,8 @@
 Scenarios (``--only``, comma-separated; all by default):
 
 - ``astar`` (a*) bare Celery at its best: one solo-pool process per core, prefetch 4,
-  early acks, no task events, the queue filled first — the engine's own limit;
+  early acks, no task events, WARNING logs, the queue filled first — the engine's own
+  limit; and the same with task events and INFO logs, as workers run for Flower;
 - ``a``     (a) the Procfile's bare task (``bench.noop``, late acks, the ``worker`` line);
 - ``b``     (b) one trigger of ``--executions`` at 0 ms with 1, then 2, worker processes,
   and one ``--fanout-executions`` job (its fan-out time);
@@ -159,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     if "astar" in args.only:
         plan.append(
             ("a*", "a_star_bare_celery_best", lambda: run_bare(ctx, args.messages, best=True))
+        )
+        plan.append(
+            (
+                "a*",
+                "a_star_with_events_and_info_logs",
+                lambda: run_bare(ctx, args.messages, best=True, quiet=False),
+            )
         )
     if "a" in args.only:
         plan.append(("a", "a_procfile_bare_task", lambda: run_bare(ctx, args.messages, best=False)))

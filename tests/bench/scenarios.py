@@ -155,19 +155,24 @@ def drain_time(client: redis.Redis, n: int, timeout: float) -> float:
         time.sleep(0.005)
 
 
-def solo_command(index: int) -> list[str]:
-    """Bare Celery at its best: one solo-pool process, prefetch 4, no events, quiet logs."""
+def solo_command(index: int, quiet: bool) -> list[str]:
+    """One solo-pool process, prefetch 4; ``quiet``: WARNING logs, no gossip/heartbeat."""
+    extra = (
+        "--loglevel WARNING --without-gossip --without-mingle --without-heartbeat"
+        if quiet
+        else "--loglevel INFO"
+    )
     return [
         "bash",
         "-c",
         f"exec celery --app worker worker --queues {EXECUTIONS_QUEUE} --pool solo "
-        f"--prefetch-multiplier 4 --hostname bench-solo-{index}@%h --loglevel WARNING "
-        "--without-gossip --without-mingle --without-heartbeat",
+        f"--prefetch-multiplier 4 --hostname bench-solo-{index}@%h {extra}",
     ]
 
 
-def run_bare(ctx: BenchContext, n: int, *, best: bool) -> dict[str, Any]:
-    """(a*) with ``best`` (one solo process per core, early acks), else (a)."""
+def run_bare(ctx: BenchContext, n: int, *, best: bool, quiet: bool = True) -> dict[str, Any]:
+    """(a*) with ``best`` (one solo process per core, early acks; ``quiet``: no task events
+    and WARNING logs, else Flower's events and INFO logs as deployed), else (a)."""
     ctx.flush_broker()
     task = NOOP_EARLY_ACK_TASK if best else NOOP_TASK
     publish_s = publish_noops(task, n)
@@ -176,7 +181,7 @@ def run_bare(ctx: BenchContext, n: int, *, best: bool) -> dict[str, Any]:
     try:
         if best:
             # BenchWorker waits for " ready." in the log: say it at WARNING too.
-            env = {"JOBYARD_TASK_EVENTS": "false"}
+            env = {"JOBYARD_TASK_EVENTS": "false" if quiet else "true"}
             for i in range(ctx.cores):
                 log_path = ctx.var_dir / f"bench-a-star-{i}.log"
                 ctx.logs[f"a-star-{i}"] = str(log_path)
@@ -187,7 +192,7 @@ def run_bare(ctx: BenchContext, n: int, *, best: bool) -> dict[str, Any]:
                         concurrency=1,
                         env={**ctx.worker_env(0), **env},
                         log_path=log_path,
-                        command=solo_command(i),
+                        command=solo_command(i, quiet),
                     )
                 )
         else:
@@ -211,6 +216,7 @@ def run_bare(ctx: BenchContext, n: int, *, best: bool) -> dict[str, Any]:
     return {
         "messages": n,
         "processes": len(workers),
+        "task_events_and_info_logs": best and not quiet,
         "method": "queue filled first; first message taken -> queue empty, nothing unacked",
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(n / elapsed, 1),
