@@ -40,8 +40,13 @@ pytest: services
 
 test: lint typecheck pytest
 
-bench: services
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+bench: services $(VENV)/.installed-bench
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.concurrency
 
 # Remove each guard of the engine in turn; the engine tests must catch every one.
 mutations: services

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Real AI providers: a provider is configured when its key (or endpoint) is set. Base
     # URLs default to each vendor's own (None = the SDK's default).
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Connections per vendor client and process: at least the calls one process holds in
+    # flight (worker slots x group size); a smaller pool queues calls inside the client.
+    provider_max_connections: int = Field(default=1000, ge=1)
     openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL"))
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=_alias("ANTHROPIC_BASE_URL")

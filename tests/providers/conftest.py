@@ -27,11 +27,12 @@ from tests.fakes import (
 )
 from worker.providers.anthropic_provider import AnthropicProvider
 from worker.providers.base import AiAnswer, AiProvider, AiRequest
-from worker.providers.common import close_clients
+from worker.providers.common import aclose_clients
 from worker.providers.gemini import GeminiProvider
 from worker.providers.openai_compatible import DeepSeekProvider, OpenAIProvider, PerplexityProvider
 from worker.providers.registry import provider_for
 from worker.providers.search_endpoint import SearchEndpointProvider
+from worker.runtime.loop import EventLoopThread
 
 PROVIDER_ENV = (
     "OPENAI_API_KEY",
@@ -185,7 +186,22 @@ class Harness:
         return AiRequest(**fields)
 
     def ask(self, **overrides: Any) -> AiAnswer:
-        return self.provider().answer(self.request(**overrides))
+        return call(self.provider(), self.request(**overrides))
+
+
+# One event loop for the whole session, in a thread of its own, as in a worker process: the
+# async clients a provider caches belong to it and are reused from test to test.
+LOOP = EventLoopThread("provider-tests")
+
+
+def call(provider: AiProvider, request: AiRequest) -> AiAnswer:
+    """``await provider.answer(request)`` on the session's loop, from a test."""
+
+    async def answer() -> AiAnswer:
+        provider.prepare()
+        return await provider.answer(request)
+
+    return LOOP.submit(answer()).result(60)
 
 
 @pytest.fixture(scope="session")
@@ -193,7 +209,7 @@ def running_fakes() -> Iterator[dict[str, FakeServer]]:
     """One running fake per vendor for the session; the SDK clients are closed at the end."""
     fakes = {spec.id: spec.make_fake().start() for spec in VENDORS}
     yield fakes
-    close_clients()
+    LOOP.submit(aclose_clients()).result(30)
     for fake in fakes.values():
         fake.stop()
 

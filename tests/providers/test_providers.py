@@ -19,7 +19,7 @@ from tests.fakes import (
     Refusal,
     Reply,
 )
-from tests.providers.conftest import API_KEY, Harness
+from tests.providers.conftest import API_KEY, Harness, call
 from worker.providers.base import ProviderError
 
 CITATIONS = ("https://www.example.com/crm-guide", "https://reviews.example.org/best-crm")
@@ -191,6 +191,6 @@ def test_retry_after_an_error_then_success(vendor: Harness) -> None:
     provider = vendor.provider()
     for _ in range(2):
         with pytest.raises(ProviderError):
-            provider.answer(vendor.request())
-    assert provider.answer(vendor.request()).text == "third time lucky"
+            call(provider, vendor.request())
+    assert call(provider, vendor.request()).text == "third time lucky"
     assert len(vendor.fake.requests) == 3

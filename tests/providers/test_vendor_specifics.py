@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -12,7 +12,7 @@ import pytest
 
 from shared.ai_models import MODEL_PROVIDERS
 from tests.fakes import Fail, FakeGemini, FakeOpenAI, Raw, Refusal, Reply
-from tests.providers.conftest import Harness
+from tests.providers.conftest import LOOP, Harness
 from worker.providers.base import ProviderError
 from worker.providers.openai_compatible import API_MODEL_NAMES, OpenAIProvider
 
@@ -91,15 +91,20 @@ def test_x_should_retry_false_wins_over_a_5xx(harness_for: HarnessFor) -> None:
     assert raises(openai).retryable is False
 
 
-def test_one_client_serves_every_model_and_thread(harness_for: HarnessFor) -> None:
+def test_one_client_serves_every_model_at_once(harness_for: HarnessFor) -> None:
+    """Every model of the vendor shares one client and its pool, calls in flight together."""
     openai = harness_for("openai")
     first, second = openai.provider(), openai.provider()
     assert isinstance(first, OpenAIProvider) and isinstance(second, OpenAIProvider)
-    assert first._client() is second._client()
     models = ["gpt-4.1-mini", "gpt-5-mini", "chat-latest", "gpt-5-chat-latest"] * 4
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda m: first.answer(openai.request(model=m)).model, models))
-    assert answers == models
+
+    async def ask_all() -> tuple[bool, list[str]]:
+        same = first._client() is second._client()
+        answers = await asyncio.gather(*(first.answer(openai.request(model=m)) for m in models))
+        return same, [a.model for a in answers]
+
+    same, answered = LOOP.submit(ask_all()).result(60)
+    assert same and answered == models
     assert len(openai.fake.requests) == len(models)
 
 

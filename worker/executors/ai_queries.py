@@ -9,7 +9,6 @@ throttled for long gives its attempt back and comes again later).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -35,7 +34,7 @@ from shared.mentionlab.answers import (
 from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Project, Query
 from shared.settings import get_settings
-from worker.providers.base import AiAnswer, AiProvider, AiRequest, ProviderError
+from worker.providers.base import AiProvider, AiRequest, ProviderError
 from worker.providers.registry import provider_for
 from worker.throttle import Permit, provider_throttle
 
@@ -134,14 +133,6 @@ class AiQueriesExecutor:
         report(claim, outcome)
 
 
-async def ask(provider: AiProvider, request: AiRequest) -> AiAnswer:
-    """The provider's answer; a provider without an async ``answer`` runs in a thread."""
-    if inspect.iscoroutinefunction(provider.answer):
-        answer: AiAnswer = await provider.answer(request)
-        return answer
-    return await asyncio.to_thread(provider.answer, request)
-
-
 async def call_ai_model(
     provider: AiProvider, claim: Claim, query_text: str, brands: list[Brand]
 ) -> Outcome:
@@ -159,7 +150,7 @@ async def call_ai_model(
     )
     started = time.perf_counter()
     try:
-        answer = await ask(provider, request)
+        answer = await provider.answer(request)
     except ProviderError as exc:
         return Outcome.failed(str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
     except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept

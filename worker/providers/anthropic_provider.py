@@ -1,6 +1,7 @@
 """Anthropic (``claude-*``) through the official SDK's Messages API.
 
-``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` (default the SDK's). The SDK's retries are off
+``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` (default the SDK's). The async client runs on
+the SDK's aiohttp transport (see :mod:`worker.providers.openai_compatible`). Retries are off
 (``max_retries=0``); ``stop_reason: refusal`` is a non-retryable refusal; 529 / an
 ``overloaded_error`` is retryable. Citations come from the text blocks' ``citations``
 (present when a search tool or cited documents were involved). The SDK is imported on
@@ -14,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import AiAnswer, AiRequest, ProviderError
-from worker.providers.common import fingerprint, shared_client, system_prompt, unique_urls
+from worker.providers.common import (
+    connection_limits,
+    fingerprint,
+    shared_client,
+    system_prompt,
+    unique_urls,
+)
 
 if TYPE_CHECKING:
     import anthropic
@@ -32,19 +39,23 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.api_key = settings.anthropic_api_key
         self.base_url = settings.anthropic_base_url
         self.timeout = settings.provider_timeout_seconds
 
-    def _client(self) -> anthropic.Anthropic:
-        def make() -> anthropic.Anthropic:
+    def _client(self) -> anthropic.AsyncAnthropic:
+        def make() -> anthropic.AsyncAnthropic:
             import anthropic
 
-            return anthropic.Anthropic(
+            return anthropic.AsyncAnthropic(
                 api_key=self.api_key,
                 base_url=self.base_url,
                 timeout=self.timeout,
                 max_retries=0,  # retrying is the worker's job
+                http_client=anthropic.DefaultAioHttpClient(
+                    timeout=self.timeout, limits=connection_limits(self.settings)
+                ),
             )
 
         key = ("anthropic-sdk", fingerprint(self.api_key), self.base_url or "")
@@ -54,14 +65,14 @@ class AnthropicProvider:
         """Build the client now (see :meth:`AiProvider.prepare`)."""
         self._client()
 
-    def answer(self, request: AiRequest) -> AiAnswer:
+    async def answer(self, request: AiRequest) -> AiAnswer:
         import anthropic
 
         if not self.api_key:
             raise ProviderError("anthropic: ANTHROPIC_API_KEY is not set", retryable=False)
         client = self._client()
         with errors.sdk_errors(self.name, anthropic, self.timeout):
-            message = client.messages.create(
+            message = await client.messages.create(
                 model=API_MODEL_NAMES.get(request.model, request.model),
                 max_tokens=MAX_ANSWER_TOKENS,
                 system=system_prompt(request),

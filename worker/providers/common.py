@@ -1,15 +1,18 @@
 """What the real providers share: the prompt that carries language and country, the
-per-process SDK client cache, and citation clean-up."""
+client cache (per process and event loop), and citation clean-up."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from shared.settings import Settings
 from worker.providers.base import AiRequest
 
 log = logging.getLogger(__name__)
@@ -35,15 +38,24 @@ def fingerprint(secret: str | None) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
+def _loop_id() -> str:
+    try:
+        return str(id(asyncio.get_running_loop()))
+    except RuntimeError:
+        return "-"
+
+
 def shared_client(key: tuple[str, ...], factory: Callable[[], T]) -> T:
-    """The client for ``key`` in this process, made by ``factory`` on first use.
+    """The client for ``key`` in this process and event loop, made by ``factory`` on first
+    use.
 
     Providers key their clients by (vendor, key fingerprint, base URL, timeout), so every
-    model of a vendor and every worker thread share one client and its connection pool
-    (the SDK clients are thread-safe). Creation is serialised, so two threads asking
-    at once still make a single client.
+    model of a vendor and every execution of a worker share one client and its connection
+    pool. An async client belongs to the event loop it first ran on, so the loop is part
+    of the key (a worker has one loop for its life; a test may have several). Creation is
+    serialised, so two threads asking at once still make a single client.
     """
-    key = (*key, str(os.getpid()))  # a forked child never reuses its parent's sockets
+    key = (*key, str(os.getpid()), _loop_id())  # a forked child never reuses its sockets
     client = _clients.get(key)
     if client is None:
         with _clients_lock:
@@ -54,18 +66,40 @@ def shared_client(key: tuple[str, ...], factory: Callable[[], T]) -> T:
     return client
 
 
-def close_clients() -> None:
-    """Close and forget every cached client (tests, and settings that changed)."""
+def forget_clients() -> None:
+    """Forget every cached client without closing it (settings changed; tests)."""
     with _clients_lock:
-        clients = list(_clients.values())
         _clients.clear()
-    for client in clients:
-        close = getattr(client, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # closing is best effort
-                log.debug("closing %r failed", client, exc_info=True)
+
+
+async def aclose_clients() -> None:
+    """Close and forget the clients of the running event loop (a worker stopping, the end
+    of a test session): an async client must be closed on its own loop."""
+    loop = _loop_id()
+    with _clients_lock:
+        mine = {k: c for k, c in _clients.items() if k[-1] == loop}
+        for k in mine:
+            del _clients[k]
+    for client in mine.values():
+        for name in ("aclose", "close"):
+            close = getattr(client, name, None)
+            if callable(close):
+                try:
+                    result = close()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # closing is best effort
+                    log.debug("closing %r failed", client, exc_info=True)
+                break
+
+
+def connection_limits(settings: Settings) -> Any:
+    """Connection pool limits sized to the calls a process holds in flight: a pool smaller
+    than that makes requests wait for a connection as if the vendor were slow."""
+    import httpx2
+
+    size = settings.provider_max_connections
+    return httpx2.Limits(max_connections=size, max_keepalive_connections=size)
 
 
 def unique_urls(urls: Iterable[Any]) -> list[str]:

@@ -27,6 +27,7 @@ the error body (Gemini's ``retryDelay: "37s"``). The worker waits at least that 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
+import aiohttp
 import httpx
 
 from worker.providers.base import ProviderError
@@ -55,6 +57,11 @@ except ImportError:  # pragma: no cover - httpx2 comes with the SDKs
     _TIMEOUTS = (httpx.TimeoutException,)
     _TRANSPORT = (httpx.TransportError,)
     _BAD_URL = (httpx.UnsupportedProtocol, httpx.InvalidURL)
+
+# aiohttp: the transport of the async clients (and google-genai's own choice when present).
+_TIMEOUTS += (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+_TRANSPORT += (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, *_TIMEOUTS)
+_BAD_URL += (aiohttp.InvalidURL,)
 
 MAX_MESSAGE_CHARS = 300
 RETRYABLE_4XX = frozenset({408, 409, 429})
@@ -191,7 +198,7 @@ def http_error(
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a network-level failure of httpx (or the SDKs' httpx2)."""
+    """Whether ``exc`` is a network-level failure (httpx, the SDKs' httpx2, aiohttp)."""
     return isinstance(exc, _TRANSPORT)
 
 
@@ -255,6 +262,22 @@ def body_of(response: Any) -> Any:
             return None
 
 
+def _dropped_connection(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection failure behind an SDK "timeout", if that is what it was.
+
+    The SDKs' aiohttp transport reports every aiohttp connection error (refused, reset,
+    server disconnected) as a connect timeout; the cause chain keeps the real one.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+            cause, asyncio.TimeoutError
+        ):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @contextmanager
 def sdk_errors(provider: str, sdk: ModuleType, timeout: float) -> Iterator[None]:
     """Turn the exceptions of a Stainless-generated SDK into :class:`ProviderError`.
@@ -277,6 +300,9 @@ def sdk_errors(provider: str, sdk: ModuleType, timeout: float) -> Iterator[None]
             body=exc.body,
         ) from exc
     except sdk.APITimeoutError as exc:  # before APIConnectionError, its base class
+        dropped = _dropped_connection(exc)
+        if dropped is not None:
+            raise connection_error(provider, dropped) from exc
         raise timeout_error(provider, timeout) from exc
     except sdk.APIConnectionError as exc:
         raise connection_error(provider, exc) from exc

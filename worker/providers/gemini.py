@@ -1,6 +1,7 @@
 """Google Gemini (``gemini-*``) through the official google-genai SDK's ``generate_content``.
 
-``GEMINI_API_KEY``, ``GEMINI_BASE_URL`` (default the SDK's,
+The SDK's async client (``client.aio``) is used. ``GEMINI_API_KEY``, ``GEMINI_BASE_URL``
+(default the SDK's,
 ``https://generativelanguage.googleapis.com``); requests go to
 ``<base>/v1beta/models/{model}:generateContent`` (v1beta pinned: the SDK's own default moved
 to v1, which lacks preview models). The SDK's retries are off (``HttpRetryOptions(attempts=1)``).
@@ -86,7 +87,7 @@ class GeminiProvider:
         """Build the client now (see :meth:`AiProvider.prepare`)."""
         self._client()
 
-    def answer(self, request: AiRequest) -> AiAnswer:
+    async def answer(self, request: AiRequest) -> AiAnswer:
         from google.genai import errors as genai_errors
         from google.genai import types
 
@@ -94,7 +95,7 @@ class GeminiProvider:
             raise ProviderError(f"{self.name}: GEMINI_API_KEY is not set", retryable=False)
         client = self._client()
         try:
-            response = client.models.generate_content(
+            response = await client.aio.models.generate_content(
                 model=API_MODEL_NAMES.get(request.model, request.model),
                 contents=request.query,
                 config=types.GenerateContentConfig(system_instruction=system_prompt(request)),

@@ -11,8 +11,11 @@
   which is required (the "-maas" model is served by OpenAI-compatible gateways such as
   Vertex AI Model-as-a-Service, not by one well-known URL).
 
-The SDK's retries are off (``max_retries=0``): retrying is the worker's job. The SDK is
-imported on first use, so a worker that never calls these vendors does not pay for it.
+The SDK's async client runs on its aiohttp transport (``DefaultAioHttpClient``): on the
+default httpx transport a process spends ~3x the CPU per call once a thousand calls are in
+flight (``tests/bench/concurrency.py``). The SDK's retries are off (``max_retries=0``):
+retrying is the worker's job. The SDK is imported on first use, so a worker that never
+calls these vendors does not pay for it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import AiAnswer, AiRequest, ProviderError
-from worker.providers.common import fingerprint, shared_client, system_prompt, unique_urls
+from worker.providers.common import (
+    connection_limits,
+    fingerprint,
+    shared_client,
+    system_prompt,
+    unique_urls,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -59,19 +68,23 @@ class OpenAICompatibleProvider:
     key_setting = "OPENAI_API_KEY"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.api_key = settings.openai_api_key
         self.base_url: str | None = settings.openai_base_url
         self.timeout = settings.provider_timeout_seconds
 
-    def _client(self) -> openai.OpenAI:
-        def make() -> openai.OpenAI:
+    def _client(self) -> openai.AsyncOpenAI:
+        def make() -> openai.AsyncOpenAI:
             import openai
 
-            return openai.OpenAI(
+            return openai.AsyncOpenAI(
                 api_key=self.api_key,
                 base_url=self.base_url,
                 timeout=self.timeout,
                 max_retries=0,  # retrying is the worker's job
+                http_client=openai.DefaultAioHttpClient(
+                    timeout=self.timeout, limits=connection_limits(self.settings)
+                ),
             )
 
         key = ("openai-sdk", self.name, fingerprint(self.api_key), self.base_url or "")
@@ -90,13 +103,13 @@ class OpenAICompatibleProvider:
         self._check_configured()
         self._client()
 
-    def answer(self, request: AiRequest) -> AiAnswer:
+    async def answer(self, request: AiRequest) -> AiAnswer:
         import openai
 
         self._check_configured()
         client = self._client()
         with errors.sdk_errors(self.name, openai, self.timeout):
-            completion = client.chat.completions.create(
+            completion = await client.chat.completions.create(
                 model=api_model_name(request.model),
                 messages=[
                     {"role": "system", "content": system_prompt(request)},

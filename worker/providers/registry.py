@@ -44,7 +44,7 @@ def provider_for(model: str) -> AiProvider:
                 retryable=False,
             )
     if settings.simulate_providers:
-        return SimulatedProvider(settings)  # type: ignore[return-value]  # async until the providers move over
+        return SimulatedProvider(settings)
     raise ProviderError(
         f"provider '{info.key}' is not configured: set {info.setting}", retryable=False
     )

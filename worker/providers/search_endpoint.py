@@ -43,9 +43,11 @@ private network.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from shared.ai_models import MODEL_PROVIDERS
 from shared.settings import Settings
@@ -62,22 +64,30 @@ class SearchEndpointProvider:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.search_endpoint_url
         self.timeout = settings.provider_timeout_seconds
+        self.max_connections = settings.provider_max_connections
 
-    def _client(self) -> httpx.Client:
-        def make() -> httpx.Client:
-            return httpx.Client(
-                timeout=self.timeout,
+    def _client(self) -> aiohttp.ClientSession:
+        def make() -> aiohttp.ClientSession:
+            # aiohttp, not httpx: httpx's pool costs milliseconds of CPU per call once
+            # hundreds are in flight (tests/bench/concurrency.py).
+            return aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"Accept": "application/json", "User-Agent": "jobyard"},
-                follow_redirects=False,
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
             )
 
         return shared_client(("search-endpoint", repr(self.timeout)), make)
 
     def prepare(self) -> None:
-        """Build the client now (see :meth:`AiProvider.prepare`)."""
+        """Build the client now (see :meth:`AiProvider.prepare`): in the event loop that
+        will use it, since an aiohttp session belongs to one loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
         self._client()
 
-    def answer(self, request: AiRequest) -> AiAnswer:
+    async def answer(self, request: AiRequest) -> AiAnswer:
         if not self.url:
             raise ProviderError(
                 "search endpoint: JOBYARD_SEARCH_ENDPOINT_URL is not set", retryable=False
@@ -92,20 +102,23 @@ class SearchEndpointProvider:
             "attempt": request.attempt,
         }
         try:
-            response = self._client().post(self.url, json=payload)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            async with self._client().post(
+                self.url, json=payload, allow_redirects=False
+            ) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise errors.transport_error(source, exc, self.timeout) from exc
-        if response.status_code != 200:
-            raise errors.http_error(
-                source,
-                response.status_code,
-                headers=response.headers,
-                body=errors.body_of(response),
-            )
         try:
-            body: Any = response.json()
+            body: Any = json.loads(raw)
         except ValueError as exc:
+            if status != 200:
+                raise errors.http_error(
+                    source, status, headers=headers, body=raw.decode(errors="replace")
+                ) from exc
             raise errors.malformed_body(source, f"the body is not JSON ({exc})") from exc
+        if status != 200:
+            raise errors.http_error(source, status, headers=headers, body=body)
         if not isinstance(body, dict):
             raise errors.malformed_body(source, f"expected {{text, citations}}, got {body!r}")
         refusal = body.get("refusal")

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 
 from shared.engine.workers import new_worker_id
+from worker.providers.common import aclose_clients
 from worker.runtime.completer import Completer
 from worker.runtime.heartbeat import Heartbeat
 from worker.runtime.loop import EventLoopThread
@@ -69,4 +70,8 @@ def stop_runtime() -> None:
     if runtime is not None and runtime.pid == os.getpid():
         if runtime.heartbeat is not None:
             runtime.heartbeat.stop()
+        try:  # close the vendors' clients on the loop they belong to
+            runtime.loop.submit(aclose_clients()).result(10)
+        except Exception:
+            log.warning("could not close the provider clients", exc_info=True)
         runtime.loop.stop()
