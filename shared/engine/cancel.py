@@ -8,13 +8,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.engine import outbox
+from shared.engine.finish import ended_failed
 from shared.engine.locks import lock_job
 from shared.errors import Conflict
 from shared.models import (
     ACTIVE_EXECUTION_STATUSES,
     TERMINAL_JOB_STATUSES,
     Execution,
-    ExecutionStatus,
     Job,
     JobStatus,
     utcnow,
@@ -39,16 +39,7 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     canceled = session.execute(
         update(Execution)
         .where(Execution.job_id == job_id, Execution.status.in_(ACTIVE_EXECUTION_STATUSES))
-        .values(
-            status=ExecutionStatus.FAILED.value,
-            error=CANCELED_ERROR,
-            lease_token=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            next_attempt_at=None,
-            finished_at=now,
-            updated_at=now,
-        )
+        .values(**ended_failed(CANCELED_ERROR, now))
     )
     job = session.execute(
         select(Job.status, Job.organisation_id, Job.type).where(Job.id == job_id).with_for_update()

@@ -239,6 +239,21 @@ def _apply_each(connection: Executor, planned: list[_Planned], now: datetime) ->
     return applied
 
 
+def ended_failed(error: Any, now: datetime) -> dict[str, Any]:
+    """The columns of an execution that ends failed outside an attempt (canceled, or out of
+    attempts): no lease, no retry, finished now."""
+    return {
+        "status": FAILED,
+        "error": error,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+        "finished_at": now,
+        "updated_at": now,
+    }
+
+
 def release_deferred(
     connection: Executor, deferred: Sequence[tuple[Claim, Outcome]], now: datetime
 ) -> list[Finished]:

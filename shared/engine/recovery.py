@@ -29,6 +29,7 @@ from sqlalchemy import and_, func, or_, select, update
 from shared.db import session_scope
 from shared.engine import workers
 from shared.engine.counters import Executor, move_counters
+from shared.engine.finish import ended_failed
 from shared.models import ACTIVE_EXECUTION_STATUSES, Execution, ExecutionStatus, Job, utcnow
 from shared.settings import get_settings
 
@@ -119,16 +120,7 @@ def fail_exhausted(connection: Executor, rows: list[tuple[uuid.UUID, uuid.UUID, 
         updated = connection.execute(
             update(Execution)
             .where(Execution.id == execution_id, Execution.status == status)
-            .values(
-                status=ExecutionStatus.FAILED.value,
-                error=func.coalesce(Execution.error, EXHAUSTED_ERROR),
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                next_attempt_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            .values(**ended_failed(func.coalesce(Execution.error, EXHAUSTED_ERROR), now))
         )
         if updated.rowcount:  # type: ignore[attr-defined]
             moves.setdefault(job_id, Counter())[(status, ExecutionStatus.FAILED.value)] += 1

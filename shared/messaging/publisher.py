@@ -85,51 +85,39 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return pending
 
 
-def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
-    """Publish one ``executions.run`` per group over one pooled broker connection.
-
-    Returns the groups that could not be published (the broker is unreachable): the
-    caller hands those back to dispatch instead of failing.
-    """
-    pending = list(groups)
-    if not pending:
-        return []
+def _send_each(task: str, messages: list[tuple[list[Any], float | None]]) -> int:
+    """Send ``task`` once per (args, countdown) over one pooled broker connection; returns
+    how many went before the broker failed (the rest are the caller's to hand back)."""
+    if not messages:
+        return 0
     app = producer_app()
+    sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            while pending:
-                app.send_task(
-                    RUN_GROUP_TASK, args=[[str(i) for i in pending[0]]], producer=producer
-                )
-                pending.pop(0)
-    except Exception:  # any broker/connection failure: dispatch hands them out again
-        log.warning("could not publish %d group(s); dispatch will again", len(pending))
-    return pending
+            for args, countdown in messages:
+                app.send_task(task, args=args, countdown=countdown, producer=producer)
+                sent += 1
+    except Exception:  # any broker/connection failure
+        log.warning("could not publish %d %s message(s)", len(messages) - sent, task)
+    return sent
+
+
+def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
+    """Publish one ``executions.run`` per group; returns the groups that could not be
+    published (the broker is unreachable): the caller hands those back to dispatch."""
+    pending = list(groups)
+    sent = _send_each(RUN_GROUP_TASK, [([[str(i) for i in group]], None) for group in pending])
+    return pending[sent:]
 
 
 def publish_executions(
     countdowns: Iterable[tuple[uuid.UUID, float | None]],
 ) -> list[uuid.UUID]:
-    """Publish each execution alone with its own countdown (a retry, a deferred attempt).
-
-    Returns the ids that could not be published.
-    """
+    """Publish each execution alone with its own countdown (a retry, a deferred attempt);
+    returns the ids that could not be published."""
     pending = list(countdowns)
-    app = producer_app()
-    try:
-        with app.producer_or_acquire() as producer:
-            while pending:
-                execution_id, countdown = pending[0]
-                app.send_task(
-                    RUN_GROUP_TASK,
-                    args=[[str(execution_id)]],
-                    countdown=countdown,
-                    producer=producer,
-                )
-                pending.pop(0)
-    except Exception:
-        log.warning("could not publish %d execution(s); dispatch will again", len(pending))
-    return [execution_id for execution_id, _ in pending]
+    sent = _send_each(RUN_GROUP_TASK, [([[str(i)]], countdown) for i, countdown in pending])
+    return [execution_id for execution_id, _ in pending[sent:]]
 
 
 def publish_outbox_drain() -> None:
