@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.pricing import DEFAULT_MODEL_PRICES, ModelPrice
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -126,6 +128,30 @@ class Settings(BaseSettings):
     )
     deepseek_api_key: str | None = Field(default=None, validation_alias=_alias("DEEPSEEK_API_KEY"))
     search_endpoint_url: str | None = None
+    # DeepSeek on Vertex AI takes one-hour OAuth tokens, not a key: with this on, the
+    # client gets (and refreshes) them from Google's Application Default Credentials
+    # (GOOGLE_APPLICATION_CREDENTIALS, or the machine's service account).
+    deepseek_vertex_auth: bool = Field(
+        default=False, validation_alias=_alias("DEEPSEEK_VERTEX_AUTH")
+    )
+
+    # Web search: providers whose search tool is offered to the model (a project can still
+    # ask for the bare model). DeepSeek has none; the search endpoint always searches.
+    web_search_providers: list[str] = Field(
+        default_factory=lambda: ["openai", "anthropic", "google-generative-ai", "perplexity"]
+    )
+    web_search_max_uses: int = Field(default=5, ge=1)  # searches per answer (Anthropic)
+    # The cap on an answer's length; an answer cut off there is a failure, never a success.
+    max_answer_tokens: int = Field(default=4096, ge=16)
+    # Gemini's grounding links are vertexaisearch redirects: each is resolved to its target
+    # (one HEAD request) so sources name real pages; off leaves url empty, domain from title.
+    resolve_source_redirects: bool = True
+    # USD prices by vendor model; entries given here replace the defaults they name.
+    model_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    def price_of(self, vendor_model: str) -> ModelPrice | None:
+        """The price of ``vendor_model``: this setting's entry, else the default table."""
+        return self.model_prices.get(vendor_model) or DEFAULT_MODEL_PRICES.get(vendor_model)
 
     # Auth
     jwt_ttl_seconds: int = 7 * 24 * 3600

@@ -50,6 +50,15 @@ def strict_int(**kwargs: Any) -> fields.Integer:
     return fields.Integer(strict=True, **kwargs)
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON ``true``/``false`` only: not "true", 1 or 0 (which marshmallow would coerce)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class SortSchema(Schema):
     direction = fields.String(load_default="DESC", validate=validate.OneOf(DIRECTIONS))
 
@@ -80,6 +89,14 @@ class ProjectFieldsSchema(Schema):
     recurrence_status = fields.String(
         data_key="recurrenceStatus", validate=validate.OneOf(RECURRENCE_STATUSES)
     )
+    web_search = StrictBoolean(
+        data_key="webSearch",
+        allow_none=True,
+        metadata={
+            "description": "Ask each model with its web search, in the query's country "
+            "(false: the bare model; null: the provider's default, on where it has one)"
+        },
+    )
 
 
 class ProjectCreateSchema(ProjectFieldsSchema):
@@ -99,6 +116,7 @@ class ProjectSchema(Schema):
     executionCount = fields.Integer(attribute="execution_count")
     recurrence = fields.String()
     recurrenceStatus = fields.String(attribute="recurrence_status")
+    webSearch = fields.Boolean(attribute="web_search", allow_none=True)
     createdAt = IsoDateTime(attribute="created_at")
     updatedAt = IsoDateTime(attribute="updated_at")
 
@@ -203,6 +221,9 @@ class JobSchema(Schema):
     startedAt = IsoDateTime(attribute="started_at")
     finishedAt = IsoDateTime(attribute="finished_at")
     createdBy = fields.Nested(UserSchema, attribute="created_by", allow_none=True)
+    cost = fields.Float(
+        metadata={"description": "USD spent on the job's model calls so far, failed ones too"}
+    )
 
 
 class ModelSummarySchema(Schema):
@@ -273,6 +294,11 @@ class ExecutionSchema(Schema):
     hasSources = fields.Function(lambda e: bool(_result(e, "sources")))
     sources = fields.Function(lambda e: _result(e, "sources", []))
     entities = fields.Function(lambda e: _result(e, "entities", []))
+    retrievedSources = fields.Function(lambda e: _result(e, "retrievedSources", []))
+    webSearch = fields.Function(lambda e: _result(e, "webSearch"), metadata={"type": "string"})
+    servedModel = fields.Function(lambda e: _result(e, "servedModel"), metadata={"type": "string"})
+    usage = fields.Function(lambda e: _result(e, "usage"), metadata={"type": "object"})
+    cost = fields.Float(metadata={"description": "USD spent on this execution, every attempt"})
     simulated = fields.Function(lambda e: bool(_result(e, "simulated", False)))
     error = fields.String()
 

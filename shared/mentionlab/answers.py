@@ -8,10 +8,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Uuid, bindparam, select
-
-from shared.models import Project, Query
-
 URL_PATTERN = re.compile(r"https?://[^\s)\]>\"'}]+", re.IGNORECASE)
 
 
@@ -80,23 +76,4 @@ class AiContext:
 
     query_text: str
     brands: list[Brand]
-
-
-def _build_context_query() -> Any:
-    queries, projects = Query.__table__, Project.__table__
-    return (
-        select(queries.c.text, projects.c.name, projects.c.name_aliases, projects.c.competitors)
-        .join(projects, projects.c.id == queries.c.project_id)
-        .where(queries.c.id == bindparam("query_id", type_=Uuid()))
-    )
-
-
-CONTEXT_QUERY = _build_context_query()
-
-
-def load_ai_context(session: Any, query_id: Any) -> AiContext | None:
-    """The query's text and its project's brands (None when the query was deleted)."""
-    row = session.execute(CONTEXT_QUERY, {"query_id": query_id}).one_or_none()
-    if row is None:
-        return None
-    return AiContext(row[0], project_brands(row[1], list(row[2] or []), list(row[3] or [])))
+    web_search: bool | None = None  # the project's choice (None: the provider's setting)

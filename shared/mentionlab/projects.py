@@ -26,6 +26,7 @@ PROJECT_FIELDS = (
     "execution_count",
     "recurrence",
     "recurrence_status",
+    "web_search",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, optional_timestamp, short_text, timestamp, utcnow, uuid_pk
@@ -30,6 +30,9 @@ class Project(Base):
     competitors: Mapped[list[Any]] = mapped_column(default=list)
     llm_providers: Mapped[list[Any]] = mapped_column(default=list)
     execution_count: Mapped[int] = mapped_column(Integer, default=3)
+    # Ask models with their web search (None: as the provider's setting says; False: the
+    # bare model, for users who want what the model knows without searching).
+    web_search: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=None)
     recurrence: Mapped[str] = mapped_column(String(20), default="manual")
     recurrence_status: Mapped[str] = mapped_column(String(20), default="active")
     # The next scheduled run (UTC); None when the recurrence is manual or paused.

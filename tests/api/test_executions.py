@@ -28,6 +28,11 @@ EXECUTION_FIELDS = {
     "hasSources",
     "sources",
     "entities",
+    "retrievedSources",
+    "webSearch",
+    "servedModel",
+    "usage",
+    "cost",
     "simulated",
     "error",
 }

@@ -48,6 +48,7 @@ def test_create_with_defaults(client: FlaskClient, tenant: Tenant) -> None:
         "executionCount",
         "recurrence",
         "recurrenceStatus",
+        "webSearch",
         "createdAt",
         "updatedAt",
     }
@@ -60,6 +61,7 @@ def test_create_with_defaults(client: FlaskClient, tenant: Tenant) -> None:
     assert project["executionCount"] == 3
     assert project["recurrence"] == "manual"
     assert project["recurrenceStatus"] == "active"
+    assert project["webSearch"] is None  # the provider's setting
     assert_recent_timestamp(project["createdAt"])
     assert_recent_timestamp(project["updatedAt"])
 
@@ -215,6 +217,8 @@ def test_create_without_name_is_400(client: FlaskClient, tenant: Tenant) -> None
         ({"name": "X", "executionCount": 2.5}, "executionCount"),
         ({"name": "X", "executionCount": True}, "executionCount"),
         ({"name": "X", "description": None}, "description"),
+        ({"name": "X", "webSearch": "false"}, "webSearch"),
+        ({"name": "X", "webSearch": 0}, "webSearch"),
     ],
 )
 def test_create_with_wrong_types_is_400(

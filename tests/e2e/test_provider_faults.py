@@ -42,7 +42,7 @@ def openai_env(fake: FakeOpenAI, **extra: object) -> dict[str, object]:
     """A worker that calls the fake with the real OpenAI provider (no simulation)."""
     return {
         "JOBYARD_SIMULATE": "false",
-        "OPENAI_API_KEY": "sk-test-jobyard",
+        "OPENAI_API_KEY": fake.api_key,
         "OPENAI_BASE_URL": fake.base_url,
         **extra,
     }
@@ -73,8 +73,7 @@ def trigger(client: FlaskClient, tenant: Tenant) -> str:
 
 
 def question(request: RecordedRequest) -> str:
-    messages = request.json["messages"]
-    return str(messages[-1]["content"])
+    return FakeOpenAI.prompt(request)
 
 
 def test_429_and_500_are_retried_never_before_retry_after(

@@ -20,15 +20,21 @@ Fakes and the base URL to configure (``fake.base_url``):
 =======================  ==========================  ===========================================
 fake                     setting                     requests served
 =======================  ==========================  ===========================================
-FakeOpenAI()             OPENAI_BASE_URL             POST /v1/chat/completions
-FakeOpenAI(prefix="")    DEEPSEEK_BASE_URL           POST /chat/completions
+FakeOpenAI()             OPENAI_BASE_URL             POST /v1/responses, /v1/chat/completions
+FakeDeepSeek()           DEEPSEEK_BASE_URL           POST /chat/completions (no search)
 FakePerplexity()         PERPLEXITY_BASE_URL         POST /chat/completions (+ ``citations``)
 FakeAnthropic()          ANTHROPIC_BASE_URL          POST /v1/messages
 FakeGemini()             GEMINI_BASE_URL             POST /v1beta/models/{model}:generateContent
 FakeSearchEndpoint()     JOBYARD_SEARCH_ENDPOINT_URL POST /answer
 =======================  ==========================  ===========================================
 
-Behaviours (:mod:`tests.fakes.behaviours`): ``Reply(text, citations)``,
+Every fake checks the credential (``fake.api_key``, default ``FAKE_API_KEY``), the model
+and the vendor's required fields first, and answers a bad request as the vendor would
+without consuming a behaviour; sources appear only when the request asked for search (see
+:mod:`tests.fakes.vendors`).
+
+Behaviours (:mod:`tests.fakes.behaviours`): ``Reply(text, citations, retrieved, preamble)``,
+``Truncated(text, kind)``,
 ``RateLimited(retry_after="1", retry_after_ms=None)``, ``Fail(status, message)``,
 ``Hang(seconds, then=Reply())``, ``Malformed(body)``, ``Empty()``, ``Refusal(message,
 kind)``, ``Disconnect()``, ``Raw(status, body, headers)``. ``fake.script([...])`` appends to
@@ -49,11 +55,14 @@ from tests.fakes.behaviours import (
     Raw,
     Refusal,
     Reply,
+    Truncated,
 )
-from tests.fakes.server import FakeServer, RecordedRequest, Response
+from tests.fakes.server import FAKE_API_KEY, FakeServer, RecordedRequest, Response
 from tests.fakes.vendors import (
     FakeAnthropic,
+    FakeDeepSeek,
     FakeGemini,
+    FakeGoogleOAuth,
     FakeOpenAI,
     FakePerplexity,
     FakeSearchEndpoint,
@@ -61,12 +70,15 @@ from tests.fakes.vendors import (
 
 __all__ = [
     "DEFAULT_TEXT",
+    "FAKE_API_KEY",
     "Behaviour",
     "Disconnect",
     "Empty",
     "Fail",
     "FakeAnthropic",
+    "FakeDeepSeek",
     "FakeGemini",
+    "FakeGoogleOAuth",
     "FakeOpenAI",
     "FakePerplexity",
     "FakeSearchEndpoint",
@@ -79,4 +91,5 @@ __all__ = [
     "Refusal",
     "Reply",
     "Response",
+    "Truncated",
 ]

@@ -15,19 +15,42 @@ DEFAULT_TEXT = "Acme is often recommended; Globex is a common alternative."
 
 @dataclass(frozen=True)
 class Reply:
-    """A successful answer with ``text`` and, where the vendor has them, ``citations``."""
+    """A successful answer with ``text``.
+
+    When the request asked for web search (and only then), the fake renders a search in
+    its vendor's shape: ``citations`` are the pages the answer cites, ``retrieved`` more
+    pages the search found but the answer does not cite, and ``preamble`` what the model
+    says before searching (Anthropic and OpenAI models do). A request without the search
+    tool gets the bare text: no sources at all.
+    """
 
     text: str = DEFAULT_TEXT
     citations: tuple[str, ...] = ()
+    retrieved: tuple[str, ...] = ()
+    preamble: str = "I'll search for current information on this."
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """The answer stopped early: at the output token cap (``kind="max_tokens"``), or, for
+    Anthropic, a server tool loop paused (``kind="pause_turn"``)."""
+
+    text: str = "Acme is often recommended because"
+    kind: str = "max_tokens"
 
 
 @dataclass(frozen=True)
 class RateLimited:
-    """HTTP 429 with ``Retry-After: <retry_after>`` and/or ``retry-after-ms`` (None: omitted)."""
+    """HTTP 429 with ``Retry-After: <retry_after>`` and/or ``retry-after-ms`` (None: omitted).
+
+    ``window`` is the limit that was hit, ``"minute"`` or ``"day"``: the body says which,
+    in the vendor's words (OpenAI's message, Gemini's ``QuotaFailure`` quota id).
+    """
 
     retry_after: str | None = "1"
     retry_after_ms: str | None = None
     message: str = "rate limit exceeded"
+    window: str = "minute"
 
 
 @dataclass(frozen=True)
@@ -88,4 +111,6 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Behaviour = Reply | RateLimited | Fail | Hang | Malformed | Empty | Refusal | Disconnect | Raw
+Behaviour = (
+    Reply | Truncated | RateLimited | Fail | Hang | Malformed | Empty | Refusal | Disconnect | Raw
+)

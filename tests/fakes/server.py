@@ -26,7 +26,11 @@ from tests.fakes.behaviours import (
     Raw,
     Refusal,
     Reply,
+    Truncated,
 )
+
+#: The credential every fake accepts unless told otherwise (``FakeX(api_key=...)``).
+FAKE_API_KEY = "test-key-0123456789"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,16 @@ class Response:
         )
 
 
+def retry_headers(behaviour: RateLimited) -> dict[str, str]:
+    """The wait a 429 asks for, as headers (``Retry-After`` and/or ``retry-after-ms``)."""
+    headers = {}
+    if behaviour.retry_after is not None:
+        headers["Retry-After"] = behaviour.retry_after
+    if behaviour.retry_after_ms is not None:
+        headers["retry-after-ms"] = behaviour.retry_after_ms
+    return headers
+
+
 class FakeServer:
     """A threaded HTTP server that answers each request with the next scripted behaviour.
 
@@ -83,11 +97,12 @@ class FakeServer:
     #: What :attr:`base_url` adds to the server's root URL (e.g. ``/v1`` for OpenAI).
     prefix = ""
 
-    def __init__(self, *, default: Behaviour | None = None) -> None:
+    def __init__(self, *, default: Behaviour | None = None, api_key: str = FAKE_API_KEY) -> None:
         self.default: Behaviour = default if default is not None else Reply()
+        self.api_key = api_key
         self._queue: deque[Behaviour] = deque()
         self._requests: list[RecordedRequest] = []
-        self._answers: list[Behaviour | None] = []  # what each request got, same order
+        self._answers: list[Behaviour | Response | None] = []  # what each request got, same order
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -189,6 +204,20 @@ class FakeServer:
         """Whether ``request`` is one this vendor's API would accept (else 404)."""
         return request.method == "POST"
 
+    def rejection(self, request: RecordedRequest) -> Response | None:
+        """The vendor's answer to a request it would refuse before doing any work (a
+        missing or wrong credential, a missing header or field, an unknown model), or None.
+        A rejected request consumes no scripted behaviour."""
+        return None
+
+    def side_route(self, request: RecordedRequest) -> Response | None:
+        """An answer for a path that is not the API itself (e.g. a redirect link the
+        vendor hands out), or None. Consumes no behaviour and is not recorded."""
+        return None
+
+    def truncated(self, behaviour: Truncated, request: RecordedRequest) -> Response:
+        raise NotImplementedError
+
     def reply(self, behaviour: Reply, request: RecordedRequest) -> Response:
         raise NotImplementedError
 
@@ -198,12 +227,7 @@ class FakeServer:
         return Response.json(status, {"error": {"message": message}}, headers)
 
     def rate_limited(self, behaviour: RateLimited, request: RecordedRequest) -> Response:
-        headers = {}
-        if behaviour.retry_after is not None:
-            headers["Retry-After"] = behaviour.retry_after
-        if behaviour.retry_after_ms is not None:
-            headers["retry-after-ms"] = behaviour.retry_after_ms
-        return self.error(429, behaviour.message, headers, request)
+        return self.error(429, behaviour.message, retry_headers(behaviour), request)
 
     def refusal(self, behaviour: Refusal, request: RecordedRequest) -> Response:
         raise NotImplementedError
@@ -213,15 +237,17 @@ class FakeServer:
 
     # -- internals ------------------------------------------------------------------
 
-    def exchanges(self) -> list[tuple[RecordedRequest, Behaviour | None]]:
+    def exchanges(self) -> list[tuple[RecordedRequest, Behaviour | Response | None]]:
         """Every request with the behaviour it was answered with (None: not served)."""
         with self._lock:
             return list(zip(self._requests, self._answers, strict=True))
 
-    def _record(self, request: RecordedRequest) -> Behaviour | None:
+    def _record(self, request: RecordedRequest) -> Behaviour | Response | None:
+        """Record ``request``; what to answer: a behaviour, a rejection, None (no route)."""
+        rejection = self.rejection(request) if self.serves(request) else None
         with self._arrived:
-            behaviour = None
-            if self.serves(request):
+            behaviour: Behaviour | Response | None = rejection
+            if self.serves(request) and rejection is None:
                 behaviour = self._queue.popleft() if self._queue else self.default
             self._requests.append(request)
             self._answers.append(behaviour)
@@ -245,6 +271,8 @@ class FakeServer:
                 return Response(status, body, (("Content-Type", content_type),))
             case Empty():
                 return self.empty(request)
+            case Truncated():
+                return self.truncated(behaviour, request)
             case Refusal():
                 return self.refusal(behaviour, request)
             case Disconnect():
@@ -296,13 +324,15 @@ class _Handler(BaseHTTPRequestHandler):
             received_at=time.time(),
             received_monotonic=time.monotonic(),
         )
-        behaviour = fake._record(request)
-        if behaviour is None:
-            response: Response | None = fake.error(
-                404, f"no route for {self.command} {split.path}", {}, request
-            )
-        else:
-            response = fake._render(behaviour, request)
+        response: Response | None = fake.side_route(request)
+        if response is None:
+            behaviour = fake._record(request)
+            if behaviour is None:
+                response = fake.error(404, f"no route for {self.command} {split.path}", {}, request)
+            elif isinstance(behaviour, Response):
+                response = behaviour
+            else:
+                response = fake._render(behaviour, request)
         if response is None:
             self.close_connection = True
             return
@@ -319,3 +349,4 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = _handle
     do_GET = _handle
+    do_HEAD = _handle

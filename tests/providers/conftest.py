@@ -16,7 +16,9 @@ import pytest
 
 from shared.settings import get_settings, reset_settings_cache
 from tests.fakes import (
+    FAKE_API_KEY,
     FakeAnthropic,
+    FakeDeepSeek,
     FakeGemini,
     FakeOpenAI,
     FakePerplexity,
@@ -53,7 +55,7 @@ PROVIDER_ENV = (
     "PROVIDER_TIMEOUT_SECONDS",
 )
 
-API_KEY = "test-key-0123456789"
+API_KEY = FAKE_API_KEY
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +83,7 @@ class Vendor:
     env: Callable[[FakeServer], dict[str, str]]
     locale_text: Callable[[RecordedRequest], str]  # must contain language and country
     provider_name: str
+    searches: bool = True  # has a web search the request can ask for
 
 
 def _search_locale(request: RecordedRequest) -> str:
@@ -109,12 +112,13 @@ VENDORS = [
     ),
     Vendor(
         "deepseek",
-        lambda: FakeOpenAI(prefix=""),
+        FakeDeepSeek,
         DeepSeekProvider,
         "deepseek-v3.2-maas",
         lambda f: {"DEEPSEEK_API_KEY": API_KEY, "DEEPSEEK_BASE_URL": f.base_url},
         FakeOpenAI.system_prompt,
         "deepseek",
+        searches=False,
     ),
     Vendor(
         "anthropic",

@@ -20,7 +20,7 @@ from tests.fakes import (
     Reply,
 )
 from tests.providers.conftest import API_KEY, Harness, call
-from worker.providers.base import ProviderError
+from worker.providers.base import ProviderError, WebSearch
 
 CITATIONS = ("https://www.example.com/crm-guide", "https://reviews.example.org/best-crm")
 
@@ -35,7 +35,12 @@ def test_success_gives_text_and_citations(vendor: Harness) -> None:
     vendor.fake.script([Reply("Acme CRM is the usual pick.", citations=CITATIONS)])
     answer = vendor.ask()
     assert answer.text == "Acme CRM is the usual pick."
-    assert answer.citations == list(CITATIONS)
+    if vendor.vendor.searches:
+        assert answer.citations == list(CITATIONS)
+        assert answer.web_search is WebSearch.ON
+    else:  # DeepSeek: no search API, and the answer says so
+        assert answer.citations == []
+        assert answer.web_search is WebSearch.UNAVAILABLE
     assert answer.provider == vendor.vendor.provider_name
     assert answer.model == vendor.vendor.model
     assert answer.simulated is False

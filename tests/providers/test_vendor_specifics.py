@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
-from shared.ai_models import MODEL_PROVIDERS
-from tests.fakes import Fail, FakeGemini, FakeOpenAI, Raw, Refusal, Reply
-from tests.providers.conftest import LOOP, Harness
+from tests.fakes import (
+    Fail,
+    FakeDeepSeek,
+    FakeGemini,
+    FakeGoogleOAuth,
+    FakeOpenAI,
+    Raw,
+    Refusal,
+    Reply,
+)
+from tests.providers.conftest import API_KEY, LOOP, Harness
 from worker.providers.base import ProviderError
-from worker.providers.openai_compatible import API_MODEL_NAMES, OpenAIProvider
+from worker.providers.openai_compatible import OpenAIProvider
 
 HarnessFor = Callable[[str], Harness]
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
 def raises(harness: Harness, **request: object) -> ProviderError:
@@ -28,26 +39,20 @@ def raises(harness: Harness, **request: object) -> ProviderError:
 # -- OpenAI ---------------------------------------------------------------------------
 
 
-def test_every_openai_model_has_an_api_name() -> None:
-    models = [m for m, p in MODEL_PROVIDERS.items() if p in ("openai", "perplexity", "deepseek")]
-    assert set(models) <= set(API_MODEL_NAMES)
-    for model in models:
-        if model.startswith("gpt-"):
-            assert API_MODEL_NAMES[model] == model  # OpenAI's own names
-    assert API_MODEL_NAMES["chat-latest"] == "chatgpt-4o-latest"
-
-
 @pytest.mark.parametrize(
-    ("model", "sent"), [("chat-latest", "chatgpt-4o-latest"), ("gpt-5-mini", "gpt-5-mini")]
+    ("model", "sent"),
+    [("chat-latest", "gpt-5.5-2026-04-23"), ("gpt-5-mini", "gpt-5.4-mini-2026-03-17")],
 )
 def test_openai_request(harness_for: HarnessFor, model: str, sent: str) -> None:
+    """The Responses API, with the retired ids remapped to their successors' snapshots."""
     openai = harness_for("openai")
     openai.ask(model=model, query="which crm?")
     (received,) = openai.fake.requests
-    assert received.path == "/v1/chat/completions"
+    assert received.path == "/v1/responses"
     assert received.json["model"] == sent
-    assert [m["role"] for m in received.json["messages"]] == ["system", "user"]
-    assert received.json["messages"][1]["content"] == "which crm?"
+    assert received.json["input"] == "which crm?"
+    assert "language en" in received.json["instructions"]
+    assert received.json["max_output_tokens"] > 0
     assert received.headers["x-stainless-retry-count"] == "0"
 
 
@@ -171,7 +176,7 @@ def test_anthropic_request(harness_for: HarnessFor) -> None:
     anthropic.ask(language="fr", country="CA")
     (received,) = anthropic.fake.requests
     assert received.path == "/v1/messages"
-    assert received.json["model"] == "claude-haiku-4-5"
+    assert received.json["model"] == "claude-haiku-4-5-20251001"
     assert received.json["max_tokens"] > 0
     assert "language fr" in received.json["system"] and "country CA" in received.json["system"]
     assert received.json["messages"] == [{"role": "user", "content": "best crm for startups"}]
@@ -292,6 +297,75 @@ def test_fakes_answer_404_off_their_routes() -> None:
 
     with FakeOpenAI() as fake:
         fake.script([Reply("kept")])
-        response = httpx.post(fake.url + "/chat/completions", json={})
+        response = httpx.post(fake.url + "/chat/completions", json={}, headers=AUTH)
         assert response.status_code == 404
         assert fake.pending == 1
+
+
+def test_deepseek_on_vertex_uses_refreshing_google_credentials(
+    harness_for: HarnessFor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No static key: a service account's one-hour tokens, fetched and refreshed by
+    google-auth through the SDK's Vertex provider (here tokens last 60 s, inside
+    google-auth's refresh margin, so every call gets a fresh one)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    deepseek = harness_for("deepseek")
+    assert isinstance(deepseek.fake, FakeDeepSeek)
+    with FakeGoogleOAuth(public_pem, expires_in=60) as oauth:
+        account = {
+            "type": "service_account",
+            "project_id": "jobyard-test",
+            "private_key_id": "k1",
+            "private_key": private_pem,
+            "client_email": "jobyard@jobyard-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": f"{oauth.url}/token",
+        }
+        path = tmp_path / "service-account.json"
+        path.write_text(json.dumps(account))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+        monkeypatch.delenv("DEEPSEEK_API_KEY")
+        monkeypatch.setenv("JOBYARD_DEEPSEEK_VERTEX_AUTH", "true")
+        monkeypatch.setattr(deepseek.fake, "tokens", oauth.issued)
+        deepseek.use_settings()
+        deepseek.ask()
+        deepseek.ask()
+    sent = [r.api_key for r in deepseek.fake.requests]
+    assert len(sent) == 2 and len(set(sent)) == 2, sent  # refreshed between the calls
+    assert set(sent) <= oauth.issued and deepseek.fake.api_key not in sent
+
+
+def test_deepseek_on_vertex_without_credentials_fails_retryably(
+    harness_for: HarnessFor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Google's token endpoint unreachable: a clear, retryable failure, nothing sent."""
+    deepseek = harness_for("deepseek")
+    account = {
+        "type": "service_account",
+        "project_id": "jobyard-test",
+        "private_key_id": "k1",
+        "private_key": "not a key",
+        "client_email": "jobyard@jobyard-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "http://127.0.0.1:9/token",
+    }
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.delenv("DEEPSEEK_API_KEY")
+    monkeypatch.setenv("JOBYARD_DEEPSEEK_VERTEX_AUTH", "true")
+    deepseek.use_settings()
+    error = raises(deepseek)
+    assert error.retryable is True and "Vertex Google authentication failed" in str(error)
+    assert deepseek.fake.requests == []

@@ -137,3 +137,11 @@ def test_empty_key_is_not_configured(bare_env: pytest.MonkeyPatch) -> None:
     bare_env.setenv("OPENAI_API_KEY", "")
     with pytest.raises(Unprocessable):
         ensure_models_available(["gpt-4.1-mini"], Settings())
+
+
+def test_deepseek_is_configured_by_vertex_credentials_alone(bare_env: pytest.MonkeyPatch) -> None:
+    deepseek = PROVIDERS["deepseek"]
+    bare_env.delenv("JOBYARD_DEEPSEEK_VERTEX_AUTH", raising=False)
+    assert not provider_configured(deepseek, Settings())
+    bare_env.setenv("JOBYARD_DEEPSEEK_VERTEX_AUTH", "true")
+    assert provider_configured(deepseek, Settings())

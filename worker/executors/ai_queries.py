@@ -19,22 +19,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from shared.ai_models import provider_for_model
+from shared.ai_models import provider_for_model, vendor_model_name
 from shared.db import connection_scope
 from shared.engine.claim import Claim
 from shared.engine.outcomes import Outcome
 from shared.engine.registry import Report, register_executor
 from shared.mentionlab.answers import (
     AiContext,
-    Brand,
     extract_sources,
     find_mentions,
     project_brands,
 )
 from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Project, Query
+from shared.pricing import call_cost
 from shared.settings import get_settings
-from worker.providers.base import AiProvider, AiRequest, ProviderError
+from worker.providers.base import AiAnswer, AiProvider, AiRequest, ProviderError, Served, Source
 from worker.providers.registry import provider_for
 from worker.throttle import Permit, provider_throttle
 
@@ -60,9 +60,11 @@ def load_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None
     if missing:
         rows = read_contexts(missing)
         loaded: dict[uuid.UUID, AiContext | None] = dict.fromkeys(missing)
-        for query_id, text, name, aliases, competitors in rows:
+        for query_id, text, name, aliases, competitors, web_search in rows:
             loaded[query_id] = AiContext(
-                text, project_brands(name, list(aliases or []), list(competitors or []))
+                text,
+                project_brands(name, list(aliases or []), list(competitors or [])),
+                web_search,
             )
         with _contexts_lock:
             if len(_contexts) > 10_000:  # bounded: drop everything, it refills on demand
@@ -77,7 +79,14 @@ def read_contexts(query_ids: set[uuid.UUID]) -> list[Any]:
     """One read of the queries' texts and brands; once more on a fresh connection if the
     pooled one was dropped (a database restart kills every pooled connection at once)."""
     statement = (
-        select(Query.id, Query.text, Project.name, Project.name_aliases, Project.competitors)
+        select(
+            Query.id,
+            Query.text,
+            Project.name,
+            Project.name_aliases,
+            Project.competitors,
+            Project.web_search,
+        )
         .join(Project, Project.id == Query.project_id)
         .where(Query.id.in_(query_ids))
     )
@@ -127,48 +136,110 @@ class AiQueriesExecutor:
                 break
             await permit.release()  # granted too long ago to be on time: take a new slot
         try:
-            outcome = await call_ai_model(provider, claim, context.query_text, context.brands)
+            outcome = await call_ai_model(provider, claim, context)
         finally:
             await permit.release()
         report(claim, outcome)
 
 
-async def call_ai_model(
-    provider: AiProvider, claim: Claim, query_text: str, brands: list[Brand]
-) -> Outcome:
-    """Ask the model and turn its answer (or failure) into an :class:`Outcome`."""
+async def call_ai_model(provider: AiProvider, claim: Claim, context: AiContext) -> Outcome:
+    """Ask the model and turn its answer (or failure) into an :class:`Outcome`, with what
+    the attempt cost (a failed attempt the vendor billed costs too)."""
     item: dict[str, Any] = claim.item
     model = str(item["model"])
     request = AiRequest(
         model=model,
-        query=query_text,
+        query=context.query_text,
         language=item.get("language") or "en",
         country=item.get("country") or "US",
         seed=f"{item.get('queryId')}:{model}:{item.get('run')}",
         attempt=claim.attempt,
-        brand_names=tuple(b.display_name for b in brands),
+        brand_names=tuple(b.display_name for b in context.brands),
+        web_search=context.web_search is not False,  # the project's choice; None: on
     )
     started = time.perf_counter()
     try:
         answer = await provider.answer(request)
     except ProviderError as exc:
-        return Outcome.failed(str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+        cost = attempt_cost(model, exc.served) if exc.served is not None else None
+        return Outcome.failed(
+            str(exc),
+            retryable=exc.retryable,
+            retry_after=exc.retry_after,
+            cost=cost or 0.0,
+        )
     except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept
         log.exception("execution %s: unexpected provider error", claim.execution_id)
         return Outcome.failed(f"internal error: {exc!r}", retryable=True)
-    entities = find_mentions(answer.text, brands)
+    entities = find_mentions(answer.text, context.brands)
     mentioned = any(e["isPrimary"] and e["mentioned"] for e in entities)
+    cost = None if answer.simulated else attempt_cost(model, answer.served)
+    cited, retrieved = source_lists(answer)
     return Outcome.succeeded(
         {
             "text": answer.text,
-            "sources": extract_sources(answer.text, answer.citations),
+            "sources": cited,
+            "retrievedSources": retrieved,
+            "webSearch": answer.web_search.value,
             "entities": entities,
             "simulated": answer.simulated,
             "provider": answer.provider,
             "model": answer.model,
+            "servedModel": answer.served.model,
+            "requestId": answer.served.request_id,
+            "usage": answer.served.usage.as_dict(),
+            "cost": cost or 0.0,
+            "costKnown": cost is not None,
             "latencyMs": round((time.perf_counter() - started) * 1000, 1),
         },
         summary={"mentioned": mentioned},
+        cost=cost or 0.0,
+    )
+
+
+def attempt_cost(model: str, served: Served) -> float | None:
+    """What a call cost in USD, from the price table (None: no price for its model)."""
+    settings = get_settings()
+    price = (served.model and settings.price_of(served.model)) or settings.price_of(
+        vendor_model_name(model)
+    )
+    if price is None:
+        return None
+    usage = served.usage
+    return call_cost(
+        price,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        search_calls=usage.search_calls,
+    )
+
+
+def source_lists(answer: AiAnswer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cited, retrieved) as stored: each source with its 1-based position in its list;
+    retrieved sources also say whether the answer cited them. An answer without
+    structured sources (the simulation, a plain chat model) cites the links in its text."""
+    cited = answer.cited or [
+        Source(url=s["url"], domain=s["domain"]) for s in extract_sources(answer.text)
+    ]
+    keys = {s.url or s.redirect_url or s.domain for s in cited}
+    retrieved = answer.retrieved or cited
+
+    def row(position: int, source: Source) -> dict[str, Any]:
+        return {
+            "position": position,
+            "url": source.url,
+            "domain": source.domain,
+            "title": source.title,
+            **({"redirectUrl": source.redirect_url} if source.redirect_url else {}),
+        }
+
+    return (
+        [{**row(i, s), "cited": True} for i, s in enumerate(cited, 1)],
+        [
+            {**row(i, s), "cited": (s.url or s.redirect_url or s.domain) in keys}
+            for i, s in enumerate(retrieved, 1)
+        ],
     )
 
 

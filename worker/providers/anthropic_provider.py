@@ -3,8 +3,14 @@
 ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` (default the SDK's). The async client runs on
 the SDK's aiohttp transport (see :mod:`worker.providers.openai_compatible`). Retries are off
 (``max_retries=0``); ``stop_reason: refusal`` is a non-retryable refusal; 529 / an
-``overloaded_error`` is retryable. Citations come from the text blocks' ``citations``
-(present when a search tool or cited documents were involved). The SDK is imported on
+``overloaded_error`` is retryable.
+
+Web search is the ``web_search_20250305`` server tool, with the query's country as its
+``user_location``. The response then holds the model's preamble ("I'll search for..."),
+``server_tool_use`` and ``web_search_tool_result`` blocks (every page retrieved), and the
+answer as text blocks whose ``citations`` name the pages cited. The answer is the text after
+the last search; the preamble is not part of it. ``max_tokens`` (cut at the cap) fails;
+``pause_turn`` (the server paused a long tool loop) is asked again. The SDK is imported on
 first use.
 """
 
@@ -12,25 +18,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shared.ai_models import vendor_model_name
 from shared.settings import Settings
 from worker.providers import errors
-from worker.providers.base import AiAnswer, AiRequest, ProviderError
+from worker.providers.base import (
+    AiAnswer,
+    AiRequest,
+    ProviderError,
+    Served,
+    Source,
+    Usage,
+    WebSearch,
+    attribute,
+)
 from worker.providers.common import (
+    approximate_location,
     connection_limits,
+    count,
+    distinct,
     fingerprint,
     shared_client,
     system_prompt,
-    unique_urls,
+    web_source,
 )
 
 if TYPE_CHECKING:
     import anthropic
 
-# Model ids of the trigger enum → Anthropic's model names (unlisted ids are sent as-is).
-API_MODEL_NAMES: dict[str, str] = {"claude-haiku-4-5": "claude-haiku-4-5"}
-
-# The Messages API requires a cap on the answer's length; generous for a chat answer.
-MAX_ANSWER_TOKENS = 4096
+SEARCH_BLOCKS = frozenset({"server_tool_use", "web_search_tool_result"})
 
 
 class AnthropicProvider:
@@ -43,6 +58,7 @@ class AnthropicProvider:
         self.api_key = settings.anthropic_api_key
         self.base_url = settings.anthropic_base_url
         self.timeout = settings.provider_timeout_seconds
+        self.searches = self.name in settings.web_search_providers
 
     def _client(self) -> anthropic.AsyncAnthropic:
         def make() -> anthropic.AsyncAnthropic:
@@ -70,17 +86,28 @@ class AnthropicProvider:
 
         if not self.api_key:
             raise ProviderError("anthropic: ANTHROPIC_API_KEY is not set", retryable=False)
-        client = self._client()
+        search = WebSearch.ON if self.searches and request.web_search else WebSearch.OFF
+        options: dict[str, Any] = {}
+        if search is WebSearch.ON:
+            options["tools"] = [
+                {
+                    "type": "web_search_20250305",
+                    "name": "web_search",
+                    "max_uses": self.settings.web_search_max_uses,
+                    "user_location": approximate_location(request),
+                }
+            ]
         with errors.sdk_errors(self.name, anthropic, self.timeout):
-            message = await client.messages.create(
-                model=API_MODEL_NAMES.get(request.model, request.model),
-                max_tokens=MAX_ANSWER_TOKENS,
+            message = await self._client().messages.create(
+                model=vendor_model_name(request.model),
+                max_tokens=self.settings.max_answer_tokens,
                 system=system_prompt(request),
                 messages=[{"role": "user", "content": request.query}],
+                **options,
             )
-        return self.to_answer(message, request)
+        return self.to_answer(message, request, search)
 
-    def to_answer(self, message: Any, request: AiRequest) -> AiAnswer:
+    def to_answer(self, message: Any, request: AiRequest, search: WebSearch) -> AiAnswer:
         """The answer in a Messages response, or the ProviderError it amounts to."""
         from anthropic.types import Message
 
@@ -88,19 +115,60 @@ class AnthropicProvider:
             raise errors.malformed_body(
                 self.name, f"expected a message, got: {str(message)[:120]!r}"
             )
+        usage = message.usage
+        cache_read = count(attribute(usage, "cache_read_input_tokens"))
+        served = Served(
+            model=message.model,
+            request_id=getattr(message, "_request_id", None) or message.id,
+            usage=Usage(
+                # Anthropic's input_tokens leaves out what was read from or written to the
+                # prompt cache; the total is what was sent.
+                input_tokens=count(attribute(usage, "input_tokens"))
+                + cache_read
+                + count(attribute(usage, "cache_creation_input_tokens")),
+                output_tokens=count(attribute(usage, "output_tokens")),
+                cached_tokens=cache_read,
+                search_calls=count(
+                    attribute(attribute(usage, "server_tool_use"), "web_search_requests")
+                ),
+            ),
+        )
+        blocks = message.content
+        last_search = max(
+            (i for i, b in enumerate(blocks) if getattr(b, "type", None) in SEARCH_BLOCKS),
+            default=-1,
+        )
         texts: list[str] = []
-        urls: list[Any] = []
-        for block in message.content:
-            if getattr(block, "type", None) != "text":
+        cited: list[Source | None] = []
+        retrieved: list[Source | None] = []
+        for index, block in enumerate(blocks):
+            kind = getattr(block, "type", None)
+            results = attribute(block, "content") if kind == "web_search_tool_result" else None
+            if isinstance(results, list):  # else an error object: the search failed
+                for result in results:
+                    retrieved.append(
+                        web_source(attribute(result, "url"), attribute(result, "title"))
+                    )
+            if kind != "text" or index < last_search:
                 continue
             texts.append(str(getattr(block, "text", "") or ""))
             for citation in getattr(block, "citations", None) or []:
-                urls.append(getattr(citation, "url", None))
-        text = "".join(texts)
+                cited.append(web_source(attribute(citation, "url"), attribute(citation, "title")))
+        text = "".join(texts).strip()
         if message.stop_reason == "refusal":
             raise errors.refused(self.name, text or "stop_reason refusal")
-        if not text.strip():
+        if message.stop_reason == "max_tokens":
+            raise errors.truncated(self.name, "stop_reason max_tokens", served)
+        if message.stop_reason == "pause_turn":
+            raise errors.truncated(self.name, "stop_reason pause_turn", served, retryable=True)
+        if not text:
             raise errors.empty_answer(self.name, f"stop_reason {message.stop_reason}")
         return AiAnswer(
-            text=text, provider=self.name, model=request.model, citations=unique_urls(urls)
+            text=text,
+            provider=self.name,
+            model=request.model,
+            cited=distinct(cited),
+            retrieved=distinct(retrieved),
+            served=served,
+            web_search=search,
         )

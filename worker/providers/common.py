@@ -1,5 +1,5 @@
 """What the real providers share: the prompt that carries language and country, the
-client cache (per process and event loop), and citation clean-up."""
+client cache (per process and event loop), and sources."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import hashlib
 import inspect
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from shared.settings import Settings
-from worker.providers.base import AiRequest
+from worker.providers.base import AiRequest, Source
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,7 @@ T = TypeVar("T")
 
 _clients: dict[tuple[str, ...], Any] = {}
 _clients_lock = threading.Lock()
+_COUNTRY_CODE = re.compile(r"^[A-Za-z]{2}$")
 
 
 def system_prompt(request: AiRequest) -> str:
@@ -102,15 +106,56 @@ def connection_limits(settings: Settings) -> Any:
     return httpx2.Limits(max_connections=size, max_keepalive_connections=size)
 
 
-def unique_urls(urls: Iterable[Any]) -> list[str]:
-    """The http(s) URLs among ``urls``, stripped, first occurrence kept, in order."""
-    seen: set[str] = set()
-    result = []
-    for url in urls:
-        if not isinstance(url, str):
+def domain_of(url: str | None) -> str:
+    """The host of ``url`` without ``www.`` (empty when there is none)."""
+    if not url:
+        return ""
+    host = urlsplit(url).hostname or ""
+    return host.removeprefix("www.")
+
+
+def web_source(url: Any, title: Any = None) -> Source | None:
+    """A source for an http(s) ``url`` (None for anything else)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    if not url.lower().startswith(("http://", "https://")) or not domain_of(url):
+        return None
+    return Source(url=url, domain=domain_of(url), title=title if isinstance(title, str) else None)
+
+
+def distinct(sources: Iterable[Source | None]) -> list[Source]:
+    """The sources in order, each page once (the first occurrence, which keeps its title;
+    a later one fills in a missing title)."""
+    found: dict[str, Source] = {}
+    for source in sources:
+        if source is None:
             continue
-        url = url.strip()
-        if url.lower().startswith(("http://", "https://")) and url not in seen:
-            seen.add(url)
-            result.append(url)
-    return result
+        key = source.url or source.redirect_url or source.domain
+        seen = found.get(key)
+        if seen is None:
+            found[key] = source
+        elif seen.title is None and source.title:
+            found[key] = replace(seen, title=source.title)
+    return list(found.values())
+
+
+def country_code(request: AiRequest) -> str | None:
+    """The query's country as an ISO 3166-1 alpha-2 code, the form search tools take."""
+    country = (request.country or "").strip()
+    return country.upper() if _COUNTRY_CODE.match(country) else None
+
+
+def approximate_location(request: AiRequest) -> dict[str, str]:
+    """The ``user_location`` OpenAI's and Anthropic's search tools take. Without a country
+    the tools assume the US, so an unknown country sends only the type."""
+    location = {"type": "approximate"}
+    code = country_code(request)
+    if code:
+        location["country"] = code
+    return location
+
+
+def count(value: Any) -> int:
+    """A token count from a vendor payload (None and junk count as 0)."""
+    return value if isinstance(value, int) and value > 0 else 0

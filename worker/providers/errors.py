@@ -9,6 +9,8 @@ failure                                                retryable   retry_after
 timeout (no response within provider_timeout_seconds)  yes         None (worker's backoff)
 connection refused / reset / dropped, DNS, TLS         yes         None
 HTTP 429 (rate limited)                                yes         Retry-After / retry-after-ms
+HTTP 429 on a per-day quota (OpenAI RPD, Gemini        yes         at least an hour
+``...PerDay...`` quota id)
 HTTP 429 with code ``insufficient_quota`` (billing)    no          --
 HTTP 408, 409 (request timeout, lock conflict)         yes         Retry-After if sent
 HTTP 5xx, 529 and ``overloaded_error`` at any status   yes         Retry-After if sent
@@ -40,7 +42,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from worker.providers.base import ProviderError
+from worker.providers.base import ProviderError, Served
 
 try:  # the SDKs' own HTTP stack (a fork of httpx with its own exception classes)
     import httpx2
@@ -64,6 +66,7 @@ _TRANSPORT += (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, *_TIME
 _BAD_URL += (aiohttp.InvalidURL,)
 
 MAX_MESSAGE_CHARS = 300
+DAILY_QUOTA_WAIT_SECONDS = 3600.0
 RETRYABLE_4XX = frozenset({408, 409, 429})
 # Error codes that mean "retrying cannot help" although the status alone says it might.
 PERMANENT_CODES = frozenset({"insufficient_quota"})
@@ -187,6 +190,9 @@ def http_error(
     if should_retry in ("true", "false"):
         retryable = should_retry == "true"
     wait = retry_after_seconds(lowered, body) if retryable else None
+    if status == 429 and retryable and is_daily_quota(message, body):
+        # A day's quota is spent: asking again within seconds only burns attempts.
+        wait = max(wait or 0.0, DAILY_QUOTA_WAIT_SECONDS)
     text = _clip(message or error_message(body) or f"HTTP {status}")
     parts = [f"{provider}: HTTP {status}"]
     if code:
@@ -195,6 +201,15 @@ def http_error(
     if wait is not None:
         summary += f" (retry after {wait:g}s)"
     return ProviderError(summary, retryable=retryable, retry_after=wait)
+
+
+_PER_DAY = re.compile(r"per ?day|\(RPD\)|\(TPD\)", re.IGNORECASE)
+
+
+def is_daily_quota(message: str, body: Any) -> bool:
+    """Whether a 429 is a per-day quota (OpenAI's "requests per day (RPD)", Gemini's
+    ``QuotaFailure`` quota id ``...PerDay...``) rather than a per-minute limit."""
+    return bool(_PER_DAY.search(message or "") or _PER_DAY.search(json.dumps(body, default=str)))
 
 
 def is_transport_error(exc: BaseException) -> bool:
@@ -244,6 +259,19 @@ def empty_answer(provider: str, detail: str = "") -> ProviderError:
     if detail:
         message += f" ({_clip(detail)})"
     return ProviderError(message, retryable=False)
+
+
+def truncated(
+    provider: str, reason: str, served: Served | None, *, retryable: bool = False
+) -> ProviderError:
+    """The vendor stopped before the answer was complete (the output token cap, a paused
+    tool loop): never stored as a success. A cut at the token cap would be cut again, so
+    it fails; a paused turn is asked again."""
+    return ProviderError(
+        f"{provider}: the answer is incomplete ({reason}); an incomplete answer is not stored",
+        retryable=retryable,
+        served=served,
+    )
 
 
 def refused(provider: str, detail: str) -> ProviderError:
@@ -308,3 +336,7 @@ def sdk_errors(provider: str, sdk: ModuleType, timeout: float) -> Iterator[None]
         raise connection_error(provider, exc) from exc
     except json.JSONDecodeError as exc:
         raise malformed_body(provider, f"the body is not JSON ({exc})") from exc
+    except getattr(sdk, "OpenAIError", ()) as exc:
+        # Raised before any request left: the SDK's Vertex provider could not get Google
+        # credentials (a metadata server or token endpoint hiccup is worth another try).
+        raise ProviderError(f"{provider}: {exc}", retryable=True) from exc

@@ -25,7 +25,7 @@ Responses:
 
 * ``200`` ``{"text": "<the answer>", "citations": ["https://...", ...]}`` — success.
   ``text`` is required and non-empty; ``citations`` is optional, a list of URLs (strings,
-  or objects with a ``url``), in the order the source shows them.
+  or objects with a ``url`` and an optional ``title``), in the order the source shows them.
 * ``200`` ``{"text": "", "refusal": "<why>"}`` — the source declined or showed no answer
   for this query (e.g. no AI overview on that results page): fails, not retried.
 * ``429`` with ``Retry-After`` (seconds or HTTP-date) or ``retry-after-ms`` — retried, no
@@ -52,8 +52,8 @@ import aiohttp
 from shared.ai_models import MODEL_PROVIDERS
 from shared.settings import Settings
 from worker.providers import errors
-from worker.providers.base import AiAnswer, AiRequest, ProviderError
-from worker.providers.common import shared_client, unique_urls
+from worker.providers.base import AiAnswer, AiRequest, ProviderError, WebSearch
+from worker.providers.common import distinct, shared_client, web_source
 
 
 class SearchEndpointProvider:
@@ -132,7 +132,15 @@ class SearchEndpointProvider:
         citations = body.get("citations") or []
         if not isinstance(citations, list):
             raise errors.malformed_body(source, "'citations' is not a list")
-        urls = [c.get("url") if isinstance(c, dict) else c for c in citations]
+        cited = [
+            web_source(c.get("url"), c.get("title")) if isinstance(c, dict) else web_source(c)
+            for c in citations
+        ]
         return AiAnswer(
-            text=text, provider=source, model=request.model, citations=unique_urls(urls)
+            text=text,
+            provider=source,
+            model=request.model,
+            cited=distinct(cited),
+            retrieved=distinct(cited),
+            web_search=WebSearch.ON,  # a results page or a consumer app: always searched
         )

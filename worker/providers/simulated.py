@@ -12,7 +12,8 @@ import hashlib
 import random
 
 from shared.settings import Settings
-from worker.providers.base import AiAnswer, AiRequest, ProviderError
+from worker.providers.base import AiAnswer, AiRequest, ProviderError, Served, WebSearch
+from worker.providers.common import distinct, web_source
 
 SOURCE_DOMAINS = (
     "en.wikipedia.org",
@@ -63,10 +64,14 @@ class SimulatedProvider:
         else:
             lines.append("No specific brand stands out in the sources reviewed.")
         lines.append("Sources: " + " ".join(citations))
+        sources = distinct(web_source(url) for url in citations)
         return AiAnswer(
             text="\n".join(lines),
             provider=self.name,
             model=request.model,
-            citations=citations,
+            cited=sources,
+            retrieved=sources,
+            served=Served(model=f"simulated:{request.model}"),
+            web_search=WebSearch.ON if request.web_search else WebSearch.OFF,
             simulated=True,
         )
