@@ -815,7 +815,6 @@ class FakeGoogleOAuth(FakeServer):
         if not self.serves(request):
             return None
 
-
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return Response.json(400, {"error": "unsupported_grant_type"})
