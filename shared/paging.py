@@ -1,12 +1,19 @@
-"""Offset paging: one page of a statement's rows and the count behind it."""
+"""Paging: by offset (one page of a statement's rows and the count behind it), and by
+keyset cursor (pages that stay put while rows are being added)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from shared.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -24,3 +31,72 @@ def paginate(session: Session, stmt: Select[Any], limit: int, page: int) -> Page
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(limit).offset((page - 1) * limit)))
     return Page(items, total, limit, page)
+
+
+# -- keyset (cursor) paging ------------------------------------------------------------
+#
+# A cursor names the last row of a page by (sort value, id); the next page starts strictly
+# after it in the same order. Rows created while a client pages do not shift the pages as
+# offsets would: nothing is skipped or repeated among the rows that existed when it began.
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """One page of rows, and the cursor to the next page (None at the end)."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(sort: str, descending: bool, value: Any, row_id: uuid.UUID) -> str:
+    """An opaque, URL-safe token for the position after (``value``, ``row_id``)."""
+    if isinstance(value, datetime):
+        value = {"t": value.astimezone(UTC).isoformat()}
+    payload = {"s": sort, "d": descending, "v": value, "id": str(row_id)}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str, sort: str, descending: bool) -> tuple[Any, uuid.UUID]:
+    """The (sort value, id) ``token`` names; InvalidInput when it is not one of ours, or
+    was made for another order than the one asked for now."""
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if payload["s"] != sort or payload["d"] != descending:
+            raise InvalidInput(
+                "lastEvaluatedKey belongs to another sort order: page with the same "
+                "sortBy and sortOrder, or start again without it"
+            )
+        value = payload["v"]
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["t"])
+        return value, uuid.UUID(payload["id"])
+    except InvalidInput:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("lastEvaluatedKey is not a cursor from a previous answer") from exc
+
+
+def keyset_page(
+    session: Session,
+    stmt: Select[Any],
+    *,
+    sort: str,
+    column: InstrumentedAttribute[Any],
+    id_column: InstrumentedAttribute[Any],
+    descending: bool,
+    cursor: str | None,
+    limit: int,
+) -> KeysetPage:
+    """One page of ``stmt`` ordered by (``column``, ``id_column``), after ``cursor``."""
+    if cursor:
+        value, row_id = decode_cursor(cursor, sort, descending)
+        after = tuple_(column, id_column)
+        stmt = stmt.where(after < (value, row_id) if descending else after > (value, row_id))
+    order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
+    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    items = rows[:limit]
+    if len(rows) <= limit:
+        return KeysetPage(items, None)
+    last = items[-1]
+    key = getattr(last, column.key)
+    return KeysetPage(items, encode_cursor(sort, descending, key, last.id))

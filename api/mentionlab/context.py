@@ -7,6 +7,7 @@ import uuid
 from flask import request
 
 from api.auth import authenticate_request
+from api.params import path_uuid as path_uuid  # the family's views import it from here
 from shared.accounts.auth import Principal
 from shared.errors import InvalidInput, NotFound
 
@@ -69,11 +70,3 @@ def required_project_id() -> uuid.UUID:
     project_id = project_id_header(required=True)
     assert project_id is not None
     return project_id
-
-
-def path_uuid(raw: str, what: str) -> uuid.UUID:
-    """A path id; an id that is not a UUID cannot exist, so it is a 404."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"{what} {raw} not found") from None

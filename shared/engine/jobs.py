@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,7 +22,7 @@ from shared.engine.cancel import cancel_executions
 from shared.errors import Conflict, NotFound
 from shared.messaging import publisher
 from shared.models import TERMINAL_JOB_STATUSES, Execution, Job, JobStatus, utcnow
-from shared.paging import Page, paginate
+from shared.paging import KeysetPage, Page, keyset_page, paginate
 from shared.scoping import get_owned
 from shared.settings import get_settings
 
@@ -131,3 +132,43 @@ def list_executions(
     job = get_job(session, organisation_id, job_id)
     stmt = select(Execution).where(Execution.job_id == job.id).order_by(Execution.seq)
     return paginate(session, stmt, limit, page)
+
+
+# Sortable job fields, by their public names.
+JOB_SORTS = {"createdAt": Job.created_at, "updatedAt": Job.updated_at, "status": Job.status}
+
+
+def browse_jobs(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    job_types: list[str] | None = None,
+    status: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    sort: str = "createdAt",
+    descending: bool = True,
+    cursor: str | None = None,
+    limit: int,
+) -> KeysetPage:
+    """The organisation's jobs of every type, filtered, in cursor pages that neither skip
+    nor repeat a job while new ones are created."""
+    stmt = select(Job).where(Job.organisation_id == organisation_id)
+    if job_types is not None:
+        stmt = stmt.where(Job.type.in_(job_types))
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if created_from is not None:
+        stmt = stmt.where(Job.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(Job.created_at <= created_to)
+    return keyset_page(
+        session,
+        stmt,
+        sort=sort,
+        column=JOB_SORTS[sort],
+        id_column=Job.id,
+        descending=descending,
+        cursor=cursor,
+        limit=limit,
+    )

@@ -1,0 +1,20 @@
+"""Valpay's answers: ``{success, data, message}``; a 401 is the documented fixed body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized - Invalid or missing token"}
+
+
+def ok(data: Any, message: str) -> dict[str, Any]:
+    return {"success": True, "data": data, "message": message}
+
+
+def error_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+    """Errors: ``{success: false, data: null, message}`` (validation errors list each
+    failing field in ``data.errors``); 401 ``{statusCode: 401, message}`` as documented."""
+    if status == 401:
+        return dict(UNAUTHORIZED)
+    data = {"errors": details} if details else None
+    return {"success": False, "data": data, "message": message}

@@ -1,0 +1,98 @@
+"""``/v1/jobs``: list (cursor pages), create and get the caller's jobs of every type.
+
+A job belongs to the organisation of the JWT's user: every user of an organisation sees
+its jobs, another organisation's are 404 and absent from lists.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import authenticate_request, current_principal
+from api.params import path_uuid
+from api.valpay import schemas
+from api.valpay.envelope import ok
+from shared.db import session_scope
+from shared.engine import jobs as engine_jobs
+from shared.mentionlab import runs
+
+blp = Blueprint("valpay-jobs", __name__, url_prefix="/v1/jobs", description="Jobs (Valpay)")
+
+
+@blp.before_request
+def authenticate_first() -> None:
+    authenticate_request()
+
+
+def _when(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(schemas.ListJobsArgs, location="query")
+    @blp.response(200, schemas.JobListAnswer)
+    @blp.alt_response(400, description="Bad request - Invalid query parameters")
+    @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Get all jobs for the authenticated user"""
+        job_types = None
+        if "jobType" in args:
+            job_types = [args["jobType"]]
+        if "resultType" in args:
+            kinds = [t for t, kind in schemas.RESULT_TYPES.items() if kind == args["resultType"]]
+            job_types = [t for t in (job_types or kinds) if t in kinds]
+        with session_scope() as session:
+            page = engine_jobs.browse_jobs(
+                session,
+                current_principal().organisation_id,
+                job_types=job_types,
+                status=args.get("status"),
+                created_from=_when(args.get("dateFrom")),
+                created_to=_when(args.get("dateTo")),
+                sort=args["sortBy"],
+                descending=args["sortOrder"] == "desc",
+                cursor=args.get("lastEvaluatedKey"),
+                limit=args["limit"],
+            )
+            data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
+        if page.next_cursor is not None:
+            data["lastEvaluatedKey"] = page.next_cursor
+        return ok(data, "Jobs retrieved successfully")
+
+    @blp.arguments(schemas.CreateJobSchema)
+    @blp.response(201, schemas.JobAnswer)
+    @blp.alt_response(400, description="Bad request - Invalid input data")
+    @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")
+    @blp.alt_response(404, description="The payload's project is not the caller's")
+    @blp.alt_response(
+        422, description="The project has no queries, or a model's provider is not configured"
+    )
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a new job"""
+        payload = schemas.PAYLOAD_SCHEMAS[body["jobType"]]().load(body["payload"])
+        job = runs.trigger_ai_job(
+            current_principal(),
+            payload["projectId"],
+            payload["aiModels"],
+            payload["executionCount"],
+        )
+        return ok(job, "Job created successfully")
+
+
+@blp.route("/<job_id>")
+class JobById(MethodView):
+    @blp.response(200, schemas.JobAnswer)
+    @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")
+    @blp.alt_response(404, description="Job not found or does not belong to the authenticated user")
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Get a specific job by ID"""
+        with session_scope() as session:
+            job = engine_jobs.get_job(
+                session, current_principal().organisation_id, path_uuid(job_id, "Job")
+            )
+            return ok(job, "Job retrieved successfully")

@@ -1,0 +1,143 @@
+"""Valpay's request and answer shapes. Job timestamps are Unix milliseconds, as the list's
+``dateFrom``/``dateTo`` filters are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.mentionlab.schemas import TriggerJobSchema
+from shared.engine.jobs import JOB_SORTS
+from shared.models import JobStatus, JobType
+
+# What each job type's executions produce: the list's resultType filter.
+RESULT_TYPES = {
+    JobType.AI_QUERIES.value: "ai_answers",
+    JobType.BATCH.value: "data_points",
+    JobType.KB_SYNC.value: "kb_rows",
+}
+# The job types this API creates today (batch and kb_sync join when their families land).
+CREATABLE = (JobType.AI_QUERIES.value,)
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
+
+
+def millis(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+class ListJobsArgs(Schema):
+    limit = fields.Integer(
+        required=True,
+        strict=False,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Number of items to return (1-100)"},
+    )
+    lastEvaluatedKey = fields.String(
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Cursor for pagination: the exact base64 token from the previous "
+            "response (absent there at the end)"
+        },
+    )
+    jobType = fields.String(validate=validate.OneOf(list(RESULT_TYPES)))
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
+    resultType = fields.String(validate=validate.OneOf(sorted(set(RESULT_TYPES.values()))))
+    dateFrom = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_MS),
+        metadata={"description": "Jobs created from this Unix time in milliseconds"},
+    )
+    dateTo = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_MS),
+        metadata={"description": "Jobs created until this Unix time in milliseconds"},
+    )
+    sortBy = fields.String(load_default="createdAt", validate=validate.OneOf(list(JOB_SORTS)))
+    sortOrder = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+
+    @validates_schema
+    def dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "dateFrom" in data and "dateTo" in data and data["dateFrom"] > data["dateTo"]:
+            raise ValidationError("dateFrom must not be after dateTo", "dateTo")
+
+
+class AiQueriesPayload(TriggerJobSchema):
+    """An AI run, as ``POST /api/jobs/trigger`` takes it, plus the project it runs."""
+
+    projectId = fields.UUID(required=True, metadata={"description": "The project to run"})
+
+
+PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {JobType.AI_QUERIES.value: AiQueriesPayload}
+
+
+class CreateJobSchema(Schema):
+    jobType = fields.String(
+        required=True,
+        validate=validate.OneOf(CREATABLE),
+        metadata={"description": "The type of job to create"},
+    )
+    payload = fields.Dict(
+        required=True,
+        metadata={
+            "description": "The job payload: for ai_queries, {projectId, aiModels, "
+            "executionCount} as the Mentionlab trigger takes them"
+        },
+    )
+
+    @validates_schema
+    def payload_fits_its_type(self, data: dict[str, Any], **kwargs: Any) -> None:
+        schema = PAYLOAD_SCHEMAS.get(data.get("jobType", ""))
+        if schema is None or not isinstance(data.get("payload"), dict):
+            return
+        errors = schema().validate(data["payload"])
+        if errors:
+            raise ValidationError({"payload": errors})
+
+
+class ProgressSchema(Schema):
+    total = fields.Integer()
+    pending = fields.Integer()
+    retrying = fields.Integer()
+    success = fields.Integer()
+    failed = fields.Integer()
+
+
+class JobSchema(Schema):
+    jobId = fields.UUID(attribute="id")
+    jobType = fields.String(attribute="type")
+    status = fields.String()
+    resultType = fields.Function(lambda job: RESULT_TYPES.get(job.type))
+    payload = fields.Dict()
+    progress = fields.Function(lambda job: ProgressSchema().dump(job), metadata={"type": "object"})
+    cost = fields.Float(metadata={"description": "USD spent on the job's calls so far"})
+    projectId = fields.UUID(attribute="project_id", allow_none=True)
+    createdAt = fields.Function(lambda job: millis(job.created_at), metadata={"type": "integer"})
+    updatedAt = fields.Function(lambda job: millis(job.updated_at), metadata={"type": "integer"})
+    startedAt = fields.Function(lambda job: millis(job.started_at), metadata={"type": "integer"})
+    finishedAt = fields.Function(lambda job: millis(job.finished_at), metadata={"type": "integer"})
+
+
+def answer_schema(data: type[Schema] | Schema, name: str) -> type[Schema]:
+    """The documented ``{success, data, message}`` answer around ``data``."""
+    return Schema.from_dict(
+        {
+            "success": fields.Boolean(),
+            "data": fields.Nested(data),
+            "message": fields.String(),
+        },
+        name=name,
+    )
+
+
+JobListData = Schema.from_dict(
+    {
+        "jobs": fields.List(fields.Nested(JobSchema)),
+        "count": fields.Integer(),
+        "lastEvaluatedKey": fields.String(
+            metadata={"description": "Pass it back for the next page; absent at the end"}
+        ),
+    },
+    name="JobListData",
+)
+JobAnswer = answer_schema(JobSchema, "JobAnswer")
+JobListAnswer = answer_schema(JobListData, "JobListAnswer")
