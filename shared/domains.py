@@ -4,6 +4,7 @@ Every process that writes job transitions (the API cancels, workers finish) impo
 each ``job.finished`` event is written for every consumer, whichever process ends the job.
 """
 
+import shared.batches
 import shared.mentionlab  # noqa: F401
 
-DOMAINS = ("mentionlab",)
+DOMAINS = ("mentionlab", "batches")

@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         """The price of ``vendor_model``: this setting's entry, else the default table."""
         return self.model_prices.get(vendor_model) or DEFAULT_MODEL_PRICES.get(vendor_model)
 
+    # Outbound URLs given by users (batch input files, callbacks) may reach loopback and
+    # private addresses only when this is on (development and tests; never in production).
+    allow_private_urls: bool = False
+    # A batch's input file: at most this large, fetched within this long.
+    input_file_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    input_file_timeout_seconds: float = Field(default=20.0, gt=0)
+
     # Auth
     jwt_ttl_seconds: int = 7 * 24 * 3600
     api_rate_limit: str = "1200 per minute"

@@ -16,9 +16,11 @@ from api.auth import authenticate_request, current_principal
 from api.params import path_uuid
 from api.valpay import schemas
 from api.valpay.envelope import ok
+from shared.batches import service as batches
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
 from shared.mentionlab import runs
+from shared.models import JobType
 
 blp = Blueprint("valpay-jobs", __name__, url_prefix="/v1/jobs", description="Jobs (Valpay)")
 
@@ -75,12 +77,24 @@ class Jobs(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a new job"""
         payload = schemas.PAYLOAD_SCHEMAS[body["jobType"]]().load(body["payload"])
-        job = runs.trigger_ai_job(
-            current_principal(),
-            payload["projectId"],
-            payload["aiModels"],
-            payload["executionCount"],
-        )
+        if body["jobType"] == JobType.BATCH.value:
+            job, _ = batches.create_batch(
+                current_principal(),
+                payload["appId"],
+                inputs=payload.get("inputs"),
+                inputs_file_url=payload.get("inputsFileUrl"),
+                callback_url=payload.get("callbackUrl"),
+                metadata=payload["metadata"],
+                tags=payload["tags"],
+                parked=payload["pending"],
+            )
+        else:
+            job = runs.trigger_ai_job(
+                current_principal(),
+                payload["projectId"],
+                payload["aiModels"],
+                payload["executionCount"],
+            )
         return ok(job, "Job created successfully")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.mentionlab.schemas import TriggerJobSchema
+from api.superai.schemas import CreateJobsSchema
 from shared.engine.jobs import JOB_SORTS
 from shared.models import JobStatus, JobType
 
@@ -18,8 +19,8 @@ RESULT_TYPES = {
     JobType.BATCH.value: "data_points",
     JobType.KB_SYNC.value: "kb_rows",
 }
-# The job types this API creates today (batch and kb_sync join when their families land).
-CREATABLE = (JobType.AI_QUERIES.value,)
+# The job types this API creates (kb_sync joins with its family).
+CREATABLE = (JobType.AI_QUERIES.value, JobType.BATCH.value)
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
 
 
@@ -67,7 +68,16 @@ class AiQueriesPayload(TriggerJobSchema):
     projectId = fields.UUID(required=True, metadata={"description": "The project to run"})
 
 
-PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {JobType.AI_QUERIES.value: AiQueriesPayload}
+class BatchPayload(CreateJobsSchema):
+    """A batch, as ``POST /v1/apps/{appId}/jobs`` takes it, plus its app."""
+
+    appId = fields.UUID(required=True, metadata={"description": "The app (project)"})
+
+
+PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
+    JobType.AI_QUERIES.value: AiQueriesPayload,
+    JobType.BATCH.value: BatchPayload,
+}
 
 
 class CreateJobSchema(Schema):

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.engine import outbox
+from shared.engine.counters import move_counters
 from shared.engine.finish import ended_failed
 from shared.engine.locks import lock_job
 from shared.errors import Conflict
@@ -15,6 +16,7 @@ from shared.models import (
     ACTIVE_EXECUTION_STATUSES,
     TERMINAL_JOB_STATUSES,
     Execution,
+    ExecutionStatus,
     Job,
     JobStatus,
     utcnow,
@@ -68,3 +70,29 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     outbox.emit_job_finished(
         session, job_id, job.organisation_id, job.type, JobStatus.CANCELED.value, now
     )
+
+
+def cancel_execution(session: Session, job_id: uuid.UUID, execution_id: uuid.UUID) -> bool:
+    """Cancel one unfinished execution in the caller's transaction: it ends failed with
+    error ``canceled`` and one count moves to ``failed`` (an attempt still running finds its
+    lease gone when it finishes, and is not counted). False when it had already finished.
+
+    The execution's row lock is taken before its status is read, so of a cancel and a
+    finisher exactly one moves it; the job row's lock (in the counter move) orders this
+    with the other finishers of the job, as they do among themselves.
+    """
+    status = session.scalar(
+        select(Execution.status)
+        .where(Execution.id == execution_id, Execution.job_id == job_id)
+        .with_for_update()
+    )
+    if status not in ACTIVE_EXECUTION_STATUSES:
+        return False
+    now = utcnow()
+    session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id)
+        .values(**ended_failed(CANCELED_ERROR, now))
+    )
+    move_counters(session, job_id, {(status, ExecutionStatus.FAILED.value): 1}, now)
+    return True

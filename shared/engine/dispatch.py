@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, func, or_, select, update
+from sqlalchemy import Table, and_, exists, false, func, or_, select, update
 
 from shared.db import connection_scope
 from shared.engine import workers
@@ -74,6 +74,7 @@ def _ready(now: datetime) -> Any:
     return and_(
         Execution.dispatched_at.is_(None),
         Execution.status.in_(ACTIVE_EXECUTION_STATUSES),
+        Execution.parked == false(),  # as the ready index's predicate says it
         or_(Execution.next_attempt_at.is_(None), Execution.next_attempt_at <= now),
     )
 

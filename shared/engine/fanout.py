@@ -17,16 +17,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
 from shared.db import connection_scope, dialect_name, new_session, session_scope
-from shared.engine import dispatch
+from shared.engine import dispatch, outbox
 from shared.engine.counters import Executor
 from shared.engine.locks import lock_job
-from shared.engine.registry import PlannedItem, planner_for
+from shared.engine.registry import PlanFailed, PlannedItem, planner_for, preparer_for
 from shared.engine.status import status_after_start
-from shared.models import Execution, ExecutionStatus, Job, utcnow
+from shared.models import (
+    TERMINAL_JOB_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    utcnow,
+)
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,8 @@ def fan_out_job(job_id: uuid.UUID) -> int:
     if not plan.should_run:
         log.info("fan-out of job %s skipped: %s", job_id, plan.reason)
         return 0
+    if not prepare(job_id):
+        return 0
     chunk_size = get_settings().fanout_chunk_size
     written = 0
     with new_session() as reader:
@@ -96,6 +105,43 @@ def fan_out_job(job_id: uuid.UUID) -> int:
         )
     log.info("fan-out of job %s wrote %d executions", job_id, written)
     return written
+
+
+def prepare(job_id: uuid.UUID) -> bool:
+    """Run the job type's preparer, if it has one; False when the job failed there."""
+    with session_scope() as session:
+        job_type = session.scalar(select(Job.type).where(Job.id == job_id))
+    preparer = preparer_for(job_type) if job_type is not None else None
+    if preparer is None:
+        return True
+    try:
+        preparer(job_id)
+    except PlanFailed as exc:
+        log.info("job %s cannot be planned: %s", job_id, exc)
+        fail_unplanned_job(job_id, str(exc))
+        return False
+    return True
+
+
+def fail_unplanned_job(job_id: uuid.UUID, reason: str) -> None:
+    """End a job that could not be planned: failed, with ``reason``, no executions, its
+    ``job.finished`` event in the same transaction (a job that has executions, or has
+    ended, is left alone)."""
+    with session_scope() as session:
+        lock_job(session, job_id)
+        job = session.get(Job, job_id, with_for_update={"of": Job})
+        if job is None or job.status in TERMINAL_JOB_STATUSES or job.fanned_out_at is not None:
+            return
+        if session.scalar(select(func.count()).where(Execution.job_id == job_id)):
+            return
+        now = utcnow()
+        job.total = job.pending = job.retrying = job.success = job.failed = 0
+        job.status = JobStatus.FAILED.value
+        job.error = reason
+        job.fanned_out_at = job.finished_at = job.updated_at = now
+        outbox.emit_job_finished(
+            session, job_id, job.organisation_id, job.type, JobStatus.FAILED.value, now
+        )
 
 
 def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, list[PlannedItem]]]:
@@ -142,11 +188,11 @@ def write_chunk(
 # size, and ON CONFLICT makes a repeated (or concurrent) fan-out write nothing twice.
 _INSERT_POSTGRESQL = text(
     """
-    INSERT INTO executions (id, job_id, seq, item_key, item, status, attempts, cost,
+    INSERT INTO executions (id, job_id, seq, item_key, item, parked, status, attempts, cost,
                             created_at, updated_at)
-    SELECT t.id, :job_id, t.seq, t.item_key, t.item, 'pending', 0, 0, :now, :now
+    SELECT t.id, :job_id, t.seq, t.item_key, t.item, t.parked, 'pending', 0, 0, :now, :now
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS t(id uuid, seq integer, item_key text, item jsonb)
+         AS t(id uuid, seq integer, item_key text, item jsonb, parked boolean)
     ON CONFLICT (id) DO NOTHING
     """
 )
@@ -167,7 +213,13 @@ def _insert_postgresql(
             "now": now,
             "rows": json.dumps(
                 [
-                    {"id": str(i), "seq": seq_start + n, "item_key": p.key, "item": p.item}
+                    {
+                        "id": str(i),
+                        "seq": seq_start + n,
+                        "item_key": p.key,
+                        "item": p.item,
+                        "parked": p.parked,
+                    }
                     for n, (i, p) in enumerate(zip(ids, chunk, strict=True))
                 ]
             ),
@@ -191,6 +243,7 @@ def _insert_each(
             "seq": seq_start + offset,
             "item_key": p.key,
             "item": p.item,
+            "parked": p.parked,
             "status": ExecutionStatus.PENDING.value,
             "attempts": 0,
             "cost": 0.0,

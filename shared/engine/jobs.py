@@ -18,10 +18,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.db import UnitOfWork, session_scope, unit_of_work
-from shared.engine.cancel import cancel_executions
+from shared.engine import dispatch
+from shared.engine.cancel import cancel_execution, cancel_executions
 from shared.errors import Conflict, NotFound
 from shared.messaging import publisher
-from shared.models import TERMINAL_JOB_STATUSES, Execution, Job, JobStatus, utcnow
+from shared.models import (
+    TERMINAL_JOB_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    utcnow,
+)
 from shared.paging import KeysetPage, Page, keyset_page, paginate
 from shared.scoping import get_owned
 from shared.settings import get_settings
@@ -172,3 +180,36 @@ def browse_jobs(
         cursor=cursor,
         limit=limit,
     )
+
+
+def cancel_one(organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str) -> Execution:
+    """Cancel the organisation's unfinished execution (Conflict when it has finished);
+    the execution as the cancel left it."""
+    with unit_of_work() as work:
+        execution = get_execution(work.session, organisation_id, execution_id, what)
+        if not cancel_execution(work.session, execution.job_id, execution.id):
+            raise Conflict(f"{what} {execution_id} has already finished ({execution.status})")
+        work.session.refresh(execution)
+        work.after_commit(publisher.publish_outbox_drain)  # a job.finished event, if any
+        return execution
+
+
+def queue_parked(organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str) -> Execution:
+    """Release a parked execution to be handed out (Conflict when it is not parked or has
+    finished); dispatch hands it out after the commit."""
+    with unit_of_work() as work:
+        execution = get_execution(work.session, organisation_id, execution_id, what)
+        queued = work.session.execute(
+            update(Execution)
+            .where(
+                Execution.id == execution.id,
+                Execution.parked.is_(True),
+                Execution.status == ExecutionStatus.PENDING.value,
+            )
+            .values(parked=False, updated_at=utcnow())
+        )
+        if not queued.rowcount:  # type: ignore[attr-defined]
+            raise Conflict(f"{what} {execution_id} is not parked ({execution.status})")
+        work.session.refresh(execution)
+        work.after_commit(dispatch.fill)
+        return execution

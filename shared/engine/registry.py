@@ -7,6 +7,7 @@ loop and report one :class:`~shared.engine.outcomes.Outcome` per claimed executi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,13 +22,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PlannedItem:
-    """One execution-to-be: a key unique within its job, and the work as JSON data."""
+    """One execution-to-be: a key unique within its job, and the work as JSON data.
+    A ``parked`` one is written but not handed out until it is queued."""
 
     key: str
     item: dict[str, Any]
+    parked: bool = False
 
 
 Planner = Callable[[Session, "Job"], Iterable[PlannedItem]]
+# Runs before a job's fan-out, once per job, for types whose items must be fetched first
+# (a batch's input file): it may set the job's total, or raise PlanFailed.
+Preparer = Callable[[uuid.UUID], None]
+
+
+class PlanFailed(Exception):
+    """The job cannot be planned (its inputs cannot be had): it fails with this reason."""
+
+
 Report = Callable[["Claim", "Outcome"], None]
 
 
@@ -44,6 +56,7 @@ class Executor(Protocol):
 
 _planners: dict[str, Planner] = {}
 _executors: dict[str, Executor] = {}
+_preparers: dict[str, Preparer] = {}
 
 
 class UnknownJobType(LookupError):
@@ -56,6 +69,14 @@ def register_planner(job_type: str, planner: Planner) -> None:
 
 def register_executor(job_type: str, executor: Executor) -> None:
     _executors[job_type] = executor
+
+
+def register_preparer(job_type: str, preparer: Preparer) -> None:
+    _preparers[job_type] = preparer
+
+
+def preparer_for(job_type: str) -> Preparer | None:
+    return _preparers.get(job_type)
 
 
 def planner_for(job_type: str) -> Planner:

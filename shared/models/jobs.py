@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -124,6 +125,8 @@ class Job(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     parked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the job failed before any execution could run (its input file, say).
+    error: Mapped[str | None] = mapped_column(Text)
     # When the fan-out task was last published (or last made progress), and when the
     # fan-out finished writing every execution. The sweep re-publishes jobs stuck between.
     dispatched_at: Mapped[optional_timestamp]
@@ -150,13 +153,14 @@ class Execution(Base):
     __table_args__ = (
         # Listing order, and the order in which dispatch hands executions out.
         Index("ix_executions_job_seq", "job_id", "seq"),
-        # What dispatch may hand out next: written, not in the broker, not finished.
+        # What dispatch may hand out next: written, not in the broker, not finished, not
+        # parked.
         Index(
             "ix_executions_ready",
             "job_id",
             "seq",
-            postgresql_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL}"),
-            sqlite_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL}"),
+            postgresql_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL} AND parked = false"),
+            sqlite_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL} AND parked = false"),
         ),
         # What is in the broker or in a worker's hands: a few groups per worker slot, so
         # counting it and scanning it for dead leases stays cheap whatever the job sizes.
@@ -180,6 +184,8 @@ class Execution(Base):
     lease_expires_at: Mapped[optional_timestamp]
     next_attempt_at: Mapped[optional_timestamp]
     dispatched_at: Mapped[optional_timestamp]
+    # Written but held back until queued (a parked batch input): dispatch skips it.
+    parked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     result: Mapped[dict[str, Any] | None] = mapped_column()
     # A small digest of the result that job summaries aggregate (the result itself may be
     # large and stored out of line; this stays small and in the row).

@@ -33,6 +33,9 @@ class Project(Base):
     # Ask models with their web search (None: as the provider's setting says; False: the
     # bare model, for users who want what the model knows without searching).
     web_search: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=None)
+    # As an app of the batches API: how each input is processed ({promptTemplate, model,
+    # webSearch}); None: the defaults (see shared.batches.processor).
+    processor: Mapped[dict[str, Any] | None] = mapped_column(nullable=True, default=None)
     recurrence: Mapped[str] = mapped_column(String(20), default="manual")
     recurrence_status: Mapped[str] = mapped_column(String(20), default="active")
     # The next scheduled run (UTC); None when the recurrence is manual or paused.

@@ -299,3 +299,15 @@ def test_the_family_has_its_own_spec_and_envelope(client: FlaskClient, tenant: T
     response = client.delete(f"/v1/jobs/{uuid.uuid4()}", headers=bearer(tenant))
     assert response.status_code == 405
     assert response.json["success"] is False and response.json["data"] is None
+
+
+def test_create_a_batch_job(client: FlaskClient, tenant: Tenant) -> None:
+    payload = {"appId": str(tenant.project_id), "inputs": [{"text": "a"}, {"text": "b"}]}
+    response = create(client, tenant, {"jobType": "batch", "payload": payload})
+    assert response.status_code == 201, response.json
+    job = response.json["data"]
+    assert (job["jobType"], job["resultType"]) == ("batch", "data_points")
+    assert job["progress"]["total"] == 2
+    bad = create(client, tenant, {"jobType": "batch", "payload": {"appId": payload["appId"]}})
+    assert bad.status_code == 400
+    assert any(e.startswith("payload.inputs: ") for e in bad.json["data"]["errors"])

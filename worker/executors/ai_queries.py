@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from shared.ai_models import provider_for_model, vendor_model_name
 from shared.db import connection_scope
 from shared.engine.claim import Claim
 from shared.engine.outcomes import Outcome
@@ -32,11 +31,8 @@ from shared.mentionlab.answers import (
 )
 from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Project, Query
-from shared.pricing import call_cost
-from shared.settings import get_settings
-from worker.providers.base import AiAnswer, AiProvider, AiRequest, ProviderError, Served, Source
-from worker.providers.registry import provider_for
-from worker.throttle import Permit, provider_throttle
+from worker.executors.calls import call_model
+from worker.providers.base import AiAnswer, AiRequest, Source
 
 log = logging.getLogger(__name__)
 
@@ -116,35 +112,11 @@ class AiQueriesExecutor:
         if context is None:
             report(claim, Outcome.failed("the query of this execution no longer exists"))
             return
-        model = str(item["model"])
-        try:
-            provider = provider_for(model)
-            provider.prepare()
-        except ProviderError as exc:  # not configured, or not callable: no call, no permit
-            report(claim, Outcome.failed(str(exc), retryable=exc.retryable))
-            return
-        throttle = provider_throttle()
-        info = provider_for_model(model)
-        while True:
-            permit = await throttle.acquire(
-                info, max_wait=get_settings().throttle_inline_wait_seconds
-            )
-            if not isinstance(permit, Permit):
-                report(claim, Outcome.deferred(permit))
-                return
-            if permit.fresh():
-                break
-            await permit.release()  # granted too long ago to be on time: take a new slot
-        try:
-            outcome = await call_ai_model(provider, claim, context)
-        finally:
-            await permit.release()
-        report(claim, outcome)
+        report(claim, await ask_query(claim, context))
 
 
-async def call_ai_model(provider: AiProvider, claim: Claim, context: AiContext) -> Outcome:
-    """Ask the model and turn its answer (or failure) into an :class:`Outcome`, with what
-    the attempt cost (a failed attempt the vendor billed costs too)."""
+async def ask_query(claim: Claim, context: AiContext) -> Outcome:
+    """Ask the execution's model its query, in its country, and judge the answer."""
     item: dict[str, Any] = claim.item
     model = str(item["model"])
     request = AiRequest(
@@ -157,62 +129,33 @@ async def call_ai_model(provider: AiProvider, claim: Claim, context: AiContext) 
         brand_names=tuple(b.display_name for b in context.brands),
         web_search=context.web_search is not False,  # the project's choice; None: on
     )
-    started = time.perf_counter()
-    try:
-        answer = await provider.answer(request)
-    except ProviderError as exc:
-        cost = attempt_cost(model, exc.served) if exc.served is not None else None
-        return Outcome.failed(
-            str(exc),
-            retryable=exc.retryable,
-            retry_after=exc.retry_after,
+
+    def judged(answer: AiAnswer, cost: float | None, latency_ms: float) -> Outcome:
+        entities = find_mentions(answer.text, context.brands)
+        mentioned = any(e["isPrimary"] and e["mentioned"] for e in entities)
+        cited, retrieved = source_lists(answer)
+        return Outcome.succeeded(
+            {
+                "text": answer.text,
+                "sources": cited,
+                "retrievedSources": retrieved,
+                "webSearch": answer.web_search.value,
+                "entities": entities,
+                "simulated": answer.simulated,
+                "provider": answer.provider,
+                "model": answer.model,
+                "servedModel": answer.served.model,
+                "requestId": answer.served.request_id,
+                "usage": answer.served.usage.as_dict(),
+                "cost": cost or 0.0,
+                "costKnown": cost is not None,
+                "latencyMs": latency_ms,
+            },
+            summary={"mentioned": mentioned},
             cost=cost or 0.0,
         )
-    except Exception as exc:  # an unexpected bug: bounded by max_attempts, error kept
-        log.exception("execution %s: unexpected provider error", claim.execution_id)
-        return Outcome.failed(f"internal error: {exc!r}", retryable=True)
-    entities = find_mentions(answer.text, context.brands)
-    mentioned = any(e["isPrimary"] and e["mentioned"] for e in entities)
-    cost = None if answer.simulated else attempt_cost(model, answer.served)
-    cited, retrieved = source_lists(answer)
-    return Outcome.succeeded(
-        {
-            "text": answer.text,
-            "sources": cited,
-            "retrievedSources": retrieved,
-            "webSearch": answer.web_search.value,
-            "entities": entities,
-            "simulated": answer.simulated,
-            "provider": answer.provider,
-            "model": answer.model,
-            "servedModel": answer.served.model,
-            "requestId": answer.served.request_id,
-            "usage": answer.served.usage.as_dict(),
-            "cost": cost or 0.0,
-            "costKnown": cost is not None,
-            "latencyMs": round((time.perf_counter() - started) * 1000, 1),
-        },
-        summary={"mentioned": mentioned},
-        cost=cost or 0.0,
-    )
 
-
-def attempt_cost(model: str, served: Served) -> float | None:
-    """What a call cost in USD, from the price table (None: no price for its model)."""
-    settings = get_settings()
-    price = (served.model and settings.price_of(served.model)) or settings.price_of(
-        vendor_model_name(model)
-    )
-    if price is None:
-        return None
-    usage = served.usage
-    return call_cost(
-        price,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_tokens=usage.cached_tokens,
-        search_calls=usage.search_calls,
-    )
+    return await call_model(request, judged)
 
 
 def source_lists(answer: AiAnswer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

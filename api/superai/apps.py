@@ -1,0 +1,171 @@
+"""``/v1/apps/{appId}``: batches of inputs, their data points, and the app's processor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+import api.superai.schemas as schemas
+from api.auth import authenticate_request, current_principal
+from api.params import path_uuid
+from shared.batches import service
+from shared.batches.processor import Processor
+from shared.batches.service import DataPoint, DataPointState
+from shared.db import session_scope
+from shared.paging import Page
+
+blp = Blueprint("superai-apps", __name__, url_prefix="/v1/apps", description="Batches (super.AI)")
+
+
+@blp.before_request
+def authenticate_first() -> None:
+    authenticate_request()
+
+
+def page_envelope(page: Page, key: str, size: int) -> dict[str, Any]:
+    return {
+        key: page.items,
+        "page": page.page - 1,
+        "size": size,
+        "pages": -(-page.total // size),
+        "total": page.total,
+    }
+
+
+@blp.route("/<app_id>/jobs")
+class Jobs(MethodView):
+    @blp.arguments(schemas.CreateJobsSchema)
+    @blp.response(200, schemas.CreatedSchema)
+    @blp.alt_response(400, description="No inputs, both kinds of inputs, or a bad field")
+    @blp.alt_response(413, description="The request is larger than 4 MB")
+    def post(self, body: dict[str, Any], app_id: str) -> dict[str, Any]:
+        """Create jobs: one data point per input, processed asynchronously"""
+        batch, single = service.create_batch(
+            current_principal(),
+            path_uuid(app_id, "App"),
+            inputs=body.get("inputs"),
+            inputs_file_url=body.get("inputsFileUrl"),
+            callback_url=body.get("callbackUrl"),
+            metadata=body["metadata"],
+            tags=body["tags"],
+            parked=body["pending"],
+        )
+        answer: dict[str, Any] = {"message": "Jobs accepted", "batchId": batch.id}
+        if single is not None:
+            answer["uuid"] = single
+        return answer
+
+    @blp.arguments(schemas.ListJobsArgs, location="query")
+    @blp.response(200, schemas.page_schema(schemas.DataPointSchema, "jobs"))
+    def get(self, args: dict[str, Any], app_id: str) -> dict[str, Any]:
+        """List the app's data points"""
+        with session_scope() as session:
+            page = service.list_data_points(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                page=args["page"],
+                size=args["size"],
+                sort_by=args["sortBy"],
+                descending=args["orderBy"] == "desc",
+                created_from=args.get("createdStartDate"),
+                created_to=args.get("createdEndDate"),
+                states=[DataPointState(s) for s in args.get("statusIn") or []],
+            )
+        return page_envelope(page, "jobs", args["size"])
+
+
+@blp.route("/<app_id>/jobs/<job_id>")
+class JobById(MethodView):
+    @blp.response(200, schemas.DataPointSchema)
+    def get(self, app_id: str, job_id: str) -> DataPoint:
+        """Get one data point"""
+        with session_scope() as session:
+            return service.get_data_point(
+                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            )
+
+
+@blp.route("/<app_id>/jobs/<job_id>/response")
+class JobResponse(MethodView):
+    @blp.response(200, schemas.DataPointResponseSchema)
+    def get(self, app_id: str, job_id: str) -> DataPoint:
+        """Get a data point's response (the processor's output)"""
+        with session_scope() as session:
+            return service.get_data_point(
+                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            )
+
+
+@blp.route("/<app_id>/jobs/<job_id>/cancel")
+class CancelJob(MethodView):
+    @blp.response(200, schemas.DataPointSchema)
+    @blp.alt_response(409, description="The data point has already finished")
+    def post(self, app_id: str, job_id: str) -> DataPoint:
+        """Cancel a data point that has not finished"""
+        return service.cancel_data_point(
+            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
+
+
+@blp.route("/<app_id>/jobs/<job_id>/queue")
+class QueueJob(MethodView):
+    @blp.response(200, schemas.DataPointSchema)
+    @blp.alt_response(409, description="The data point is not parked")
+    def post(self, app_id: str, job_id: str) -> DataPoint:
+        """Queue a parked (PENDING) data point"""
+        return service.queue_data_point(
+            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
+
+
+@blp.route("/<app_id>/batches")
+class Batches(MethodView):
+    @blp.arguments(schemas.PageArgs, location="query")
+    @blp.response(200, schemas.page_schema(schemas.BatchSchema, "batches"))
+    def get(self, args: dict[str, Any], app_id: str) -> dict[str, Any]:
+        """List the app's batches, newest first"""
+        with session_scope() as session:
+            page = service.list_batches(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                page=args["page"],
+                size=args["size"],
+            )
+        return page_envelope(page, "batches", args["size"])
+
+
+@blp.route("/<app_id>/batches/<batch_id>")
+class BatchById(MethodView):
+    @blp.response(200, schemas.BatchSchema)
+    def get(self, app_id: str, batch_id: str) -> Any:
+        """Get a batch: its state and counters"""
+        with session_scope() as session:
+            return service.get_batch(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                path_uuid(batch_id, "Batch"),
+            )
+
+
+@blp.route("/<app_id>/processor")
+class AppProcessor(MethodView):
+    @blp.response(200, schemas.ProcessorSchema)
+    def get(self, app_id: str) -> dict[str, Any]:
+        """How the app processes each input (jobyard's own: not in super.AI's API)"""
+        with session_scope() as session:
+            app = service.get_app(session, current_principal(), path_uuid(app_id, "App"))
+            return Processor.from_json(app.processor).as_json()
+
+    @blp.arguments(schemas.ProcessorSchema)
+    @blp.response(200, schemas.ProcessorSchema)
+    def put(self, body: dict[str, Any], app_id: str) -> dict[str, Any]:
+        """Set how the app processes each input: a prompt template and a model"""
+        processor = Processor(body["promptTemplate"], body["model"], body["webSearch"])
+        return service.set_processor(
+            current_principal(), path_uuid(app_id, "App"), processor
+        ).as_json()

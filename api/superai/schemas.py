@@ -1,0 +1,172 @@
+"""super.AI's request and answer shapes (field names as its API and Python client use
+them: ``callbackUrl``, ``inputsFileUrl``, ``pending`` for the park flag, 0-based ``page``)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.mentionlab.schemas import StrictBoolean, Text
+from shared.ai_models import AI_MODELS
+from shared.batches.inputs import check_inputs
+from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
+
+
+def iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    text: str = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return text
+
+
+class CreateJobsSchema(Schema):
+    callbackUrl = Text(
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": "Where each data point's and the batch's results are POSTed"},
+    )
+    inputs = fields.Raw(
+        metadata={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "The inputs, one object each (the request is at most 4 MB)",
+        }
+    )
+    inputsFileUrl = Text(
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "A JSON array of input objects (at most 4 MB), fetched by the worker"
+        },
+    )
+    metadata = fields.Dict(load_default=dict)
+    tags = fields.List(
+        Text(validate=validate.Length(min=1, max=255)),
+        load_default=list,
+        validate=validate.Length(max=100),
+    )
+    pending = StrictBoolean(
+        load_default=False,
+        metadata={
+            "description": "true: the data points are parked (PENDING) until each is "
+            "queued; by default they are queued at once"
+        },
+    )
+
+    @validates_schema
+    def one_source_of_inputs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        given = [name for name in ("inputs", "inputsFileUrl") if data.get(name) is not None]
+        if len(given) != 1:
+            raise ValidationError("give exactly one of inputs and inputsFileUrl", "inputs")
+        if "inputs" in given:
+            try:
+                check_inputs(data["inputs"], "inputs")
+            except ValueError as exc:
+                raise ValidationError(str(exc), "inputs") from exc
+
+
+class CreatedSchema(Schema):
+    message = fields.String()
+    batchId = fields.UUID()
+    uuid = fields.UUID(metadata={"description": "The data point's id, when there was one input"})
+
+
+class ProcessorSchema(Schema):
+    promptTemplate = Text(
+        required=True,
+        validate=validate.Length(min=1, max=100_000),
+        metadata={
+            "description": "Jinja2: each input's fields are variables; `input` is the whole object"
+        },
+    )
+    model = fields.String(required=True, validate=validate.OneOf(AI_MODELS))
+    webSearch = StrictBoolean(load_default=False)
+
+
+class ListJobsArgs(Schema):
+    page = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+    size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    sortBy = fields.String(load_default="id", validate=validate.OneOf(list(DATA_POINT_SORTS)))
+    orderBy = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
+    createdStartDate = fields.AwareDateTime(default_timezone=UTC)
+    createdEndDate = fields.AwareDateTime(default_timezone=UTC)
+    statusIn = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in DataPointState]))
+    )
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+    size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def _result(dp: DataPoint, key: str) -> Any:
+    return (dp.execution.result or {}).get(key)
+
+
+class DataPointSchema(Schema):
+    id = fields.UUID(attribute="execution.id")
+    uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
+    created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata={"type": "string"})
+    completed = fields.Function(
+        lambda dp: iso(dp.execution.finished_at), metadata={"type": "string"}
+    )
+    callbackUrl = fields.String(attribute="batch.callback_url")
+    appId = fields.UUID(attribute="batch.project_id")
+    batchId = fields.UUID(attribute="batch.id")
+    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
+    input = fields.Function(
+        lambda dp: (dp.execution.item or {}).get("input"), metadata={"type": "object"}
+    )
+    metadata = fields.Dict(attribute="batch.metadata_")
+    tags = fields.List(fields.String(), attribute="batch.tags")
+    error = fields.String(attribute="execution.error")
+
+
+class DataPointResponseSchema(Schema):
+    id = fields.UUID(attribute="execution.id")
+    uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
+    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
+    response = fields.Function(
+        lambda dp: _result(dp, "output"),
+        metadata={"type": "string", "description": "The processor's output; null until done"},
+    )
+    model = fields.Function(lambda dp: _result(dp, "servedModel"), metadata={"type": "string"})
+    usage = fields.Function(lambda dp: _result(dp, "usage"), metadata={"type": "object"})
+    cost = fields.Float(attribute="execution.cost")
+    simulated = fields.Function(lambda dp: bool(_result(dp, "simulated")))
+    error = fields.String(attribute="execution.error")
+
+
+class BatchSchema(Schema):
+    id = fields.UUID()
+    batchId = fields.Function(lambda job: str(job.id), metadata={"type": "string"})
+    appId = fields.UUID(attribute="project_id")
+    state = fields.Function(lambda j: batch_state(j).value, metadata={"type": "string"})
+    created = fields.Function(lambda j: iso(j.created_at), metadata={"type": "string"})
+    completed = fields.Function(lambda j: iso(j.finished_at), metadata={"type": "string"})
+    total = fields.Integer()
+    pending = fields.Integer()
+    retrying = fields.Integer()
+    completedCount = fields.Integer(attribute="success")
+    failedCount = fields.Integer(attribute="failed")
+    callbackUrl = fields.String(attribute="callback_url")
+    metadata = fields.Dict(attribute="metadata_")
+    tags = fields.List(fields.String())
+    cost = fields.Float()
+    error = fields.String(
+        metadata={"description": "Why the batch failed before it ran (its inputs file)"}
+    )
+
+
+def page_schema(item: type[Schema], key: str) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            key: fields.List(fields.Nested(item)),
+            "page": fields.Integer(),
+            "size": fields.Integer(),
+            "pages": fields.Integer(),
+            "total": fields.Integer(),
+        },
+        name=f"{item.__name__.removesuffix('Schema')}Page",
+    )

@@ -1,0 +1,317 @@
+"""Batches (super.AI-compatible): a batch is a Job of type ``batch`` in an app (a project),
+and each input is one Execution — a data point.
+
+A batch is accepted at once: with ``inputs`` the job counts them; with ``inputsFileUrl``
+it counts one placeholder until the worker's fan-out has fetched the file (the type's
+preparer), which sets the real count in one update — or fails the batch with the reason.
+The app's processor is copied onto the batch when it is accepted, so a later change of
+the app never alters a batch in flight.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from shared.accounts.auth import Principal
+from shared.batches.inputs import fetch_inputs
+from shared.batches.processor import Processor, check
+from shared.db import session_scope, unit_of_work
+from shared.engine.cancel import CANCELED_ERROR
+from shared.engine.fanout import execution_id_for
+from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
+from shared.engine.registry import PlannedItem
+from shared.errors import NotFound
+from shared.models import Execution, ExecutionStatus, Job, JobStatus, JobType, Project
+from shared.netguard import check_syntax
+from shared.paging import Page, paginate
+from shared.scoping import get_owned
+
+BATCH = JobType.BATCH.value
+
+
+class DataPointState(StrEnum):
+    PENDING = "PENDING"  # parked: waits until queued
+    SCHEDULED = "SCHEDULED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class BatchState(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    PARTIAL_FAILURE = "PARTIAL_FAILURE"
+    CANCELED = "CANCELED"
+
+
+def data_point_state(execution: Execution) -> DataPointState:
+    if execution.status == ExecutionStatus.SUCCESS.value:
+        return DataPointState.COMPLETED
+    if execution.status == ExecutionStatus.FAILED.value:
+        if execution.error == CANCELED_ERROR:
+            return DataPointState.CANCELED
+        return DataPointState.FAILED
+    if execution.status == ExecutionStatus.RETRYING.value or execution.lease_token is not None:
+        return DataPointState.IN_PROGRESS
+    return DataPointState.PENDING if execution.parked else DataPointState.SCHEDULED
+
+
+def _state_condition(state: DataPointState) -> ColumnElement[bool]:
+    """SQL for "the data point is in ``state``" (as :func:`data_point_state` decides)."""
+    status, pending = Execution.status, ExecutionStatus.PENDING.value
+    return {
+        DataPointState.PENDING: and_(status == pending, Execution.parked == true()),
+        DataPointState.SCHEDULED: and_(
+            status == pending, Execution.parked == false(), Execution.lease_token.is_(None)
+        ),
+        DataPointState.IN_PROGRESS: or_(
+            status == ExecutionStatus.RETRYING.value,
+            and_(status == pending, Execution.lease_token.is_not(None)),
+        ),
+        DataPointState.COMPLETED: status == ExecutionStatus.SUCCESS.value,
+        DataPointState.FAILED: and_(
+            status == ExecutionStatus.FAILED.value,
+            or_(Execution.error.is_(None), Execution.error != CANCELED_ERROR),
+        ),
+        DataPointState.CANCELED: and_(
+            status == ExecutionStatus.FAILED.value, Execution.error == CANCELED_ERROR
+        ),
+    }[state]
+
+
+def batch_state(job: Job) -> BatchState:
+    return {
+        JobStatus.COMPLETED.value: BatchState.COMPLETED,
+        JobStatus.FAILED.value: BatchState.FAILED,
+        JobStatus.PARTIAL_FAILED.value: BatchState.PARTIAL_FAILURE,
+        JobStatus.CANCELED.value: BatchState.CANCELED,
+    }.get(job.status, BatchState.IN_PROGRESS)
+
+
+# -- apps -------------------------------------------------------------------------------
+
+
+def get_app(session: Session, principal: Principal, app_id: uuid.UUID) -> Project:
+    """The caller's app (project), or NotFound."""
+    return get_owned(session, Project, app_id, principal.organisation_id, "App")
+
+
+def set_processor(principal: Principal, app_id: uuid.UUID, processor: Processor) -> Processor:
+    with session_scope() as session:
+        app = get_app(session, principal, app_id)
+        app.processor = check(processor).as_json()
+    return processor
+
+
+# -- accepting ----------------------------------------------------------------------------
+
+
+def create_batch(
+    principal: Principal,
+    app_id: uuid.UUID,
+    *,
+    inputs: list[dict[str, Any]] | None,
+    inputs_file_url: str | None,
+    callback_url: str | None,
+    metadata: dict[str, Any],
+    tags: list[str],
+    parked: bool,
+) -> tuple[Job, uuid.UUID | None]:
+    """Accept a batch; its fan-out is published after the commit. Returns the batch and,
+    for a single input, its data point's id."""
+    if inputs_file_url is not None:
+        check_syntax(inputs_file_url)
+    if callback_url is not None:
+        check_syntax(callback_url)
+    with unit_of_work() as work:
+        app = get_app(work.session, principal, app_id)
+        payload: dict[str, Any] = {
+            "parked": parked,
+            "processor": Processor.from_json(app.processor).as_json(),
+        }
+        if inputs is not None:
+            payload["inputs"] = inputs
+        else:
+            payload["inputsFileUrl"] = inputs_file_url
+        job = new_job(
+            organisation_id=principal.organisation_id,
+            job_type=BATCH,
+            total=len(inputs) if inputs is not None else 1,  # the file, until it is read
+            payload=payload,
+            project_id=app.id,
+            created_by_user_id=principal.user_id,
+            metadata=metadata,
+            tags=tags,
+            callback_url=callback_url,
+        )
+        work.session.add(job)
+        work.session.flush()
+        work.session.refresh(job)
+        dispatch_after_commit(work, [job.id])
+        single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
+        return job, single
+
+
+def load_input_file(job_id: uuid.UUID) -> None:
+    """The batch type's preparer: fetch the inputs file (if the batch has one and it has
+    not been read yet) and set the batch's real count, in one guarded update."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or "inputs" in job.payload or not job.payload.get("inputsFileUrl"):
+            return
+        url = str(job.payload["inputsFileUrl"])
+    inputs = fetch_inputs(url)  # PlanFailed: the engine fails the batch with the reason
+    with session_scope() as session:
+        job = session.get(Job, job_id, with_for_update={"of": Job})
+        if job is None or "inputs" in job.payload or job.canceled_at is not None:
+            return
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.total == 1, Job.pending == 1)
+            .values(
+                payload={**job.payload, "inputs": inputs},
+                total=len(inputs),
+                pending=len(inputs),
+            )
+        )
+
+
+def plan_batch(session: Session, job: Job) -> Iterator[PlannedItem]:
+    """One data point per input, in order; parked ones wait until queued."""
+    parked = bool(job.payload.get("parked"))
+    for index, value in enumerate(job.payload.get("inputs") or []):
+        yield PlannedItem(key=str(index), item={"input": value}, parked=parked)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def get_batch(
+    session: Session, principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID
+) -> Job:
+    job = session.get(Job, batch_id)
+    if (
+        job is None
+        or job.organisation_id != principal.organisation_id
+        or job.project_id != app_id
+        or job.type != BATCH
+    ):
+        raise NotFound(f"Batch {batch_id} not found")
+    return job
+
+
+def list_batches(
+    session: Session, principal: Principal, app_id: uuid.UUID, *, page: int, size: int
+) -> Page:
+    get_app(session, principal, app_id)
+    stmt = (
+        select(Job)
+        .where(Job.project_id == app_id, Job.type == BATCH)
+        .order_by(Job.created_at.desc(), Job.id)
+    )
+    return paginate(session, stmt, size, page + 1)
+
+
+@dataclass(frozen=True)
+class DataPoint:
+    """A data point: its execution, and the batch it belongs to."""
+
+    execution: Execution
+    batch: Job
+
+    @property
+    def state(self) -> DataPointState:
+        return data_point_state(self.execution)
+
+
+def get_data_point(
+    session: Session, principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+) -> DataPoint:
+    row = session.execute(
+        select(Execution, Job)
+        .join(Job, Job.id == Execution.job_id)
+        .where(Execution.id == data_point_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"Job {data_point_id} not found")
+    execution, job = row
+    if job.organisation_id != principal.organisation_id or job.project_id != app_id:
+        raise NotFound(f"Job {data_point_id} not found")
+    if job.type != BATCH:
+        raise NotFound(f"Job {data_point_id} not found")
+    return DataPoint(execution, job)
+
+
+DATA_POINT_SORTS = {
+    "id": (Execution.created_at, Execution.seq),
+    "created": (Execution.created_at, Execution.seq),
+    "completed": (Execution.finished_at, Execution.seq),
+    "status": (Execution.status, Execution.seq),
+}
+
+
+def list_data_points(
+    session: Session,
+    principal: Principal,
+    app_id: uuid.UUID,
+    *,
+    page: int,
+    size: int,
+    sort_by: str,
+    descending: bool,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    states: list[DataPointState],
+) -> Page:
+    """The app's data points, filtered, sorted, one page (``page`` counts from 0)."""
+    get_app(session, principal, app_id)
+    stmt = (
+        select(Execution, Job)
+        .join(Job, Job.id == Execution.job_id)
+        .where(Job.project_id == app_id, Job.type == BATCH)
+    )
+    if created_from is not None:
+        stmt = stmt.where(Execution.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(Execution.created_at <= created_to)
+    if states:
+        stmt = stmt.where(or_(*(_state_condition(s) for s in states)))
+    columns = DATA_POINT_SORTS[sort_by]
+    order = [c.desc() if descending else c.asc() for c in columns]
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.execute(
+        stmt.order_by(*order, Execution.id).limit(size).offset(page * size)
+    ).all()
+    return Page([DataPoint(e, j) for e, j in rows], total, size, page + 1)
+
+
+def cancel_data_point(
+    principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+) -> DataPoint:
+    """Cancel a data point that has not finished (Conflict when it has)."""
+    with session_scope() as session:
+        get_data_point(session, principal, app_id, data_point_id)  # the app's, or 404
+    cancel_one(principal.organisation_id, data_point_id, "Job")
+    with session_scope() as session:
+        return get_data_point(session, principal, app_id, data_point_id)
+
+
+def queue_data_point(
+    principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+) -> DataPoint:
+    """Queue a parked data point (Conflict when it is not parked)."""
+    with session_scope() as session:
+        get_data_point(session, principal, app_id, data_point_id)
+    queue_parked(principal.organisation_id, data_point_id, "Job")
+    with session_scope() as session:
+        return get_data_point(session, principal, app_id, data_point_id)
