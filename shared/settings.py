@@ -160,6 +160,15 @@ class Settings(BaseSettings):
     input_file_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     input_file_timeout_seconds: float = Field(default=20.0, gt=0)
 
+    # Webhooks: the wait before each attempt (Svix's: at once, 5 s, 5 min, 30 min, 2 h,
+    # 5 h, 10 h, 10 h), jittered by up to 10%; a 2xx delivers, 410 stops trying.
+    webhook_retry_schedule: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhook_poll_seconds: float = Field(default=5.0, gt=0)  # beat looks for due retries
+    webhook_concurrency: int = Field(default=32, ge=1)  # deliveries in flight per task
+
     # Auth
     jwt_ttl_seconds: int = 7 * 24 * 3600
     api_rate_limit: str = "1200 per minute"

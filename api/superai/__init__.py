@@ -4,7 +4,7 @@ project) processes batches of inputs, one data point per input."""
 from __future__ import annotations
 
 from api.families import Family
-from api.superai import apps
+from api.superai import apps, secrets
 from api.superai.envelope import error_envelope
 
 FAMILY = Family(
@@ -12,12 +12,13 @@ FAMILY = Family(
     title="jobyard — super.AI-compatible batches API",
     description="Submit batches of inputs to an app; each input becomes a data point that "
     "goes through the app's processor (a prompt template and a model). Read, cancel and "
-    "queue data points; read batches with their counters.",
-    url_prefixes=("/v1/apps/",),
+    "queue data points; read batches with their counters. Callbacks are signed (Standard "
+    "Webhooks), retried for about a day, logged and resendable.",
+    url_prefixes=("/v1/apps/", "/v1/webhooks/"),
     envelope=error_envelope,
     api_key_headers=("API-KEY", "x-api-key"),
     accepts_bearer=True,
-    blueprints=(apps.blp,),
+    blueprints=(apps.blp, secrets.blp),
     docs_prefix="/v1/apps/",
     security_schemes={
         "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "API-KEY"},

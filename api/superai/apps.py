@@ -169,3 +169,65 @@ class AppProcessor(MethodView):
         return service.set_processor(
             current_principal(), path_uuid(app_id, "App"), processor
         ).as_json()
+
+
+@blp.route("/<app_id>/batches/<batch_id>/deliveries")
+class BatchDeliveries(MethodView):
+    @blp.response(200, schemas.DeliverySchema(many=True))
+    def get(self, app_id: str, batch_id: str) -> Any:
+        """The batch's callbacks (its own and its data points'), with every attempt"""
+        with session_scope() as session:
+            return service.deliveries_of_batch(
+                session, current_principal(), path_uuid(app_id, "App"), path_uuid(batch_id, "Batch")
+            )
+
+
+@blp.route("/<app_id>/batches/<batch_id>/deliveries/resend")
+class ResendFailed(MethodView):
+    @blp.arguments(schemas.ResendFailedSchema)
+    @blp.response(200, schemas.ResentSchema)
+    def post(self, body: dict[str, Any], app_id: str, batch_id: str) -> dict[str, int]:
+        """Resend every failed callback of the batch since a time"""
+        resent = service.resend_failed(
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(batch_id, "Batch"),
+            body["since"],
+        )
+        return {"resent": resent}
+
+
+@blp.route("/<app_id>/jobs/<job_id>/deliveries")
+class DataPointDeliveries(MethodView):
+    @blp.response(200, schemas.DeliverySchema(many=True))
+    def get(self, app_id: str, job_id: str) -> Any:
+        """A data point's callbacks, with every attempt"""
+        with session_scope() as session:
+            return service.deliveries_of_data_point(
+                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            )
+
+
+@blp.route("/<app_id>/deliveries/<delivery_id>")
+class DeliveryById(MethodView):
+    @blp.response(200, schemas.DeliverySchema)
+    def get(self, app_id: str, delivery_id: str) -> Any:
+        """One callback with every attempt"""
+        with session_scope() as session:
+            return service.get_delivery(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                path_uuid(delivery_id, "Delivery"),
+            )
+
+
+@blp.route("/<app_id>/deliveries/<delivery_id>/resend")
+class ResendDelivery(MethodView):
+    @blp.response(202, schemas.ResentSchema)
+    def post(self, app_id: str, delivery_id: str) -> dict[str, int]:
+        """Send a callback again, now"""
+        service.resend_delivery(
+            current_principal(), path_uuid(app_id, "App"), path_uuid(delivery_id, "Delivery")
+        )
+        return {"resent": 1}

@@ -170,3 +170,58 @@ def page_schema(item: type[Schema], key: str) -> type[Schema]:
         },
         name=f"{item.__name__.removesuffix('Schema')}Page",
     )
+
+
+class AttemptSchema(Schema):
+    attempt = fields.Integer()
+    attemptedAt = fields.Function(lambda d: iso(d.attempted_at), metadata={"type": "string"})
+    url = fields.String()
+    statusCode = fields.Integer(attribute="status_code", allow_none=True)
+    responseBody = fields.String(
+        attribute="response_body",
+        allow_none=True,
+        metadata={"description": "The first KB of what the receiver answered"},
+    )
+    error = fields.String(allow_none=True)
+    latencyMs = fields.Integer(attribute="latency_ms", allow_none=True)
+
+
+class DeliverySchema(Schema):
+    """A callback message (its ``id`` is the ``webhook-id`` header) and every attempt."""
+
+    id = fields.UUID(attribute="message.id")
+    event = fields.String(attribute="message.event")
+    url = fields.String(attribute="message.url")
+    state = fields.String(
+        attribute="message.state",
+        metadata={"enum": ["sending", "delivered", "failed", "gone"]},
+    )
+    payload = fields.Dict(attribute="message.payload")
+    attempts = fields.List(fields.Nested(AttemptSchema))
+    nextAttemptAt = fields.Function(
+        lambda log: iso(log.message.next_attempt_at) if log.message.state == "sending" else None,
+        metadata={"type": "string"},
+    )
+    created = fields.Function(lambda log: iso(log.message.created_at), metadata={"type": "string"})
+
+
+class ResendFailedSchema(Schema):
+    since = fields.AwareDateTime(
+        required=True,
+        default_timezone=UTC,
+        metadata={"description": "Resend the batch's failed callbacks created since then"},
+    )
+
+
+class SecretSchema(Schema):
+    secret = fields.String(
+        metadata={"description": "whsec_…: shown this once; verify deliveries with it"}
+    )
+    createdAt = fields.String()
+    previousSecretsExpireAt = fields.String(
+        allow_none=True,
+        metadata={"description": "Until then deliveries are also signed by the previous secret"},
+    )
+
+
+ResentSchema = Schema.from_dict({"resent": fields.Integer()}, name="Resent")

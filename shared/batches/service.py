@@ -29,10 +29,26 @@ from shared.engine.fanout import execution_id_for
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
 from shared.engine.registry import PlannedItem
 from shared.errors import NotFound
-from shared.models import Execution, ExecutionStatus, Job, JobStatus, JobType, Project
+from shared.messaging.publisher import publish_webhook_delivery
+from shared.models import (
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    JobType,
+    Project,
+)
 from shared.netguard import check_syntax
 from shared.paging import Page, paginate
 from shared.scoping import get_owned
+from shared.webhooks.messages import (
+    MessageLog,
+    failed_since,
+    get_message,
+    message_log,
+    resend,
+    resend_one,
+)
 
 BATCH = JobType.BATCH.value
 
@@ -315,3 +331,50 @@ def queue_data_point(
     queue_parked(principal.organisation_id, data_point_id, "Job")
     with session_scope() as session:
         return get_data_point(session, principal, app_id, data_point_id)
+
+
+# -- callbacks: the delivery log ----------------------------------------------------------
+
+
+def deliveries_of_batch(
+    session: Session, principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID
+) -> list[MessageLog]:
+    batch = get_batch(session, principal, app_id, batch_id)
+    return message_log(session, principal.organisation_id, job_id=batch.id, execution_id=None)
+
+
+def deliveries_of_data_point(
+    session: Session, principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+) -> list[MessageLog]:
+    point = get_data_point(session, principal, app_id, data_point_id)
+    return message_log(
+        session, principal.organisation_id, job_id=point.batch.id, execution_id=point.execution.id
+    )
+
+
+def get_delivery(
+    session: Session, principal: Principal, app_id: uuid.UUID, message_id: uuid.UUID
+) -> MessageLog:
+    log = get_message(session, principal.organisation_id, message_id)
+    get_batch(session, principal, app_id, log.message.job_id)  # of this app, or 404
+    return log
+
+
+def resend_delivery(principal: Principal, app_id: uuid.UUID, message_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        get_delivery(session, principal, app_id, message_id)
+        resend_one(session, principal.organisation_id, message_id)
+    publish_webhook_delivery()
+
+
+def resend_failed(
+    principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID, since: datetime
+) -> int:
+    """Resend every message of the batch that failed (or met a 410) since ``since``."""
+    with session_scope() as session:
+        batch = get_batch(session, principal, app_id, batch_id)
+        ids = failed_since(session, principal.organisation_id, [batch.id], since)
+        count = resend(session, principal.organisation_id, ids)
+    if count:
+        publish_webhook_delivery()
+    return count

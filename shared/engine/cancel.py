@@ -38,16 +38,18 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     """
     now = utcnow()
     lock_job(session, job_id)
-    canceled = session.execute(
+    canceled = session.scalars(
         update(Execution)
         .where(Execution.job_id == job_id, Execution.status.in_(ACTIVE_EXECUTION_STATUSES))
         .values(**ended_failed(CANCELED_ERROR, now))
-    )
+        .returning(Execution.id)
+    ).all()
     job = session.execute(
         select(Job.status, Job.organisation_id, Job.type).where(Job.id == job_id).with_for_update()
     ).one()
-    if job.status in TERMINAL_JOB_STATUSES and not canceled.rowcount:  # type: ignore[attr-defined]
+    if job.status in TERMINAL_JOB_STATUSES and not canceled:
         raise Conflict(f"Job {job_id} has already finished ({job.status})")
+    outbox.emit_executions_finished(session, canceled, now)
     written = session.scalar(select(func.count()).where(Execution.job_id == job_id)) or 0
     # Stamped after the update above, which waited for attempts finishing at that moment:
     # every success counted before the cancel has finished_at < canceled_at.
@@ -94,5 +96,6 @@ def cancel_execution(session: Session, job_id: uuid.UUID, execution_id: uuid.UUI
         .where(Execution.id == execution_id)
         .values(**ended_failed(CANCELED_ERROR, now))
     )
+    outbox.emit_executions_finished(session, [execution_id], now)
     move_counters(session, job_id, {(status, ExecutionStatus.FAILED.value): 1}, now)
     return True

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Table, func, text, update
 
 from shared.db import dialect_name
+from shared.engine import outbox
 from shared.engine.claim import Claim
 from shared.engine.counters import Executor, move_counters
 from shared.engine.outcomes import Outcome, OutcomeKind, backoff_seconds
@@ -134,6 +135,15 @@ def finish_batch(connection: Executor, reports: Sequence[tuple[Claim, Outcome]])
             .values(cost=EXECUTIONS.c.cost + p.outcome.cost)
         )
     report.finished += release_deferred(connection, deferred, now)
+    ended_ids = [
+        p.claim.execution_id
+        for p in planned
+        if p.new_status != RETRYING
+        and p.claim.execution_id in applied
+        and outbox.reports_executions(p.claim.job_type)
+    ]
+    if ended_ids:
+        outbox.emit_executions_finished(connection, ended_ids, now)
     # Job rows in a fixed order: two finishers never wait for each other in a circle.
     for job_id in sorted(set(moves) | set(costs)):
         ended = move_counters(connection, job_id, moves.get(job_id, {}), now, costs[job_id])

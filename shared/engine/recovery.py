@@ -27,7 +27,7 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 
 from shared.db import session_scope
-from shared.engine import workers
+from shared.engine import outbox, workers
 from shared.engine.counters import Executor, move_counters
 from shared.engine.finish import ended_failed
 from shared.models import ACTIVE_EXECUTION_STATUSES, Execution, ExecutionStatus, Job, utcnow
@@ -116,6 +116,7 @@ def fail_exhausted(connection: Executor, rows: list[tuple[uuid.UUID, uuid.UUID, 
     keeping the last error they had, and move the counters."""
     now = utcnow()
     moves: dict[uuid.UUID, Counter[tuple[str, str]]] = {}
+    failed: list[uuid.UUID] = []
     for execution_id, job_id, status in rows:
         updated = connection.execute(
             update(Execution)
@@ -124,6 +125,8 @@ def fail_exhausted(connection: Executor, rows: list[tuple[uuid.UUID, uuid.UUID, 
         )
         if updated.rowcount:  # type: ignore[attr-defined]
             moves.setdefault(job_id, Counter())[(status, ExecutionStatus.FAILED.value)] += 1
+            failed.append(execution_id)
+    outbox.emit_executions_finished(connection, failed, now)
     for job_id in sorted(moves):
         move_counters(connection, job_id, moves[job_id], now)
     return sum(sum(m.values()) for m in moves.values())

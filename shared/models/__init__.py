@@ -15,6 +15,7 @@ from shared.models.jobs import (
 )
 from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
+from shared.models.webhooks import WebhookDelivery, WebhookMessage, WebhookSecret
 
 __all__ = [
     "ACTIVE_EXECUTION_STATUSES",
@@ -35,6 +36,9 @@ __all__ = [
     "Project",
     "Query",
     "User",
+    "WebhookDelivery",
+    "WebhookMessage",
+    "WebhookSecret",
     "WorkerProcess",
     "utcnow",
 ]

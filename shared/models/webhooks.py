@@ -1,0 +1,73 @@
+"""Webhooks: signing secrets per organisation, messages to send, and every delivery attempt."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp, uuid_pk
+
+
+class WebhookSecret(Base):
+    """An organisation's signing secret (``whsec_…``, Standard Webhooks). A rotation gives
+    the previous secrets an ``expires_at`` 24 h ahead: until then deliveries carry a
+    signature by each, so receivers verify with either."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[uuid_pk]
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[optional_timestamp]
+
+
+class WebhookMessage(Base):
+    """One event to deliver to one URL, at least once; its id is the ``webhook-id``."""
+
+    __tablename__ = "webhook_messages"
+    __table_args__ = (
+        # What the sender picks up: due messages still being tried.
+        Index("ix_webhook_messages_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    event: Mapped[str] = mapped_column(String(40))  # datapoint.finished | batch.finished
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(20))  # sending | delivered | failed | gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[optional_timestamp]
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver a message: what was answered, and how fast."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid_pk]
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(2048))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first KB
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    attempted_at: Mapped[timestamp]

@@ -1,0 +1,202 @@
+"""Sending due webhook messages: signed, to the checked address, each attempt logged.
+
+A call takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases them (their
+``next_attempt_at`` moves past the send timeout), so concurrent senders never send a
+message twice at once; a sender that dies leaves the lease to expire and the message is
+sent again (at least once). Every attempt becomes a :class:`WebhookDelivery` row, and the
+message is delivered (2xx), gone (410: no more attempts), failed (the schedule is spent)
+or due again after the schedule's next wait, jittered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select, update
+from standardwebhooks.webhooks import Webhook
+
+from shared.db import session_scope
+from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.netguard import RefusedURL, resolve
+from shared.settings import get_settings
+from shared.webhooks.messages import MessageState
+from shared.webhooks.secrets import signing_secrets
+
+log = logging.getLogger(__name__)
+
+MAX_LOGGED_BODY = 1024
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class _Send:
+    message_id: uuid.UUID
+    attempt: int
+    url: str
+    body: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Result:
+    send: _Send
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    latency_ms: int
+    permanent: bool = False  # an address we will not send to: no more attempts
+
+
+def sign(message_id: str, timestamp: datetime, body: str, secrets: Sequence[str]) -> str:
+    """The ``webhook-signature`` header: one ``v1,<base64>`` per secret, space-separated."""
+    return " ".join(Webhook(s).sign(message_id, timestamp, body) for s in secrets)
+
+
+def deliver_due(limit: int = BATCH) -> dict[str, int]:
+    """Send the messages that are due (at most ``limit``); returns counts by outcome and
+    ``more`` = 1 when others were waiting."""
+    settings = get_settings()
+    now = utcnow()
+    lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 30)
+    with session_scope() as session:
+        due = list(
+            session.scalars(
+                select(WebhookMessage)
+                .where(
+                    WebhookMessage.state == MessageState.SENDING,
+                    WebhookMessage.next_attempt_at <= now,
+                )
+                .order_by(WebhookMessage.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not due:
+            return {"sent": 0}
+        session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id.in_([m.id for m in due]))
+            .values(next_attempt_at=now + lease)
+        )
+        secrets_by_org: dict[uuid.UUID, list[str]] = {}
+        for organisation_id in {m.organisation_id for m in due}:
+            secrets_by_org[organisation_id] = [
+                s.secret for s in signing_secrets(session, organisation_id, now)
+            ]
+        sends = [_prepare(m, secrets_by_org[m.organisation_id], now) for m in due]
+    with (
+        ThreadPoolExecutor(min(settings.webhook_concurrency, len(sends))) as pool,
+        httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as client,
+    ):
+        results = list(pool.map(lambda s: _post(client, s), sends))
+    counts = _record(results)
+    counts["more"] = int(len(due) == limit)
+    return counts
+
+
+def soonest_retry() -> float | None:
+    """Seconds until the next message is due (None: nothing waits)."""
+    with session_scope() as session:
+        due = session.scalar(
+            select(WebhookMessage.next_attempt_at)
+            .where(WebhookMessage.state == MessageState.SENDING)
+            .order_by(WebhookMessage.next_attempt_at)
+            .limit(1)
+        )
+    if due is None:
+        return None
+    return max(0.0, (due - utcnow()).total_seconds())
+
+
+def _prepare(message: WebhookMessage, secrets: list[str], now: datetime) -> _Send:
+    body = json.dumps(message.payload, separators=(",", ":"))
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "jobyard-webhooks",
+        "webhook-id": str(message.id),
+        "webhook-timestamp": str(int(now.timestamp())),
+    }
+    if secrets:
+        headers["webhook-signature"] = sign(str(message.id), now, body, secrets)
+    return _Send(message.id, message.attempts + 1, message.url, body, headers)
+
+
+def _post(client: httpx.Client, send: _Send) -> _Result:
+    started = time.perf_counter()
+
+    def elapsed() -> int:
+        return round((time.perf_counter() - started) * 1000)
+
+    try:
+        target = resolve(send.url)
+    except RefusedURL as exc:
+        return _Result(send, None, None, exc.message, elapsed(), permanent=True)
+    port = httpx.URL(send.url).port
+    host = f"{target.host}:{port}" if port else target.host
+    try:
+        response = client.post(
+            target.url,
+            content=send.body.encode(),
+            headers={**send.headers, "host": host},
+            extensions={"sni_hostname": target.host},
+        )
+    except httpx.HTTPError as exc:
+        return _Result(send, None, None, f"{type(exc).__name__}: {exc}", elapsed())
+    return _Result(send, response.status_code, response.text[:MAX_LOGGED_BODY], None, elapsed())
+
+
+def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
+    """(state, seconds until the next attempt)."""
+    code = result.status_code
+    if code is not None and 200 <= code < 300:
+        return MessageState.DELIVERED, None
+    if code == 410 or result.permanent:
+        return MessageState.GONE, None
+    if result.send.attempt >= len(schedule):
+        return MessageState.FAILED, None
+    wait = schedule[result.send.attempt]
+    return MessageState.SENDING, wait * random.uniform(0.9, 1.1)
+
+
+def _record(results: list[_Result]) -> dict[str, int]:
+    schedule = get_settings().webhook_retry_schedule
+    now = utcnow()
+    counts: dict[str, int] = {"sent": len(results)}
+    with session_scope() as session:
+        for result in results:
+            state, wait = _next_state(result, schedule)
+            counts[state] = counts.get(state, 0) + 1
+            session.add(
+                WebhookDelivery(
+                    message_id=result.send.message_id,
+                    attempt=result.send.attempt,
+                    url=result.send.url,
+                    status_code=result.status_code,
+                    response_body=result.response_body,
+                    error=result.error,
+                    latency_ms=result.latency_ms,
+                    attempted_at=now,
+                )
+            )
+            session.execute(
+                update(WebhookMessage)
+                .where(WebhookMessage.id == result.send.message_id)
+                .values(
+                    state=state,
+                    attempts=result.send.attempt,
+                    next_attempt_at=None if wait is None else now + timedelta(seconds=wait),
+                    updated_at=now,
+                )
+            )
+    if counts.get(MessageState.FAILED):
+        log.info("%d webhook message(s) failed for good", counts[MessageState.FAILED])
+    return counts

@@ -1,0 +1,117 @@
+"""Callback secrets and the delivery log through the API (no worker: messages are written
+as the outbox consumers write them)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from flask.testing import FlaskClient
+
+from shared.db import session_scope
+from shared.models import WebhookMessage, WebhookSecret, utcnow
+from shared.webhooks import enqueue
+from shared.webhooks.messages import MessageState
+from tests.support import Tenant
+
+
+def auth(tenant: Tenant) -> dict[str, str]:
+    return {"API-KEY": tenant.api_key}
+
+
+def a_batch(client: FlaskClient, tenant: Tenant) -> str:
+    response = client.post(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers=auth(tenant),
+        json={"inputs": [{"a": 1}], "callbackUrl": "https://hooks.example.com/in"},
+    )
+    assert response.status_code == 200
+    batch_id: str = response.json["batchId"]
+    return batch_id
+
+
+def add_message(tenant: Tenant, batch_id: str, state: str, created: datetime) -> uuid.UUID:
+    with session_scope() as session:
+        message = enqueue(
+            session,
+            organisation_id=tenant.org_id,
+            job_id=uuid.UUID(batch_id),
+            execution_id=None,
+            event="batch.finished",
+            url="https://hooks.example.com/in",
+            payload={"entityId": batch_id},
+            now=created,
+        )
+        message.state = state
+        message.next_attempt_at = None
+        session.flush()
+        return message.id
+
+
+def test_a_secret_is_shown_once_and_a_rotation_overlaps_24_hours(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    first = client.post("/v1/webhooks/secret", headers=auth(tenant))
+    assert first.status_code == 201 and first.json["secret"].startswith("whsec_")
+    assert first.json["previousSecretsExpireAt"] is None
+    second = client.post("/v1/webhooks/secret", headers=auth(tenant)).json
+    assert second["secret"] != first.json["secret"]
+    expires = datetime.fromisoformat(second["previousSecretsExpireAt"].replace("Z", "+00:00"))
+    assert timedelta(hours=23, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=24)
+    with session_scope() as session:
+        rows = session.query(WebhookSecret).filter(WebhookSecret.organisation_id == tenant.org_id)
+        assert sorted(r.expires_at is None for r in rows) == [False, True]
+    assert client.get("/v1/webhooks/secret", headers=auth(tenant)).status_code == 405
+    assert client.post("/v1/webhooks/secret").status_code == 401
+
+
+def test_resend_every_failed_callback_since_a_time(client: FlaskClient, tenant: Tenant) -> None:
+    batch_id = a_batch(client, tenant)
+    now = utcnow()
+    old = add_message(tenant, batch_id, MessageState.FAILED, now - timedelta(days=2))
+    recent = add_message(tenant, batch_id, MessageState.FAILED, now - timedelta(minutes=5))
+    gone = add_message(tenant, batch_id, MessageState.GONE, now - timedelta(minutes=5))
+    delivered = add_message(tenant, batch_id, MessageState.DELIVERED, now - timedelta(minutes=5))
+    since = (now - timedelta(hours=1)).isoformat()
+    response = client.post(
+        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries/resend",
+        headers=auth(tenant),
+        json={"since": since},
+    )
+    assert response.status_code == 200 and response.json == {"resent": 2}
+    with session_scope() as session:
+        states = {
+            m.id: m.state
+            for m in session.query(WebhookMessage).filter(
+                WebhookMessage.id.in_([old, recent, gone, delivered])
+            )
+        }
+    assert states == {
+        old: MessageState.FAILED,
+        recent: MessageState.SENDING,
+        gone: MessageState.SENDING,
+        delivered: MessageState.DELIVERED,
+    }
+    log = client.get(
+        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries", headers=auth(tenant)
+    ).json
+    assert {m["id"] for m in log} == {str(i) for i in (old, recent, gone, delivered)}
+
+
+def test_another_tenants_deliveries_are_404(
+    client: FlaskClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    batch_id = a_batch(client, tenant)
+    message = add_message(tenant, batch_id, MessageState.FAILED, utcnow())
+    theirs = f"/v1/apps/{other_tenant.project_id}"
+    mine = f"/v1/apps/{tenant.project_id}"
+    for method, path in [
+        ("get", f"{mine}/deliveries/{message}"),
+        ("post", f"{mine}/deliveries/{message}/resend"),
+        ("get", f"{mine}/batches/{batch_id}/deliveries"),
+        ("get", f"{theirs}/deliveries/{message}"),
+    ]:
+        response = getattr(client, method)(path, headers=auth(other_tenant))
+        assert response.status_code == 404, (path, response.json)
+    resent = client.post(f"{mine}/deliveries/{message}/resend", headers=auth(tenant))
+    assert resent.status_code == 202
