@@ -9,9 +9,10 @@ an error, not an empty string, so a template that does not fit its inputs fails 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.ai_models import AI_MODELS
@@ -61,9 +62,15 @@ def check(processor: Processor) -> Processor:
     return processor
 
 
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> Template:
+    """Compiling costs far more than rendering: once per template and process."""
+    return _env.from_string(template)
+
+
 def render(template: str, input: dict[str, Any]) -> str:
     """The prompt for one input (ValueError naming what did not fit)."""
     try:
-        return _env.from_string(template).render({**input, "input": input})
+        return _compiled(template).render({**input, "input": input})
     except TemplateError as exc:
         raise ValueError(f"the prompt template does not fit this input: {exc}") from exc

@@ -59,6 +59,7 @@ class Finished:
 class FlushReport:
     finished: list[Finished] = field(default_factory=list)
     jobs_ended: list[uuid.UUID] = field(default_factory=list)
+    events_written: int = 0  # outbox rows this flush wrote (then a drain is due)
 
 
 @dataclass
@@ -143,7 +144,7 @@ def finish_batch(connection: Executor, reports: Sequence[tuple[Claim, Outcome]])
         and outbox.reports_executions(p.claim.job_type)
     ]
     if ended_ids:
-        outbox.emit_executions_finished(connection, ended_ids, now)
+        report.events_written += outbox.emit_executions_finished(connection, ended_ids, now)
     # Job rows in a fixed order: two finishers never wait for each other in a circle.
     for job_id in sorted(set(moves) | set(costs)):
         ended = move_counters(connection, job_id, moves.get(job_id, {}), now, costs[job_id])

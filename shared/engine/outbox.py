@@ -165,6 +165,17 @@ def emit_executions_finished(
     return len(rows)
 
 
+def has_due_events(session_factory: Callable[[], Any]) -> bool:
+    """Whether any consumer has events due now (after a drain that stopped at its cap)."""
+    with session_factory() as session:
+        return (
+            session.scalar(
+                select(OutboxEvent.id).where(OutboxEvent.available_at <= utcnow()).limit(1)
+            )
+            is not None
+        )
+
+
 def drain(session_factory: Callable[[], Any], *, max_batches: int = 50) -> dict[str, int]:
     """Hand every consumer its due events; returns how many each handled."""
     handled: dict[str, int] = {}

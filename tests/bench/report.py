@@ -135,6 +135,23 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{_fmt(f['big_job_executions_per_s'])}/s",
             )
         )
+    w = s.get("w_batch_callbacks")
+    if w:
+        out.append(
+            (
+                f"(w) batch of {_fmt(w['inputs'])} with a callback each",
+                f"{_fmt(w['inputs_per_s'])} inputs/s",
+                f"{_fmt(w['callbacks_received'])} callbacks at {_fmt(w['callbacks_per_s'])}/s; "
+                f"all in {_fmt(w['all_callbacks_s'])} s",
+            )
+        )
+        out.append(
+            (
+                "(w) finish to callback",
+                f"p99 {_fmt(w['callback_delay_p99_s'])} s",
+                f"p50 {_fmt(w['callback_delay_p50_s'])} s, max {_fmt(w['callback_delay_max_s'])} s",
+            )
+        )
     for g in result.get("goals", []):
         out.append((f"goal: {g['goal']}", "met" if g["met"] else "NOT MET", _fmt(g["value"])))
     return out

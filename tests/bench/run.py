@@ -10,7 +10,9 @@ Scenarios (``--only``, comma-separated; all by default):
   and one ``--fanout-executions`` job (its fan-out time);
 - ``c``     (c) ``--slow-executions`` at ``--slow-latency-ms`` with 2 worker processes;
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
-  ``--fairness-executions`` job at 20 ms.
+  ``--fairness-executions`` job at 20 ms;
+- ``w``     a batch of ``--webhook-inputs`` inputs with a signed callback per input to a
+  loopback receiver: inputs/s, callbacks/s, and the delay from finish to callback.
 
 The run owns a PostgreSQL database (``jobyard_bench``, recreated, migrated, dropped at the
 end) and a Redis DB (``redis://127.0.0.1:6379/12``, flushed). Figures are printed with the
@@ -57,8 +59,9 @@ from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
+from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "f")
+SCENARIOS = ("astar", "a", "b", "c", "f", "w")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-executions", type=int, default=40_000, help="executions of (c)")
     parser.add_argument("--slow-latency-ms", type=float, default=500.0, help="latency of (c)")
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
+    parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
     parser.add_argument(
         "--slots",
         type=int,
@@ -187,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             ("f", "f_fairness", lambda: run_fairness(ctx, args.fairness_executions, 50, 20, 2))
         )
 
+    if "w" in args.only:
+        plan.append(("w", "w_batch_callbacks", lambda: run_webhooks(ctx, args.webhook_inputs)))
+
     print(f"bench: database {BENCH_DB}, broker {REDIS_URL}, {cores} cores, {args.slots} slots")
     recreate_database(SERVER_URL, BENCH_DB)
     reset_settings_cache()
@@ -206,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 result["errors"][key] = repr(exc)
             else:
                 figures = result["scenarios"][key]
-                rate = figures.get("tasks_per_s") or figures.get("executions_per_s")
+                rate = (
+                    figures.get("tasks_per_s")
+                    or figures.get("executions_per_s")
+                    or figures.get("inputs_per_s")
+                )
                 print(f"bench: ({letter}) {key}: {rate}/s in {figures['elapsed_s']} s", flush=True)
     finally:
         dispose_engine(close=True)

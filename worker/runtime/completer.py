@@ -135,7 +135,7 @@ class Completer:
             unpublished = publisher.publish_executions(again)
             if unpublished:
                 hand_back_to_dispatch(unpublished)
-        if report.jobs_ended:
+        if report.jobs_ended or report.events_written:
             publisher.publish_outbox_drain()
 
 
