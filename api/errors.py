@@ -29,7 +29,9 @@ def phrase(status: int) -> str:
         return "Error"
 
 
-def default_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+def default_envelope(
+    status: int, message: str, details: list[str], code: str | None = None
+) -> dict[str, Any]:
     """For paths of no family (``/healthz``, unknown paths): ``{statusCode, message, error}``."""
     return {"statusCode": status, "message": message, "error": phrase(status)}
 
@@ -39,8 +41,10 @@ def envelope_for(path: str) -> Envelope:
     return family.envelope if family is not None else default_envelope
 
 
-def error_response(status: int, message: str, details: list[str] | None = None) -> Response:
-    body = envelope_for(request.path)(status, message, details or [])
+def error_response(
+    status: int, message: str, details: list[str] | None = None, code: str | None = None
+) -> Response:
+    body = envelope_for(request.path)(status, message, details or [], code)
     response = jsonify(body)
     response.status_code = status
     return response
@@ -87,7 +91,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
-    return error_response(exc.http_status, exc.message, exc.details)
+    return error_response(exc.http_status, exc.message, exc.details, exc.code)
 
 
 def handle_unexpected(exc: Exception) -> Response:

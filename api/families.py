@@ -19,7 +19,8 @@ from typing import Any
 from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
 
-Envelope = Callable[[int, str, list[str]], dict[str, Any]]
+# (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
+Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
 
 EXTENSION = "jobyard.families"
 
@@ -32,7 +33,7 @@ class Family:
     title: str
     description: str
     url_prefixes: tuple[str, ...]  # the paths it answers, e.g. ("/api/",)
-    envelope: Envelope  # how it answers an error: (status, message, details) -> body
+    envelope: Envelope  # how it answers an error: (status, message, details, code) -> body
     api_key_headers: tuple[str, ...]  # headers that carry an API key, in order of preference
     accepts_bearer: bool  # whether a JWT in "Authorization: Bearer" is accepted
     blueprints: tuple[Blueprint, ...]

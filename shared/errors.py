@@ -8,10 +8,13 @@ class DomainError(Exception):
 
     http_status = 400
 
-    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: list[str] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.code = code  # a family's own error code (Smart DB's INVALID_TABLE...), if any
 
 
 class InvalidInput(DomainError):

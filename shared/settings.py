@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     input_file_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     input_file_timeout_seconds: float = Field(default=20.0, gt=0)
 
+    # Encrypts the URLs (credentials) of registered source databases at rest (a Fernet key:
+    # ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())"``).
+    # Unset: derived from SECRET_KEY, which is fine on a laptop; set it in production, and
+    # keep it, or the stored sources cannot be read.
+    data_source_key: str | None = None
+    source_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
     # Webhooks: the wait before each attempt (Svix's: at once, 5 s, 5 min, 30 min, 2 h,
     # 5 h, 10 h, 10 h), jittered by up to 10%; a 2xx delivers, 410 stops trying.
     webhook_retry_schedule: list[float] = Field(

@@ -7,7 +7,9 @@ from typing import Any
 from api.errors import phrase
 
 
-def nest_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+def nest_envelope(
+    status: int, message: str, details: list[str], code: str | None = None
+) -> dict[str, Any]:
     """Validation errors list every failing field in ``message``, as NestJS does."""
     return {
         "statusCode": status,

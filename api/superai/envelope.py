@@ -6,5 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def error_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+def error_envelope(
+    status: int, message: str, details: list[str], code: str | None = None
+) -> dict[str, Any]:
     return {"statusCode": status, "message": message, "details": details}

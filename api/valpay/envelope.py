@@ -11,7 +11,9 @@ def ok(data: Any, message: str) -> dict[str, Any]:
     return {"success": True, "data": data, "message": message}
 
 
-def error_envelope(status: int, message: str, details: list[str]) -> dict[str, Any]:
+def error_envelope(
+    status: int, message: str, details: list[str], code: str | None = None
+) -> dict[str, Any]:
     """Errors: ``{success: false, data: null, message}`` (validation errors list each
     failing field in ``data.errors``); 401 ``{statusCode: 401, message}`` as documented."""
     if status == 401:

@@ -13,6 +13,7 @@ from shared.models.jobs import (
     JobStatus,
     JobType,
 )
+from shared.models.kb import DataSource
 from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
 from shared.models.webhooks import WebhookDelivery, WebhookMessage, WebhookSecret
@@ -25,6 +26,7 @@ __all__ = [
     "Base",
     "CachedJob",
     "CachedJobStatus",
+    "DataSource",
     "Execution",
     "ExecutionStatus",
     "Job",

@@ -1,0 +1,26 @@
+"""The knowledge-base sync family, compatible with Smart DB / MindsDB's REST API: source
+databases first (knowledge bases and sync jobs come next)."""
+
+from __future__ import annotations
+
+from api.families import Family
+from api.smartdb import databases
+from api.smartdb.envelope import error_envelope
+
+FAMILY = Family(
+    name="smartdb",
+    title="jobyard — Smart DB-compatible knowledge-base sync API",
+    description="Register source databases (checked on creation, stored encrypted, never "
+    "echoed). Answers are {success, message, data}; errors {success: false, error: {code, "
+    "message, details}}.",
+    url_prefixes=("/databases",),
+    envelope=error_envelope,
+    api_key_headers=("x-api-key",),
+    accepts_bearer=True,
+    blueprints=(databases.blp,),
+    docs_prefix="/smartdb/",
+    security_schemes={
+        "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    },
+)

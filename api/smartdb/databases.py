@@ -1,0 +1,95 @@
+"""``/databases``: the source databases sync jobs read from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.auth import authenticate_request, current_principal
+from api.smartdb.envelope import ok
+from shared.db import session_scope
+from shared.kb import sources
+from shared.models import DataSource
+
+blp = Blueprint("smartdb-databases", __name__, url_prefix="/databases", description="Sources")
+
+
+@blp.before_request
+def authenticate_first() -> None:
+    authenticate_request()
+
+
+class CreateDatabaseSchema(Schema):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=63),
+        metadata={"description": "How sync jobs name it: source_table is <name>.<table>"},
+    )
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=4096),
+        metadata={
+            "description": "A SQLAlchemy URL: postgresql://user:pass@host/db, "
+            "mysql://... (with PyMySQL), sqlite:///path (development only). Stored "
+            "encrypted; never answered back"
+        },
+    )
+
+
+def describe(source: DataSource) -> dict[str, Any]:
+    """A source as answered: never its URL or credentials."""
+    return {
+        "name": source.name,
+        "engine": source.engine,
+        "host": source.host,
+        "database": source.database,
+        "created_at": source.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+Answer = Schema.from_dict(
+    {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
+    name="SmartDbAnswer",
+)
+
+
+@blp.route("")
+class Databases(MethodView):
+    @blp.arguments(CreateDatabaseSchema)
+    @blp.response(201, Answer)
+    @blp.alt_response(400, description="INVALID_REQUEST: a bad name or URL, or no connection")
+    @blp.alt_response(409, description="DUPLICATE_DATABASE: the name is taken")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Register a source database (the connection is checked first)"""
+        with session_scope() as session:
+            source = sources.register(
+                session, current_principal().organisation_id, body["name"], body["url"]
+            )
+            return ok(describe(source), "Database created successfully")
+
+    @blp.response(200, Answer)
+    def get(self) -> dict[str, Any]:
+        """List the registered databases"""
+        with session_scope() as session:
+            listed = sources.list_sources(session, current_principal().organisation_id)
+            return ok([describe(s) for s in listed], "Databases retrieved successfully")
+
+
+@blp.route("/<name>")
+class DatabaseByName(MethodView):
+    @blp.response(200, Answer)
+    def get(self, name: str) -> dict[str, Any]:
+        """One registered database"""
+        with session_scope() as session:
+            source = sources.get_source(session, current_principal().organisation_id, name)
+            return ok(describe(source), "Database retrieved successfully")
+
+    @blp.response(200, Answer)
+    def delete(self, name: str) -> dict[str, Any]:
+        """Forget a registered database"""
+        with session_scope() as session:
+            sources.delete_source(session, current_principal().organisation_id, name)
+        return ok({"name": name}, "Database deleted successfully")

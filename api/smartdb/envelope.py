@@ -1,0 +1,34 @@
+"""Smart DB's answers: ``{success: true, message, data}``, and errors
+``{success: false, error: {code, message, details}}`` with the seed's codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The code of an error that carries none of its own, by status.
+CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "INVALID_REQUEST",
+    429: "LIMIT_EXCEEDED",
+}
+
+
+def ok(data: Any, message: str) -> dict[str, Any]:
+    return {"success": True, "message": message, "data": data}
+
+
+def error_envelope(
+    status: int, message: str, details: list[str], code: str | None = None
+) -> dict[str, Any]:
+    return {
+        "success": False,
+        "error": {
+            "code": code or CODES.get(status, "INTERNAL_ERROR"),
+            "message": message,
+            "details": details,
+        },
+    }

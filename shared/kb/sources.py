@@ -1,0 +1,181 @@
+"""Source databases: registered by name with a SQLAlchemy URL, checked by connecting once,
+stored encrypted (Fernet), never echoed.
+
+Which URLs are accepted: PostgreSQL (``postgresql``, ``postgresql+psycopg``), MySQL/MariaDB
+(``mysql+pymysql``, ``mariadb+pymysql``) when that driver is installed, and SQLite. A
+network database's host is resolved and must be a public address, like every other URL a
+user gives (:mod:`shared.netguard`), unless ``JOBYARD_ALLOW_PRIVATE_URLS``; SQLite files
+are on the server itself, so they are accepted only then too (development, tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import re
+import uuid
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import URL, create_engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.models import DataSource
+from shared.netguard import RefusedURL, resolve
+from shared.settings import get_settings
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# SQLAlchemy backend → the driver module it needs (None: built in).
+BACKENDS: dict[str, tuple[str, str | None]] = {
+    "postgresql": ("postgresql+psycopg", "psycopg"),
+    "sqlite": ("sqlite", None),
+    "mysql": ("mysql+pymysql", "pymysql"),
+    "mariadb": ("mariadb+pymysql", "pymysql"),
+}
+
+
+def _fernet() -> Fernet:
+    settings = get_settings()
+    key = settings.data_source_key
+    if not key:
+        digest = hashlib.sha256(b"jobyard data sources:" + settings.secret_key.encode()).digest()
+        key = base64.urlsafe_b64encode(digest).decode()
+    return Fernet(key.encode())
+
+
+def encrypt(url: str) -> str:
+    return _fernet().encrypt(url.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:  # the key changed since the source was registered
+        raise InvalidInput("this source's URL cannot be decrypted with today's key") from exc
+
+
+def invalid(message: str, detail: str) -> InvalidInput:
+    return InvalidInput(message, details=[detail], code="INVALID_REQUEST")
+
+
+def parse_url(raw: str) -> URL:
+    """``raw`` as a URL of a supported backend, with its driver (InvalidInput otherwise)."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise invalid("url is not a SQLAlchemy URL", f"url: {exc}") from exc
+    backend = url.get_backend_name()
+    if backend not in BACKENDS:
+        supported = ", ".join(sorted(BACKENDS))
+        raise invalid(f"unsupported database {backend!r}", f"url: one of {supported}")
+    drivername, module = BACKENDS[backend]
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise invalid(f"{backend} needs the {module} driver, not installed here", "url: driver")
+    return url.set(drivername=drivername)
+
+
+def checked_address(url: URL) -> str | None:
+    """The address to connect to: network databases on public addresses only (the checked
+    address is the one connected to, see :func:`engine_for`); SQLite only where private
+    addresses are allowed. None for SQLite."""
+    allowed = get_settings().allow_private_urls
+    if url.get_backend_name() == "sqlite":
+        if not allowed:
+            raise invalid("SQLite sources are files on the server: not accepted here", "url")
+        return None
+    if not url.host:
+        raise invalid("url has no host", "url: host is required")
+    try:
+        return resolve(f"http://{url.host}:{url.port or 1}/").address
+    except RefusedURL as exc:
+        raise InvalidInput(
+            exc.message, details=[f"url: {exc.message}"], code="INVALID_REQUEST"
+        ) from exc
+
+
+def engine_for(url: URL | str, **kwargs: Any) -> Any:
+    """A small engine on a source database, with a connection timeout."""
+    url = make_url(url) if isinstance(url, str) else url
+    timeout = get_settings().source_connect_timeout_seconds
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" or url.get_backend_name() in ("mysql", "mariadb"):
+        connect_args["connect_timeout"] = max(1, round(timeout))
+    elif url.get_backend_name() == "sqlite":
+        connect_args["timeout"] = timeout
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+
+
+def check_connection(url: URL) -> None:
+    """Connect once and run ``SELECT 1`` (InvalidInput with the reason otherwise)."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+        raise InvalidInput(
+            f"cannot connect to the database: {reason}",
+            details=[f"url: {reason}"],
+            code="INVALID_REQUEST",
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: str) -> DataSource:
+    """A new source, once its name is free, its address allowed and it answers."""
+    if not NAME.match(name):
+        raise invalid(
+            "name must be a letter or _ followed by up to 62 letters, digits or _",
+            "name: invalid",
+        )
+    url = parse_url(raw_url)
+    checked_address(url)
+    taken = session.scalar(
+        select(DataSource.id).where(
+            DataSource.organisation_id == organisation_id, DataSource.name == name
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"a database named {name!r} exists", code="DUPLICATE_DATABASE")
+    check_connection(url)
+    source = DataSource(
+        organisation_id=organisation_id,
+        name=name,
+        engine=url.get_backend_name(),
+        host=url.host,
+        database=url.database,
+        url_encrypted=encrypt(url.render_as_string(hide_password=False)),
+    )
+    session.add(source)
+    session.flush()
+    return source
+
+
+def get_source(session: Session, organisation_id: uuid.UUID, name: str) -> DataSource:
+    source = session.scalar(
+        select(DataSource).where(
+            DataSource.organisation_id == organisation_id, DataSource.name == name
+        )
+    )
+    if source is None:
+        raise NotFound(f"database {name!r} not found", code="NOT_FOUND")
+    return source
+
+
+def list_sources(session: Session, organisation_id: uuid.UUID) -> list[DataSource]:
+    return list(
+        session.scalars(
+            select(DataSource)
+            .where(DataSource.organisation_id == organisation_id)
+            .order_by(DataSource.name)
+        )
+    )
+
+
+def delete_source(session: Session, organisation_id: uuid.UUID, name: str) -> None:
+    session.delete(get_source(session, organisation_id, name))
