@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
-from api.smartdb.envelope import ok
+from api.smartdb.envelope import Answer, ok
 from shared.db import session_scope
 from shared.kb import sources
 from shared.models import DataSource
@@ -48,12 +48,6 @@ def describe(source: DataSource) -> dict[str, Any]:
         "database": source.database,
         "created_at": source.created_at.isoformat().replace("+00:00", "Z"),
     }
-
-
-Answer = Schema.from_dict(
-    {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
-    name="SmartDbAnswer",
-)
 
 
 @blp.route("")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import Schema, fields
+
 # The code of an error that carries none of its own, by status.
 CODES = {
     400: "INVALID_REQUEST",
@@ -32,3 +34,9 @@ def error_envelope(
             "details": details,
         },
     }
+
+
+Answer = Schema.from_dict(
+    {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
+    name="SmartDbAnswer",
+)

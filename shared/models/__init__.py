@@ -13,7 +13,7 @@ from shared.models.jobs import (
     JobStatus,
     JobType,
 )
-from shared.models.kb import DataSource
+from shared.models.kb import DataSource, KbChunk, KnowledgeBase
 from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
 from shared.models.webhooks import WebhookDelivery, WebhookMessage, WebhookSecret
@@ -32,6 +32,8 @@ __all__ = [
     "Job",
     "JobStatus",
     "JobType",
+    "KbChunk",
+    "KnowledgeBase",
     "Membership",
     "Organisation",
     "OutboxEvent",

@@ -1,0 +1,323 @@
+"""Knowledge bases: rows become chunks with stable ids, embedded and stored (float32) in
+the database; search is exact cosine over a per-KB matrix each process caches until the
+KB's ``version`` moves.
+
+A row's id is its ``id_column`` value, else a hash of its content; a chunk's id is
+``<row id>:<n>``, so writing a row again replaces its chunks instead of adding copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from shared.db import dialect_name
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.kb.embedders import embedder
+from shared.kb.sources import NAME
+from shared.models import KbChunk, KnowledgeBase, utcnow
+
+CHUNK_CHARS = 1000
+_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def chunks_of(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    """``text`` in pieces of at most ``size`` characters, cut at sentence or line ends
+    where there is one (a longer sentence is cut at spaces, then anywhere)."""
+    text = text.strip()
+    if len(text) <= size:
+        return [text] if text else []
+    pieces, current = [], ""
+    for sentence in _BREAK.split(text):
+        while len(sentence) > size:
+            cut = sentence.rfind(" ", 0, size)
+            cut = cut if cut > 0 else size
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > size:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return [p for p in pieces if p]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+# -- the knowledge bases ----------------------------------------------------------------
+
+
+def create_kb(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    name: str,
+    embedder_name: str,
+    id_column: str | None,
+    metadata_columns: list[str],
+) -> KnowledgeBase:
+    if not NAME.match(name):
+        raise InvalidInput(
+            "name must be a letter or _ followed by up to 62 letters, digits or _",
+            details=["name: invalid"],
+            code="INVALID_REQUEST",
+        )
+    for column in [c for c in (id_column, *metadata_columns) if c is not None]:
+        if not NAME.match(column):
+            raise InvalidInput(
+                f"column {column!r} is not a plain column name",
+                details=[f"columns: {column!r}"],
+                code="INVALID_REQUEST",
+            )
+    _, dimensions = embedder(embedder_name)
+    taken = session.scalar(
+        select(KnowledgeBase.id).where(
+            KnowledgeBase.organisation_id == organisation_id, KnowledgeBase.name == name
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"a knowledge base named {name!r} exists", code="DUPLICATE_KB")
+    kb = KnowledgeBase(
+        organisation_id=organisation_id,
+        name=name,
+        embedder=embedder_name,
+        dimensions=dimensions,
+        id_column=id_column,
+        metadata_columns=list(metadata_columns),
+        version=0,
+    )
+    session.add(kb)
+    session.flush()
+    return kb
+
+
+def get_kb(session: Session, organisation_id: uuid.UUID, name: str) -> KnowledgeBase:
+    kb = session.scalar(
+        select(KnowledgeBase).where(
+            KnowledgeBase.organisation_id == organisation_id, KnowledgeBase.name == name
+        )
+    )
+    if kb is None:
+        raise NotFound(f"knowledge base {name!r} not found", code="NOT_FOUND")
+    return kb
+
+
+def list_kbs(session: Session, organisation_id: uuid.UUID) -> list[KnowledgeBase]:
+    return list(
+        session.scalars(
+            select(KnowledgeBase)
+            .where(KnowledgeBase.organisation_id == organisation_id)
+            .order_by(KnowledgeBase.name)
+        )
+    )
+
+
+def delete_kb(session: Session, organisation_id: uuid.UUID, name: str) -> None:
+    session.delete(get_kb(session, organisation_id, name))
+
+
+def chunk_count(session: Session, kb: KnowledgeBase) -> int:
+    return session.scalar(select(func.count()).where(KbChunk.kb_id == kb.id)) or 0
+
+
+# -- writing rows -------------------------------------------------------------------------
+
+
+def upsert_rows(
+    session: Session, kb: KnowledgeBase, rows: Sequence[dict[str, Any]], content_columns: list[str]
+) -> int:
+    """Write ``rows`` into ``kb`` (their chunks replaced, never duplicated); returns the
+    number of chunks written. One embedding call and one statement per kind of write."""
+    chunks: list[dict[str, Any]] = []
+    rows_seen: dict[str, int] = {}
+    for row in rows:
+        content = "\n".join(str(row[c]) for c in content_columns if row.get(c) is not None)
+        if kb.id_column and row.get(kb.id_column) is not None:
+            row_id = str(row[kb.id_column])
+        else:
+            row_id = hashlib.sha256(content.encode()).hexdigest()[:32]
+        metadata = {c: _json_safe(row.get(c)) for c in kb.metadata_columns if c in row}
+        pieces = chunks_of(content)
+        rows_seen[row_id] = len(pieces)
+        chunks += [
+            {"row_id": row_id, "chunk_id": f"{row_id}:{n}", "content": piece, "metadata": metadata}
+            for n, piece in enumerate(pieces)
+        ]
+    embed, _ = embedder(kb.embedder)
+    vectors = embed([c["content"] for c in chunks]) if chunks else np.zeros((0, 0))
+    now = utcnow()
+    values = [
+        {
+            "id": uuid.uuid4(),
+            "kb_id": kb.id,
+            "row_id": c["row_id"],
+            "chunk_id": c["chunk_id"],
+            "content": c["content"],
+            "metadata": c["metadata"],
+            "embedding": vectors[i].astype(np.float32).tobytes(),
+            "updated_at": now,
+        }
+        for i, c in enumerate(chunks)
+    ]
+    # A row that shrank leaves no chunks behind from its longer past.
+    for row_id, count in rows_seen.items():
+        session.execute(
+            delete(KbChunk).where(
+                KbChunk.kb_id == kb.id,
+                KbChunk.row_id == row_id,
+                KbChunk.chunk_id.not_in([f"{row_id}:{n}" for n in range(count)] or [""]),
+            )
+        )
+    if values:
+        dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+        table = KbChunk.__table__
+        statement = dialect.insert(table).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.kb_id, table.c.chunk_id],
+            set_={
+                "content": statement.excluded.content,
+                "metadata": statement.excluded.metadata,
+                "embedding": statement.excluded.embedding,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        session.execute(statement)
+    session.execute(
+        update(KnowledgeBase)
+        .where(KnowledgeBase.id == kb.id)
+        .values(version=KnowledgeBase.version + 1)
+    )
+    return len(values)
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    version: int
+    ids: list[str]
+    chunk_ids: list[str]
+    contents: list[str]
+    metadata: list[dict[str, Any]]
+    vectors: np.ndarray
+
+
+_matrices: OrderedDict[uuid.UUID, _Matrix] = OrderedDict()
+_lock = threading.Lock()
+MAX_CACHED_KBS = 16
+
+
+def _matrix(session: Session, kb: KnowledgeBase) -> _Matrix:
+    """The KB's chunks as one matrix, from this process's cache unless the KB changed."""
+    with _lock:
+        cached = _matrices.get(kb.id)
+        if cached is not None and cached.version == kb.version:
+            _matrices.move_to_end(kb.id)
+            return cached
+    rows = session.execute(
+        select(
+            KbChunk.row_id, KbChunk.chunk_id, KbChunk.content, KbChunk.metadata_, KbChunk.embedding
+        )
+        .where(KbChunk.kb_id == kb.id)
+        .order_by(KbChunk.chunk_id)
+    ).all()
+    vectors = (
+        np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        if rows
+        else np.zeros((0, kb.dimensions), dtype=np.float32)
+    )
+    matrix = _Matrix(
+        kb.version,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [dict(r[3] or {}) for r in rows],
+        vectors,
+    )
+    with _lock:
+        _matrices[kb.id] = matrix
+        while len(_matrices) > MAX_CACHED_KBS:
+            _matrices.popitem(last=False)
+    return matrix
+
+
+def _passes(metadata: dict[str, Any], filters: dict[str, Any]) -> bool:
+    for key, wanted in filters.items():
+        value = metadata.get(key)
+        if isinstance(wanted, list):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def search(
+    session: Session,
+    kb: KnowledgeBase,
+    query: str,
+    *,
+    limit: int,
+    relevance_threshold: float | None,
+    filters: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The chunks nearest ``query`` by cosine similarity, best first; metadata filters
+    apply before ranking. ``relevance`` is the similarity (0..1), ``distance`` 1 minus it."""
+    matrix = _matrix(session, kb)
+    if not matrix.ids:
+        return []
+    candidates = np.arange(len(matrix.ids))
+    if filters:
+        candidates = np.array(
+            [i for i in candidates if _passes(matrix.metadata[i], filters)], dtype=np.int64
+        )
+        if candidates.size == 0:
+            return []
+    embed, _ = embedder(kb.embedder)
+    q = embed([query])[0]
+    scores = matrix.vectors[candidates] @ q
+    k = min(limit, candidates.size)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    answers = []
+    for position in top:
+        index = int(candidates[position])
+        relevance = float(max(0.0, min(1.0, scores[position])))
+        if relevance_threshold is not None and relevance < relevance_threshold:
+            continue
+        answers.append(
+            {
+                "id": matrix.ids[index],
+                "chunk_id": matrix.chunk_ids[index],
+                "chunk_content": matrix.contents[index],
+                "metadata": matrix.metadata[index],
+                "distance": round(1.0 - float(scores[position]), 6),
+                "relevance": round(relevance, 6),
+            }
+        )
+    return answers
