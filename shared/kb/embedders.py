@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,6 +43,7 @@ def features(text: str) -> Counter[str]:
     return grams
 
 
+@lru_cache(maxsize=262_144)  # words repeat: hashing each once per process halves the cost
 def _bucket(feature: str) -> tuple[int, float]:
     digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
     value = int.from_bytes(digest, "little")
@@ -52,9 +54,14 @@ def hashing(texts: Sequence[str]) -> np.ndarray:
     """One row per text, unit length (a text with no words is the zero vector)."""
     matrix = np.zeros((len(texts), HASHING_DIMENSIONS), dtype=np.float32)
     for row, text in enumerate(texts):
-        for feature, count in features(text).items():
-            index, sign = _bucket(feature)
-            matrix[row, index] += sign * (1.0 + np.log(count))
+        counted = features(text)
+        if not counted:
+            continue
+        buckets = [_bucket(f) for f in counted]
+        indices = np.fromiter((b[0] for b in buckets), dtype=np.int64, count=len(buckets))
+        signs = np.fromiter((b[1] for b in buckets), dtype=np.float32, count=len(buckets))
+        counts = np.fromiter(counted.values(), dtype=np.float32, count=len(buckets))
+        np.add.at(matrix[row], indices, signs * (1.0 + np.log(counts)))
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.divide(matrix, norms, out=matrix, where=norms > 0)
     return matrix

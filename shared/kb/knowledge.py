@@ -183,13 +183,13 @@ def upsert_rows(
         }
         for i, c in enumerate(chunks)
     ]
-    # A row that shrank leaves no chunks behind from its longer past.
-    for row_id, count in rows_seen.items():
+    # A row that shrank leaves no chunks behind from its longer past (one statement).
+    if rows_seen:
         session.execute(
             delete(KbChunk).where(
                 KbChunk.kb_id == kb.id,
-                KbChunk.row_id == row_id,
-                KbChunk.chunk_id.not_in([f"{row_id}:{n}" for n in range(count)] or [""]),
+                KbChunk.row_id.in_(list(rows_seen)),
+                KbChunk.chunk_id.not_in([c["chunk_id"] for c in chunks] or [""]),
             )
         )
     if values:
@@ -291,22 +291,23 @@ def search(
     matrix = _matrix(session, kb)
     if not matrix.ids:
         return []
-    candidates = np.arange(len(matrix.ids))
-    if filters:
+    vectors, candidates = matrix.vectors, None
+    if filters:  # only the rows that pass are ranked (a copy of just those rows)
         candidates = np.array(
-            [i for i in candidates if _passes(matrix.metadata[i], filters)], dtype=np.int64
+            [i for i, m in enumerate(matrix.metadata) if _passes(m, filters)], dtype=np.int64
         )
         if candidates.size == 0:
             return []
+        vectors = matrix.vectors[candidates]
     embed, _ = embedder(kb.embedder)
     q = embed([query])[0]
-    scores = matrix.vectors[candidates] @ q
-    k = min(limit, candidates.size)
+    scores = vectors @ q
+    k = min(limit, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     answers = []
     for position in top:
-        index = int(candidates[position])
+        index = int(candidates[position]) if candidates is not None else int(position)
         relevance = float(max(0.0, min(1.0, scores[position])))
         if relevance_threshold is not None and relevance < relevance_threshold:
             continue

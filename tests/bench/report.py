@@ -152,6 +152,24 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"p50 {_fmt(w['callback_delay_p50_s'])} s, max {_fmt(w['callback_delay_max_s'])} s",
             )
         )
+    k = s.get("k_knowledge_base")
+    if k:
+        out.append(
+            (
+                f"(k) {_fmt(k['rows'])} rows into a knowledge base",
+                f"{_fmt(k['rows_per_s'])} rows/s",
+                f"embedding alone {_fmt(k['embed_rows_per_s'])} rows/s; writing alone "
+                f"{_fmt(k['write_rows_per_s'])} rows/s",
+            )
+        )
+        out.append(
+            (
+                f"(k) search over {_fmt(k['search_chunks'])} chunks",
+                f"p99 {_fmt(k['search_p99_ms'])} ms",
+                f"p50 {_fmt(k['search_p50_ms'])} ms; with a metadata filter p50 "
+                f"{_fmt(k['filtered_search_p50_ms'])} ms",
+            )
+        )
     for g in result.get("goals", []):
         out.append((f"goal: {g['goal']}", "met" if g["met"] else "NOT MET", _fmt(g["value"])))
     return out

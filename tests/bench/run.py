@@ -11,6 +11,8 @@ Scenarios (``--only``, comma-separated; all by default):
 - ``c``     (c) ``--slow-executions`` at ``--slow-latency-ms`` with 2 worker processes;
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
   ``--fairness-executions`` job at 20 ms;
+- ``k``     knowledge bases: 100,000 rows embedded and written, and search latency over
+  them (in this process: the sync jobs are not built yet);
 - ``w``     a batch of ``--webhook-inputs`` inputs with a signed callback per input to a
   loopback receiver: inputs/s, callbacks/s, and the delay from finish to callback.
 
@@ -58,10 +60,11 @@ from shared.migrate import upgrade_database  # noqa: E402
 from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
+from tests.bench.kb import run_kb  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "f", "w")
+SCENARIOS = ("astar", "a", "b", "c", "f", "w", "k")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             ("f", "f_fairness", lambda: run_fairness(ctx, args.fairness_executions, 50, 20, 2))
         )
 
+    if "k" in args.only:
+        plan.append(("k", "k_knowledge_base", lambda: run_kb()))
     if "w" in args.only:
         plan.append(("w", "w_batch_callbacks", lambda: run_webhooks(ctx, args.webhook_inputs)))
 
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     figures.get("tasks_per_s")
                     or figures.get("executions_per_s")
                     or figures.get("inputs_per_s")
+                    or figures.get("rows_per_s")
                 )
                 print(f"bench: ({letter}) {key}: {rate}/s in {figures['elapsed_s']} s", flush=True)
     finally:
