@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.errors import NotFound
@@ -26,3 +27,26 @@ def get_owned(
     if row is None or row.organisation_id != organisation_id:
         raise NotFound(f"{what} {row_id} not found")
     return row
+
+
+def get_named(
+    session: Session, model: type[T], organisation_id: uuid.UUID, name: str, what: str
+) -> T:
+    """The organisation's row of ``model`` called ``name`` (a unique name per
+    organisation); NotFound otherwise, another organisation's included."""
+    column = model.name  # type: ignore[attr-defined]
+    row = session.scalar(
+        select(model).where(model.organisation_id == organisation_id, column == name)
+    )
+    if row is None:
+        raise NotFound(f"{what} {name!r} not found", code="NOT_FOUND")
+    return row
+
+
+def list_named(session: Session, model: type[T], organisation_id: uuid.UUID) -> list[T]:
+    """The organisation's rows of ``model``, by name."""
+    return list(
+        session.scalars(
+            select(model).where(model.organisation_id == organisation_id).order_by(model.name)  # type: ignore[attr-defined]
+        )
+    )

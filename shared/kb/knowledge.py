@@ -25,10 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput
 from shared.kb.embedders import embedder
 from shared.kb.sources import NAME
 from shared.models import KbChunk, KnowledgeBase, utcnow
+from shared.scoping import get_named, list_named
 
 CHUNK_CHARS = 1000
 _BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -116,24 +117,11 @@ def create_kb(
 
 
 def get_kb(session: Session, organisation_id: uuid.UUID, name: str) -> KnowledgeBase:
-    kb = session.scalar(
-        select(KnowledgeBase).where(
-            KnowledgeBase.organisation_id == organisation_id, KnowledgeBase.name == name
-        )
-    )
-    if kb is None:
-        raise NotFound(f"knowledge base {name!r} not found", code="NOT_FOUND")
-    return kb
+    return get_named(session, KnowledgeBase, organisation_id, name, "knowledge base")
 
 
 def list_kbs(session: Session, organisation_id: uuid.UUID) -> list[KnowledgeBase]:
-    return list(
-        session.scalars(
-            select(KnowledgeBase)
-            .where(KnowledgeBase.organisation_id == organisation_id)
-            .order_by(KnowledgeBase.name)
-        )
-    )
+    return list_named(session, KnowledgeBase, organisation_id)
 
 
 def delete_kb(session: Session, organisation_id: uuid.UUID, name: str) -> None:

@@ -23,9 +23,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput
 from shared.models import DataSource
 from shared.netguard import RefusedURL, resolve
+from shared.scoping import get_named, list_named
 from shared.settings import get_settings
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -157,24 +158,11 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
 
 
 def get_source(session: Session, organisation_id: uuid.UUID, name: str) -> DataSource:
-    source = session.scalar(
-        select(DataSource).where(
-            DataSource.organisation_id == organisation_id, DataSource.name == name
-        )
-    )
-    if source is None:
-        raise NotFound(f"database {name!r} not found", code="NOT_FOUND")
-    return source
+    return get_named(session, DataSource, organisation_id, name, "database")
 
 
 def list_sources(session: Session, organisation_id: uuid.UUID) -> list[DataSource]:
-    return list(
-        session.scalars(
-            select(DataSource)
-            .where(DataSource.organisation_id == organisation_id)
-            .order_by(DataSource.name)
-        )
-    )
+    return list_named(session, DataSource, organisation_id)
 
 
 def delete_source(session: Session, organisation_id: uuid.UUID, name: str) -> None:
