@@ -8,8 +8,9 @@ found by a bounded query over the few rows that are outstanding:
 - an execution that used every attempt without finishing (it kills its worker each time):
   it fails, with the counters moved, instead of looping forever;
 - a retry whose countdown message was lost with its worker (it is well past due and
-  nobody claimed it), or a message never claimed for long while the queue is empty (a
-  flushed Redis): handed back to dispatch;
+  nobody claimed it), a message a dead worker may have prefetched (published before its
+  last heartbeat and never claimed), or a message never claimed for long while the queue
+  is empty (a flushed Redis): handed back to dispatch;
 - a job whose fan-out was never published (the broker was down at accept time) or stopped
   moving (its worker died): its fan-out is published again.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
@@ -42,6 +43,9 @@ class SweepReport:
     """What one sweep did (logged by the task, asserted by the tests)."""
 
     dead_workers: list[str] = field(default_factory=list)
+    # Messages published before this may sit unacknowledged in a dead worker's prefetch
+    # buffer, where Redis keeps them for its visibility timeout (an hour): presumed lost.
+    prefetched_by_the_dead_before: datetime | None = None
     leases_released: int = 0
     executions_exhausted: int = 0
     messages_presumed_lost: int = 0
@@ -64,7 +68,9 @@ def sweep(*, executions_queue_empty: bool) -> SweepReport:
         release_leases(session, report)
     with session_scope() as session:
         report.messages_presumed_lost = presume_lost_messages(
-            session, include_unclaimed=executions_queue_empty
+            session,
+            include_unclaimed=executions_queue_empty,
+            published_before=report.prefetched_by_the_dead_before,
         )
     with session_scope() as session:
         report.jobs_redispatched = claim_stalled_fan_outs(session)
@@ -74,8 +80,14 @@ def sweep(*, executions_queue_empty: bool) -> SweepReport:
 def release_leases(connection: Executor, report: SweepReport) -> None:
     """Release the leases of dead workers and of expired leases; fail what is exhausted."""
     now = utcnow()
-    dead = workers.dead_workers(connection, now)
+    dead_heartbeats = workers.dead_workers(connection, now)
+    dead = list(dead_heartbeats)
     report.dead_workers = dead
+    if dead_heartbeats:
+        # A worker fetches messages until it dies, at most one heartbeat after its last.
+        report.prefetched_by_the_dead_before = max(dead_heartbeats.values()) + timedelta(
+            seconds=get_settings().heartbeat_seconds
+        )
     lost = Execution.lease_expires_at < now
     if dead:
         lost = or_(lost, Execution.lease_owner.in_(dead))
@@ -132,7 +144,9 @@ def fail_exhausted(connection: Executor, rows: list[tuple[uuid.UUID, uuid.UUID, 
     return sum(sum(m.values()) for m in moves.values())
 
 
-def presume_lost_messages(connection: Executor, *, include_unclaimed: bool) -> int:
+def presume_lost_messages(
+    connection: Executor, *, include_unclaimed: bool, published_before: datetime | None = None
+) -> int:
     """Hand back to dispatch the executions whose message is presumed lost.
 
     A retry (or deferred attempt) waits in a worker's memory until its countdown ends; if
@@ -140,7 +154,9 @@ def presume_lost_messages(connection: Executor, *, include_unclaimed: bool) -> i
     died with it. A first attempt published ``JOBYARD_REDISPATCH_AFTER_SECONDS`` ago and
     never claimed is taken only with ``include_unclaimed`` (the executions queue is empty):
     while messages still wait there, an old publish is more likely queued than lost.
-    A duplicate, if the message was not lost after all, is dropped by the claim.
+    When a worker died, a first attempt published before ``published_before`` may be in
+    its prefetch buffer (unacknowledged, so Redis would give it back only after its
+    visibility timeout, an hour): it is presumed lost at once. A duplicate, if the message was not lost after all, is dropped by the claim.
     """
     settings = get_settings()
     now = utcnow()
@@ -153,6 +169,11 @@ def presume_lost_messages(connection: Executor, *, include_unclaimed: bool) -> i
         Execution.dispatched_at < now - timedelta(seconds=settings.redispatch_after_seconds),
     )
     lost = or_(overdue_retry, never_claimed) if include_unclaimed else overdue_retry
+    if published_before is not None:
+        prefetched = and_(
+            Execution.next_attempt_at.is_(None), Execution.dispatched_at < published_before
+        )
+        lost = or_(lost, prefetched)
     ids = list(
         connection.execute(
             select(Execution.id)

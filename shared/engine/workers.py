@@ -68,13 +68,16 @@ def live_slots(connection: Executor, now: datetime) -> int:
     )
 
 
-def dead_workers(connection: Executor, now: datetime) -> list[str]:
-    """Workers whose heartbeat stopped."""
-    return list(
-        connection.execute(
-            select(WorkerProcess.id).where(WorkerProcess.heartbeat_at < _alive_since(now))
-        ).scalars()
-    )
+def dead_workers(connection: Executor, now: datetime) -> dict[str, datetime]:
+    """Workers whose heartbeat stopped, with their last heartbeat."""
+    return {
+        row.id: row.heartbeat_at
+        for row in connection.execute(
+            select(WorkerProcess.id, WorkerProcess.heartbeat_at).where(
+                WorkerProcess.heartbeat_at < _alive_since(now)
+            )
+        )
+    }
 
 
 def forget(connection: Executor, worker_ids: list[str]) -> None:

@@ -160,6 +160,37 @@ def test_a_never_claimed_message_is_presumed_lost_only_when_the_queue_is_empty(
     assert execution(ids[0]).dispatched_at is None
 
 
+def test_a_message_a_dead_worker_may_have_prefetched_is_presumed_lost_at_once(
+    organisation_id: uuid.UUID,
+) -> None:
+    """Published before the dead worker's last heartbeat (plus one beat) and never claimed:
+    it may sit in the dead worker's prefetch buffer, so it is handed back even while the
+    queue is not empty. One published after the worker died is left queued."""
+    job_id = make_job(organisation_id, 2)
+    fan_out_job(job_id)
+    ids = execution_ids(job_id)
+    register(f"dead-{uuid.uuid4().hex[:6]}", silent_for=3600)
+    with session_scope() as session:
+        session.execute(
+            update(Execution)
+            .where(Execution.id == ids[0])
+            .values(dispatched_at=utcnow() - timedelta(hours=2))
+        )
+        session.execute(
+            update(Execution).where(Execution.id == ids[1]).values(dispatched_at=utcnow())
+        )
+    report = sweep_leases()
+    assert report.prefetched_by_the_dead_before is not None
+    with session_scope() as session:
+        presume_lost_messages(
+            session,
+            include_unclaimed=False,
+            published_before=report.prefetched_by_the_dead_before,
+        )
+    assert execution(ids[0]).dispatched_at is None
+    assert execution(ids[1]).dispatched_at is not None
+
+
 def test_a_stalled_fan_out_is_published_again_but_not_a_canceled_one(
     organisation_id: uuid.UUID,
 ) -> None:
