@@ -9,6 +9,7 @@ from flask import Flask
 import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import errors, families, health
 from api.rate_limits import init_rate_limits
+from api.request_limits import init_request_limits
 from shared.settings import get_settings
 
 
@@ -27,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     init_rate_limits(app)
+    init_request_limits(app)  # after the rate limit: a client over it is not parsed
     app.register_blueprint(health.blp)
     for family in families.discover():
         families.register(app, family)

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
 
+    # What one request may hold beyond its size (api/request_limits.py): a deeper JSON
+    # body, a longer number, NaN or Infinity are a 400; a longer URL 414; more or longer
+    # header fields 431, each in the family's envelope. gunicorn's own limits
+    # (deploy/gunicorn.conf.py) are set above these: beyond its, it answers its HTML page.
+    max_json_depth: int = Field(default=64, ge=1, le=500)  # below Python's recursion limit
+    max_json_number_digits: int = Field(default=100, ge=20, le=4000)  # Python's limit: 4300
+    # The request target (path and query as sent); gunicorn's request line stops at 8190.
+    max_url_bytes: int = Field(default=4096, ge=256, le=8000)
+    max_header_bytes: int = Field(default=8190, ge=1024, le=65_536)  # name, ": " and value
+    max_header_count: int = Field(default=100, ge=16, le=10_000)
+
     # Execution lifecycle
     max_attempts: int = Field(default=3, ge=1)
     # The longest one attempt may hold its lease, even in a live worker (a hung call). A
@@ -160,12 +171,28 @@ class Settings(BaseSettings):
     input_file_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     input_file_timeout_seconds: float = Field(default=20.0, gt=0)
 
+    # Knowledge bases' ``openai`` embedder: any OpenAI-compatible embeddings endpoint. Its
+    # key falls back to OPENAI_API_KEY, and with that key the base URL falls back to
+    # OPENAI_BASE_URL (a key is only ever sent to the endpoint configured with it); else
+    # OpenAI's. A KB keeps the dimensions it was created with: changing the model or the
+    # dimensions later means building the KBs that use this embedder again.
+    embeddings_base_url: str | None = None
+    embeddings_api_key: str | None = None
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_dimensions: int = Field(default=1536, ge=1)
+    embeddings_batch_size: int = Field(default=512, ge=1, le=2048)  # OpenAI takes 2,048 inputs
+    embeddings_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # Encrypts the URLs (credentials) of registered source databases at rest (a Fernet key:
     # ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())"``).
     # Unset: derived from SECRET_KEY, which is fine on a laptop; set it in production, and
     # keep it, or the stored sources cannot be read.
     data_source_key: str | None = None
     source_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # KB sync runs: rows per batch (one execution each), and the active (not completed)
+    # sync jobs an organisation may have (the seed's "100 active jobs per account").
+    kb_sync_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    kb_sync_max_active_jobs: int = Field(default=100, ge=1)
 
     # Webhooks: the wait before each attempt (Svix's: at once, 5 s, 5 min, 30 min, 2 h,
     # 5 h, 10 h, 10 h), jittered by up to 10%; a 2xx delivers, 410 stops trying.

@@ -16,6 +16,11 @@ RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
 RECURRENCE_STATUSES = ("active", "paused")
 DIRECTIONS = ("ASC", "DESC")
 MAX_PAGE = 2**31 - 1
+# Every list a request may send is capped (a longer one is a 400), well above any real
+# use: a sort names each of its few fields once (SQLite refuses an ORDER BY of over 2,000
+# terms, which was a 500); model lists and filters name a few values each.
+MAX_SORT_TERMS = 10
+MAX_LIST_VALUES = 100
 
 
 class IsoDateTime(fields.Field):
@@ -82,7 +87,9 @@ class ProjectFieldsSchema(Schema):
         Text(validate=validate.Length(min=1, max=255)), validate=validate.Length(max=100)
     )
     llm_providers = fields.List(
-        fields.String(validate=validate.OneOf(AI_MODELS)), data_key="llmProviders"
+        fields.String(validate=validate.OneOf(AI_MODELS)),
+        data_key="llmProviders",
+        validate=validate.Length(max=MAX_LIST_VALUES),
     )
     execution_count = strict_int(data_key="executionCount", validate=validate.Range(min=1, max=100))
     recurrence = fields.String(validate=validate.OneOf(RECURRENCES))
@@ -128,7 +135,12 @@ class QueryCreateSchema(Schema):
     query = Text(required=True, validate=validate.Length(min=1, max=2000))
     language = Text(load_default="en", validate=validate.Length(min=2, max=5))
     country = Text(load_default="US", validate=validate.Length(equal=2))
-    tag_ids = fields.List(fields.UUID(), data_key="tagIds", load_default=list)
+    tag_ids = fields.List(
+        fields.UUID(),
+        data_key="tagIds",
+        load_default=list,
+        validate=validate.Length(max=MAX_LIST_VALUES),
+    )
 
 
 class QueryManySchema(Schema):
@@ -157,9 +169,21 @@ class QuerySortSchema(SortSchema):
 
 class QueryListFilterSchema(Schema):
     query = Text(validate=validate.Length(max=2000))
-    languages = fields.List(Text(validate=validate.Length(min=2, max=5)), load_default=list)
-    countries = fields.List(Text(validate=validate.Length(equal=2)), load_default=list)
-    sort = fields.List(fields.Nested(QuerySortSchema), load_default=list)
+    languages = fields.List(
+        Text(validate=validate.Length(min=2, max=5)),
+        load_default=list,
+        validate=validate.Length(max=MAX_LIST_VALUES),
+    )
+    countries = fields.List(
+        Text(validate=validate.Length(equal=2)),
+        load_default=list,
+        validate=validate.Length(max=MAX_LIST_VALUES),
+    )
+    sort = fields.List(
+        fields.Nested(QuerySortSchema),
+        load_default=list,
+        validate=validate.Length(max=MAX_SORT_TERMS),
+    )
 
 
 def page_args_schema(max_limit: int, default_limit: int) -> type[Schema]:
@@ -187,7 +211,7 @@ class TriggerJobSchema(Schema):
     aiModels = fields.List(
         fields.String(validate=validate.OneOf(AI_MODELS)),
         required=True,
-        validate=validate.Length(min=1),
+        validate=[validate.Length(min=1), validate.Length(max=MAX_LIST_VALUES)],
         metadata={"description": "AI model identifiers to run each query on"},
     )
     executionCount = strict_int(
@@ -261,7 +285,11 @@ class JobListFilterSchema(Schema):
         )
     )
     createdBy = fields.UUID()
-    sort = fields.List(fields.Nested(JobSortSchema), load_default=list)
+    sort = fields.List(
+        fields.Nested(JobSortSchema),
+        load_default=list,
+        validate=validate.Length(max=MAX_SORT_TERMS),
+    )
 
 
 # --------------------------------------------------------------------------- executions
@@ -351,7 +379,7 @@ class CachedJobCreateSchema(Schema):
     aiModels = fields.List(
         fields.String(validate=validate.OneOf(PROVIDER_KEYS)),
         required=True,
-        validate=validate.Length(min=1),
+        validate=[validate.Length(min=1), validate.Length(max=MAX_LIST_VALUES)],
         metadata={
             "description": "Provider keys; each runs as its provider's default model "
             "(the response lists the concrete model ids)"
@@ -412,4 +440,8 @@ class CachedJobSortSchema(SortSchema):
 
 
 class CachedJobListFilterSchema(Schema):
-    sort = fields.List(fields.Nested(CachedJobSortSchema), load_default=list)
+    sort = fields.List(
+        fields.Nested(CachedJobSortSchema),
+        load_default=list,
+        validate=validate.Length(max=MAX_SORT_TERMS),
+    )

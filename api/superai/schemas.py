@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.mentionlab.schemas import StrictBoolean, Text
+from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
 from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
@@ -91,7 +91,8 @@ class ListJobsArgs(Schema):
     createdStartDate = fields.AwareDateTime(default_timezone=UTC)
     createdEndDate = fields.AwareDateTime(default_timezone=UTC)
     statusIn = fields.List(
-        fields.String(validate=validate.OneOf([s.value for s in DataPointState]))
+        fields.String(validate=validate.OneOf([s.value for s in DataPointState])),
+        validate=validate.Length(max=MAX_LIST_VALUES),
     )
 
 

@@ -1,0 +1,450 @@
+"""Hostile input is a 4xx in the family's own envelope, never a 500 or an HTML page.
+
+Every family is covered as it is discovered (``api.families``), with a JSON endpoint of
+its own found in the app's URL map, so a new family is tested without changing this file.
+The limits are the defaults of ``shared.settings`` (api/request_limits.py enforces them);
+the last tests run the real gunicorn, as the Procfile starts it, and speak raw HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from marshmallow import Schema, fields, validate
+from werkzeug.test import TestResponse
+
+from api.families import EXTENSION, Family, discover
+from shared.settings import get_settings
+from tests.bench.infra import procfile_command
+from tests.support import ROOT, Tenant
+
+FAMILIES = {family.name: family for family in discover()}
+DEPTH = 64  # JOBYARD_MAX_JSON_DEPTH
+DIGITS = 100  # JOBYARD_MAX_JSON_NUMBER_DIGITS
+URL_BYTES = 4096  # JOBYARD_MAX_URL_BYTES
+HEADER_BYTES = 8190  # JOBYARD_MAX_HEADER_BYTES
+HEADER_COUNT = 100  # JOBYARD_MAX_HEADER_COUNT
+TOO_DEEP = f"JSON nested deeper than {DEPTH} levels"
+TOO_LONG = f"JSON number with more than {DIGITS} digits"
+
+
+def test_the_limits_are_the_settings_defaults() -> None:
+    """The constants above are what the app enforces (else every test below is moot)."""
+    settings = get_settings()
+    assert (
+        settings.max_json_depth,
+        settings.max_json_number_digits,
+        settings.max_url_bytes,
+        settings.max_header_bytes,
+        settings.max_header_count,
+    ) == (DEPTH, DIGITS, URL_BYTES, HEADER_BYTES, HEADER_COUNT)
+    assert {"mentionlab", "superai", "valpay", "smartdb"} <= set(FAMILIES)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@dataclass
+class Endpoint:
+    family: Family
+    path: str  # with the tenant's project id for every path variable
+
+    def expect(self, response: TestResponse, status: int, message: str, *, lines: bool) -> None:
+        """``response`` is exactly the family's envelope of this error (a body rejected
+        as a whole says why in its one detail line, as "Invalid JSON body." does)."""
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert response.mimetype == "application/json"
+        assert response.json == self.family.envelope(
+            status, message, [message] if lines else [], None
+        )
+
+
+def json_endpoint(app: Flask, family: Family, tenant: Tenant) -> Endpoint:
+    """The family's POST route of the shortest path that takes a JSON body."""
+    with app.app_context():
+        candidates = []
+        for rule in app.url_map.iter_rules():
+            if "POST" not in (rule.methods or ()) or family_of(app, rule.rule) is not family:
+                continue
+            view = getattr(app.view_functions[rule.endpoint], "view_class", None)
+            if any(p["in"] == "json" for p in arguments(getattr(view, "post", None))):
+                candidates.append(rule)
+    assert candidates, f"{family.name} has no POST route with a JSON body"
+    rule = min(candidates, key=lambda r: (len(r.rule), r.rule))
+    path = rule.rule
+    for name in rule.arguments:
+        path = path.replace(f"<{name}>", str(tenant.project_id))
+    assert "<" not in path, path
+    return Endpoint(family, path)
+
+
+def family_of(app: Flask, path: str) -> Family | None:
+    for family in app.extensions[EXTENSION]:
+        if any(path.startswith(prefix) for prefix in family.url_prefixes):
+            return family
+    return None
+
+
+def arguments(view_method: Any) -> list[dict[str, Any]]:
+    """The flask-smorest ``@blp.arguments`` of a view method (location and schema)."""
+    doc = getattr(view_method, "_apidoc", {}) if view_method is not None else {}
+    parameters: list[dict[str, Any]] = doc.get("arguments", {}).get("parameters", [])
+    return parameters
+
+
+def credentials(tenant: Tenant) -> dict[str, str]:
+    """What every family accepts: its API key header and the bearer JWT (valpay)."""
+    return {
+        **tenant.headers(),
+        "API-KEY": tenant.api_key,
+        "Authorization": f"Bearer {tenant.token}",
+    }
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def endpoint(request: pytest.FixtureRequest, app: Flask, tenant: Tenant) -> Endpoint:
+    return json_endpoint(app, FAMILIES[request.param], tenant)
+
+
+def post_raw(client: FlaskClient, endpoint: Endpoint, tenant: Tenant, raw: str) -> TestResponse:
+    return client.post(
+        endpoint.path, headers=credentials(tenant), data=raw, content_type="application/json"
+    )
+
+
+def nested_arrays(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def nested_objects(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+# --------------------------------------------------------------------------- JSON bodies
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        nested_arrays(10_000),
+        nested_objects(10_000),
+        nested_arrays(DEPTH + 1),
+        nested_objects(DEPTH + 1),
+        '{"a": [' + nested_objects(DEPTH - 1) + "]}",
+        nested_arrays(10_000)[:-5000],  # unterminated as well
+    ],
+    ids=["arrays-10000", "objects-10000", "arrays-65", "objects-65", "mixed-65", "unclosed"],
+)
+def test_deep_nesting_is_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant, raw: str
+) -> None:
+    """A body nested past the limit is refused as a whole, before any schema sees it."""
+    endpoint.expect(post_raw(client, endpoint, tenant, raw), 400, TOO_DEEP, lines=True)
+
+
+@pytest.mark.parametrize("raw", [nested_arrays(DEPTH), nested_objects(DEPTH)])
+def test_nesting_at_the_limit_is_parsed(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant, raw: str
+) -> None:
+    """At the limit the body reaches the schema (and is refused for its content)."""
+    response = post_raw(client, endpoint, tenant, raw)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert TOO_DEEP not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"n": ' + "9" * 5001 + "}", TOO_LONG),
+        ('{"n": -' + "9" * 5001 + "}", TOO_LONG),
+        ('{"n": [1, ' + "1" * (DIGITS + 1) + "]}", TOO_LONG),
+        ('{"n": 0.' + "5" * DIGITS + "}", TOO_LONG),
+        ('{"n": 1e999}', "JSON number out of range: 1e999"),
+        ('{"n": -1.5E+400}', "JSON number out of range: -1.5E+400"),
+        ('{"n": NaN}', "NaN is not a JSON value"),
+        ('{"n": [Infinity]}', "Infinity is not a JSON value"),
+        ('{"n": -Infinity}', "-Infinity is not a JSON value"),
+    ],
+    ids=[
+        "5001-digits",
+        "negative",
+        f"{DIGITS + 1}-digits",
+        "long-fraction",
+        "1e999",
+        "-1.5e400",
+        "nan",
+        "infinity",
+        "-infinity",
+    ],
+)
+def test_numbers_beyond_the_limits_are_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant, raw: str, message: str
+) -> None:
+    """Huge integers (Python refuses over 4,300 digits: a 500), floats beyond a double and
+    NaN/Infinity (PostgreSQL refuses them in JSON: a 500) are refused up front."""
+    endpoint.expect(post_raw(client, endpoint, tenant, raw), 400, message, lines=True)
+
+
+def test_numbers_within_the_limits_reach_the_schema(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant
+) -> None:
+    raw = '{"n": [-' + "9" * DIGITS + ", 1e308, 1e-999, 0.5]}"
+    response = post_raw(client, endpoint, tenant, raw)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "JSON number" not in response.get_data(as_text=True)
+
+
+def test_superai_inputs_with_nan_are_refused_not_stored(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """Free-form JSON (a batch's inputs) went to PostgreSQL, which refused NaN: a 500."""
+    endpoint = Endpoint(FAMILIES["superai"], f"/v1/apps/{tenant.project_id}/jobs")
+    raw = '{"inputs": [{"x": 1}, {"x": NaN}]}'
+    endpoint.expect(
+        post_raw(client, endpoint, tenant, raw), 400, "NaN is not a JSON value", lines=True
+    )
+    ok = post_raw(client, endpoint, tenant, '{"inputs": [{"x": 1.5}]}')
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------------------- long lists
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/list", "/api/queries/list", "/api/cached-jobs/list"])
+def test_sort_of_2001_terms_is_400(client: FlaskClient, tenant: Tenant, path: str) -> None:
+    """On SQLite (``make up``) an ORDER BY of over 2,000 terms was a 500; sorts are capped."""
+    body = {"sort": [{"field": "createdAt", "direction": "ASC"}] * 2001}
+    response = client.post(path, headers=tenant.headers(), json=body)
+    Endpoint(FAMILIES["mentionlab"], path).expect(
+        response, 400, "sort: Longer than maximum length 10.", lines=True
+    )
+    few = client.post(path, headers=tenant.headers(), json={"sort": body["sort"][:10]})
+    assert few.status_code == 200, few.get_data(as_text=True)
+
+
+def uncapped_lists(schema: Schema, where: str, seen: set[int]) -> Iterator[str]:
+    """The list fields of ``schema`` (nested ones too) that a request may make any length."""
+    if id(schema) in seen:
+        return
+    seen.add(id(schema))
+    for name, field in schema.load_fields.items():
+        yield from uncapped_field(field, f"{where}.{name}", seen)
+
+
+def uncapped_field(field: fields.Field, where: str, seen: set[int]) -> Iterator[str]:
+    if isinstance(field, fields.List):
+        capped = any(isinstance(v, validate.Length) and v.max is not None for v in field.validators)
+        if not capped:
+            yield where
+        yield from uncapped_field(field.inner, f"{where}[]", seen)
+    elif isinstance(field, fields.Nested):
+        yield from uncapped_lists(field.schema, where, seen)
+    elif isinstance(field, fields.Dict) and field.value_field is not None:
+        yield from uncapped_field(field.value_field, f"{where}{{}}", seen)
+
+
+def test_every_request_list_has_a_length_cap(app: Flask) -> None:
+    """Each list field of every family's request schemas (body, query...) has a
+    ``Length(max=...)``: an array as long as 4 MB allows is a 400, not a slow path."""
+    found: list[str] = []
+    for rule in app.url_map.iter_rules():
+        view = getattr(app.view_functions[rule.endpoint], "view_class", None)
+        for method in sorted(rule.methods or ()):
+            for parameter in arguments(getattr(view, method.lower(), None)):
+                schema = parameter["schema"]
+                schema = schema() if isinstance(schema, type) else schema
+                found += uncapped_lists(schema, f"{method} {rule.rule} {parameter['in']}", set())
+    assert not found, "lists without a length cap:\n" + "\n".join(sorted(set(found)))
+
+
+# ------------------------------------------------------------------------ URL and headers
+
+
+def test_over_long_url_is_414(client: FlaskClient, endpoint: Endpoint, tenant: Tenant) -> None:
+    """Past the URL limit: 414 in the envelope (gunicorn alone would answer an HTML page)."""
+    query = "?q=" + "a" * URL_BYTES
+    response = client.post(endpoint.path + query, headers=credentials(tenant), json={})
+    endpoint.expect(response, 414, f"Request URL longer than {URL_BYTES} bytes", lines=False)
+    at_limit = "?q=" + "a" * (URL_BYTES - len(endpoint.path) - 3)
+    assert len(endpoint.path + at_limit) == URL_BYTES
+    response = client.post(endpoint.path + at_limit, headers=credentials(tenant), json={})
+    assert response.status_code != 414, response.get_data(as_text=True)
+
+
+def test_over_long_path_is_414(client: FlaskClient, endpoint: Endpoint, tenant: Tenant) -> None:
+    response = client.get(endpoint.path + "/" + "x" * URL_BYTES, headers=credentials(tenant))
+    endpoint.expect(response, 414, f"Request URL longer than {URL_BYTES} bytes", lines=False)
+
+
+def test_over_long_header_is_431(client: FlaskClient, endpoint: Endpoint, tenant: Tenant) -> None:
+    """A header field (name, ": ", value) over the limit: 431 in the envelope."""
+    name = "X-Padding"
+    value = "v" * (HEADER_BYTES - len(name) - 2)
+    over = {**credentials(tenant), name: value + "v"}
+    response = client.post(endpoint.path, headers=over, json={})
+    message = f"Request header {name} longer than {HEADER_BYTES} bytes"
+    endpoint.expect(response, 431, message, lines=False)
+    at_limit = client.post(endpoint.path, headers={**credentials(tenant), name: value}, json={})
+    assert at_limit.status_code != 431, at_limit.get_data(as_text=True)
+
+
+def test_over_long_credential_is_431(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant
+) -> None:
+    """Before authentication: a huge token is never looked up."""
+    headers = {"Authorization": "Bearer " + "a" * HEADER_BYTES, "x-api-key": "k"}
+    response = client.post(endpoint.path, headers=headers, json={})
+    message = f"Request header Authorization longer than {HEADER_BYTES} bytes"
+    endpoint.expect(response, 431, message, lines=False)
+
+
+def test_too_many_headers_is_431(client: FlaskClient, endpoint: Endpoint, tenant: Tenant) -> None:
+    extra = {f"X-Extra-{i}": "1" for i in range(HEADER_COUNT)}
+    response = client.post(endpoint.path, headers={**credentials(tenant), **extra}, json={})
+    message = f"More than {HEADER_COUNT} request header fields"
+    endpoint.expect(response, 431, message, lines=False)
+    few = {f"X-Extra-{i}": "1" for i in range(HEADER_COUNT // 2)}
+    response = client.post(endpoint.path, headers={**credentials(tenant), **few}, json={})
+    assert response.status_code != 431, response.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------- the real gunicorn
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        return json.loads(self.body)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> RawAnswer:
+    """Send ``head`` (request line and headers, without the blank line) and ``body``,
+    and read the whole answer (the connection is closed after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head + b"Connection: close\r\n\r\n" + body)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head_part.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawAnswer(int(status_line.split()[1]), headers, body)
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The Procfile's ``web`` line (deploy/gunicorn.conf.py), one worker, on a free port."""
+    port = free_port()
+    log_path: Path = tmp_path_factory.mktemp("gunicorn") / "web.log"
+    env = {
+        **os.environ,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            procfile_command("web"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n").status == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def family_path(family: Family) -> str:
+    return family.url_prefixes[0].rstrip("/") + "/x"
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_gunicorn_answers_long_urls_and_headers_in_json(gunicorn: int, name: str) -> None:
+    """Between the app's limits and gunicorn's (raised above them in its config), the
+    client gets its family's JSON envelope, not gunicorn's HTML page."""
+    family = FAMILIES[name]
+    path = family_path(family)
+    request_line = f"GET {path}?q={'a' * 6000} HTTP/1.1\r\nHost: t\r\n".encode()
+    answer = raw_request(gunicorn, request_line)
+    message = f"Request URL longer than {URL_BYTES} bytes"
+    assert (answer.status, answer.json()) == (414, family.envelope(414, message, [], None))
+
+    long_header = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Padding: {'v' * 10_000}\r\n".encode()
+    answer = raw_request(gunicorn, long_header)
+    message = f"Request header X-Padding longer than {HEADER_BYTES} bytes"
+    assert (answer.status, answer.json()) == (431, family.envelope(431, message, [], None))
+
+    many = "".join(f"X-Extra-{i}: 1\r\n" for i in range(HEADER_COUNT + 20))
+    answer = raw_request(gunicorn, f"GET {path} HTTP/1.1\r\nHost: t\r\n{many}".encode())
+    message = f"More than {HEADER_COUNT} request header fields"
+    assert (answer.status, answer.json()) == (431, family.envelope(431, message, [], None))
+
+
+def test_beyond_gunicorns_limits_it_answers_itself(gunicorn: int) -> None:
+    """The documented edge: past gunicorn's own limits (request line 8190 bytes, header
+    field 1.5 x JOBYARD_MAX_HEADER_BYTES, 1.5 x JOBYARD_MAX_HEADER_COUNT fields) gunicorn
+    answers before the app exists for the request, with its own page."""
+    line = f"GET /api/x?q={'a' * 8200} HTTP/1.1\r\nHost: t\r\n".encode()
+    assert raw_request(gunicorn, line).status == 414
+    header = f"GET /api/x HTTP/1.1\r\nHost: t\r\nX-Padding: {'v' * 13_000}\r\n".encode()
+    assert raw_request(gunicorn, header).status == 431
+    many = "".join(f"X-Extra-{i}: 1\r\n" for i in range(HEADER_COUNT * 3 // 2 + 1))
+    answer = raw_request(gunicorn, f"GET /api/x HTTP/1.1\r\nHost: t\r\n{many}".encode())
+    assert answer.status == 431
+    assert answer.headers["content-type"] == "text/html"
+
+
+def test_gunicorn_refuses_a_deep_body_in_json(gunicorn: int) -> None:
+    """The body guard through the real server too (a 500 there before)."""
+    body = nested_arrays(10_000).encode()
+    head = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {uuid.uuid4().hex}\r\nContent-Length: {len(body)}\r\n"
+    ).encode()
+    answer = raw_request(gunicorn, head, body)
+    assert (answer.status, answer.json()) == (
+        400,
+        FAMILIES["valpay"].envelope(400, TOO_DEEP, [TOO_DEEP], None),
+    )
