@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from shared.settings import get_settings
+
 
 def _cpu_count() -> int:
     # The CPUs this process may run on (a cpuset-limited container sees fewer than the host).
@@ -20,7 +22,13 @@ def _cpu_count() -> int:
 # Loopback by default: on a developer machine the API must not be reachable from the
 # network. Gunicorn's own default with PORT set would be 0.0.0.0, which we do not want.
 # Containers set BIND=0.0.0.0:5000 so the published port / Service can reach it.
+#
+# Locally the whole API also answers on 127.0.0.1:8000 (SMARTDB_PORT; empty to turn it
+# off): that is the address the Smart DB seed's curl, requests and fetch examples call.
 bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"]
+_smartdb_port = os.environ.get("SMARTDB_PORT", "8000")
+if not os.environ.get("BIND") and _smartdb_port and _smartdb_port != os.environ.get("PORT"):
+    bind.append(f"127.0.0.1:{_smartdb_port}")
 
 # Processes: the classic 2 x cores + 1, capped at 8 because each process keeps its own
 # SQLAlchemy pool (up to 2 x JOBYARD_DB_POOL_SIZE connections) and PostgreSQL's
@@ -55,6 +63,19 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# Request line and header limits. gunicorn parses these before the app sees the request,
+# and beyond its limits answers its own HTML page (400/414/431), which no family's
+# client can parse. So gunicorn's limits sit above the app's own (JOBYARD_MAX_URL_BYTES,
+# JOBYARD_MAX_HEADER_BYTES, JOBYARD_MAX_HEADER_COUNT; api/request_limits.py), which
+# answer 414 and 431 in the family's JSON envelope: a client sees gunicorn's page only
+# for a request line over 8190 bytes (gunicorn's maximum), a header field over 1.5 x the
+# app's limit or 1.5 x as many header lines. (The header buffer one connection may fill
+# while gunicorn parses is about fields x field size: 150 x 12 KB, under 2 MB.)
+_limits = get_settings()
+limit_request_line = 8190
+limit_request_field_size = _limits.max_header_bytes * 3 // 2
+limit_request_fields = min(_limits.max_header_count * 3 // 2, 32768)
 
 # Proxies whose X-Forwarded-* headers are trusted (scheme, client address). Loopback
 # only by default; set FORWARDED_ALLOW_IPS to the load balancer's addresses (or "*" when

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from shared.accounts import auth
 from shared.accounts import organisations as tenancy
 from shared.db import session_scope
+from shared.errors import DomainError
+from shared.kb.demo import seed_orders_demo
 from shared.mentionlab import projects
 from shared.migrate import upgrade_database
 from shared.models import ApiKey, Organisation, Project, User
@@ -178,6 +180,7 @@ def seed_demo(env_file: Path) -> None:
                 "user": uuid.UUID(previous["JOBYARD_USER_ID"]),
                 "project": uuid.UUID(previous["JOBYARD_PROJECT_ID"]),
             }
+    demo_kb = _seed_kb_demo(ids["org"], env_file.parent)
     token = auth.issue_token(ids["user"], ids["org"], timedelta(days=30))
     values = {
         "JOBYARD_URL": f"http://127.0.0.1:{_port()}",
@@ -195,7 +198,23 @@ def seed_demo(env_file: Path) -> None:
         + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
     )
     env_file.chmod(0o600)
-    click.echo(json.dumps({"env_file": str(env_file), "project": str(ids["project"])}))
+    click.echo(
+        json.dumps(
+            {"env_file": str(env_file), "project": str(ids["project"]), "knowledge_bases": demo_kb}
+        )
+    )
+
+
+def _seed_kb_demo(organisation_id: uuid.UUID, folder: Path) -> str:
+    """The Smart DB demo (orders_db, orders_kb) in the demo organisation; its sources are
+    a SQLite file, which only a setup that allows private URLs accepts (``make up``)."""
+    try:
+        with session_scope() as session:
+            created = seed_orders_demo(session, organisation_id, folder)
+    except DomainError as exc:
+        click.echo(f"knowledge-base demo skipped: {exc.message}", err=True)
+        return "skipped"
+    return ", ".join(created) or "present"
 
 
 def _existing_demo_org(session: Session, previous: dict[str, str]) -> Organisation | None:

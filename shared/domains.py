@@ -5,6 +5,7 @@ each ``job.finished`` event is written for every consumer, whichever process end
 """
 
 import shared.batches
+import shared.kb
 import shared.mentionlab  # noqa: F401
 
-DOMAINS = ("mentionlab", "batches")
+DOMAINS = ("mentionlab", "batches", "kb")

@@ -45,3 +45,10 @@ class Unprocessable(DomainError):
     """Well-formed, but cannot be carried out as asked (no queries, unconfigured provider)."""
 
     http_status = 422
+
+
+class UpstreamFailed(DomainError):
+    """A service the request depends on failed (an embeddings endpoint refused or did not
+    answer): the request itself was fine and may succeed later."""
+
+    http_status = 502

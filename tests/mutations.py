@@ -3,7 +3,7 @@
     make mutations            # or: .venv/bin/python -m tests.mutations [first-index]
 
 Each mutation deletes or weakens one guard (a WHERE condition, a lock, a bound) in the
-source, runs ``tests/engine``, and restores the file. A mutation the tests do not catch is
+source, runs ``tests/engine`` (or the tests it names), and restores the file. A mutation the tests do not catch is
 a guard no test protects. Exit status 1 if any survives.
 """
 
@@ -122,17 +122,83 @@ MUTATIONS = [
         "            rotation.append(organisation)  # and the organisation to the back of all",
         "            rotation.appendleft(organisation)",
     ),
+    # Knowledge-base sync runs (tests/kb: a real source table, driven in this process).
+    (
+        "kb plan: rows the watermark covers are left out",
+        "shared/kb/reading.py",
+        "        if watermark is not None and watermark.covers(row[0], key_text(row[1:])):\n            continue\n",
+        "",
+        "tests/kb",
+    ),
+    (
+        "kb plan: the boundary value is read again",
+        "shared/kb/reading.py",
+        "        shape.filter_column >= watermark.value\n",
+        "        shape.filter_column > watermark.value\n",
+        "tests/kb",
+    ),
+    (
+        "kb read: SQLite times bound as they are stored",
+        "shared/kb/reading.py",
+        '        event.listen(metadata, "column_reflect", _sqlite_times_as_stored)\n',
+        "        pass\n",
+        "tests/kb",
+    ),
+    (
+        "kb watermark: only over batches committed in order",
+        "shared/kb/runs.py",
+        "    while str(moved + 1) in done:\n        moved += 1\n",
+        "    moved = max(int(k) for k in done)\n",
+        "tests/kb",
+    ),
+    (
+        "kb batch: a batch written again is counted once",
+        "shared/kb/runs.py",
+        "    if str(n) in done:\n",
+        "    if False:\n",
+        "tests/kb",
+    ),
+    (
+        "kb tick: due jobs taken SKIP LOCKED",
+        "shared/kb/sync.py",
+        "            .limit(limit)\n            .with_for_update(skip_locked=True)\n",
+        "            .limit(limit)\n",
+        "tests/kb",
+    ),
+    (
+        "kb tick: one run at a time",
+        "shared/kb/sync.py",
+        "            if current_run(session, sync.id) is not None:\n                report.slots_skipped",
+        "            if False:\n                report.slots_skipped",
+        "tests/kb",
+    ),
+    (
+        "kb create: active jobs per account",
+        "shared/kb/sync.py",
+        "    if active_jobs(session, organisation_id) >= limit:\n",
+        "    if False:\n",
+        "tests/api/test_smartdb_jobs.py",
+    ),
 ]
 
 results = []
-for name, path, old, new in MUTATIONS[int(sys.argv[1]) if len(sys.argv) > 1 else 0 :]:
+for name, path, old, new, *tests in MUTATIONS[int(sys.argv[1]) if len(sys.argv) > 1 else 0 :]:
     file = ROOT / path
     original = file.read_text()
     assert original.count(old) == 1, (name, original.count(old))
     file.write_text(original.replace(old, new))
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "tests/engine", "-p", "no:cacheprovider"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                *(tests or ["tests/engine"]),
+                "-p",
+                "no:cacheprovider",
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -11,8 +11,9 @@ from marshmallow import Schema, fields, validate
 from api.auth import authenticate_request, current_principal
 from api.smartdb.envelope import Answer, ok
 from shared.db import session_scope
+from shared.errors import UpstreamFailed
 from shared.kb import knowledge
-from shared.kb.embedders import EMBEDDERS
+from shared.kb.embedders import EMBEDDERS, EmbeddingFailed
 from shared.models import KnowledgeBase
 
 blp = Blueprint(
@@ -65,6 +66,9 @@ def describe(kb: KnowledgeBase, chunks: int | None = None) -> dict[str, Any]:
 class KnowledgeBases(MethodView):
     @blp.arguments(CreateKbSchema)
     @blp.response(201, Answer)
+    @blp.alt_response(
+        400, description="INVALID_REQUEST: a bad field, or an embedder not available here"
+    )
     @blp.alt_response(409, description="DUPLICATE_KB: the name is taken")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a knowledge base"""
@@ -111,16 +115,22 @@ class KnowledgeBaseByName(MethodView):
 class Search(MethodView):
     @blp.arguments(SearchSchema)
     @blp.response(200, Answer)
+    @blp.alt_response(502, description="EMBEDDING_FAILED: the KB's embedder could not embed")
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Search by cosine similarity; metadata filters apply before ranking"""
         with session_scope() as session:
             kb = knowledge.get_kb(session, current_principal().organisation_id, name)
-            found = knowledge.search(
-                session,
-                kb,
-                body["query"],
-                limit=body["limit"],
-                relevance_threshold=body["relevance_threshold"],
-                filters=body["filters"],
-            )
+            try:
+                found = knowledge.search(
+                    session,
+                    kb,
+                    body["query"],
+                    limit=body["limit"],
+                    relevance_threshold=body["relevance_threshold"],
+                    filters=body["filters"],
+                )
+            except EmbeddingFailed as exc:  # the endpoint's fault, not the request's
+                raise UpstreamFailed(
+                    f"the query could not be embedded: {exc.reason}", code="EMBEDDING_FAILED"
+                ) from exc
         return ok(found, f"{len(found)} result(s)")

@@ -19,6 +19,7 @@ from api.valpay.envelope import ok
 from shared.batches import service as batches
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
+from shared.kb import sync
 from shared.mentionlab import runs
 from shared.models import JobType
 
@@ -70,7 +71,8 @@ class Jobs(MethodView):
     @blp.response(201, schemas.JobAnswer)
     @blp.alt_response(400, description="Bad request - Invalid input data")
     @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")
-    @blp.alt_response(404, description="The payload's project is not the caller's")
+    @blp.alt_response(404, description="The payload's project, app or sync job is not the caller's")
+    @blp.alt_response(409, description="kb_sync: the sync job's run is still going")
     @blp.alt_response(
         422, description="The project has no queries, or a model's provider is not configured"
     )
@@ -88,6 +90,13 @@ class Jobs(MethodView):
                 tags=payload["tags"],
                 parked=payload["pending"],
             )
+        elif body["jobType"] == JobType.KB_SYNC.value:
+            run_id = sync.run_now(
+                current_principal().organisation_id, payload["jobName"], trigger="api"
+            )
+            with session_scope() as session:
+                job = engine_jobs.get_job(session, current_principal().organisation_id, run_id)
+                return ok(job, "Job created successfully")
         else:
             job = runs.trigger_ai_job(
                 current_principal(),

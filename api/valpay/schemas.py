@@ -19,8 +19,8 @@ RESULT_TYPES = {
     JobType.BATCH.value: "data_points",
     JobType.KB_SYNC.value: "kb_rows",
 }
-# The job types this API creates (kb_sync joins with its family).
-CREATABLE = (JobType.AI_QUERIES.value, JobType.BATCH.value)
+# The job types this API creates.
+CREATABLE = (JobType.AI_QUERIES.value, JobType.BATCH.value, JobType.KB_SYNC.value)
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
 
 
@@ -74,9 +74,20 @@ class BatchPayload(CreateJobsSchema):
     appId = fields.UUID(required=True, metadata={"description": "The app (project)"})
 
 
+class KbSyncPayload(Schema):
+    """A run, now, of a sync job created with ``POST /jobs/create`` (Smart DB)."""
+
+    jobName = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=63),
+        metadata={"description": "The sync job to run (its job_name)"},
+    )
+
+
 PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
     JobType.AI_QUERIES.value: AiQueriesPayload,
     JobType.BATCH.value: BatchPayload,
+    JobType.KB_SYNC.value: KbSyncPayload,
 }
 
 
@@ -90,7 +101,8 @@ class CreateJobSchema(Schema):
         required=True,
         metadata={
             "description": "The job payload: for ai_queries, {projectId, aiModels, "
-            "executionCount} as the Mentionlab trigger takes them"
+            "executionCount} as the Mentionlab trigger takes them; for batch, a batch's "
+            "fields and appId; for kb_sync, {jobName}: a run of that sync job, now"
         },
     )
 

@@ -23,6 +23,9 @@ fi
 # shellcheck disable=SC1091
 . var/jobyard.env
 export PORT="${PORT:-5000}"
+# On a laptop the sources and webhook receivers are local: allow private addresses (the
+# KB demo's orders_db is a SQLite file under var/). Production leaves this off.
+export JOBYARD_ALLOW_PRIVATE_URLS="${JOBYARD_ALLOW_PRIVATE_URLS:-true}"
 # One execution-worker process per core (each runs WORKER_SLOTS groups at a time on its own
 # event loop): Python runs one thread at a time per process, so cores need processes.
 WORKER_PROCESSES="${WORKER_PROCESSES:-$(nproc 2>/dev/null || echo 2)}"
@@ -35,6 +38,7 @@ cat <<MSG
 
   jobyard is starting (Ctrl-C stops everything)
     API        http://127.0.0.1:$PORT        docs: http://127.0.0.1:$PORT/docs
+               and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address)
     Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}

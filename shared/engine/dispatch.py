@@ -12,6 +12,11 @@ therefore waits for a slot, not for the big job.
 What counts as outstanding: executions handed out (``dispatched_at`` set) and not
 finished, except retries still waiting for their time. Those rows are few (about the
 workers' capacity), and an index covers exactly them.
+
+A job type may hand out smaller groups (``registry.register_group_size``: a ``kb_sync``
+execution is a batch of a thousand rows, so it goes alone). Each of its executions then
+weighs as much as the default group size over its own, so the broker holds about the same
+amount of work, and the same wait for a small job behind it, whatever the types.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from shared.db import connection_scope
 from shared.engine import workers
 from shared.engine.counters import Executor
 from shared.engine.locks import lock_dispatch
+from shared.engine.registry import group_size_for
 from shared.messaging import publisher
 from shared.models import ACTIVE_EXECUTION_STATUSES, ACTIVE_JOB_STATUSES, Execution, Job, utcnow
 from shared.settings import get_settings
@@ -38,22 +44,31 @@ log = logging.getLogger(__name__)
 EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
 
 
+def weight(job_type: str) -> int:
+    """How many default executions one execution of ``job_type`` counts as."""
+    own = group_size_for(job_type)
+    default = get_settings().group_size
+    return max(1, default // own) if own else 1
+
+
 def outstanding(connection: Executor, now: datetime) -> int:
-    """Executions in the broker or in a worker's hands (retries waiting their turn apart)."""
-    return int(
-        connection.execute(
-            select(func.count())
-            .select_from(EXECUTIONS)
-            .where(
-                EXECUTIONS.c.dispatched_at.is_not(None),
-                EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),
-                or_(
-                    EXECUTIONS.c.next_attempt_at.is_(None),
-                    EXECUTIONS.c.next_attempt_at <= now,
-                ),
-            )
-        ).scalar_one()
-    )
+    """Executions in the broker or in a worker's hands (retries waiting their turn apart),
+    weighted by their type."""
+    rows = connection.execute(
+        select(Job.type, func.count())
+        .select_from(EXECUTIONS)
+        .join(Job, Job.id == EXECUTIONS.c.job_id)
+        .where(
+            EXECUTIONS.c.dispatched_at.is_not(None),
+            EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),
+            or_(
+                EXECUTIONS.c.next_attempt_at.is_(None),
+                EXECUTIONS.c.next_attempt_at <= now,
+            ),
+        )
+        .group_by(Job.type)
+    ).all()
+    return sum(int(count) * weight(job_type) for job_type, count in rows)
 
 
 def target(connection: Executor, now: datetime) -> int:
@@ -66,7 +81,7 @@ def target(connection: Executor, now: datetime) -> int:
 @dataclass
 class _Organisation:
     id: uuid.UUID
-    jobs: deque[uuid.UUID] = field(default_factory=deque)
+    jobs: deque[tuple[uuid.UUID, str]] = field(default_factory=deque)  # (id, type)
 
 
 def _ready(now: datetime) -> Any:
@@ -84,7 +99,7 @@ def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
     least-recently-served order (one query, however many jobs are in flight)."""
     has_ready_work = exists().where(Execution.job_id == Job.id, _ready(now))
     rows = connection.execute(
-        select(Job.id, Job.organisation_id, Job.last_dispatched_at, Job.created_at).where(
+        select(Job.id, Job.type, Job.organisation_id, Job.last_dispatched_at, Job.created_at).where(
             Job.status.in_(ACTIVE_JOB_STATUSES),
             Job.parked.is_(False),
             Job.canceled_at.is_(None),
@@ -103,7 +118,7 @@ def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
     for organisation_id, jobs in by_org.items():
         jobs.sort(key=lambda r: (served(r.last_dispatched_at), r.created_at))
         last = max(served(r.last_dispatched_at) for r in jobs)
-        organisations.append((last, organisation_id, [r.id for r in jobs]))
+        organisations.append((last, organisation_id, [(r.id, r.type) for r in jobs]))
     organisations.sort(key=lambda o: (o[0], str(o[1])))
     return deque(_Organisation(org_id, deque(job_ids)) for _, org_id, job_ids in organisations)
 
@@ -125,12 +140,13 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
     room = target(connection, now) - outstanding(connection, now)
     if room <= 0:
         return []
-    size = get_settings().group_size
+    default_size = get_settings().group_size
     rotation = _rotation(connection, now)
     groups: list[list[uuid.UUID]] = []
     while room > 0 and rotation:
         organisation = rotation.popleft()
-        job_id = organisation.jobs.popleft()
+        job_id, job_type = organisation.jobs.popleft()
+        size = group_size_for(job_type) or default_size
         ids = _ready_group(connection, job_id, size, now)
         if ids:
             stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
@@ -139,8 +155,8 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
             )
             connection.execute(update(Job).where(Job.id == job_id).values(last_dispatched_at=stamp))
             groups.append(ids)
-            room -= len(ids)
-            organisation.jobs.append(job_id)  # served: to the back of its organisation
+            room -= len(ids) * weight(job_type)
+            organisation.jobs.append((job_id, job_type))  # served: to the back of its organisation
             rotation.append(organisation)  # and the organisation to the back of all
         elif organisation.jobs:
             rotation.appendleft(organisation)  # that job had nothing ready; try its next

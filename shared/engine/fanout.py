@@ -103,6 +103,9 @@ def fan_out_job(job_id: uuid.UUID) -> int:
             .where(Job.id == job_id, Job.fanned_out_at.is_(None))
             .values(fanned_out_at=now, updated_at=now)
         )
+        empty = session.scalar(select(Job.total).where(Job.id == job_id)) == 0
+    if empty:  # planned to nothing (a sync run that found no new rows): it is done
+        end_without_executions(job_id, JobStatus.COMPLETED.value, None)
     log.info("fan-out of job %s wrote %d executions", job_id, written)
     return written
 
@@ -124,24 +127,28 @@ def prepare(job_id: uuid.UUID) -> bool:
 
 
 def fail_unplanned_job(job_id: uuid.UUID, reason: str) -> None:
-    """End a job that could not be planned: failed, with ``reason``, no executions, its
-    ``job.finished`` event in the same transaction (a job that has executions, or has
-    ended, is left alone)."""
+    """End a job that could not be planned: failed, with ``reason``, no executions."""
+    end_without_executions(job_id, JobStatus.FAILED.value, reason)
+
+
+def end_without_executions(job_id: uuid.UUID, status: str, reason: str | None) -> None:
+    """End a job that has no executions with ``status``, its ``job.finished`` event in the
+    same transaction (a job that has executions, or has ended, is left alone)."""
     with session_scope() as session:
         lock_job(session, job_id)
         job = session.get(Job, job_id, with_for_update={"of": Job})
-        if job is None or job.status in TERMINAL_JOB_STATUSES or job.fanned_out_at is not None:
+        if job is None or job.status in TERMINAL_JOB_STATUSES:
+            return
+        if status == JobStatus.FAILED.value and job.fanned_out_at is not None:
             return
         if session.scalar(select(func.count()).where(Execution.job_id == job_id)):
             return
         now = utcnow()
         job.total = job.pending = job.retrying = job.success = job.failed = 0
-        job.status = JobStatus.FAILED.value
+        job.status = status
         job.error = reason
         job.fanned_out_at = job.finished_at = job.updated_at = now
-        outbox.emit_job_finished(
-            session, job_id, job.organisation_id, job.type, JobStatus.FAILED.value, now
-        )
+        outbox.emit_job_finished(session, job_id, job.organisation_id, job.type, status, now)
 
 
 def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, list[PlannedItem]]]:

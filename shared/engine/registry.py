@@ -57,6 +57,9 @@ class Executor(Protocol):
 _planners: dict[str, Planner] = {}
 _executors: dict[str, Executor] = {}
 _preparers: dict[str, Preparer] = {}
+# Types whose executions are each a big piece of work (a batch of 1,000 source rows) are
+# handed out in smaller groups than the default; see dispatch's weighting.
+_group_sizes: dict[str, int] = {}
 
 
 class UnknownJobType(LookupError):
@@ -73,6 +76,15 @@ def register_executor(job_type: str, executor: Executor) -> None:
 
 def register_preparer(job_type: str, preparer: Preparer) -> None:
     _preparers[job_type] = preparer
+
+
+def register_group_size(job_type: str, size: int) -> None:
+    _group_sizes[job_type] = size
+
+
+def group_size_for(job_type: str) -> int | None:
+    """The type's own group size, or None for the default (``JOBYARD_GROUP_SIZE``)."""
+    return _group_sizes.get(job_type)
 
 
 def preparer_for(job_type: str) -> Preparer | None:

@@ -8,7 +8,6 @@ A row's id is its ``id_column`` value, else a hash of its content; a chunk's id 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import uuid
@@ -26,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
 from shared.errors import Conflict, InvalidInput
-from shared.kb.embedders import embedder
+from shared.kb.embedders import EmbeddingFailed, available_embedder, embedder
+from shared.kb.reading import content_hash, content_of
 from shared.kb.sources import NAME
-from shared.models import KbChunk, KnowledgeBase, utcnow
+from shared.models import KbChunk, KnowledgeBase, SyncJob, utcnow
 from shared.scoping import get_named, list_named
 
 CHUNK_CHARS = 1000
@@ -94,7 +94,7 @@ def create_kb(
                 details=[f"columns: {column!r}"],
                 code="INVALID_REQUEST",
             )
-    _, dimensions = embedder(embedder_name)
+    _, dimensions = available_embedder(embedder_name)
     taken = session.scalar(
         select(KnowledgeBase.id).where(
             KnowledgeBase.organisation_id == organisation_id, KnowledgeBase.name == name
@@ -125,7 +125,14 @@ def list_kbs(session: Session, organisation_id: uuid.UUID) -> list[KnowledgeBase
 
 
 def delete_kb(session: Session, organisation_id: uuid.UUID, name: str) -> None:
-    session.delete(get_kb(session, organisation_id, name))
+    kb = get_kb(session, organisation_id, name)
+    users = session.scalars(select(SyncJob.name).where(SyncJob.kb_id == kb.id)).all()
+    if users:
+        raise Conflict(
+            f"knowledge base {name!r} is synced by job(s) {', '.join(sorted(users))}: delete them first",
+            code="KB_IN_USE",
+        )
+    session.delete(kb)
 
 
 def chunk_count(session: Session, kb: KnowledgeBase) -> int:
@@ -135,19 +142,42 @@ def chunk_count(session: Session, kb: KnowledgeBase) -> int:
 # -- writing rows -------------------------------------------------------------------------
 
 
+def _embed(kb: KnowledgeBase, texts: list[str]) -> np.ndarray:
+    """``texts`` embedded by the KB's embedder, which must still give the KB's dimensions
+    (an embedder whose settings changed since cannot be mixed with the stored vectors)."""
+    embed, _ = embedder(kb.embedder)
+    vectors = embed(texts)
+    if vectors.shape[1] != kb.dimensions:
+        raise EmbeddingFailed(
+            f"embedder {kb.embedder!r} now gives {vectors.shape[1]} dimensions; knowledge base "
+            f"{kb.name!r} was built with {kb.dimensions}: configure it as it was, or build "
+            "the knowledge base again"
+        )
+    return vectors
+
+
 def upsert_rows(
-    session: Session, kb: KnowledgeBase, rows: Sequence[dict[str, Any]], content_columns: list[str]
+    session: Session,
+    kb: KnowledgeBase,
+    rows: Sequence[dict[str, Any]],
+    content_columns: Sequence[str],
+    row_ids: Sequence[str] | None = None,
 ) -> int:
     """Write ``rows`` into ``kb`` (their chunks replaced, never duplicated); returns the
-    number of chunks written. One embedding call and one statement per kind of write."""
+    number of chunks written. One embedding call and one statement per kind of write.
+
+    A row's id is given in ``row_ids`` (a sync knows its table's key), else it is its
+    ``id_column`` value, else a hash of its content."""
     chunks: list[dict[str, Any]] = []
     rows_seen: dict[str, int] = {}
-    for row in rows:
-        content = "\n".join(str(row[c]) for c in content_columns if row.get(c) is not None)
-        if kb.id_column and row.get(kb.id_column) is not None:
+    for index, row in enumerate(rows):
+        content = content_of(row, content_columns)
+        if row_ids is not None:
+            row_id = row_ids[index]
+        elif kb.id_column and row.get(kb.id_column) is not None:
             row_id = str(row[kb.id_column])
         else:
-            row_id = hashlib.sha256(content.encode()).hexdigest()[:32]
+            row_id = content_hash(content)
         metadata = {c: _json_safe(row.get(c)) for c in kb.metadata_columns if c in row}
         pieces = chunks_of(content)
         rows_seen[row_id] = len(pieces)
@@ -155,8 +185,7 @@ def upsert_rows(
             {"row_id": row_id, "chunk_id": f"{row_id}:{n}", "content": piece, "metadata": metadata}
             for n, piece in enumerate(pieces)
         ]
-    embed, _ = embedder(kb.embedder)
-    vectors = embed([c["content"] for c in chunks]) if chunks else np.zeros((0, 0))
+    vectors = _embed(kb, [c["content"] for c in chunks]) if chunks else np.zeros((0, 0))
     now = utcnow()
     values = [
         {
@@ -287,8 +316,7 @@ def search(
         if candidates.size == 0:
             return []
         vectors = matrix.vectors[candidates]
-    embed, _ = embedder(kb.embedder)
-    q = embed([query])[0]
+    q = _embed(kb, [query])[0]
     scores = vectors @ q
     k = min(limit, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]

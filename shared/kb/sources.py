@@ -14,17 +14,18 @@ import base64
 import hashlib
 import importlib.util
 import re
+import threading
 import uuid
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import URL, create_engine, select, text
+from sqlalchemy import URL, Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, InvalidInput
-from shared.models import DataSource
+from shared.models import DataSource, SyncJob
 from shared.netguard import RefusedURL, resolve
 from shared.scoping import get_named, list_named
 from shared.settings import get_settings
@@ -98,21 +99,27 @@ def checked_address(url: URL) -> str | None:
         ) from exc
 
 
-def engine_for(url: URL | str, **kwargs: Any) -> Any:
-    """A small engine on a source database, with a connection timeout."""
+def engine_for(url: URL | str, address: str | None = None, **kwargs: Any) -> Any:
+    """A small engine on a source database, with a connection timeout, connecting to the
+    checked ``address`` (so a name that resolves elsewhere later is not followed)."""
     url = make_url(url) if isinstance(url, str) else url
     timeout = get_settings().source_connect_timeout_seconds
     connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql" or url.get_backend_name() in ("mysql", "mariadb"):
+    backend = url.get_backend_name()
+    if backend == "postgresql" or backend in ("mysql", "mariadb"):
         connect_args["connect_timeout"] = max(1, round(timeout))
+    if address is not None and backend == "postgresql":
+        connect_args["hostaddr"] = address  # libpq: host stays the name (TLS), IP is pinned
+    elif address is not None and backend in ("mysql", "mariadb"):
+        url = url.set(host=address)
     elif url.get_backend_name() == "sqlite":
         connect_args["timeout"] = timeout
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 
-def check_connection(url: URL) -> None:
+def check_connection(url: URL, address: str | None = None) -> None:
     """Connect once and run ``SELECT 1`` (InvalidInput with the reason otherwise)."""
-    engine = engine_for(url)
+    engine = engine_for(url, address)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -135,7 +142,7 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
             "name: invalid",
         )
     url = parse_url(raw_url)
-    checked_address(url)
+    address = checked_address(url)
     taken = session.scalar(
         select(DataSource.id).where(
             DataSource.organisation_id == organisation_id, DataSource.name == name
@@ -143,7 +150,7 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
     )
     if taken is not None:
         raise Conflict(f"a database named {name!r} exists", code="DUPLICATE_DATABASE")
-    check_connection(url)
+    check_connection(url, address)
     source = DataSource(
         organisation_id=organisation_id,
         name=name,
@@ -166,4 +173,35 @@ def list_sources(session: Session, organisation_id: uuid.UUID) -> list[DataSourc
 
 
 def delete_source(session: Session, organisation_id: uuid.UUID, name: str) -> None:
-    session.delete(get_source(session, organisation_id, name))
+    source = get_source(session, organisation_id, name)
+    users = session.scalars(select(SyncJob.name).where(SyncJob.source_id == source.id)).all()
+    if users:
+        raise Conflict(
+            f"database {name!r} is used by sync job(s) {', '.join(sorted(users))}: delete them first",
+            code="DATABASE_IN_USE",
+        )
+    session.delete(source)
+
+
+_engines: dict[tuple[uuid.UUID, str], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def source_engine(source: DataSource) -> Engine:
+    """This process's engine on ``source`` (one per source and URL; its address checked
+    again when it is made, so a source whose host became private is refused)."""
+    cache_key = (source.id, source.url_encrypted)
+    with _engines_lock:
+        engine = _engines.get(cache_key)
+    if engine is not None:
+        return engine
+    url = parse_url(decrypt(source.url_encrypted))
+    address = checked_address(url)
+    pool = {} if url.get_backend_name() == "sqlite" else {"pool_size": 2, "max_overflow": 2}
+    engine = engine_for(url, address, **pool)
+    with _engines_lock:
+        stale = [k for k in _engines if k[0] == source.id and k != cache_key]
+        for k in stale:
+            _engines.pop(k).dispose()
+        _engines[cache_key] = engine
+    return engine

@@ -13,7 +13,7 @@ from shared.models.jobs import (
     JobStatus,
     JobType,
 )
-from shared.models.kb import DataSource, KbChunk, KnowledgeBase
+from shared.models.kb import DataSource, KbChunk, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
 from shared.models.webhooks import WebhookDelivery, WebhookMessage, WebhookSecret
@@ -39,6 +39,9 @@ __all__ = [
     "OutboxEvent",
     "Project",
     "Query",
+    "SyncJob",
+    "SyncJobStatus",
+    "SyncRun",
     "User",
     "WebhookDelivery",
     "WebhookMessage",

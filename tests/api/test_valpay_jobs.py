@@ -13,6 +13,16 @@ from flask.testing import FlaskClient
 from shared.db import session_scope
 from shared.engine.jobs import new_job
 from shared.models import Job, JobType
+from tests.kb_support import (
+    SOURCE_URL,
+    create_job,
+    create_kb,
+    insert_orders,
+    job_body,
+    private_allowed,  # noqa: F401 - a fixture
+    register,
+    source_table,
+)
 from tests.support import Tenant
 
 UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized - Invalid or missing token"}
@@ -311,3 +321,31 @@ def test_create_a_batch_job(client: FlaskClient, tenant: Tenant) -> None:
     bad = create(client, tenant, {"jobType": "batch", "payload": {"appId": payload["appId"]}})
     assert bad.status_code == 400
     assert any(e.startswith("payload.inputs: ") for e in bad.json["data"]["errors"])
+
+
+def test_a_kb_sync_job_runs_a_sync_job_now(
+    client: FlaskClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    private_allowed: None,  # noqa: F811
+) -> None:
+    """``kb_sync`` through /v1/jobs: a run of the named sync job, now; one at a time; the
+    name is the caller's organisation's."""
+    register(client, tenant, "shop", SOURCE_URL)
+    create_kb(client, tenant, "orders_kb")
+    with source_table() as (engine, table):
+        insert_orders(engine, table, 3, start=0, at=datetime(2026, 11, 1))
+        name = create_job(client, tenant, job_body("shop", table.name, "orders_kb"))["job_name"]
+    response = create(client, tenant, {"jobType": "kb_sync", "payload": {"jobName": name}})
+    assert response.status_code == 201, response.json
+    job = response.json["data"]
+    assert (job["jobType"], job["resultType"], job["status"]) == ("kb_sync", "kb_rows", "pending")
+    history = client.get(f"/jobs/{name}/history", headers=tenant.headers()).json["data"]
+    assert [(h["job_id"], h["trigger"]) for h in history] == [(job["jobId"], "api")]
+    again = create(client, tenant, {"jobType": "kb_sync", "payload": {"jobName": name}})
+    assert again.status_code == 409, again.json
+    elsewhere = create(client, other_tenant, {"jobType": "kb_sync", "payload": {"jobName": name}})
+    assert elsewhere.status_code == 404, elsewhere.json
+    bad = create(client, tenant, {"jobType": "kb_sync", "payload": {}})
+    assert bad.status_code == 400
+    assert any(e.startswith("payload.jobName: ") for e in bad.json["data"]["errors"])

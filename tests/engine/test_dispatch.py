@@ -14,10 +14,11 @@ from shared.accounts.organisations import create_organisation
 from shared.db import connection_scope, new_session, session_scope
 from shared.engine import dispatch, workers
 from shared.engine.fanout import write_chunk
-from shared.engine.registry import planner_for
+from shared.engine.jobs import new_job
+from shared.engine.registry import planner_for, register_group_size, register_planner
 from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
-from tests.engine.conftest import make_job
+from tests.engine.conftest import make_job, plan_items
 
 
 @pytest.fixture
@@ -121,3 +122,34 @@ def test_a_new_small_job_is_served_next(quiet_engine: None) -> None:
     after = take()
     assert job_of(after[0]) == small_job and len(after[0]) == 5
     assert [job_of(g) for g in after[1:]] == [big_job]  # the rest of the room: the big job
+
+
+HEAVY_TYPE = "test.heavy"  # each execution a big piece of work: dispatched alone
+register_planner(HEAVY_TYPE, plan_items)
+register_group_size(HEAVY_TYPE, 1)
+
+
+def test_a_type_with_its_own_group_size_is_handed_out_in_its_groups_weighted(
+    quiet_engine: None,
+) -> None:
+    """Groups of one for the heavy type, each weighing a default group (10): the broker
+    holds 3 heavy executions (30 / 10), not 30, and a heavy one finished makes room for
+    one more; a default job beside them still gets its turn."""
+    organisation = new_organisation()
+    with session_scope() as session:
+        heavy = new_job(
+            organisation_id=organisation, job_type=HEAVY_TYPE, total=50, payload={"n": 50}
+        )
+        session.add(heavy)
+        session.flush()
+        heavy_id = heavy.id
+    write_rows(heavy_id)
+    groups = take()
+    assert [len(g) for g in groups] == [1, 1, 1]
+    assert take() == []
+    finish_all(groups[:1])
+    assert [len(g) for g in take()] == [1]
+    light = make_job(new_organisation(), 100)
+    write_rows(light)
+    finish_all(groups[1:])
+    assert {job_of(g) for g in take()} == {heavy_id, light}

@@ -21,6 +21,7 @@ Fakes and the base URL to configure (``fake.base_url``):
 fake                     setting                     requests served
 =======================  ==========================  ===========================================
 FakeOpenAI()             OPENAI_BASE_URL             POST /v1/responses, /v1/chat/completions
+FakeOpenAIEmbeddings()   JOBYARD_EMBEDDINGS_BASE_URL POST /v1/embeddings (vectors: not semantic)
 FakeDeepSeek()           DEEPSEEK_BASE_URL           POST /chat/completions (no search)
 FakePerplexity()         PERPLEXITY_BASE_URL         POST /chat/completions (+ ``citations``)
 FakeAnthropic()          ANTHROPIC_BASE_URL          POST /v1/messages
@@ -57,6 +58,7 @@ from tests.fakes.behaviours import (
     Reply,
     Truncated,
 )
+from tests.fakes.embeddings import FakeOpenAIEmbeddings
 from tests.fakes.server import FAKE_API_KEY, FakeServer, RecordedRequest, Response
 from tests.fakes.vendors import (
     FakeAnthropic,
@@ -80,6 +82,7 @@ __all__ = [
     "FakeGemini",
     "FakeGoogleOAuth",
     "FakeOpenAI",
+    "FakeOpenAIEmbeddings",
     "FakePerplexity",
     "FakeSearchEndpoint",
     "FakeServer",
