@@ -18,6 +18,7 @@ when the Job ends.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from shared.engine.outbox import Event
 from shared.engine.registry import PlanFailed, PlannedItem
 from shared.errors import InvalidInput
 from shared.kb.embedders import EmbeddingFailed
-from shared.kb.knowledge import upsert_rows
+from shared.kb.knowledge import prepare_rows, write_rows
 from shared.kb.reading import (
     SourceShape,
     TableMissing,
@@ -170,7 +171,7 @@ class BatchFailed(Exception):
         self.retryable = retryable
 
 
-def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, int]:
+def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, Any]:
     """Read, embed and upsert one batch, and record it with the watermark it allows, in
     one transaction. Writing a batch again (a retry after a crash) writes the same
     chunks and counts nothing twice."""
@@ -182,9 +183,9 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, int]:
         session.expunge_all()
     watermark = Watermark.from_json(job.payload.get("watermark"))
     where = ctx.sync.source_table
-    engine = source_engine(ctx.source)
+    clock = time.perf_counter()
     try:
-        with engine.connect() as connection:
+        with source_engine(ctx.source).connect() as connection:
             shape = shape_for(connection, ctx)
             rows = read_batch(connection, shape, batch)
     except TableMissing:
@@ -198,6 +199,7 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, int]:
             f"cannot read {where}: {describe_source_error(exc)}",
             retryable=exc.connection_invalidated or _transient(exc),
         ) from exc
+    read_at = time.perf_counter()
     keys = [row_key(shape, row) for row in rows]
     fresh = [
         i
@@ -205,18 +207,20 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, int]:
         if watermark is None or not watermark.covers(row[shape.filter_column.name], key)
     ]
     new_rows = [rows[i] for i in fresh]
-    row_ids = [_kb_row_id(ctx.kb, shape, rows[i], keys[i]) for i in fresh]
+    row_ids = [_kb_row_id(ctx.kb, rows[i], keys[i]) for i in fresh]
+    try:
+        prepared = prepare_rows(ctx.kb, new_rows, ctx.sync.content_columns, row_ids)
+    except EmbeddingFailed as exc:  # an embeddings endpoint's 429 passes; a bad key not
+        raise BatchFailed(f"embedding failed: {exc.reason}", retryable=exc.retryable) from exc
+    embedded_at = time.perf_counter()
+    rows_written = sum(
+        1 for row in new_rows if any(row.get(c) is not None for c in ctx.sync.content_columns)
+    )
     with session_scope() as session:
         kb = session.get(KnowledgeBase, ctx.kb.id)
         if kb is None:
             raise BatchFailed("the knowledge base was deleted", retryable=False)
-        try:
-            written = upsert_rows(session, kb, new_rows, ctx.sync.content_columns, row_ids)
-        except EmbeddingFailed as exc:  # an embeddings endpoint's 429 passes; a bad key not
-            raise BatchFailed(f"embedding failed: {exc.reason}", retryable=exc.retryable) from exc
-        rows_written = sum(
-            1 for row in new_rows if any(row.get(c) is not None for c in ctx.sync.content_columns)
-        )
+        chunks = write_rows(session, kb, prepared)
         record_batch(
             session,
             job_id,
@@ -227,10 +231,20 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, int]:
             rows_read=len(new_rows),
             rows_written=rows_written,
         )
-    return {"rows_read": len(new_rows), "rows_written": rows_written, "chunks": written}
+    written_at = time.perf_counter()
+    return {
+        "rows_read": len(new_rows),
+        "rows_written": rows_written,
+        "chunks": chunks,
+        "timings_ms": {
+            "read": round(1000 * (read_at - clock), 2),
+            "embed": round(1000 * (embedded_at - read_at), 2),
+            "write": round(1000 * (written_at - embedded_at), 2),
+        },
+    }
 
 
-def _kb_row_id(kb: KnowledgeBase, shape: SourceShape, row: dict[str, Any], key: str) -> str:
+def _kb_row_id(kb: KnowledgeBase, row: dict[str, Any], key: str) -> str:
     if kb.id_column and row.get(kb.id_column) is not None:
         return str(row[kb.id_column])
     return key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, optional_timestamp, timestamp, uuid_pk
@@ -54,11 +54,16 @@ class KbChunk(Base):
     """One chunk of one row: its text, metadata and embedding (float32 bytes)."""
 
     __tablename__ = "kb_chunks"
-    __table_args__ = (UniqueConstraint("kb_id", "chunk_id"),)
+    # (kb_id, chunk_id) serves a KB's reads and upserts; (kb_id, row_id) finds a row's
+    # chunks when it is written again.
+    __table_args__ = (
+        UniqueConstraint("kb_id", "chunk_id"),
+        Index("ix_kb_chunks_kb_id_row_id", "kb_id", "row_id"),
+    )
 
     id: Mapped[uuid_pk]
     kb_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
+        Uuid, ForeignKey("knowledge_bases.id", ondelete="CASCADE")
     )
     row_id: Mapped[str] = mapped_column(String(255))
     chunk_id: Mapped[str] = mapped_column(String(300))

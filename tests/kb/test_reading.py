@@ -52,3 +52,34 @@ def test_every_planned_sqlite_row_is_read_whatever_its_time_type(
         again = [row for batch in plan.batches for row in read_batch(connection, shape, batch)]
         assert sorted(r["id"] for r in again if r["id"] != 199) == list(range(200, 250))
     engine.dispose()
+
+
+def test_metadata_filters_match_values_lists_and_absent_keys() -> None:
+    """The vectorised filter keeps Python's equality: 1 == 1.0, a list means any of its
+    values, an absent key is None, and a value that cannot match (an object) matches
+    nothing rather than failing."""
+    import numpy as np
+
+    from shared.kb.knowledge import _Matrix
+
+    metadata = [
+        {"category": "audio", "stock": 1},
+        {"category": "kitchen", "stock": 2},
+        {"category": "audio", "stock": 2.0},
+        {"stock": 3},
+    ]
+    matrix = _Matrix(
+        1,
+        ["a", "b", "c", "d"],
+        ["a:0", "b:0", "c:0", "d:0"],
+        ["", "", "", ""],
+        metadata,
+        np.zeros((4, 2), dtype=np.float32),
+    )
+    assert matrix.passing({"category": "audio"}).tolist() == [0, 2]
+    assert matrix.passing({"category": ["audio", "kitchen"]}).tolist() == [0, 1, 2]
+    assert matrix.passing({"stock": 2}).tolist() == [1, 2]
+    assert matrix.passing({"category": "audio", "stock": 2}).tolist() == [2]
+    assert matrix.passing({"category": None}).tolist() == [3]
+    assert matrix.passing({"category": {"nested": 1}}).tolist() == []
+    assert matrix.passing({"colour": "red"}).tolist() == []

@@ -23,7 +23,7 @@ def run_batch(claim: Claim) -> Outcome:
         counts = write_batch(claim.job_id, claim.item)
     except BatchFailed as exc:
         return Outcome.failed(str(exc), retryable=exc.retryable)
-    return Outcome.succeeded(counts, summary=counts)
+    return Outcome.succeeded(counts)
 
 
 class KbSyncExecutor:
