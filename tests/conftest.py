@@ -17,7 +17,11 @@ BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@12
 TEST_DB = f"jobyard_test_{os.getpid()}"
 SERVER_URL = BASE_URL.replace("postgresql+psycopg://", "postgresql://")
 DATABASE_URL = BASE_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Each pytest-xdist worker (gw0, gw1, ...) has a Redis DB of its own (13, 14, ...), as it has
+# a database of its own (the pid above): a session flushes its DB, and e2e tests count
+# the messages in theirs.
+_XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 + _XDIST_WORKER}")
 
 os.environ.update(
     DATABASE_URL=DATABASE_URL,

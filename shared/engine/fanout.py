@@ -26,6 +26,7 @@ from shared.engine.counters import Executor
 from shared.engine.locks import lock_job
 from shared.engine.registry import PlanFailed, PlannedItem, planner_for, preparer_for
 from shared.engine.status import status_after_start
+from shared.messaging import publisher
 from shared.models import (
     TERMINAL_JOB_STATUSES,
     Execution,
@@ -134,6 +135,7 @@ def fail_unplanned_job(job_id: uuid.UUID, reason: str) -> None:
 def end_without_executions(job_id: uuid.UUID, status: str, reason: str | None) -> None:
     """End a job that has no executions with ``status``, its ``job.finished`` event in the
     same transaction (a job that has executions, or has ended, is left alone)."""
+    emitted = 0
     with session_scope() as session:
         lock_job(session, job_id)
         job = session.get(Job, job_id, with_for_update={"of": Job})
@@ -148,7 +150,11 @@ def end_without_executions(job_id: uuid.UUID, status: str, reason: str | None) -
         job.status = status
         job.error = reason
         job.fanned_out_at = job.finished_at = job.updated_at = now
-        outbox.emit_job_finished(session, job_id, job.organisation_id, job.type, status, now)
+        emitted = outbox.emit_job_finished(
+            session, job_id, job.organisation_id, job.type, status, now
+        )
+    if emitted:  # its consumers run now, not at the next sweep
+        publisher.publish_outbox_drain()
 
 
 def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, list[PlannedItem]]]:

@@ -55,7 +55,11 @@ def test_register_list_get_delete(
     )
     assert "s3cret" not in response.get_data(as_text=True)
     with session_scope() as session:  # encrypted at rest
-        stored = session.query(DataSource).filter(DataSource.name == "orders_db").one()
+        stored = (
+            session.query(DataSource)
+            .filter(DataSource.name == "orders_db", DataSource.organisation_id == tenant.org_id)
+            .one()
+        )
         assert "s3cret" not in stored.url_encrypted and "postgres" not in stored.url_encrypted
 
     path = tmp_path / "local.db"
