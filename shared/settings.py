@@ -210,6 +210,14 @@ class Settings(BaseSettings):
     # Workers send task events (Flower shows tasks live from them).
     task_events: bool = True
 
+    # Prometheus metrics. The API answers /metrics only on its own listener (gunicorn
+    # binds METRICS_BIND, by default 127.0.0.1:<metrics_port>), never on the public port.
+    # Worker processes serve theirs on worker_metrics_address:worker_metrics_port, one
+    # process per host (the others write to PROMETHEUS_MULTIPROC_DIR). 0 turns one off.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_address: str = "127.0.0.1"
+
     # Flower (monitoring) basic auth
     flower_user: str = Field(default="admin", validation_alias=_alias("FLOWER_USER"))
     flower_password: str = Field(default="admin", validation_alias=_alias("FLOWER_PASSWORD"))
