@@ -4,8 +4,14 @@ and PostgreSQL as they are."""
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from contextlib import ExitStack
 from datetime import timedelta
@@ -20,7 +26,7 @@ from shared.messaging.queues import ALL_QUEUES, FANOUT_QUEUE
 from shared.metrics import BacklogCollector, oldest_unclaimed_since
 from shared.models import Execution, utcnow
 from tests.metrics_support import has, scrape, value
-from tests.support import Tenant, job_row, running_worker, wait_for_job
+from tests.support import ROOT, Tenant, job_row, running_worker, wait_for_job
 
 FINISHED = "jobyard_executions_finished_total"
 AGE = "jobyard_oldest_unclaimed_execution_age_seconds"
@@ -179,3 +185,56 @@ def test_queue_depth_and_oldest_wait_are_read_at_scrape_time(
     assert 99 <= (utcnow() - since).total_seconds() < 130
     assert 99 <= gauges()[(AGE, "")] < 130
     assert gauges()[("jobyard_executions_backlog", "")] == 3
+
+
+def test_flower_metrics_ask_for_its_basic_auth(tmp_path: Path) -> None:
+    """Flower's own /metrics answers 401 without Flower's credentials, 200 with them."""
+    port = free_port()
+    log_path = tmp_path / "flower.log"
+    with log_path.open("wb") as log:
+        flower = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "worker",
+                "flower",
+                "--conf=worker/flowerconfig.py",
+                f"--port={port}",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FLOWER_USER": "ops", "FLOWER_PASSWORD": "s3cret-pw"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/healthcheck", timeout=2).close()
+                    break
+                except OSError:
+                    assert flower.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.3)
+
+            def status(credentials: str | None) -> int:
+                request = urllib.request.Request(f"{url}/metrics")
+                if credentials is not None:
+                    token = base64.b64encode(credentials.encode()).decode()
+                    request.add_header("Authorization", f"Basic {token}")
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        code: int = response.status
+                        return code
+                except urllib.error.HTTPError as exc:
+                    return exc.code
+
+            assert status(None) == 401
+            assert status("ops:wrong") == 401
+            assert status("ops:s3cret-pw") == 200
+        finally:
+            flower.terminate()
+            flower.wait(10)
