@@ -231,6 +231,7 @@ class BacklogCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from shared.db import connection_scope
+        from shared.engine import workers
         from shared.messaging.broker import queue_depth
         from shared.messaging.queues import ALL_QUEUES
 
@@ -250,6 +251,8 @@ class BacklogCollector(Collector):
             with connection_scope() as connection:
                 since = oldest_unclaimed_since(connection, now)
                 backlog = executions_backlog(connection)
+                live = workers.live_slots(connection, now)
+                dead = len(workers.dead_workers(connection, now))
             yield GaugeMetricFamily(
                 "jobyard_oldest_unclaimed_execution_age_seconds",
                 "How long the longest-waiting unclaimed execution has waited (0: none waits)",
@@ -259,6 +262,17 @@ class BacklogCollector(Collector):
                 "jobyard_executions_backlog",
                 "Pending and retrying executions of unfinished jobs (what KEDA scales on)",
                 value=backlog,
+            )
+            yield GaugeMetricFamily(
+                "jobyard_worker_slots",
+                "Groups the execution workers with a live heartbeat can run at once",
+                value=live,
+            )
+            yield GaugeMetricFamily(
+                "jobyard_dead_worker_processes",
+                "Worker processes whose heartbeat stopped and that the recovery sweep has "
+                "not yet released (their executions wait for it)",
+                value=dead,
             )
         except Exception as exc:
             log.warning("metrics: backlog unavailable: %s", exc)
