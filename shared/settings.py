@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     # Unset: derived from SECRET_KEY, which is fine on a laptop; set it in production, and
     # keep it, or the stored sources cannot be read.
     data_source_key: str | None = None
+    # Keys the URLs may still be encrypted with (comma-separated Fernet keys): they are
+    # read with any of them and written with data_source_key. After a rotation, run
+    # ``jobyard rotate-source-key``, then drop the old key from here.
+    data_source_previous_keys: str = ""
     source_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # KB sync runs: rows per batch (one execution each), and the active (not completed)
     # sync jobs an organisation may have (the seed's "100 active jobs per account").
