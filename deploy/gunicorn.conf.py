@@ -44,11 +44,13 @@ if not os.environ.get("BIND") and _smartdb_port and _smartdb_port != os.environ.
     bind.append(f"127.0.0.1:{_smartdb_port}")
 
 # The metrics listener: the app answers /metrics here and nothing else, and /metrics
-# nowhere else (api/metrics.py). Loopback by default; containers set
-# METRICS_BIND=0.0.0.0:9100 so Prometheus can scrape the pod (the Service and the ingress
-# do not route it). Its port must be JOBYARD_METRICS_PORT (9100); 0 turns it off.
+# nowhere else (api/metrics.py); its port must be JOBYARD_METRICS_PORT (9100; 0: none).
+# Containers set METRICS_BIND=0.0.0.0:9100 so Prometheus can scrape the pod (the Service
+# and the ingress do not route it). Without BIND (make up) it defaults to loopback; with
+# BIND set and no METRICS_BIND there is none, so that gunicorns started side by side
+# (tests, a second instance on a laptop) do not fight over one port.
 _metrics_port = get_settings().metrics_port
-if _metrics_port:
+if _metrics_port and (os.environ.get("METRICS_BIND") or not os.environ.get("BIND")):
     bind.append(os.environ.get("METRICS_BIND") or f"127.0.0.1:{_metrics_port}")
 
 # Processes: the classic 2 x cores + 1, capped at 8 because each process keeps its own
