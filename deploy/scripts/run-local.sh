@@ -32,7 +32,8 @@ WORKER_PROCESSES="${WORKER_PROCESSES:-$(nproc 2>/dev/null || echo 2)}"
 
 # Metrics: the worker and dispatcher processes of this machine share one multiprocess
 # directory (emptied here: a new run starts its counters at zero), and the first of them
-# serves the sum on 127.0.0.1:9101. gunicorn keeps its own (deploy/gunicorn.conf.py).
+# serves the sum on 127.0.0.1:9101. gunicorn keeps its own (deploy/gunicorn.conf.py);
+# Flower's metrics are its own (the Procfile unsets the variable for it).
 export PROMETHEUS_MULTIPROC_DIR="$PWD/var/metrics/workers"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
