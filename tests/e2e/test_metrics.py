@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from shared.db import connection_scope, session_scope
 from shared.engine.jobs import new_job
@@ -87,7 +88,12 @@ def test_a_worker_reports_its_executions_batches_queues_and_the_oldest_wait(
     client: FlaskClient, tenant: Tenant, tmp_path: Path
 ) -> None:
     port = free_port()
-    with running_worker(tmp_path, **metrics_env(tmp_path / "metrics", port)):
+    # 6 calls at once against 20 calls a second: all but the first wait for their slot.
+    env = {
+        **metrics_env(tmp_path / "metrics", port),
+        "JOBYARD_PROVIDER_RATE_LIMITS": '{"openai": "20/second"}',
+    }
+    with running_worker(tmp_path, **env):
         job_id = trigger(client, tenant, runs=2)
         job = wait_for_job(job_id)
         assert (job.status, job.success) == ("completed", 6)
@@ -95,6 +101,9 @@ def test_a_worker_reports_its_executions_batches_queues_and_the_oldest_wait(
         job_type = job_row(job_id).type
         assert value(text, FINISHED, job_type=job_type, status="success", provider="openai") == 6
         assert value(text, FINISHED, status="failed") == 0
+        assert value(text, "jobyard_throttle_waits_total", provider="openai", result="waited") >= 1
+        assert value(text, "jobyard_throttle_wait_seconds_total", provider="openai") > 0
+        assert value(text, "jobyard_throttle_waits_total", result="deferred") == 0
         # Every execution leased once and written once, in batches.
         assert value(text, "jobyard_claim_batch_size_sum") == 6
         assert value(text, "jobyard_claim_batch_size_count") >= 1
@@ -110,6 +119,34 @@ def test_a_worker_reports_its_executions_batches_queues_and_the_oldest_wait(
         text = scrape(port)
         assert 29 <= value(text, AGE) < 60
         assert value(text, "jobyard_executions_backlog") == 1
+
+
+def test_retries_are_counted_once_per_attempt_tried_again(
+    client: FlaskClient, tenant: Tenant, tmp_path: Path
+) -> None:
+    """A provider failing 60% of calls (retryable): every retry the worker reports is an
+    attempt the database records beyond each execution's first."""
+    port = free_port()
+    env = {
+        **metrics_env(tmp_path / "metrics", port),
+        "JOBYARD_SIMULATED_FAILURE_RATE": 0.6,
+        "JOBYARD_RETRY_BACKOFF_BASE_SECONDS": 0.05,
+    }
+    with running_worker(tmp_path, **env):
+        job_id = trigger(client, tenant, runs=3)
+        job = wait_for_job(job_id)
+        text = scrape(port)
+    assert job.success + job.failed == 9
+    with session_scope() as session:
+        attempts = session.scalar(
+            select(func.sum(Execution.attempts)).where(Execution.job_id == uuid.UUID(job_id))
+        )
+    retries = value(text, "jobyard_execution_retries_total", provider="openai")
+    assert retries >= 1
+    assert retries == attempts - 9
+    assert value(text, FINISHED, status="retrying") == retries
+    assert value(text, FINISHED, status="success") == job.success
+    assert value(text, FINISHED, status="failed") == job.failed
 
 
 def test_two_worker_processes_of_a_host_sum(
