@@ -8,6 +8,7 @@ from flask import Flask
 
 import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import errors, families, health
+from api.metrics import init_metrics
 from api.rate_limits import init_rate_limits
 from api.request_limits import init_request_limits
 from shared.settings import get_settings
@@ -27,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    init_metrics(app)  # first: it times the requests the limits refuse too
     init_rate_limits(app)
     init_request_limits(app)  # after the rate limit: a client over it is not parsed
     app.register_blueprint(health.blp)

@@ -7,6 +7,19 @@ serves ``make up`` on a laptop, docker compose and Kubernetes.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from typing import Any
+
+# Metrics in multiprocess mode: gunicorn forks its workers, and each writes its own files
+# into one directory that /metrics sums. prometheus_client reads PROMETHEUS_MULTIPROC_DIR
+# when first imported (in the forked workers: this file never imports it at module
+# level), so it is set here, before any fork, to the API's own directory — never one
+# inherited from the environment, which may be the workers' (make up). API_METRICS_DIR
+# names it; by default a fresh one per gunicorn, on tmpfs when there is one.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ.get("API_METRICS_DIR") or tempfile.mkdtemp(
+    prefix="jobyard-api-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+)
 
 from shared.settings import get_settings
 
@@ -29,6 +42,16 @@ bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"]
 _smartdb_port = os.environ.get("SMARTDB_PORT", "8000")
 if not os.environ.get("BIND") and _smartdb_port and _smartdb_port != os.environ.get("PORT"):
     bind.append(f"127.0.0.1:{_smartdb_port}")
+
+# The metrics listener: the app answers /metrics here and nothing else, and /metrics
+# nowhere else (api/metrics.py); its port must be JOBYARD_METRICS_PORT (9100; 0: none).
+# Containers set METRICS_BIND=0.0.0.0:9100 so Prometheus can scrape the pod (the Service
+# and the ingress do not route it). Without BIND (make up) it defaults to loopback; with
+# BIND set and no METRICS_BIND there is none, so that gunicorns started side by side
+# (tests, a second instance on a laptop) do not fight over one port.
+_metrics_port = get_settings().metrics_port
+if _metrics_port and (os.environ.get("METRICS_BIND") or not os.environ.get("BIND")):
+    bind.append(os.environ.get("METRICS_BIND") or f"127.0.0.1:{_metrics_port}")
 
 # Processes: the classic 2 x cores + 1, capped at 8 because each process keeps its own
 # SQLAlchemy pool (up to 2 x JOBYARD_DB_POOL_SIZE connections) and PostgreSQL's
@@ -81,3 +104,18 @@ limit_request_fields = min(_limits.max_header_count * 3 // 2, 32768)
 # only by default; set FORWARDED_ALLOW_IPS to the load balancer's addresses (or "*" when
 # only the balancer can reach the pods).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def on_starting(server: Any) -> None:
+    """A fresh start: no files left by an earlier gunicorn in the metrics directory
+    (their counters would be added to this one's)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker died or was replaced: its live gauges go; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -146,6 +146,25 @@ def _read_env(path: Path) -> dict[str, str]:
     return values
 
 
+@cli.command("rotate-source-key")
+def rotate_source_key() -> None:
+    """Re-encrypt every source database's URL with JOBYARD_DATA_SOURCE_KEY.
+
+    Set the new key as JOBYARD_DATA_SOURCE_KEY and the old one in
+    JOBYARD_DATA_SOURCE_PREVIOUS_KEYS (on every process), run this, then drop the old key.
+    """
+    from shared.kb.sources import rotate_keys
+
+    with session_scope() as session:
+        rotated, unreadable = rotate_keys(session)
+    click.echo(f"re-encrypted {rotated} source URL(s) with the current key")
+    if unreadable:
+        ids = ", ".join(str(i) for i in unreadable)
+        raise click.ClickException(
+            f"{len(unreadable)} source URL(s) no configured key can read: {ids}"
+        )
+
+
 @cli.command("seed-demo")
 @click.option("--env-file", type=click.Path(path_type=Path), default=DEMO_ENV, show_default=True)
 def seed_demo(env_file: Path) -> None:

@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     # Unset: derived from SECRET_KEY, which is fine on a laptop; set it in production, and
     # keep it, or the stored sources cannot be read.
     data_source_key: str | None = None
+    # Keys the URLs may still be encrypted with (comma-separated Fernet keys): they are
+    # read with any of them and written with data_source_key. After a rotation, run
+    # ``jobyard rotate-source-key``, then drop the old key from here.
+    data_source_previous_keys: str = ""
     source_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # KB sync runs: rows per batch (one execution each), and the active (not completed)
     # sync jobs an organisation may have (the seed's "100 active jobs per account").
@@ -209,6 +213,14 @@ class Settings(BaseSettings):
 
     # Workers send task events (Flower shows tasks live from them).
     task_events: bool = True
+
+    # Prometheus metrics. The API answers /metrics only on its own listener (gunicorn
+    # binds METRICS_BIND, by default 127.0.0.1:<metrics_port>), never on the public port.
+    # Worker processes serve theirs on worker_metrics_address:worker_metrics_port, one
+    # process per host (the others write to PROMETHEUS_MULTIPROC_DIR). 0 turns one off.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_address: str = "127.0.0.1"
 
     # Flower (monitoring) basic auth
     flower_user: str = Field(default="admin", validation_alias=_alias("FLOWER_USER"))

@@ -102,7 +102,10 @@ def _dispose_inherited_engine(**_: Any) -> None:
 
 @worker_ready.connect
 def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
-    """Start the execution runtime where executions are run."""
+    """Start the execution runtime where executions are run; serve the host's metrics."""
+    from worker import metrics_server
+
+    metrics_server.start()
     queues = {q.name for q in getattr(sender.task_consumer, "queues", [])} if sender else set()
     if EXECUTIONS_QUEUE in queues:
         from worker.runtime import start_runtime
@@ -113,6 +116,8 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _stop_execution_runtime(**_: Any) -> None:
+    from worker import metrics_server
     from worker.runtime import stop_runtime
 
     stop_runtime()
+    metrics_server.stop()

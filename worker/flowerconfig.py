@@ -1,4 +1,10 @@
-"""Flower settings (``celery -A worker flower --conf=worker/flowerconfig.py``)."""
+"""Flower settings (``celery -A worker flower --conf=worker/flowerconfig.py``).
+
+Tornado executes this file in Flower's process before the app is built, so it can also
+fix what Flower leaves open: see :func:`_metrics_behind_auth`.
+"""
+
+from typing import Any
 
 from shared.settings import get_settings
 
@@ -9,3 +15,20 @@ address = "127.0.0.1"
 port = 5555
 persistent = False
 purge_offline_workers = 300
+
+
+def _metrics_behind_auth() -> None:
+    """Flower's pages ask for the basic auth above, but its ``/metrics`` handler lacks
+    tornado's ``@authenticated`` and answers anyone: wrap it so it asks too (a scraper
+    sends the same credentials). ``/healthcheck`` stays open for liveness probes."""
+    from flower.views.monitor import Metrics
+    from tornado.web import authenticated
+
+    get: Any = Metrics.get
+    if not getattr(get, "jobyard_authenticated", False):
+        wrapped: Any = authenticated(get)
+        wrapped.jobyard_authenticated = True
+        Metrics.get = wrapped
+
+
+_metrics_behind_auth()

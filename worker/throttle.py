@@ -41,6 +41,7 @@ import limits
 import redis.asyncio as aioredis
 
 from shared.ai_models import ProviderInfo, provider_configured
+from shared.metrics import THROTTLE_WAIT_SECONDS, THROTTLE_WAITS
 from shared.settings import Settings, get_settings
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, microseconds on Redis's clock).
@@ -172,7 +173,10 @@ class ProviderThrottle:
             if isinstance(outcome, Permit):
                 return outcome
             if time.monotonic() + outcome > deadline:
+                THROTTLE_WAITS.labels(provider.key, "deferred").inc()
                 return outcome
+            THROTTLE_WAITS.labels(provider.key, "waited").inc()
+            THROTTLE_WAIT_SECONDS.labels(provider.key).inc(outcome)
             await asyncio.sleep(outcome)
 
 

@@ -30,6 +30,13 @@ export JOBYARD_ALLOW_PRIVATE_URLS="${JOBYARD_ALLOW_PRIVATE_URLS:-true}"
 # event loop): Python runs one thread at a time per process, so cores need processes.
 WORKER_PROCESSES="${WORKER_PROCESSES:-$(nproc 2>/dev/null || echo 2)}"
 
+# Metrics: the worker and dispatcher processes of this machine share one multiprocess
+# directory (emptied here: a new run starts its counters at zero), and the first of them
+# serves the sum on 127.0.0.1:9101. gunicorn keeps its own (deploy/gunicorn.conf.py);
+# Flower's metrics are its own (the Procfile unsets the variable for it).
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/metrics/workers"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 deploy/scripts/ensure-redis.sh
 jobyard migrate
 jobyard seed-demo >/dev/null
@@ -40,6 +47,7 @@ cat <<MSG
     API        http://127.0.0.1:$PORT        docs: http://127.0.0.1:$PORT/docs
                and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address)
     Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
+    Metrics    http://127.0.0.1:${JOBYARD_METRICS_PORT:-9100}/metrics (API)  http://127.0.0.1:${JOBYARD_WORKER_METRICS_PORT:-9101}/metrics (workers)
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
     Workers    $WORKER_PROCESSES execution-worker processes (WORKER_PROCESSES), one per core

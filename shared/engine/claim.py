@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql
 
 from shared.db import dialect_name
 from shared.engine.counters import Executor
+from shared.metrics import CLAIM_BATCH_SIZE
 from shared.models import ACTIVE_EXECUTION_STATUSES, Execution, Job, utcnow
 from shared.models.base import UTCDateTime
 from shared.settings import get_settings
@@ -105,6 +106,7 @@ def claim_group(connection: Executor, ids: Sequence[uuid.UUID], owner: str) -> l
             "lease_until": now + timedelta(seconds=get_settings().lease_seconds),
         },
     ).all()
+    CLAIM_BATCH_SIZE.observe(len(rows))
     return [
         Claim(
             execution_id=row[0],

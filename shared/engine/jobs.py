@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared import metrics
 from shared.db import UnitOfWork, session_scope, unit_of_work
 from shared.engine import dispatch
 from shared.engine.cancel import cancel_execution, cancel_executions
@@ -89,6 +90,7 @@ def dispatch_after_commit(
     how many went)."""
 
     def publish() -> None:
+        metrics.JOBS_ACCEPTED.labels(metrics.current_family.get()).inc(len(job_ids))
         published = dispatch_jobs(job_ids)
         if on_published is not None:
             on_published(published)

@@ -18,7 +18,7 @@ import threading
 import uuid
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import URL, Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -40,13 +40,20 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _fernet() -> Fernet:
+def derived_key(secret_key: str) -> str:
+    """The Fernet key used when ``JOBYARD_DATA_SOURCE_KEY`` is unset: derived from
+    ``SECRET_KEY`` (so rotating that one changes it: see deploy/README.md)."""
+    digest = hashlib.sha256(b"jobyard data sources:" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def _fernet() -> MultiFernet:
+    """Encrypts with the current key; decrypts with it or any previous one
+    (``JOBYARD_DATA_SOURCE_PREVIOUS_KEYS``), so a key can be rotated without downtime."""
     settings = get_settings()
-    key = settings.data_source_key
-    if not key:
-        digest = hashlib.sha256(b"jobyard data sources:" + settings.secret_key.encode()).digest()
-        key = base64.urlsafe_b64encode(digest).decode()
-    return Fernet(key.encode())
+    current = settings.data_source_key or derived_key(settings.secret_key)
+    previous = [k.strip() for k in settings.data_source_previous_keys.split(",") if k.strip()]
+    return MultiFernet([Fernet(key.encode()) for key in (current, *previous)])
 
 
 def encrypt(url: str) -> str:
@@ -58,6 +65,22 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:  # the key changed since the source was registered
         raise InvalidInput("this source's URL cannot be decrypted with today's key") from exc
+
+
+def rotate_keys(session: Session) -> tuple[int, list[uuid.UUID]]:
+    """Re-encrypt every stored source URL with the current key (``jobyard
+    rotate-source-key``). Returns how many were re-encrypted, and the ids of those no
+    configured key can read (left as they are)."""
+    fernet = _fernet()
+    rotated, unreadable = 0, []
+    for source in session.scalars(select(DataSource).order_by(DataSource.id)):
+        try:
+            source.url_encrypted = fernet.rotate(source.url_encrypted.encode()).decode()
+        except InvalidToken:
+            unreadable.append(source.id)
+            continue
+        rotated += 1
+    return rotated, unreadable
 
 
 def invalid(message: str, detail: str) -> InvalidInput:

@@ -104,7 +104,14 @@ def demo(tmp_path: Path) -> Iterator[dict[str, str]]:
         for line in env_file.read_text().splitlines()
         if line.startswith("export ")
     )
-    web_env = {**env, "PORT": "0", "WEB_CONCURRENCY": "1", "SMARTDB_PORT": "8000"}
+    # No metrics listener: 9100 may be taken by another gunicorn on this machine.
+    web_env = {
+        **env,
+        "PORT": "0",
+        "WEB_CONCURRENCY": "1",
+        "SMARTDB_PORT": "8000",
+        "JOBYARD_METRICS_PORT": "0",
+    }
     log_path = tmp_path / "web.log"
     with log_path.open("wb") as log:
         web = subprocess.Popen(

@@ -24,8 +24,14 @@ from sqlalchemy.exc import DBAPIError
 from shared.db import connection_scope
 from shared.engine.claim import Claim
 from shared.engine.finish import FlushReport, finish_batch
-from shared.engine.outcomes import Outcome
+from shared.engine.outcomes import Outcome, OutcomeKind
 from shared.messaging import publisher
+from shared.metrics import (
+    EXECUTION_RETRIES,
+    EXECUTIONS_FINISHED,
+    FINISH_BATCH_SIZE,
+    provider_of,
+)
 from shared.models import Execution
 from shared.settings import get_settings
 
@@ -105,6 +111,7 @@ class Completer:
         counted: set[uuid.UUID] = set()
         if report is not None:
             counted = {f.claim.execution_id for f in report.finished if f.status is not None}
+            record_metrics(batch, report)
             self._after_commit(report)
         for claim, _, completion in batch:
             completion.count_down(counted=claim.execution_id in counted)
@@ -137,6 +144,22 @@ class Completer:
                 hand_back_to_dispatch(unpublished)
         if report.jobs_ended or report.events_written:
             publisher.publish_outbox_drain()
+
+
+def record_metrics(batch: Sequence[Item], report: FlushReport) -> None:
+    """Count a committed batch: its size, and each attempt by type, status and provider
+    (a deferred attempt was not one: the throttle counts those)."""
+    FINISH_BATCH_SIZE.observe(len(batch))
+    deferred = {c.execution_id for c, o, _ in batch if o.kind is OutcomeKind.DEFERRED}
+    for finished in report.finished:
+        claim = finished.claim
+        if claim.execution_id in deferred:
+            continue
+        provider = provider_of(claim.item)
+        status = finished.status or "lease_lost"
+        EXECUTIONS_FINISHED.labels(claim.job_type, status, provider).inc()
+        if status == "retrying":
+            EXECUTION_RETRIES.labels(claim.job_type, provider).inc()
 
 
 def hand_back_to_dispatch(execution_ids: list[uuid.UUID]) -> None:

@@ -1,0 +1,88 @@
+"""The deploy/ monitoring files agree with each other and with the metrics the code
+exposes: an alert or a scaler on a renamed metric would stay silent forever."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from shared import metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+METRIC = re.compile(r"\bjobyard_[a-z_]+")
+
+
+def exposed_names() -> set[str]:
+    """Every sample name the API and workers can expose (the scrape-time gauges too)."""
+    names = {
+        sample.name
+        for collector in (
+            metrics.HTTP_REQUESTS,
+            metrics.HTTP_LATENCY,
+            metrics.JOBS_ACCEPTED,
+            metrics.EXECUTIONS_FINISHED,
+            metrics.EXECUTION_RETRIES,
+            metrics.THROTTLE_WAITS,
+            metrics.THROTTLE_WAIT_SECONDS,
+            metrics.CLAIM_BATCH_SIZE,
+            metrics.FINISH_BATCH_SIZE,
+        )
+        for family in collector.collect()
+        for sample in family.samples
+    }
+    names |= {f"{c._name}_total" for c in (metrics.HTTP_REQUESTS, metrics.JOBS_ACCEPTED)}
+    names |= {
+        f"{c._name}_total"
+        for c in (
+            metrics.EXECUTIONS_FINISHED,
+            metrics.EXECUTION_RETRIES,
+            metrics.THROTTLE_WAITS,
+            metrics.THROTTLE_WAIT_SECONDS,
+        )
+    }
+    names |= {family.name for family in metrics.BacklogCollector().collect()}
+    return names
+
+
+def test_alerts_name_only_exposed_metrics() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    used = {
+        name
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in METRIC.findall(rule["expr"])
+    }
+    assert used, "no jobyard metric in the alerts"
+    assert used <= exposed_names(), used - exposed_names()
+
+
+def test_the_kubernetes_rules_are_the_rule_file() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "monitoring.yaml").read_text()))
+    prometheus_rule = next(d for d in documents if d["kind"] == "PrometheusRule")
+    assert prometheus_rule["spec"] == rules
+
+
+def test_the_autoscaler_reads_an_exposed_metric() -> None:
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "worker.yaml").read_text()))
+    scaled = next(d for d in documents if d["kind"] == "ScaledObject")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus"
+    used = set(METRIC.findall(trigger["metadata"]["query"]))
+    assert used == {"jobyard_executions_backlog"}
+    assert used <= exposed_names()
+
+
+def test_every_scraped_pod_exposes_its_metrics_port() -> None:
+    for name, port in (("api", 9100), ("worker", 9101), ("dispatcher", 9101)):
+        (deployment,) = [
+            d
+            for d in yaml.safe_load_all((DEPLOY / "k8s" / f"{name}.yaml").read_text())
+            if d["kind"] == "Deployment"
+        ]
+        template = deployment["spec"]["template"]
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        (container,) = template["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": port} in container["ports"]
