@@ -169,6 +169,25 @@ def test_a_key_in_progress_answers_409_until_its_claim_is_stale(
     assert job_count(tenant.org_id) == 1
 
 
+def test_a_claim_taken_over_is_no_longer_its_old_holders(tenant: Tenant) -> None:
+    """The request that lost its claim (it ran past the lock time) can neither free the key
+    nor store its answer over its successor's, which is still running."""
+    old = idempotency.claim(tenant.org_id, "taken", "f")
+    assert isinstance(old, idempotency.Claimed)
+    stale = utcnow() - timedelta(seconds=get_settings().idempotency_lock_seconds + 1)
+    with session_scope() as session:
+        session.execute(
+            update(IdempotencyKey).where(IdempotencyKey.id == old.id).values(locked_at=stale)
+        )
+    new = idempotency.claim(tenant.org_id, "taken", "f")
+    assert isinstance(new, idempotency.Claimed) and new.id == old.id
+    idempotency.release(old)
+    idempotency.store(old, 201, b"old", {})
+    assert isinstance(idempotency.claim(tenant.org_id, "taken", "f"), idempotency.InProgress)
+    idempotency.store(new, 201, b"new", {})
+    assert idempotency.claim(tenant.org_id, "taken", "f") == idempotency.Replay(201, b"new", {})
+
+
 def trigger_claim(tenant: Tenant, key: str) -> idempotency.Claimed:
     """Claim the key as a trigger request of the tenant would (its fingerprint)."""
     app = Flask(__name__)
