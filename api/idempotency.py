@@ -69,7 +69,7 @@ def request_key() -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+    if not key or len(key) > MAX_KEY_LENGTH:  # as documented: any 1 to 255 characters
         message = f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters"
         raise InvalidInput(message, details=[message])
     return key
