@@ -1,5 +1,8 @@
 """Request rate limits per credential, shared by every API process through Redis.
 
+One bucket per credential across every endpoint (Flask-Limiter's application limits: a
+client cannot multiply its allowance by spreading requests over endpoints).
+
 A client over its limit gets 429 in its family's envelope, with ``Retry-After`` and the
 ``X-RateLimit-Limit/Remaining/Reset`` headers on every limited response. The limit is keyed
 by the credential presented (an API key or a token; hashed, never stored in clear) and
@@ -37,7 +40,7 @@ def _exempt() -> bool:
 def init_rate_limits(app: Flask) -> Limiter:
     """Give the app its limiter, configured from settings (app config overrides, e.g. tests)."""
     settings = get_settings()
-    app.config.setdefault("RATELIMIT_DEFAULT", settings.api_rate_limit)
+    app.config.setdefault("RATELIMIT_APPLICATION", settings.api_rate_limit)
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url)
     app.config.setdefault(
         "RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1}
@@ -47,4 +50,4 @@ def init_rate_limits(app: Flask) -> Limiter:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "jobyard-ratelimit")
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
-    return Limiter(key_func=credential_key, app=app, default_limits_exempt_when=_exempt)
+    return Limiter(key_func=credential_key, app=app, application_limits_exempt_when=_exempt)

@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     schedule_tick_seconds: float = Field(default=15.0, gt=0)
     fanout_chunk_size: int = Field(default=5000, ge=1)
     max_executions_per_job: int = Field(default=200_000, ge=1)
+    # Quotas (shared/engine/quotas.py). What one request may create, across every job it
+    # creates (a cached-jobs trigger makes one job per cached job)...
+    max_executions_per_request: int = Field(default=200_000, ge=1)
+    max_jobs_per_request: int = Field(default=1_000, ge=1)
+    # ... and the work an organisation may have unfinished at once: executions pending or
+    # retrying, and jobs pending or processing. Beyond either, creates answer 429.
+    max_active_executions_per_organisation: int = Field(default=1_000_000, ge=1)
+    max_active_jobs_per_organisation: int = Field(default=2_000, ge=1)
+    # Idempotency-Key: how long a key's answer is kept, and how long a request holding a
+    # key may run before another request with that key may take it over (its process died).
+    idempotency_key_ttl_seconds: int = Field(default=86_400, ge=60)
+    idempotency_lock_seconds: int = Field(default=120, ge=1)
     retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
     # Countdowns stay well below the Redis visibility timeout; longer waits are dispatch's.
     retry_backoff_cap_seconds: float = Field(default=300.0, gt=0)

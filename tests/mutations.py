@@ -179,6 +179,63 @@ MUTATIONS = [
         "    if False:\n",
         "tests/api/test_smartdb_jobs.py",
     ),
+    # Quotas and Idempotency-Key (tests/api: real PostgreSQL, concurrent requests).
+    (
+        "quotas: the organisation's lock around check and create",
+        "shared/engine/quotas.py",
+        "    lock_organisation(connection, organisation_id)\n",
+        "",
+        "tests/api/test_quotas.py",
+    ),
+    (
+        "quotas: active executions per organisation",
+        "shared/engine/quotas.py",
+        "    if active.executions + executions > settings.max_active_executions_per_organisation:",
+        "    if False:",
+        "tests/api/test_quotas.py",
+    ),
+    (
+        "quotas: active jobs per organisation",
+        "shared/engine/quotas.py",
+        "    if active.jobs + jobs > settings.max_active_jobs_per_organisation:",
+        "    if False:",
+        "tests/api/test_quotas.py",
+    ),
+    (
+        "quotas: executions per request",
+        "shared/engine/quotas.py",
+        "    if executions > settings.max_executions_per_request:",
+        "    if False:",
+        "tests/api/test_quotas.py",
+    ),
+    (
+        "quotas: a cached-jobs trigger admitted as a whole",
+        "shared/mentionlab/cached_jobs.py",
+        "    if not skip_refused and cached_jobs:",
+        "    if False:",
+        "tests/api/test_quotas.py",
+    ),
+    (
+        "idempotency: a different request under the key",
+        "shared/idempotency.py",
+        "            if row.fingerprint != fingerprint:",
+        "            if False:",
+        "tests/api/test_idempotency.py",
+    ),
+    (
+        "idempotency: only expired keys are freed",
+        "shared/idempotency.py",
+        "                    IdempotencyKey.created_at < _expiry(now),\n",
+        "",
+        "tests/api/test_idempotency.py",
+    ),
+    (
+        "idempotency: store and release only by the claim's holder",
+        "shared/idempotency.py",
+        "        IdempotencyKey.locked_at == claimed.locked_at,\n",
+        "",
+        "tests/api/test_idempotency.py",
+    ),
 ]
 
 results = []

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.idempotency import create_endpoint
 from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
@@ -15,6 +16,7 @@ from api.mentionlab.context import (
     path_uuid,
     required_project_id,
 )
+from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import (
     CachedJobListFilterSchema,
     CachedJobManySchema,
@@ -43,6 +45,7 @@ blp.before_request(authenticate_first)
 
 @blp.route("/many")
 class CachedJobsMany(MethodView):
+    @create_endpoint(nest_envelope, creates_jobs=True)
     @blp.doc(parameters=PROJECT_HEADERS)
     @blp.arguments(CachedJobManySchema)
     @blp.response(201, CachedJobSchema(many=True))
@@ -69,6 +72,7 @@ class CachedJobsMany(MethodView):
 
 @blp.route("/trigger")
 class CachedJobsTrigger(MethodView):
+    @create_endpoint(nest_envelope, creates_jobs=True)
     @blp.doc(parameters=PROJECT_HEADERS)
     @blp.arguments(CachedJobTriggerSchema)
     @blp.response(201, JobSchema(many=True))

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.idempotency import create_endpoint
 from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
@@ -16,6 +17,7 @@ from api.mentionlab.context import (
     project_id_header,
     required_project_id,
 )
+from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import (
     ExecutionSchema,
     JobDetailSchema,
@@ -39,6 +41,7 @@ blp.before_request(authenticate_first)
 
 @blp.route("/trigger")
 class TriggerJob(MethodView):
+    @create_endpoint(nest_envelope, creates_jobs=True)
     @blp.doc(parameters=PROJECT_HEADERS)
     @blp.arguments(TriggerJobSchema)
     @blp.response(201, JobSchema)

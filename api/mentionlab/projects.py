@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.idempotency import create_endpoint
 from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
@@ -15,6 +16,7 @@ from api.mentionlab.context import (
     path_uuid,
     required_project_id,
 )
+from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import ProjectCreateSchema, ProjectFieldsSchema, ProjectSchema
 from shared.db import session_scope
 from shared.mentionlab import projects
@@ -28,6 +30,7 @@ blp.before_request(authenticate_first)
 
 @blp.route("")
 class Projects(MethodView):
+    @create_endpoint(nest_envelope)
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.arguments(ProjectCreateSchema)
     @blp.response(201, ProjectSchema)

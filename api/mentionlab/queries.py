@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.idempotency import create_endpoint
 from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
@@ -15,6 +16,7 @@ from api.mentionlab.context import (
     path_uuid,
     required_project_id,
 )
+from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import (
     QueryCreateSchema,
     QueryListFilterSchema,
@@ -36,6 +38,7 @@ blp.before_request(authenticate_first)
 
 @blp.route("")
 class Queries(MethodView):
+    @create_endpoint(nest_envelope)
     @blp.doc(parameters=PROJECT_HEADERS)
     @blp.arguments(QueryCreateSchema)
     @blp.response(201, QuerySchema)
@@ -48,6 +51,7 @@ class Queries(MethodView):
 
 @blp.route("/many")
 class QueriesMany(MethodView):
+    @create_endpoint(nest_envelope)
     @blp.doc(parameters=PROJECT_HEADERS)
     @blp.arguments(QueryManySchema)
     @blp.response(201, QuerySchema(many=True))

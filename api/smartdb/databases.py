@@ -9,7 +9,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
-from api.smartdb.envelope import Answer, ok
+from api.idempotency import create_endpoint
+from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sources
 from shared.models import DataSource
@@ -52,6 +53,7 @@ def describe(source: DataSource) -> dict[str, Any]:
 
 @blp.route("")
 class Databases(MethodView):
+    @create_endpoint(error_envelope)
     @blp.arguments(CreateDatabaseSchema)
     @blp.response(201, Answer)
     @blp.alt_response(400, description="INVALID_REQUEST: a bad name or URL, or no connection")

@@ -11,7 +11,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
-from api.smartdb.envelope import Answer, ok
+from api.idempotency import create_endpoint
+from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sync
 from shared.kb.reading import decode
@@ -155,6 +156,7 @@ class HistoryArgs(Schema):
 
 @blp.route("/create")
 class CreateJob(MethodView):
+    @create_endpoint(error_envelope)
     @blp.arguments(CreateSyncJobSchema)
     @blp.response(201, Answer)
     @blp.alt_response(
@@ -234,6 +236,7 @@ class ResumeJob(MethodView):
 
 @blp.route("/<name>/run")
 class RunJob(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
     @blp.response(202, Answer)
     @blp.alt_response(409, description="RUN_IN_PROGRESS: the job's run is going")
     def post(self, name: str) -> dict[str, Any]:

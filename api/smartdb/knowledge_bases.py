@@ -9,7 +9,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
-from api.smartdb.envelope import Answer, ok
+from api.idempotency import create_endpoint
+from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
@@ -64,6 +65,7 @@ def describe(kb: KnowledgeBase, chunks: int | None = None) -> dict[str, Any]:
 
 @blp.route("")
 class KnowledgeBases(MethodView):
+    @create_endpoint(error_envelope)
     @blp.arguments(CreateKbSchema)
     @blp.response(201, Answer)
     @blp.alt_response(

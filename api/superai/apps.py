@@ -9,7 +9,9 @@ from flask_smorest import Blueprint
 
 import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
+from api.idempotency import create_endpoint
 from api.params import path_uuid
+from api.superai.envelope import error_envelope
 from shared.batches import service
 from shared.batches.processor import Processor
 from shared.batches.service import DataPoint, DataPointState
@@ -36,6 +38,7 @@ def page_envelope(page: Page, key: str, size: int) -> dict[str, Any]:
 
 @blp.route("/<app_id>/jobs")
 class Jobs(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
     @blp.arguments(schemas.CreateJobsSchema)
     @blp.response(200, schemas.CreatedSchema)
     @blp.alt_response(400, description="No inputs, both kinds of inputs, or a bad field")
@@ -184,6 +187,7 @@ class BatchDeliveries(MethodView):
 
 @blp.route("/<app_id>/batches/<batch_id>/deliveries/resend")
 class ResendFailed(MethodView):
+    @create_endpoint(error_envelope)
     @blp.arguments(schemas.ResendFailedSchema)
     @blp.response(200, schemas.ResentSchema)
     def post(self, body: dict[str, Any], app_id: str, batch_id: str) -> dict[str, int]:
@@ -224,6 +228,7 @@ class DeliveryById(MethodView):
 
 @blp.route("/<app_id>/deliveries/<delivery_id>/resend")
 class ResendDelivery(MethodView):
+    @create_endpoint(error_envelope)
     @blp.response(202, schemas.ResentSchema)
     def post(self, app_id: str, delivery_id: str) -> dict[str, int]:
         """Send a callback again, now"""

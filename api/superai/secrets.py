@@ -9,6 +9,8 @@ from flask_smorest import Blueprint
 
 import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
+from api.idempotency import create_endpoint
+from api.superai.envelope import error_envelope
 from shared.db import session_scope
 from shared.webhooks import secrets
 
@@ -24,6 +26,7 @@ def authenticate_first() -> None:
 
 @blp.route("/secret")
 class Secret(MethodView):
+    @create_endpoint(error_envelope)
     @blp.response(201, schemas.SecretSchema)
     def post(self) -> dict[str, Any]:
         """Create (or rotate) the signing secret; it is shown this once. The previous ones

@@ -13,9 +13,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import authenticate_request, current_principal
+from api.idempotency import create_endpoint
 from api.params import path_uuid
 from api.valpay import schemas
-from api.valpay.envelope import ok
+from api.valpay.envelope import error_envelope, ok
 from shared.batches import service as batches
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
@@ -67,6 +68,7 @@ class Jobs(MethodView):
             data["lastEvaluatedKey"] = page.next_cursor
         return ok(data, "Jobs retrieved successfully")
 
+    @create_endpoint(error_envelope, creates_jobs=True)
     @blp.arguments(schemas.CreateJobSchema)
     @blp.response(201, schemas.JobAnswer)
     @blp.alt_response(400, description="Bad request - Invalid input data")

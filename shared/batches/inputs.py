@@ -32,9 +32,13 @@ def check_inputs(value: Any, where: str) -> list[dict[str, Any]]:
     bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)), None)
     if bad is not None:
         raise ValueError(f"{where}[{bad}] is not an object: each input is a JSON object")
-    limit = get_settings().max_executions_per_job
+    settings = get_settings()
+    limit = min(settings.max_executions_per_job, settings.max_executions_per_request)
     if len(value) > limit:
-        raise ValueError(f"{where} holds {len(value)} inputs; at most {limit} per batch")
+        raise ValueError(
+            f"{where} holds {len(value)} inputs; at most {limit} per batch "
+            "(JOBYARD_MAX_EXECUTIONS_PER_JOB, JOBYARD_MAX_EXECUTIONS_PER_REQUEST)"
+        )
     return value
 
 

@@ -24,6 +24,7 @@ from shared.accounts.auth import Principal
 from shared.batches.inputs import fetch_inputs
 from shared.batches.processor import Processor, check
 from shared.db import session_scope, unit_of_work
+from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.fanout import execution_id_for
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
@@ -151,6 +152,14 @@ def create_batch(
         check_syntax(callback_url)
     with unit_of_work() as work:
         app = get_app(work.session, principal, app_id)
+        # A file counts as one execution until the worker reads it; its inputs are held to
+        # what one request may create then (inputs.check_inputs).
+        quotas.admit(
+            work.session,
+            principal.organisation_id,
+            jobs=1,
+            executions=len(inputs) if inputs is not None else 1,
+        )
         payload: dict[str, Any] = {
             "parked": parked,
             "processor": Processor.from_json(app.processor).as_json(),

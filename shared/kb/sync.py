@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared.db import unit_of_work
+from shared.engine import quotas
 from shared.engine.cancel import cancel_executions
 from shared.engine.jobs import dispatch_after_commit, new_job
 from shared.errors import Conflict, DomainError, InvalidInput
@@ -364,6 +365,8 @@ def run_now(organisation_id: uuid.UUID, name: str, trigger: str = "manual") -> u
             raise Conflict(
                 f"job {name!r} has a run in progress: wait for it to end", code="RUN_IN_PROGRESS"
             )
+        # One job; its executions (batches of rows) are counted when it is planned.
+        quotas.admit(work.session, organisation_id, jobs=1, executions=1)
         run_id = start_run(work.session, job, trigger=trigger, slot=None)
         dispatch_after_commit(work, [run_id])
     return run_id

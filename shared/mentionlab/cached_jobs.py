@@ -29,11 +29,12 @@ from sqlalchemy.orm import Session
 from shared.accounts.auth import Principal
 from shared.ai_models import PROVIDERS, ensure_models_available
 from shared.db import unit_of_work
+from shared.engine import quotas
 from shared.engine.jobs import dispatch_after_commit, get_job
 from shared.engine.outbox import Event
 from shared.errors import InvalidInput, NotFound, Unprocessable
 from shared.mentionlab.projects import get_project
-from shared.mentionlab.runs import create_ai_job
+from shared.mentionlab.runs import create_ai_job, plan_ai_job
 from shared.models import (
     TERMINAL_JOB_STATUSES,
     CachedJob,
@@ -132,6 +133,7 @@ def create_many(
         else CachedJobStatus.PENDING
     )
     rows = []
+    run_size = 0  # the executions of one run of every plan of the request
     for index, plan in enumerate(plans):
         keys = list(dict.fromkeys(plan.provider_keys))
         models = resolve_provider_keys(keys, f"cachedJobs.{index}.aiModels")
@@ -142,6 +144,7 @@ def create_many(
                 f"cachedJobs.{index}: each run would have {total} executions; the limit is "
                 f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
             )
+        run_size += total
         rows.append(
             {
                 "id": uuid.uuid4(),
@@ -158,6 +161,9 @@ def create_many(
                 "updated_at": now + timedelta(microseconds=index),
             }
         )
+    # The plans are work to come: one trigger runs them all, so what one request may
+    # create bounds them too.
+    quotas.check_request(jobs=len(rows), executions=run_size)
     _upsert(session, rows)
     stored = {
         cj.query_id: cj
@@ -230,6 +236,14 @@ def run_cached_jobs(
             .order_by(CachedJob.created_at, CachedJob.id)
         )
     )
+    if not skip_refused and cached_jobs:
+        # A request: every plan is checked, and the request's whole size admitted by the
+        # quotas, before any job is written.
+        planned = [
+            plan_ai_job(project, [cj.query_id], list(cj.ai_models), cj.execution_count)[1]
+            for cj in cached_jobs
+        ]
+        quotas.admit(session, project.organisation_id, jobs=len(planned), executions=sum(planned))
     now = utcnow()
     job_ids: list[uuid.UUID] = []
     for cached_job in cached_jobs:

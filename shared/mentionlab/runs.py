@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from shared.accounts.auth import Principal
 from shared.ai_models import ensure_models_available
 from shared.db import unit_of_work
+from shared.engine import quotas
 from shared.engine.jobs import dispatch_after_commit, get_job, new_job
 from shared.engine.registry import PlannedItem
 from shared.errors import Unprocessable
@@ -43,6 +44,8 @@ def trigger_ai_job(
                 .order_by(Query.created_at, Query.id)
             )
         )
+        _, total = plan_ai_job(project, query_ids, ai_models, execution_count)
+        quotas.admit(work.session, project.organisation_id, jobs=1, executions=total)
         job = create_ai_job(
             work.session,
             project,
@@ -54,6 +57,28 @@ def trigger_ai_job(
         work.session.refresh(job)  # as stored, with its creator, for the answer
         dispatch_after_commit(work, [job.id])
         return job
+
+
+def plan_ai_job(
+    project: Project, query_ids: list[uuid.UUID], ai_models: list[str], execution_count: int
+) -> tuple[list[str], int]:
+    """The models an ai_queries job would run and its execution count, checked without
+    writing anything: Unprocessable when there is nothing to run, a provider is not
+    configured or the job is too large."""
+    settings = get_settings()
+    models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
+    ensure_models_available(models, settings)
+    if not query_ids:
+        raise Unprocessable(
+            f"Project {project.id} has no queries: add queries before triggering a job"
+        )
+    total = len(query_ids) * len(models) * execution_count
+    if total > settings.max_executions_per_job:
+        raise Unprocessable(
+            f"This job would have {total} executions; the limit is "
+            f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
+        )
+    return models, total
 
 
 def create_ai_job(
@@ -68,20 +93,8 @@ def create_ai_job(
 ) -> Job:
     """Write an ai_queries job in the caller's transaction; the caller dispatches it after
     commit (:func:`dispatch_after_commit`). Raises Unprocessable when there is nothing to
-    run."""
-    settings = get_settings()
-    models = list(dict.fromkeys(ai_models))  # a model named twice runs once, not twice
-    ensure_models_available(models, settings)
-    if not query_ids:
-        raise Unprocessable(
-            f"Project {project.id} has no queries: add queries before triggering a job"
-        )
-    total = len(query_ids) * len(models) * execution_count
-    if total > settings.max_executions_per_job:
-        raise Unprocessable(
-            f"This job would have {total} executions; the limit is "
-            f"{settings.max_executions_per_job} (JOBYARD_MAX_EXECUTIONS_PER_JOB)"
-        )
+    run (:func:`plan_ai_job`)."""
+    models, total = plan_ai_job(project, query_ids, ai_models, execution_count)
     job = new_job(
         organisation_id=project.organisation_id,
         project_id=project.id,

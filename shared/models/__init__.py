@@ -3,6 +3,7 @@
 from shared.models.base import Base, utcnow
 from shared.models.cached_jobs import CachedJob, CachedJobStatus
 from shared.models.engine import OutboxEvent, WorkerProcess
+from shared.models.idempotency import IdempotencyKey
 from shared.models.jobs import (
     ACTIVE_EXECUTION_STATUSES,
     ACTIVE_JOB_STATUSES,
@@ -29,6 +30,7 @@ __all__ = [
     "DataSource",
     "Execution",
     "ExecutionStatus",
+    "IdempotencyKey",
     "Job",
     "JobStatus",
     "JobType",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from shared import idempotency
 from shared.db import new_session
 from shared.engine import dispatch, outbox
 from shared.engine.jobs import dispatch_jobs
@@ -17,12 +18,16 @@ log = logging.getLogger(__name__)
 
 @durable_task(RECOVERY_SWEEP_TASK)
 def recovery_sweep() -> dict[str, int]:
-    """Run one sweep, publish the fan-outs it found, top dispatch up, drain the outbox."""
+    """Run one sweep, publish the fan-outs it found, top dispatch up, drain the outbox,
+    purge expired idempotency keys."""
     report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)
     dispatch_jobs(report.jobs_redispatched)
     summary = report.as_dict()
     summary["dispatched"] = dispatch.fill()
     summary["outbox_events"] = sum(outbox.drain(new_session).values())
-    if any(v for k, v in summary.items() if k not in ("dispatched", "outbox_events")):
+    # Housekeeping rides along: Idempotency-Key answers older than their 24 h.
+    summary["idempotency_keys_purged"] = idempotency.purge_expired()
+    routine = ("dispatched", "outbox_events", "idempotency_keys_purged")
+    if any(v for k, v in summary.items() if k not in routine):
         log.warning("recovery sweep: %s", summary)
     return summary
