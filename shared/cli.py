@@ -104,6 +104,40 @@ def create_api_key(org_id: uuid.UUID, name: str, user_id: uuid.UUID | None) -> N
         click.echo(raw)
 
 
+@cli.command()
+@click.argument("job_id", type=click.UUID)
+@click.option(
+    "--url",
+    envvar="JOBYARD_URL",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="The API (default: $JOBYARD_URL).",
+)
+def watch(job_id: uuid.UUID, url: str) -> None:
+    """Follow a job live: done/total, retrying, failed, rate and ETA, until it ends.
+
+    Uses JOBYARD_API_KEY (else JOBYARD_TOKEN) from the environment (`source
+    var/demo.env`). Exits 0 when the job completed, 1 when it ended otherwise (failed,
+    partial_failed, canceled), 2 when it could not be followed.
+    """
+    from shared import watch as watching
+
+    try:
+        headers = watching.credentials(
+            os.environ.get("JOBYARD_API_KEY"), os.environ.get("JOBYARD_TOKEN")
+        )
+        final = watching.watch(url, str(job_id), headers)
+    except watching.WatchError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    done = final["successExecutions"] + final["failedExecutions"]
+    click.echo(
+        f"job {job_id} {final['status']}: {done}/{final['totalExecutions']} done, "
+        f"{final['successExecutions']} succeeded, {final['failedExecutions']} failed"
+    )
+    raise SystemExit(0 if final["status"] == "completed" else 1)
+
+
 @cli.command("create-token")
 @click.option("--user", "user_id", type=click.UUID, required=True)
 @click.option("--org", "org_id", type=click.UUID, required=True)
