@@ -29,6 +29,9 @@ def _var_dir() -> Path:
 
 
 VAR_DIR = _var_dir()
+# Signs tokens only where nothing else is set (tests, a first look): `jobyard create-token`
+# refuses it, since an API started by `make up` or deployed has a key of its own.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
 
 def _alias(name: str) -> AliasChoices:
@@ -46,9 +49,7 @@ class Settings(BaseSettings):
         default=f"sqlite:///{VAR_DIR / 'jobyard.db'}", validation_alias=_alias("DATABASE_URL")
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
-    secret_key: str = Field(
-        default="dev-only-insecure-secret-key-change-me", validation_alias=_alias("SECRET_KEY")
-    )
+    secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+import shared.cli
 from shared.cli import cli
 from shared.db import connection_scope, session_scope
 from shared.engine import progress
@@ -182,8 +183,9 @@ def test_progress_is_published_after_commit_and_never_for_a_rollback(
 
 
 def test_jobyard_watch_follows_a_job_and_exits_with_its_status(
-    tmp_path: Path, other_tenant: Tenant
+    tmp_path: Path, other_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(shared.cli, "LOCAL_ENV", tmp_path / "none.env")  # not the checkout's
     tenant = make_tenant(n_queries=5)
     runner = CliRunner()
     with (
