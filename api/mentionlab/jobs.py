@@ -45,7 +45,9 @@ class TriggerJob(MethodView):
     @blp.arguments(TriggerJobSchema)
     @blp.response(201, JobSchema)
     @blp.alt_response(
-        422, description="The project has no queries, or a model's provider is not configured"
+        422,
+        description="The project has no queries, a model's provider is not configured, or "
+        "the job would have more than JOBYARD_MAX_EXECUTIONS_PER_JOB executions",
     )
     def post(self, body: dict[str, Any]) -> Job:
         """Trigger an execution for all project queries"""
