@@ -41,6 +41,7 @@ cat <<MSG
                and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address)
     Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
+    CLI        'source .venv/bin/activate' puts jobyard on PATH (e.g. jobyard watch JOB_ID)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
     Workers    $WORKER_PROCESSES execution-worker processes (WORKER_PROCESSES), one per core
     Simulated AI provider: ${JOBYARD_SIMULATE}
