@@ -7,7 +7,9 @@ change a client sees came through the Redis pub/sub the engine publishes after c
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,7 +174,7 @@ def test_progress_is_published_after_commit_and_never_for_a_rollback(
         assert pubsub.get_message(timeout=0.2) is None
     message = pubsub.get_message(timeout=2)
     assert message is not None
-    published = progress.Snapshot.from_dict(__import__("json").loads(message["data"]))
+    published = progress.Snapshot.from_dict(json.loads(message["data"]))
     with session_scope() as session:
         row = session.execute(
             select(Job.success, Job.pending).where(Job.id == uuid.UUID(job_id))
@@ -226,3 +228,39 @@ def test_jobyard_watch_follows_a_job_and_exits_with_its_status(
         )
         assert ended.exit_code == (0 if job.status == "completed" else 1), ended.output
         assert f"job {canceled_id} {job.status}" in ended.output
+
+
+@pytest.fixture
+def quick_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("JOBYARD_SSE_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("JOBYARD_SSE_MAX_STREAM_SECONDS", "1.5")
+    reset_settings_cache()
+    yield
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+def test_heartbeats_make_good_a_lost_publish_and_long_streams_time_out(
+    client: FlaskClient, tenant: Tenant, quick_stream: None
+) -> None:
+    """A change that was never published (as when Redis was away at the commit) reaches
+    the stream at its next heartbeat; a stream that outlives its maximum gets ``timeout``."""
+    job_id = client.post("/api/jobs/trigger", headers=tenant.headers(), json=SLOW_JOB).json["id"]
+    started = time.monotonic()
+    text = client.get(f"/api/jobs/{job_id}/events", headers=tenant.headers()).get_data(as_text=True)
+    assert 1.4 < time.monotonic() - started < 5
+    assert ": heartbeat" in text
+    events = list(parse_events(iter(text.splitlines())))
+    assert [e.name for e in events] == ["progress", "timeout"], events
+
+    stream = client.get(f"/api/jobs/{job_id}/events", headers=tenant.headers(), buffered=False)
+    chunks = iter(stream.response)
+    assert "progress" in "".join(next(chunks).decode() for _ in range(2))
+    with session_scope() as session:  # behind the engine's back: nothing is published
+        job = session.get(Job, uuid.UUID(job_id))
+        assert job is not None
+        job.status, job.failed, job.pending = "failed", job.total, 0
+    rest = "".join(chunk.decode() for chunk in chunks)
+    stream.close()
+    ended = list(parse_events(iter(rest.splitlines())))
+    assert ended[-1].name == "end" and ended[-1].data["status"] == "failed", rest
