@@ -46,13 +46,20 @@ def trigger(base_url: str, tenant: Tenant, body: dict[str, Any] = SLOW_JOB) -> s
     return job_id
 
 
-def read_stream(base_url: str, job_id: str, headers: dict[str, str]) -> list[Event]:
-    """Every event until the server closes the stream."""
+def read_stream(
+    base_url: str, job_id: str, headers: dict[str, str], arrivals: list[float] | None = None
+) -> list[Event]:
+    """Every event until the server closes the stream (and when each one arrived)."""
     url = f"{base_url}/api/jobs/{job_id}/events"
+    events = []
     with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
-        return list(parse_events(r.iter_lines()))
+        for event in parse_events(r.iter_lines()):
+            events.append(event)
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
+    return events
 
 
 def done(event: Event) -> int:
@@ -66,7 +73,11 @@ def test_a_stream_follows_a_running_job_to_its_final_event(tmp_path: Path) -> No
         running_worker(tmp_path, concurrency=2, **SLOW_WORKER),
     ):
         job_id = trigger(base_url, tenant)
-        events = read_stream(base_url, job_id, tenant.headers())
+        arrivals: list[float] = []
+        events = read_stream(base_url, job_id, tenant.headers(), arrivals)
+    # Streamed as they happen, not buffered to the end: the first event came well before
+    # the last (the job runs for seconds).
+    assert arrivals[-1] - arrivals[0] > 1.0, arrivals
     names = [e.name for e in events]
     assert names[-1] == "end" and names.count("end") == 1, names
     assert set(names[:-1]) == {"progress"}
