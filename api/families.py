@@ -19,6 +19,8 @@ from typing import Any
 from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
 
+from api import swagger_assets
+
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
 
@@ -67,9 +69,11 @@ def register(app: Flask, family: Family) -> Api:
             f"{prefix}OPENAPI_URL_PREFIX": docs or "/",
             f"{prefix}OPENAPI_JSON_PATH": "openapi.json",
             f"{prefix}OPENAPI_SWAGGER_UI_PATH": "/docs",
-            f"{prefix}OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+            # Served by the app itself: /docs works offline (api/swagger_assets.py).
+            f"{prefix}OPENAPI_SWAGGER_UI_URL": swagger_assets.URL,
         }
     )
+    swagger_assets.serve(app)
     security: list[dict[str, list[str]]] = [{name: []} for name in family.security_schemes]
     api = Api(
         app,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import uuid
 from datetime import timedelta
@@ -20,15 +21,38 @@ from shared.errors import DomainError
 from shared.kb.demo import seed_orders_demo
 from shared.mentionlab import projects
 from shared.migrate import upgrade_database
-from shared.models import ApiKey, Organisation, Project, User
-from shared.settings import VAR_DIR, get_settings
+from shared.models import ApiKey, Membership, Organisation, Project, User
+from shared.settings import (
+    DEVELOPMENT_SECRET_KEY,
+    VAR_DIR,
+    get_settings,
+    reset_settings_cache,
+)
 
 DEMO_ENV = VAR_DIR / "demo.env"
+LOCAL_ENV = VAR_DIR / "jobyard.env"  # written by `make up` (deploy/scripts/run-local.sh)
 
 
 @click.group()
 def cli() -> None:
-    """Administer jobyard: migrate the database, create tenants, keys and tokens."""
+    """Administer jobyard: migrate the database, create tenants, keys and tokens.
+
+    Reads the settings `make up` wrote (var/jobyard.env: SECRET_KEY...) for what the
+    environment does not set, so a fresh shell signs tokens with the API's key."""
+    if load_local_env(LOCAL_ENV):
+        reset_settings_cache()
+
+
+def load_local_env(path: Path) -> bool:
+    """Put the file's variables (``export NAME="${NAME:-value}"``, as run-local.sh writes
+    them, or ``export NAME=value``) into the environment where it has none of its own.
+    Returns whether anything was set."""
+    changed = False
+    for name, value in _read_env(path).items():
+        if name not in os.environ:
+            os.environ[name] = value
+            changed = True
+    return changed
 
 
 @cli.command()
@@ -104,17 +128,76 @@ def create_api_key(org_id: uuid.UUID, name: str, user_id: uuid.UUID | None) -> N
         click.echo(raw)
 
 
+@cli.command()
+@click.argument("job_id", type=click.UUID)
+@click.option(
+    "--url",
+    envvar="JOBYARD_URL",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="The API (default: $JOBYARD_URL).",
+)
+def watch(job_id: uuid.UUID, url: str) -> None:
+    """Follow a job live: done/total, retrying, failed, rate and ETA, until it ends.
+
+    Uses JOBYARD_API_KEY (else JOBYARD_TOKEN) from the environment (`source
+    var/demo.env`). Exits 0 when the job completed, 1 when it ended otherwise (failed,
+    partial_failed, canceled), 2 when it could not be followed.
+    """
+    from shared import watch as watching
+
+    try:
+        headers = watching.credentials(
+            os.environ.get("JOBYARD_API_KEY"), os.environ.get("JOBYARD_TOKEN")
+        )
+        final = watching.watch(url, str(job_id), headers)
+    except watching.WatchError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    done = final["successExecutions"] + final["failedExecutions"]
+    click.echo(
+        f"job {job_id} {final['status']}: {done}/{final['totalExecutions']} done, "
+        f"{final['successExecutions']} succeeded, {final['failedExecutions']} failed"
+    )
+    raise SystemExit(0 if final["status"] == "completed" else 1)
+
+
 @cli.command("create-token")
 @click.option("--user", "user_id", type=click.UUID, required=True)
 @click.option("--org", "org_id", type=click.UUID, required=True)
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 365))
-def create_token(user_id: uuid.UUID, org_id: uuid.UUID, days: int) -> None:
+@click.option(
+    "--add-member",
+    is_flag=True,
+    help="Make the user a member of the organisation first (else a non-member is refused).",
+)
+def create_token(user_id: uuid.UUID, org_id: uuid.UUID, days: int, add_member: bool) -> None:
     """Issue a JWT (HS256) for a member of an organisation."""
+    require_signing_key()
     with session_scope() as session:
         if session.get(User, user_id) is None:
             raise click.ClickException(f"user {user_id} not found")
-        tenancy.add_member(session, org_id, user_id)
+        if session.get(Organisation, org_id) is None:
+            raise click.ClickException(f"organisation {org_id} not found")
+        if session.get(Membership, (user_id, org_id)) is None:
+            if not add_member:
+                raise click.ClickException(
+                    f"user {user_id} is not a member of organisation {org_id}; "
+                    "pass --add-member to make them one"
+                )
+            tenancy.add_member(session, org_id, user_id)
     click.echo(auth.issue_token(user_id, org_id, timedelta(days=days)))
+
+
+def require_signing_key() -> None:
+    """Refuse to sign with the built-in development key: the API (started by ``make up``
+    with var/jobyard.env's SECRET_KEY, or deployed with its own) would answer 401."""
+    if get_settings().secret_key == DEVELOPMENT_SECRET_KEY:
+        raise click.ClickException(
+            "SECRET_KEY is not set, and a token signed with the built-in development key "
+            f"is refused by the API: export the API's SECRET_KEY (`make up` keeps it in "
+            f"{LOCAL_ENV})"
+        )
 
 
 DEMO_QUERIES = [
@@ -136,13 +219,21 @@ DEMO_QUERIES = [
 ]
 
 
+# `export NAME="${NAME:-default}"`: the default, which the environment overrides.
+_SHELL_DEFAULT = re.compile(r'^"\$\{(?P<name>\w+):-(?P<default>.*)\}"$')
+
+
 def _read_env(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line.startswith("export ") and "=" in line:
                 key, _, value = line.removeprefix("export ").partition("=")
-                values[key] = shlex.split(value)[0] if value else ""
+                default = _SHELL_DEFAULT.match(value)
+                if default and default["name"] == key:
+                    values[key] = default["default"]
+                else:
+                    values[key] = shlex.split(value)[0] if value else ""
     return values
 
 

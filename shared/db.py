@@ -129,9 +129,21 @@ def dialect_name(executor: Session | Connection) -> str:
 
 @contextmanager
 def connection_scope() -> Iterator[Connection]:
-    """One transaction on a plain Core connection (lighter than a Session, for hot paths)."""
+    """One transaction on a plain Core connection (lighter than a Session, for hot paths).
+
+    Job progress noted in it (:mod:`shared.engine.progress`) is published after the
+    commit; ``Connection.info`` outlives the checkout, so stale notes are dropped first."""
+    from shared.engine import progress
+
     with get_engine().begin() as connection:
-        yield connection
+        progress.discard_notes(connection)
+        try:
+            yield connection
+        except BaseException:
+            progress.discard_notes(connection)
+            raise
+        notes = progress.take_notes(connection)
+    progress.publish(notes)
 
 
 class UnitOfWork:

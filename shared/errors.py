@@ -52,3 +52,10 @@ class UpstreamFailed(DomainError):
     answer): the request itself was fine and may succeed later."""
 
     http_status = 502
+
+
+class Unavailable(DomainError):
+    """The service cannot take this request now (every live-progress stream slot of the
+    process is taken); the same request may succeed later."""
+
+    http_status = 503

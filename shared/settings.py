@@ -29,6 +29,9 @@ def _var_dir() -> Path:
 
 
 VAR_DIR = _var_dir()
+# Signs tokens only where nothing else is set (tests, a first look): `jobyard create-token`
+# refuses it, since an API started by `make up` or deployed has a key of its own.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
 
 def _alias(name: str) -> AliasChoices:
@@ -46,9 +49,7 @@ class Settings(BaseSettings):
         default=f"sqlite:///{VAR_DIR / 'jobyard.db'}", validation_alias=_alias("DATABASE_URL")
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
-    secret_key: str = Field(
-        default="dev-only-insecure-secret-key-change-me", validation_alias=_alias("SECRET_KEY")
-    )
+    secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
 
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     max_url_bytes: int = Field(default=4096, ge=256, le=8000)
     max_header_bytes: int = Field(default=8190, ge=1024, le=65_536)  # name, ": " and value
     max_header_count: int = Field(default=100, ge=16, le=10_000)
+
+    # Live progress (GET /api/jobs/{id}/events, server-sent events). A stream holds one of
+    # gunicorn's threads (workers x threads per API replica) for as long as it is open, so
+    # a process serves at most this many at once (503 beyond: the other threads stay for
+    # ordinary requests), each for at most this long (the client reconnects after its
+    # ``timeout`` event). A comment every heartbeat keeps proxies from closing it.
+    sse_max_streams_per_process: int = Field(default=2, ge=1)
+    sse_max_stream_seconds: float = Field(default=3600.0, gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
     # Execution lifecycle
     max_attempts: int = Field(default=3, ge=1)

@@ -344,3 +344,56 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_api(tmp_path: Path, **env: Any) -> Iterator[str]:
+    """The real API as ``make up`` runs it (the Procfile's ``web`` line: gunicorn with
+    deploy/gunicorn.conf.py), one process, on a free loopback port; yields its base URL.
+    Extra settings (``JOBYARD_*`` names) go to its environment."""
+    import httpx
+
+    from tests.bench.infra import procfile_command
+
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    environment = {
+        **os.environ,
+        **{k: str(v) for k, v in env.items()},
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            procfile_command("web"), cwd=ROOT, env=environment, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

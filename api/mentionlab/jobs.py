@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -18,6 +19,7 @@ from api.mentionlab.context import (
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
+from api.mentionlab.events import job_events
 from api.mentionlab.schemas import (
     ExecutionSchema,
     JobDetailSchema,
@@ -46,7 +48,9 @@ class TriggerJob(MethodView):
     @blp.arguments(TriggerJobSchema)
     @blp.response(201, JobSchema)
     @blp.alt_response(
-        422, description="The project has no queries, or a model's provider is not configured"
+        422,
+        description="The project has no queries, a model's provider is not configured, or "
+        "the job would have more than JOBYARD_MAX_EXECUTIONS_PER_JOB executions",
     )
     def post(self, body: dict[str, Any]) -> Job:
         """Trigger an execution for all project queries"""
@@ -95,6 +99,25 @@ class CancelJob(MethodView):
     def post(self, job_id: str) -> Job:
         """Cancel a job: unfinished executions end failed with error "canceled"."""
         return engine_jobs.cancel_job(current_principal().organisation_id, path_uuid(job_id, "Job"))
+
+
+@blp.route("/<job_id>/events")
+class JobEvents(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(
+        200,
+        content_type="text/event-stream",
+        description=(
+            "Server-sent events: `progress` (the job's counters and status: the current "
+            "ones first, then one per change), then `end` (the final counters) when the "
+            "job is finished, and the stream closes; a `timeout` event after "
+            "JOBYARD_SSE_MAX_STREAM_SECONDS (reconnect). Comment lines are heartbeats."
+        ),
+    )
+    @blp.alt_response(503, description="Every progress stream slot of the server is taken")
+    def get(self, job_id: str) -> Response:
+        """Follow a job's progress live (server-sent events)"""
+        return job_events(current_principal().organisation_id, path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/executions")

@@ -217,7 +217,11 @@ class TriggerJobSchema(Schema):
     executionCount = strict_int(
         required=True,
         validate=validate.Range(min=1),
-        metadata={"description": "Runs per query and model (>= 1)"},
+        metadata={
+            "description": "Runs per query and model (>= 1): the job has queries x aiModels x "
+            "executionCount executions, at most JOBYARD_MAX_EXECUTIONS_PER_JOB (default "
+            "200,000); a larger job is refused with 422."
+        },
     )
 
 
@@ -388,7 +392,11 @@ class CachedJobCreateSchema(Schema):
     executionCount = strict_int(
         required=True,
         validate=validate.Range(min=1),
-        metadata={"description": "Runs per model on every run of the plan (>= 1)"},
+        metadata={
+            "description": "Runs per model on every run of the plan (>= 1): a run has aiModels "
+            "x executionCount executions, at most JOBYARD_MAX_EXECUTIONS_PER_JOB (default "
+            "200,000); a larger plan is refused with 422."
+        },
     )
 
 

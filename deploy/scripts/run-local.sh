@@ -49,6 +49,7 @@ cat <<MSG
     Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
     Metrics    http://127.0.0.1:${JOBYARD_METRICS_PORT:-9100}/metrics (API)  http://127.0.0.1:${JOBYARD_WORKER_METRICS_PORT:-9101}/metrics (workers)
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
+    CLI        'source .venv/bin/activate' puts jobyard on PATH (e.g. jobyard watch JOB_ID)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
     Workers    $WORKER_PROCESSES execution-worker processes (WORKER_PROCESSES), one per core
     Simulated AI provider: ${JOBYARD_SIMULATE}

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.engine import outbox
+from shared.engine import outbox, progress
 from shared.engine.counters import move_counters
 from shared.engine.finish import ended_failed
 from shared.engine.locks import lock_job
@@ -54,7 +54,7 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     # Stamped after the update above, which waited for attempts finishing at that moment:
     # every success counted before the cancel has finished_at < canceled_at.
     now = utcnow()
-    session.execute(
+    counters = session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(
@@ -68,7 +68,9 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
             updated_at=now,
             finished_at=now,
         )
-    )
+        .returning(*progress.SNAPSHOT_COLUMNS)
+    ).one()
+    progress.note(session, progress.Snapshot.of(job_id, *counters))
     outbox.emit_job_finished(
         session, job_id, job.organisation_id, job.type, JobStatus.CANCELED.value, now
     )

@@ -17,7 +17,7 @@ from sqlalchemy import Float, Integer, Uuid, bindparam, case, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from shared.engine import outbox
+from shared.engine import outbox, progress
 from shared.engine.status import JOBS, status_expression
 from shared.models import TERMINAL_JOB_STATUSES, ExecutionStatus
 from shared.models.base import UTCDateTime
@@ -52,7 +52,16 @@ def _build_move_counters() -> Any:
             updated_at=now,
             finished_at=case((success + failed == JOBS.c.total, now), else_=None),
         )
-        .returning(JOBS.c.status, JOBS.c.organisation_id, JOBS.c.type)
+        .returning(
+            JOBS.c.organisation_id,
+            JOBS.c.type,
+            JOBS.c.status,
+            JOBS.c.total,
+            JOBS.c.pending,
+            JOBS.c.retrying,
+            JOBS.c.success,
+            JOBS.c.failed,
+        )
     )
 
 
@@ -67,7 +76,8 @@ def move_counters(
     Returns the job's new status when this move made it terminal (and then writes its
     ``job.finished`` event), else None. Only a move into success or failed can end a job,
     and the job row's lock serialises finishers, so exactly one transaction sees the
-    transition: the one whose counts completed it.
+    transition: the one whose counts completed it. The job's new counters are noted for
+    the live progress streams (:mod:`progress`), published after the commit.
     """
     delta = {s.value: 0 for s in ExecutionStatus}
     for (source, target), count in moves.items():
@@ -81,7 +91,9 @@ def move_counters(
     ).one_or_none()
     if row is None:
         return None
-    status, organisation_id, job_type = row
+    organisation_id, job_type, status, *counts = row
+    # Published once the caller's transaction commits: the live progress streams.
+    progress.note(connection, progress.Snapshot.of(job_id, status, *counts))
     ended = delta[ExecutionStatus.SUCCESS.value] + delta[ExecutionStatus.FAILED.value] > 0
     if status in TERMINAL_JOB_STATUSES and ended:
         outbox.emit_job_finished(connection, job_id, organisation_id, job_type, status, now)
