@@ -116,6 +116,33 @@ class CreateJobSchema(Schema):
             raise ValidationError({"payload": errors})
 
 
+def create_job_body() -> dict[str, Any]:
+    """The documented request body of ``POST /v1/jobs``: one object per job type, whose
+    ``payload`` is that type's (what :class:`CreateJobSchema` checks; a ``fields.Dict``
+    alone would document any object as valid for every type)."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "jobType": {"type": "string", "enum": [job_type]},
+                                "payload": PAYLOAD_SCHEMAS[job_type],
+                            },
+                            "required": ["jobType", "payload"],
+                            "additionalProperties": False,
+                        }
+                        for job_type in CREATABLE
+                    ]
+                }
+            }
+        },
+    }
+
+
 class ProgressSchema(Schema):
     total = fields.Integer()
     pending = fields.Integer()
