@@ -22,7 +22,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
 
 # Headers that name an organisation's resource (Mentionlab's context headers).
 RESOURCE_HEADERS = ("x-organisation-id", "x-project-id")
@@ -48,12 +48,30 @@ class FamilyResponses(BasePlugin):
 
     def __init__(self, error_schema: str) -> None:
         self.error_schema = error_schema
+        self.spec: APISpec | None = None
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        self.spec = spec
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         for operation in (operations or {}).values():
+            self.body_is_optional(operation)
             self.document_errors(path or "", operation)
+
+    def body_is_optional(self, operation: dict[str, Any]) -> None:
+        """A JSON body whose schema requires no field may be left out: webargs reads a
+        missing body as ``{}``, so the spec must not call it required."""
+        body = operation.get("requestBody")
+        if not isinstance(body, dict) or self.spec is None:
+            return
+        schema = body.get("content", {}).get("application/json", {}).get("schema")
+        ref = schema.get("$ref", "") if isinstance(schema, dict) else ""
+        component = self.spec.components.schemas.get(ref.rsplit("/", 1)[-1])
+        if component is not None and not component.get("required"):
+            body["required"] = False
 
     def document_errors(self, path: str, operation: dict[str, Any]) -> None:
         responses: dict[Any, Any] = operation.setdefault("responses", {})
@@ -63,9 +81,7 @@ class FamilyResponses(BasePlugin):
             if response == SMOREST_VALIDATION and status == 422:
                 continue  # validation answers 400, added below
             if status is not None and status >= 400 and isinstance(response, dict):
-                response.setdefault(
-                    "content", {"application/json": {"schema": self.error_schema}}
-                )
+                response.setdefault("content", {"application/json": {"schema": self.error_schema}})
             documented[str(code)] = response
         wanted = list(EVERY_OPERATION)
         if "requestBody" in operation:

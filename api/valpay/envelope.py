@@ -24,6 +24,7 @@ class ValpayError(Schema):
     message = fields.String(required=True)
     statusCode = fields.Integer(metadata={"description": "401 only"})
 
+
 UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized - Invalid or missing token"}
 
 
