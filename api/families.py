@@ -20,7 +20,7 @@ from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema
 
-from api.openapi import FamilyResponses
+from api.openapi import FamilyResponses, available_choices
 
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
@@ -94,6 +94,7 @@ def register(app: Flask, family: Family) -> Api:
             "extra_plugins": [FamilyResponses(error_schema)],
         },
     )
+    api.ma_plugin.converter.add_attribute_function(available_choices)
     if error_schema not in api.spec.components.schemas:  # (the lazy responses may have)
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:

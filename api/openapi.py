@@ -31,6 +31,15 @@ SMOREST_VALIDATION = HTTPStatus.UNPROCESSABLE_ENTITY.name
 EVERY_OPERATION = (400, 401, 414, 429, 431)
 
 
+def available_choices(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """An apispec attribute function: a field whose ``metadata["available_choices"]`` is a
+    callable documents as its ``enum`` what that returns when the spec is built (what
+    this deployment offers, e.g. the embedders it has keys for), rather than every value
+    its validator knows (the others are a 400 saying what is missing)."""
+    choices = field.metadata.get("available_choices")
+    return {"enum": list(choices())} if callable(choices) else {}
+
+
 def _status(code: Any) -> int | None:
     try:
         return int(code)

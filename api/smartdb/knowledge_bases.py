@@ -13,7 +13,7 @@ from api.smartdb.envelope import Answer, ok
 from shared.db import session_scope
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
-from shared.kb.embedders import EMBEDDERS, EmbeddingFailed
+from shared.kb.embedders import EMBEDDERS, EmbeddingFailed, available
 from shared.kb.sources import NAME
 from shared.models import KnowledgeBase
 
@@ -33,7 +33,11 @@ NAMED = {"pattern": NAME.pattern}
 
 class CreateKbSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=63), metadata=NAMED)
-    embedder = fields.String(load_default="hashing", validate=validate.OneOf(list(EMBEDDERS)))
+    embedder = fields.String(
+        load_default="hashing",
+        validate=validate.OneOf(list(EMBEDDERS)),
+        metadata={"available_choices": available},
+    )
     id_column = fields.String(
         validate=validate.Length(min=1, max=63), allow_none=True, metadata=NAMED
     )

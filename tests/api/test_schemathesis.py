@@ -31,7 +31,7 @@ from tests.support import Tenant, make_tenant
 
 # Cases per operation and phase. The whole run (4 families, about 60 operations) takes
 # about N s on a 2-core machine; see the README's "Checking the specs".
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 SEED = 42
 # The biggest job an accepted create may make here, so that a schema-valid
 # ``executionCount: 9000000`` is answered quickly (422, documented) instead of writing
