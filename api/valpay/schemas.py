@@ -92,7 +92,9 @@ PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
 
 
 # A batch's payload: a batch's fields (with exactly one source of inputs) and its app.
-PAYLOAD_DOCS: dict[str, Any] = {JobType.BATCH.value: {"allOf": [BatchPayload, ONE_SOURCE_OF_INPUTS]}}
+PAYLOAD_DOCS: dict[str, Any] = {
+    JobType.BATCH.value: {"allOf": [BatchPayload, ONE_SOURCE_OF_INPUTS]}
+}
 
 
 class CreateJobSchema(Schema):

@@ -177,12 +177,16 @@ def failures_of(events: Any) -> list[str]:
                         f"{failure.message}\n    {check.failure_info.code_sample}",
                     )
         elif isinstance(event, engine_events.NonFatalError):
-            found[("error", event.label, repr(event.value))] = f"error: {event.label}: {event.value!r}"
+            found[("error", event.label, repr(event.value))] = (
+                f"error: {event.label}: {event.value!r}"
+            )
         elif isinstance(event, engine_events.FatalError):
             found[("fatal", "", repr(event.exception))] = f"fatal: {event.exception!r}"
         elif isinstance(event, engine_events.EngineFinished):
             for failure in event.failures:
-                found[("after run", "", failure.title)] = f"after run: {failure.title}: {failure.message}"
+                found[("after run", "", failure.title)] = (
+                    f"after run: {failure.title}: {failure.message}"
+                )
     return list(found.values())
 
 
