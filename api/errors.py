@@ -87,7 +87,12 @@ def handle_http_exception(exc: HTTPException) -> Response:
         message = phrase(status)
     else:
         message = exc.description or phrase(status)
-    return error_response(status, message)
+    response = error_response(status, message)
+    # The exception's own headers (a 405's Allow, a 429's Retry-After), not its HTML's type.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def handle_domain_error(exc: DomainError) -> Response:

@@ -18,8 +18,10 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
+from marshmallow import Schema
 
 from api import swagger_assets
+from api.openapi import FamilyResponses, available_choices
 
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
@@ -36,6 +38,7 @@ class Family:
     description: str
     url_prefixes: tuple[str, ...]  # the paths it answers, e.g. ("/api/",)
     envelope: Envelope  # how it answers an error: (status, message, details, code) -> body
+    error_schema: type[Schema]  # the envelope's shape, as its spec documents every error
     api_key_headers: tuple[str, ...]  # headers that carry an API key, in order of preference
     accepts_bearer: bool  # whether a JWT in "Authorization: Bearer" is accepted
     blueprints: tuple[Blueprint, ...]
@@ -75,15 +78,28 @@ def register(app: Flask, family: Family) -> Api:
     )
     swagger_assets.serve(app)
     security: list[dict[str, list[str]]] = [{name: []} for name in family.security_schemes]
-    api = Api(
+    error_schema = family.error_schema.__name__
+    # Every error is documented in the family's envelope (flask-smorest's per-status
+    # responses use ERROR_SCHEMA), and no catch-all "default" answer hides an
+    # undocumented status: api/openapi.py documents each one.
+    family_api = type(
+        f"{family.name.title()}Api",
+        (Api,),
+        {"ERROR_SCHEMA": family.error_schema, "DEFAULT_ERROR_RESPONSE_NAME": None},
+    )
+    api = family_api(
         app,
         config_prefix=prefix,
         spec_kwargs={
             "info": {"description": family.description},
             "components": {"securitySchemes": family.security_schemes},
             "security": security,
+            "extra_plugins": [FamilyResponses(error_schema)],
         },
     )
+    api.ma_plugin.converter.add_attribute_function(available_choices)
+    if error_schema not in api.spec.components.schemas:  # (the lazy responses may have)
+        api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:
         api.register_blueprint(blueprint)
     app.extensions.setdefault(EXTENSION, []).append(family)

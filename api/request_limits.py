@@ -10,7 +10,10 @@
   ``JOBYARD_MAX_JSON_NUMBER_DIGITS`` digits, no number beyond a double's range (``1e999``)
   and no ``NaN``/``Infinity`` (which are not JSON), else 400. Without these, Python's JSON
   parser and marshmallow answer 500 (RecursionError, the int-string conversion limit),
-  and PostgreSQL refuses NaN in a JSON column (500 again).
+  and PostgreSQL refuses NaN in a JSON column (500 again). No string in it (a key or a
+  value, at any depth) holds a NUL character or half a surrogate pair, which PostgreSQL
+  cannot store either (in a JSON column as in a text one): 400 with one
+  ``field.path: ...`` line per such string, as a schema's field would say it.
 
 Every answer is in the family's envelope (:mod:`api.errors`), before authentication
 (but after the rate limit). A body within the limits is parsed a second time by webargs
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, request
@@ -119,7 +123,45 @@ def load_json(data: bytes) -> Any:
     # Only a body with more opening brackets than the limit can be nested deeper.
     if data.count(b"[") + data.count(b"{") > max_depth and _depth(value, max_depth) > max_depth:
         raise BodyRejected(too_deep)
+    # JSON can only carry NUL or a lone surrogate escaped (\u0000, \ud800).
+    if b"\\u" in data or b"\\U" in data:
+        lines = list(_unstorable_strings(value))
+        if lines:
+            raise InvalidInput("Validation failed: " + "; ".join(lines), details=lines)
     return value
+
+
+def _unstorable(text: str) -> str | None:
+    """Why PostgreSQL cannot store ``text``, if it cannot."""
+    if "\x00" in text:
+        return "Must not contain NUL characters."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Not valid Unicode text."
+    return None
+
+
+def _unstorable_strings(value: Any) -> Iterator[str]:
+    """``path: reason`` for every string of ``value`` PostgreSQL cannot store (iterative:
+    the body may nest as deep as the limit allows)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            reason = _unstorable(node)
+            if reason:
+                yield f"{path}: {reason}" if path else reason
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                reason = _unstorable(key)
+                if reason:
+                    yield f"{path or 'body'}: a key: {reason}"
+                    child_path = path or "body"
+                stack.append((child, child_path))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}.{i}" if path else str(i)) for i, child in enumerate(node))
 
 
 def _depth(value: Any, limit: int) -> int:

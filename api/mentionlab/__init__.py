@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from api.families import Family
 from api.mentionlab import cached_jobs, executions, jobs, projects, queries
-from api.mentionlab.envelope import nest_envelope
+from api.mentionlab.envelope import NestError, nest_envelope
 
 FAMILY = Family(
     name="mentionlab",
@@ -14,6 +14,7 @@ FAMILY = Family(
     "Mentionlab REST API.",
     url_prefixes=("/api/",),
     envelope=nest_envelope,
+    error_schema=NestError,
     api_key_headers=("x-api-key",),
     accepts_bearer=True,
     blueprints=(projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask.views import MethodView
@@ -13,7 +14,6 @@ from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
     authenticate_first,
-    path_uuid,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -109,13 +109,11 @@ class CachedJobList(MethodView):
             return page_envelope(page)
 
 
-@blp.route("/<cached_job_id>")
+@blp.route("/<uuid:cached_job_id>")
 class CachedJobById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, CachedJobSchema)
-    def get(self, cached_job_id: str) -> CachedJob:
+    def get(self, cached_job_id: uuid.UUID) -> CachedJob:
         """Get one cached job"""
         with session_scope() as session:
-            return cached_jobs.get_cached_job(
-                session, current_principal(), path_uuid(cached_job_id, "Cached job")
-            )
+            return cached_jobs.get_cached_job(session, current_principal(), cached_job_id)

@@ -7,7 +7,6 @@ import uuid
 from flask import request
 
 from api.auth import authenticate_request
-from api.params import path_uuid as path_uuid  # the family's views import it from here
 from shared.accounts.auth import Principal
 from shared.errors import InvalidInput, NotFound
 

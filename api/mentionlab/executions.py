@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
-from api.mentionlab.context import CONTEXT_HEADERS, authenticate_first, path_uuid
+from api.mentionlab.context import CONTEXT_HEADERS, authenticate_first
 from api.mentionlab.schemas import ExecutionSchema
 from shared.db import session_scope
 from shared.engine import jobs
@@ -21,16 +23,16 @@ blp = Blueprint(
 blp.before_request(authenticate_first)
 
 
-@blp.route("/<execution_id>")
+@blp.route("/<uuid:execution_id>")
 class ExecutionById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, ExecutionSchema)
-    def get(self, execution_id: str) -> Execution:
+    def get(self, execution_id: uuid.UUID) -> Execution:
         """Get one job execution"""
         with session_scope() as session:
             return jobs.get_execution(
                 session,
                 current_principal().organisation_id,
-                path_uuid(execution_id, "Job execution"),
+                execution_id,
                 "Job execution",
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Response
@@ -14,7 +15,6 @@ from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
     authenticate_first,
-    path_uuid,
     project_id_header,
     required_project_id,
 )
@@ -81,27 +81,27 @@ class JobList(MethodView):
             return page_envelope(page)
 
 
-@blp.route("/<job_id>")
+@blp.route("/<uuid:job_id>")
 class JobById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, JobDetailSchema)
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: uuid.UUID) -> Job:
         """Get one job with its counters and a summary per AI model"""
         with session_scope() as session:
-            return runs.get_job_detail(session, current_principal(), path_uuid(job_id, "Job"))
+            return runs.get_job_detail(session, current_principal(), job_id)
 
 
-@blp.route("/<job_id>/cancel")
+@blp.route("/<uuid:job_id>/cancel")
 class CancelJob(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, JobSchema)
     @blp.alt_response(409, description="The job has already finished")
-    def post(self, job_id: str) -> Job:
+    def post(self, job_id: uuid.UUID) -> Job:
         """Cancel a job: unfinished executions end failed with error "canceled"."""
-        return engine_jobs.cancel_job(current_principal().organisation_id, path_uuid(job_id, "Job"))
+        return engine_jobs.cancel_job(current_principal().organisation_id, job_id)
 
 
-@blp.route("/<job_id>/events")
+@blp.route("/<uuid:job_id>/events")
 class JobEvents(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(
@@ -115,23 +115,23 @@ class JobEvents(MethodView):
         ),
     )
     @blp.alt_response(503, description="Every progress stream slot of the server is taken")
-    def get(self, job_id: str) -> Response:
+    def get(self, job_id: uuid.UUID) -> Response:
         """Follow a job's progress live (server-sent events)"""
-        return job_events(current_principal().organisation_id, path_uuid(job_id, "Job"))
+        return job_events(current_principal().organisation_id, job_id)
 
 
-@blp.route("/<job_id>/executions")
+@blp.route("/<uuid:job_id>/executions")
 class JobExecutions(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.arguments(JobPageArgs, location="query")
     @blp.response(200, page_schema(ExecutionSchema))
-    def get(self, paging: dict[str, Any], job_id: str) -> dict[str, Any]:
+    def get(self, paging: dict[str, Any], job_id: uuid.UUID) -> dict[str, Any]:
         """List a job's executions"""
         with session_scope() as session:
             page = engine_jobs.list_executions(
                 session,
                 current_principal().organisation_id,
-                path_uuid(job_id, "Job"),
+                job_id,
                 limit=paging["limit"],
                 page=paging["page"],
             )

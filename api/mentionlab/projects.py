@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask.views import MethodView
@@ -13,7 +14,6 @@ from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
     authenticate_first,
-    path_uuid,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -60,13 +60,11 @@ class ProjectList(MethodView):
             return projects.list_projects(session, current_principal())
 
 
-@blp.route("/<project_id>")
+@blp.route("/<uuid:project_id>")
 class ProjectById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, ProjectSchema)
-    def get(self, project_id: str) -> Project:
+    def get(self, project_id: uuid.UUID) -> Project:
         """Get one project"""
         with session_scope() as session:
-            return projects.get_project(
-                session, current_principal(), path_uuid(project_id, "Project")
-            )
+            return projects.get_project(session, current_principal(), project_id)

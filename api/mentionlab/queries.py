@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask.views import MethodView
@@ -13,7 +14,6 @@ from api.mentionlab.context import (
     CONTEXT_HEADERS,
     PROJECT_HEADERS,
     authenticate_first,
-    path_uuid,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -85,11 +85,11 @@ class QueryList(MethodView):
             return page_envelope(page)
 
 
-@blp.route("/<query_id>")
+@blp.route("/<uuid:query_id>")
 class QueryById(MethodView):
     @blp.doc(parameters=CONTEXT_HEADERS)
     @blp.response(200, QuerySchema)
-    def get(self, query_id: str) -> Query:
+    def get(self, query_id: uuid.UUID) -> Query:
         """Get one query"""
         with session_scope() as session:
-            return projects.get_query(session, current_principal(), path_uuid(query_id, "Query"))
+            return projects.get_query(session, current_principal(), query_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.families import Family
 from api.smartdb import databases, jobs, knowledge_bases
-from api.smartdb.envelope import error_envelope
+from api.smartdb.envelope import SmartDbError, error_envelope
 
 FAMILY = Family(
     name="smartdb",
@@ -16,6 +16,7 @@ FAMILY = Family(
     "errors {success: false, error: {code, message, details}}.",
     url_prefixes=("/databases", "/knowledge_bases", "/jobs"),
     envelope=error_envelope,
+    error_schema=SmartDbError,
     api_key_headers=("x-api-key",),
     accepts_bearer=True,
     blueprints=(databases.blp, knowledge_bases.blp, jobs.blp),

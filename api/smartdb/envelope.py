@@ -21,6 +21,19 @@ CODES = {
 }
 
 
+class SmartDbErrorDetail(Schema):
+    code = fields.String(required=True, metadata={"example": "INVALID_REQUEST"})
+    message = fields.String(required=True)
+    details = fields.List(fields.String(), required=True)
+
+
+class SmartDbError(Schema):
+    """The error envelope, as the spec documents it."""
+
+    success = fields.Boolean(required=True, metadata={"enum": [False]})
+    error = fields.Nested(SmartDbErrorDetail, required=True)
+
+
 def ok(data: Any, message: str) -> dict[str, Any]:
     return {"success": True, "message": message, "data": data}
 

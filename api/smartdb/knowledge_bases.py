@@ -14,7 +14,8 @@ from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
-from shared.kb.embedders import EMBEDDERS, EmbeddingFailed
+from shared.kb.embedders import EMBEDDERS, EmbeddingFailed, available
+from shared.kb.sources import NAME
 from shared.models import KnowledgeBase
 
 blp = Blueprint(
@@ -27,12 +28,22 @@ def authenticate_first() -> None:
     authenticate_request()
 
 
+# Names of KBs and columns, as shared.kb.knowledge checks them (stated for the spec).
+NAMED = {"pattern": NAME.pattern}
+
+
 class CreateKbSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=63))
-    embedder = fields.String(load_default="hashing", validate=validate.OneOf(list(EMBEDDERS)))
-    id_column = fields.String(validate=validate.Length(min=1, max=63), allow_none=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=63), metadata=NAMED)
+    embedder = fields.String(
+        load_default="hashing",
+        validate=validate.OneOf(list(EMBEDDERS)),
+        metadata={"available_choices": available},
+    )
+    id_column = fields.String(
+        validate=validate.Length(min=1, max=63), allow_none=True, metadata=NAMED
+    )
     metadata_columns = fields.List(
-        fields.String(validate=validate.Length(min=1, max=63)),
+        fields.String(validate=validate.Length(min=1, max=63), metadata=NAMED),
         load_default=list,
         validate=validate.Length(max=50),
     )

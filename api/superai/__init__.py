@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.families import Family
 from api.superai import apps, secrets
-from api.superai.envelope import error_envelope
+from api.superai.envelope import SuperAiError, error_envelope
 
 FAMILY = Family(
     name="superai",
@@ -16,6 +16,7 @@ FAMILY = Family(
     "Webhooks), retried for about a day, logged and resendable.",
     url_prefixes=("/v1/apps/", "/v1/webhooks/"),
     envelope=error_envelope,
+    error_schema=SuperAiError,
     api_key_headers=("API-KEY", "x-api-key"),
     accepts_bearer=True,
     blueprints=(apps.blp, secrets.blp),

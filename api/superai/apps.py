@@ -40,6 +40,7 @@ def page_envelope(page: Page, key: str, size: int) -> dict[str, Any]:
 class Jobs(MethodView):
     @create_endpoint(error_envelope, creates_jobs=True)
     @blp.arguments(schemas.CreateJobsSchema)
+    @blp.doc(requestBody=schemas.create_jobs_body())
     @blp.response(200, schemas.CreatedSchema)
     @blp.alt_response(400, description="No inputs, both kinds of inputs, or a bad field")
     @blp.alt_response(413, description="The request is larger than 4 MB")

@@ -21,20 +21,37 @@ def iso(value: Any) -> str | None:
     return text
 
 
+# An absolute http(s) URL with a host and no credentials (what shared.netguard.check_syntax
+# asks), in printable ASCII (IDNs punycoded, the rest percent-encoded), as a pattern the
+# spec states and webargs checks first: ASCII classes only, so that Python's re and the
+# ECMA regexes of the spec's readers agree on it.
+HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+
+
+# What CreateJobsSchema.one_source_of_inputs checks, as the spec says it.
+ONE_SOURCE_OF_INPUTS = {
+    "oneOf": [
+        {"required": ["inputs"], "not": {"required": ["inputsFileUrl"]}},
+        {"required": ["inputsFileUrl"], "not": {"required": ["inputs"]}},
+    ]
+}
+
+
 class CreateJobsSchema(Schema):
     callbackUrl = Text(
-        validate=validate.Length(min=1, max=2048),
+        validate=[validate.Length(min=1, max=2048), validate.Regexp(HTTP_URL)],
         metadata={"description": "Where each data point's and the batch's results are POSTed"},
     )
     inputs = fields.Raw(
         metadata={
             "type": "array",
             "items": {"type": "object"},
+            "minItems": 1,
             "description": "The inputs, one object each (the request is at most 4 MB)",
         }
     )
     inputsFileUrl = Text(
-        validate=validate.Length(min=1, max=2048),
+        validate=[validate.Length(min=1, max=2048), validate.Regexp(HTTP_URL)],
         metadata={
             "description": "A JSON array of input objects (at most 4 MB), fetched by the worker"
         },
@@ -63,6 +80,17 @@ class CreateJobsSchema(Schema):
                 check_inputs(data["inputs"], "inputs")
             except ValueError as exc:
                 raise ValidationError(str(exc), "inputs") from exc
+
+
+def create_jobs_body() -> dict[str, Any]:
+    """The documented body of ``POST /v1/apps/{appId}/jobs``: its fields, with exactly one
+    source of inputs."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"allOf": [CreateJobsSchema, ONE_SOURCE_OF_INPUTS]}}
+        },
+    }
 
 
 class CreatedSchema(Schema):
@@ -110,18 +138,19 @@ class DataPointSchema(Schema):
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
     created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata={"type": "string"})
     completed = fields.Function(
-        lambda dp: iso(dp.execution.finished_at), metadata={"type": "string"}
+        lambda dp: iso(dp.execution.finished_at), metadata={"type": "string", "nullable": True}
     )
-    callbackUrl = fields.String(attribute="batch.callback_url")
+    callbackUrl = fields.String(attribute="batch.callback_url", allow_none=True)
     appId = fields.UUID(attribute="batch.project_id")
     batchId = fields.UUID(attribute="batch.id")
     status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
     input = fields.Function(
-        lambda dp: (dp.execution.item or {}).get("input"), metadata={"type": "object"}
+        lambda dp: (dp.execution.item or {}).get("input"),
+        metadata={"type": "object", "nullable": True},
     )
     metadata = fields.Dict(attribute="batch.metadata_")
     tags = fields.List(fields.String(), attribute="batch.tags")
-    error = fields.String(attribute="execution.error")
+    error = fields.String(attribute="execution.error", allow_none=True)
 
 
 class DataPointResponseSchema(Schema):
@@ -130,13 +159,23 @@ class DataPointResponseSchema(Schema):
     status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
     response = fields.Function(
         lambda dp: _result(dp, "output"),
-        metadata={"type": "string", "description": "The processor's output; null until done"},
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "description": "The processor's output; null until done",
+        },
     )
-    model = fields.Function(lambda dp: _result(dp, "servedModel"), metadata={"type": "string"})
-    usage = fields.Function(lambda dp: _result(dp, "usage"), metadata={"type": "object"})
+    model = fields.Function(
+        lambda dp: _result(dp, "servedModel"), metadata={"type": "string", "nullable": True}
+    )
+    usage = fields.Function(
+        lambda dp: _result(dp, "usage"), metadata={"type": "object", "nullable": True}
+    )
     cost = fields.Float(attribute="execution.cost")
-    simulated = fields.Function(lambda dp: bool(_result(dp, "simulated")))
-    error = fields.String(attribute="execution.error")
+    simulated = fields.Function(
+        lambda dp: bool(_result(dp, "simulated")), metadata={"type": "boolean"}
+    )
+    error = fields.String(attribute="execution.error", allow_none=True)
 
 
 class BatchSchema(Schema):
@@ -145,18 +184,21 @@ class BatchSchema(Schema):
     appId = fields.UUID(attribute="project_id")
     state = fields.Function(lambda j: batch_state(j).value, metadata={"type": "string"})
     created = fields.Function(lambda j: iso(j.created_at), metadata={"type": "string"})
-    completed = fields.Function(lambda j: iso(j.finished_at), metadata={"type": "string"})
+    completed = fields.Function(
+        lambda j: iso(j.finished_at), metadata={"type": "string", "nullable": True}
+    )
     total = fields.Integer()
     pending = fields.Integer()
     retrying = fields.Integer()
     completedCount = fields.Integer(attribute="success")
     failedCount = fields.Integer(attribute="failed")
-    callbackUrl = fields.String(attribute="callback_url")
+    callbackUrl = fields.String(attribute="callback_url", allow_none=True)
     metadata = fields.Dict(attribute="metadata_")
     tags = fields.List(fields.String())
     cost = fields.Float()
     error = fields.String(
-        metadata={"description": "Why the batch failed before it ran (its inputs file)"}
+        allow_none=True,
+        metadata={"description": "Why the batch failed before it ran (its inputs file)"},
     )
 
 
@@ -201,7 +243,7 @@ class DeliverySchema(Schema):
     attempts = fields.List(fields.Nested(AttemptSchema))
     nextAttemptAt = fields.Function(
         lambda log: iso(log.message.next_attempt_at) if log.message.state == "sending" else None,
-        metadata={"type": "string"},
+        metadata={"type": "string", "nullable": True},
     )
     created = fields.Function(lambda log: iso(log.message.created_at), metadata={"type": "string"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.families import Family
 from api.valpay import jobs
-from api.valpay.envelope import error_envelope
+from api.valpay.envelope import ValpayError, error_envelope
 
 FAMILY = Family(
     name="valpay",
@@ -15,6 +15,7 @@ FAMILY = Family(
     "lastEvaluatedKey cursor that stays stable while jobs are being created.",
     url_prefixes=("/v1/jobs",),
     envelope=error_envelope,
+    error_schema=ValpayError,
     api_key_headers=(),  # a bearer JWT only
     accepts_bearer=True,
     blueprints=(jobs.blp,),

@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import Schema, fields
+
+
+class ValpayErrorData(Schema):
+    errors = fields.List(fields.String(), required=True)
+
+
+class ValpayError(Schema):
+    """The error envelope, as the spec documents it: ``{success: false, data, message}``,
+    or for a 401 the documented ``{statusCode: 401, message}``."""
+
+    success = fields.Boolean(metadata={"enum": [False]})
+    data = fields.Nested(
+        ValpayErrorData,
+        allow_none=True,
+        metadata={"description": "A validation error's failing fields, else null"},
+    )
+    message = fields.String(required=True)
+    statusCode = fields.Integer(metadata={"description": "401 only"})
+
+
 UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized - Invalid or missing token"}
 
 

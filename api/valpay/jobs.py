@@ -70,6 +70,7 @@ class Jobs(MethodView):
 
     @create_endpoint(error_envelope, creates_jobs=True)
     @blp.arguments(schemas.CreateJobSchema)
+    @blp.doc(requestBody=schemas.create_job_body())
     @blp.response(201, schemas.JobAnswer)
     @blp.alt_response(400, description="Bad request - Invalid input data")
     @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")

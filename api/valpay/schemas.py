@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.mentionlab.schemas import TriggerJobSchema
-from api.superai.schemas import CreateJobsSchema
+from api.superai.schemas import ONE_SOURCE_OF_INPUTS, CreateJobsSchema
 from shared.engine.jobs import JOB_SORTS
 from shared.models import JobStatus, JobType
 
@@ -91,6 +91,12 @@ PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+# A batch's payload: a batch's fields (with exactly one source of inputs) and its app.
+PAYLOAD_DOCS: dict[str, Any] = {
+    JobType.BATCH.value: {"allOf": [BatchPayload, ONE_SOURCE_OF_INPUTS]}
+}
+
+
 class CreateJobSchema(Schema):
     jobType = fields.String(
         required=True,
@@ -116,6 +122,33 @@ class CreateJobSchema(Schema):
             raise ValidationError({"payload": errors})
 
 
+def create_job_body() -> dict[str, Any]:
+    """The documented request body of ``POST /v1/jobs``: one object per job type, whose
+    ``payload`` is that type's (what :class:`CreateJobSchema` checks; a ``fields.Dict``
+    alone would document any object as valid for every type)."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "jobType": {"type": "string", "enum": [job_type]},
+                                "payload": PAYLOAD_DOCS.get(job_type, PAYLOAD_SCHEMAS[job_type]),
+                            },
+                            "required": ["jobType", "payload"],
+                            "additionalProperties": False,
+                        }
+                        for job_type in CREATABLE
+                    ]
+                }
+            }
+        },
+    }
+
+
 class ProgressSchema(Schema):
     total = fields.Integer()
     pending = fields.Integer()
@@ -135,8 +168,12 @@ class JobSchema(Schema):
     projectId = fields.UUID(attribute="project_id", allow_none=True)
     createdAt = fields.Function(lambda job: millis(job.created_at), metadata={"type": "integer"})
     updatedAt = fields.Function(lambda job: millis(job.updated_at), metadata={"type": "integer"})
-    startedAt = fields.Function(lambda job: millis(job.started_at), metadata={"type": "integer"})
-    finishedAt = fields.Function(lambda job: millis(job.finished_at), metadata={"type": "integer"})
+    startedAt = fields.Function(
+        lambda job: millis(job.started_at), metadata={"type": "integer", "nullable": True}
+    )
+    finishedAt = fields.Function(
+        lambda job: millis(job.finished_at), metadata={"type": "integer", "nullable": True}
+    )
 
 
 def answer_schema(data: type[Schema] | Schema, name: str) -> type[Schema]:

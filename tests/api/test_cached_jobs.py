@@ -465,7 +465,7 @@ def test_get_unknown_and_non_uuid_are_404(client: FlaskClient, tenant: Tenant) -
     assert_error(
         client.get("/api/cached-jobs/cj-1", headers=tenant.headers()),
         404,
-        "Cached job cj-1 not found",
+        "Cannot GET /api/cached-jobs/cj-1",
     )
 
 

@@ -87,9 +87,9 @@ def test_unknown_execution_is_404(client: FlaskClient, tenant: Tenant) -> None:
 
 @pytest.mark.parametrize("raw", ["abc", "123", "00000000-0000-0000-0000"])
 def test_non_uuid_execution_is_404(client: FlaskClient, tenant: Tenant, raw: str) -> None:
-    """An execution id that is not a UUID is a 404."""
+    """An execution id that is not a UUID is a 404 (ids are UUIDs in the URL map)."""
     response = client.get(f"/api/v1/job-executions/{raw}", headers=tenant.headers())
-    assert_error(response, 404, f"Job execution {raw} not found")
+    assert_error(response, 404, f"Cannot GET /api/v1/job-executions/{raw}")
 
 
 def test_a_job_id_is_not_an_execution_id(client: FlaskClient, tenant: Tenant) -> None:

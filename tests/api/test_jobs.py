@@ -99,7 +99,7 @@ def test_get_unknown_job_is_404(client: FlaskClient, tenant: Tenant) -> None:
 def test_get_non_uuid_job_is_404(client: FlaskClient, tenant: Tenant) -> None:
     """A job id that is not a UUID is a 404."""
     assert_error(
-        client.get("/api/jobs/job-1", headers=tenant.headers()), 404, "Job job-1 not found"
+        client.get("/api/jobs/job-1", headers=tenant.headers()), 404, "Cannot GET /api/jobs/job-1"
     )
 
 
@@ -324,7 +324,7 @@ def test_executions_of_other_tenants_job_is_404(
 def test_executions_of_non_uuid_job_is_404(client: FlaskClient, tenant: Tenant) -> None:
     """A malformed job id in the executions path is a 404."""
     response = client.get("/api/jobs/nope/executions", headers=tenant.headers())
-    assert_error(response, 404, "Job nope not found")
+    assert_error(response, 404, "Cannot GET /api/jobs/nope/executions")
 
 
 @pytest.mark.parametrize("qs", ["?limit=0", "?limit=101", "?page=0"])

@@ -413,4 +413,6 @@ def test_get_unknown_and_non_uuid_query_is_404(client: FlaskClient, tenant: Tena
         404,
         f"Query {unknown} not found",
     )
-    assert_error(client.get("/api/queries/42", headers=tenant.headers()), 404, "Query 42 not found")
+    assert_error(
+        client.get("/api/queries/42", headers=tenant.headers()), 404, "Cannot GET /api/queries/42"
+    )

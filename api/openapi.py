@@ -1,0 +1,107 @@
+"""What every family's OpenAPI spec says about errors, written once for all families.
+
+Each family's spec documents the answers its operations actually give (schemathesis checks
+them in tests/api/test_schemathesis.py):
+
+- every error in the family's own envelope schema (``Family.error_schema``); no catch-all
+  ``default`` response, so an undocumented status is a failure of the spec;
+- 400 for a request that fails validation, where flask-smorest would document 422
+  (:func:`api.errors.handle_http_exception` answers webargs' failures with 400);
+- the answers of the checks every request goes through, on every operation: 400 (a
+  malformed JSON body or context header), 401 (no or bad credentials), 414 and 431
+  (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 413 where there is a body;
+  404 where the path or a context header names something that may not exist (or may be
+  another organisation's).
+
+A view documents its own other answers (409, 422, 502, or 429 for a quota) with
+``@blp.alt_response(status, description=...)``: the envelope schema is added here.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from apispec import APISpec, BasePlugin
+
+# Headers that name an organisation's resource (Mentionlab's context headers).
+RESOURCE_HEADERS = ("x-organisation-id", "x-project-id")
+# flask-smorest's reference for the validation answer it documents (422).
+SMOREST_VALIDATION = HTTPStatus.UNPROCESSABLE_ENTITY.name
+EVERY_OPERATION = (400, 401, 414, 429, 431)
+
+
+def available_choices(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """An apispec attribute function: a field whose ``metadata["available_choices"]`` is a
+    callable documents as its ``enum`` what that returns when the spec is built (what
+    this deployment offers, e.g. the embedders it has keys for), rather than every value
+    its validator knows (the others are a 400 saying what is missing)."""
+    choices = field.metadata.get("available_choices")
+    return {"enum": list(choices())} if callable(choices) else {}
+
+
+def _status(code: Any) -> int | None:
+    try:
+        return int(code)
+    except (TypeError, ValueError):  # "default", "2XX"
+        return None
+
+
+class FamilyResponses(BasePlugin):
+    """An apispec plugin (one per family's spec) that documents the answers above.
+
+    ``error_schema`` is the name of the family's envelope schema among the spec's
+    components; the spec's ``<STATUS_NAME>`` responses (flask-smorest registers one per
+    status) use it too.
+    """
+
+    def __init__(self, error_schema: str) -> None:
+        self.error_schema = error_schema
+        self.spec: APISpec | None = None
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        self.spec = spec
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            self.body_is_optional(operation)
+            self.document_errors(path or "", operation)
+
+    def body_is_optional(self, operation: dict[str, Any]) -> None:
+        """A JSON body whose schema requires no field may be left out: webargs reads a
+        missing body as ``{}``, so the spec must not call it required."""
+        body = operation.get("requestBody")
+        if not isinstance(body, dict) or self.spec is None:
+            return
+        schema = body.get("content", {}).get("application/json", {}).get("schema")
+        ref = schema.get("$ref", "") if isinstance(schema, dict) else ""
+        component = self.spec.components.schemas.get(ref.rsplit("/", 1)[-1])
+        if component is not None and not component.get("required"):
+            body["required"] = False
+
+    def document_errors(self, path: str, operation: dict[str, Any]) -> None:
+        responses: dict[Any, Any] = operation.setdefault("responses", {})
+        documented: dict[str, Any] = {}
+        for code, response in responses.items():
+            status = _status(code)
+            if response == SMOREST_VALIDATION and status == 422:
+                continue  # validation answers 400, added below
+            if status is not None and status >= 400 and isinstance(response, dict):
+                response.setdefault("content", {"application/json": {"schema": self.error_schema}})
+            documented[str(code)] = response
+        wanted = list(EVERY_OPERATION)
+        if "requestBody" in operation:
+            wanted.append(413)
+        headers = {
+            p.get("name", "").lower()
+            for p in operation.get("parameters", [])
+            if isinstance(p, dict) and p.get("in") == "header"
+        }
+        if "{" in path or headers & set(RESOURCE_HEADERS):
+            wanted.append(404)
+        for status in wanted:
+            documented.setdefault(str(status), HTTPStatus(status).name)
+        operation["responses"] = dict(sorted(documented.items()))

@@ -1,0 +1,107 @@
+"""What every family's spec says about errors, and the answers it documents
+(api/openapi.py, api/errors.py); tests/api/test_schemathesis.py fuzzes the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.families import Family, discover
+from tests.support import Tenant
+
+FAMILIES = {family.name: family for family in discover()}
+
+
+def spec_of(client: FlaskClient, family: Family) -> dict[str, Any]:
+    spec: dict[str, Any] = client.get(family.docs_prefix.rstrip("/") + "/openapi.json").json
+    return spec
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+    ]
+
+
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        kind, name = node["$ref"].split("/")[-2:]
+        node = spec["components"][kind][name]
+    return node
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_error_is_documented_in_the_familys_envelope(client: FlaskClient, name: str) -> None:
+    family = FAMILIES[name]
+    spec = spec_of(client, family)
+    envelope = {"$ref": f"#/components/schemas/{family.error_schema.__name__}"}
+    for method, path, operation in operations(spec):
+        responses = operation["responses"]
+        assert "default" not in responses, (method, path)
+        # Validation answers 400, as every family does; no 422 from flask-smorest.
+        for status in ("400", "401", "414", "429", "431"):
+            assert status in responses, (method, path, status)
+        if "{" in path:
+            assert "404" in responses, (method, path)
+        if "requestBody" in operation:
+            assert "413" in responses, (method, path)
+        for status, response in responses.items():
+            if int(status) >= 400:
+                schema = resolve(spec, response)["content"]["application/json"]["schema"]
+                assert schema == envelope, (method, path, status)
+        if "422" in responses:
+            assert resolve(spec, responses["422"])["description"] != "Unprocessable Entity"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/jobs/trigger", {"POST"}),
+        ("PUT", "/v1/jobs", {"GET", "POST"}),
+        ("PATCH", "/v1/apps/00000000-0000-0000-0000-000000000000/processor", {"GET", "PUT"}),
+        ("PUT", "/knowledge_bases", {"GET", "POST"}),
+    ],
+)
+def test_an_undeclared_method_is_405_with_allow_in_the_envelope(
+    client: FlaskClient, tenant: Tenant, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.open(path, method=method, headers=tenant.headers())
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {
+        *allowed,
+        "HEAD" if "GET" in allowed else "OPTIONS",
+        "OPTIONS",
+    }
+    assert response.is_json and "Cannot" in str(response.json)
+
+
+def test_an_id_that_is_a_sibling_route_is_not_a_get(client: FlaskClient, tenant: Tenant) -> None:
+    """Mentionlab's ids are UUIDs in the URL map: /api/jobs/trigger is POST only."""
+    response = client.get("/api/jobs/trigger", headers=tenant.headers())
+    assert response.status_code == 405
+    assert response.json["message"] == "Cannot GET /api/jobs/trigger"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": [{"text": "a\x00b"}]},
+        {"inputs": [{"text": "ok"}], "metadata": {"k": "\x00"}},
+        {"inputs": [{"a\x00": 1}]},
+    ],
+)
+def test_nul_in_a_free_form_object_is_400_not_500(
+    app: Flask, client: FlaskClient, tenant: Tenant, body: dict[str, Any]
+) -> None:
+    """PostgreSQL cannot store NUL in a JSON column either (it was a 500)."""
+    response = client.post(
+        f"/v1/apps/{tenant.project_id}/jobs", headers={"API-KEY": tenant.api_key}, json=body
+    )
+    assert response.status_code == 400, response.json
+    assert any("NUL" in line for line in response.json["details"])
