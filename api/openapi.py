@@ -90,7 +90,10 @@ class FamilyResponses(BasePlugin):
             if response == SMOREST_VALIDATION and status == 422:
                 continue  # validation answers 400, added below
             if status is not None and status >= 400 and isinstance(response, dict):
-                response.setdefault("content", {"application/json": {"schema": self.error_schema}})
+                # An answer documented with examples only (api/idempotency.py) gets the
+                # envelope schema beside them.
+                media = response.setdefault("content", {}).setdefault("application/json", {})
+                media.setdefault("schema", self.error_schema)
             documented[str(code)] = response
         wanted = list(EVERY_OPERATION)
         if "requestBody" in operation:

@@ -112,6 +112,10 @@ def fuzzed_tenant() -> Tenant:
 def fuzzed_app(fuzzed_tenant: Tenant) -> Iterator[Flask]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JOBYARD_MAX_EXECUTIONS_PER_JOB", str(MAX_EXECUTIONS_PER_JOB))
+        # No worker runs here: a progress stream of a real job would stay open until its
+        # job ends. It answers its first event, then ends with `timeout` at once.
+        patch.setenv("JOBYARD_SSE_MAX_STREAM_SECONDS", "0.05")
+        patch.setenv("JOBYARD_SSE_HEARTBEAT_SECONDS", "0.05")
         reset_settings_cache()
         # The per-credential rate limit (documented as 429 on every operation) would
         # answer most of the run's thousands of requests with 429 and hide everything else.
