@@ -33,7 +33,7 @@ from api import create_app
 from api.families import Family, discover
 from shared.db import session_scope
 from shared.engine.fanout import fan_out_job
-from shared.models import Base, Execution, WebhookMessage, utcnow
+from shared.models import Base, Execution, Job, WebhookMessage, utcnow
 from shared.settings import reset_settings_cache
 from shared.webhooks import enqueue
 from shared.webhooks.messages import MessageState
@@ -203,6 +203,12 @@ def build_world(client: FlaskClient, table: str) -> World:
     # Valpay: a cursor of A's job list.
     page = ok(client.get("/v1/jobs", headers=a.headers(bearer=True), query_string={"limit": 1}))
     ids["cursor"] = page["data"]["lastEvaluatedKey"]
+
+    # Every id of A's that B must never be shown, beyond the ones named above.
+    with session_scope() as session:
+        jobs = session.scalars(select(Job.id).where(Job.organisation_id == a.org_id)).all()
+        executions = session.scalars(select(Execution.id).where(Execution.job_id.in_(jobs)))
+        world.secrets += [str(i) for i in (*jobs, *executions, *a.query_ids)]
     return world
 
 
@@ -266,17 +272,19 @@ def snapshot(org: uuid.UUID) -> dict[str, list[str]]:
 
 NOT_FOUND = 404
 OWN = 200  # a 2xx answer of B's own data
+OWN_NAME = 201  # a name A uses, created in B's namespace (409 DUPLICATE_* once B has it)
 
 
 @dataclass
 class Call:
-    """One request by B; ``headers`` are added to (or replace) B's credential headers."""
+    """One request by B; ``headers`` are added to (or replace, or with None remove) B's
+    credential and context headers."""
 
     method: str
     path: str
-    expect: int | Callable[[World], Call]  # 404, OWN, or the control call to answer alike
+    expect: int | Callable[[World], Call]  # 404, OWN, OWN_NAME, or a control call
     json: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | None] = field(default_factory=dict)
     query: dict[str, Any] = field(default_factory=dict)
     why: str = ""
 
@@ -292,7 +300,7 @@ def own(method: str, path: str, **kwargs: Any) -> Call:
     return Call(method, path, OWN, **kwargs)
 
 
-def a_project(w: World) -> dict[str, str]:
+def a_project(w: World) -> dict[str, str | None]:
     return {"x-project-id": w.ids["project"]}
 
 
@@ -350,7 +358,15 @@ CASES: dict[tuple[str, str], Case] = {
     ("/api/jobs/list", "POST"): lambda w: [
         by_path("POST", "/api/jobs/list", headers=a_project(w), json={}),
         own("POST", "/api/jobs/list", json={}),
-        own("POST", "/api/jobs/list", json={"createdBy": w.ids["user"]}, why="body reference"),
+        # Without x-project-id: every job of the caller's organisation, and none of A's.
+        own("POST", "/api/jobs/list", json={}, headers={"x-project-id": None}),
+        own(
+            "POST",
+            "/api/jobs/list",
+            json={"createdBy": w.ids["user"]},
+            headers={"x-project-id": None},
+            why="body reference",
+        ),
     ],
     ("/api/jobs/<job_id>", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}") for k in ("ai_job", "batch", "kb_sync_job")
@@ -473,7 +489,7 @@ CASES: dict[tuple[str, str], Case] = {
         Call(
             "POST",
             "/databases",
-            lambda w: Call("POST", "/databases", OWN),
+            OWN_NAME,
             json={"name": w.ids["database"], "url": SOURCE_URL},
             why="the same name in B's namespace",
         ),
@@ -488,7 +504,7 @@ CASES: dict[tuple[str, str], Case] = {
         Call(
             "POST",
             "/knowledge_bases",
-            lambda w: Call("POST", "/knowledge_bases", OWN),
+            OWN_NAME,
             json={"name": w.ids["kb"]},
             why="the same name in B's namespace",
         ),
@@ -559,7 +575,7 @@ def send(client: FlaskClient, call: Call, auth: dict[str, str]) -> TestResponse:
     return client.open(
         call.path,
         method=call.method,
-        headers={**auth, **call.headers},
+        headers={k: v for k, v in {**auth, **call.headers}.items() if v is not None},
         json=call.json,
         query_string=call.query,
     )
@@ -603,14 +619,13 @@ def check(
         assert_not_found(family, call, response)
     elif call.expect == OWN:
         assert 200 <= response.status_code < 300, (call.method, call.path, response.json)
+    elif call.expect == OWN_NAME:  # B's own namespace: created, or already B's
+        assert response.status_code in (201, 409), (call.path, response.json)
+        if response.status_code == 409:
+            assert (response.json or {})["error"]["code"].startswith("DUPLICATE")
     else:
         assert callable(call.expect)
         control = call.expect(world)
-        if control.expect == OWN:  # B's own namespace: created, or already B's
-            assert response.status_code in (201, 409), (call.path, response.json)
-            if response.status_code == 409:
-                assert (response.json or {})["error"]["code"].startswith("DUPLICATE")
-            return
         answer = send(client, control, auth)
         assert response.status_code == answer.status_code, (response.json, answer.json)
         # The same answer but for the names each one sent.
