@@ -22,7 +22,14 @@ from shared.engine.finish import Finished, FlushReport
 from shared.engine.outcomes import Outcome
 from shared.messaging.queues import FAN_OUT_TASK, RUN_GROUP_TASK
 from shared.models import Execution
-from tests.support import Tenant, json_log_lines, running_worker, wait_for_job
+from tests.support import (
+    Tenant,
+    json_log_lines,
+    log_messages,
+    running_worker,
+    unexpected_errors,
+    wait_for_job,
+)
 from worker.runtime.completer import Completion, log_finishes
 
 pytestmark = pytest.mark.slow
@@ -191,3 +198,18 @@ def test_the_text_format_keeps_celerys_line_and_appends_the_ids() -> None:
         "[organisation_id=org-1 job_id=job-1 task_id=task-1]"
     )
     assert second.endswith("INFO/MainProcess] jobyard.test: no ids")
+
+
+def test_a_worker_logs_errors_are_found_in_json_and_in_text() -> None:
+    """running_worker fails a test on a worker's ERROR line: it must see JSON ones."""
+    log = (
+        b" -------------- banner\n"
+        b'{"level": "INFO", "message": "fine"}\n'
+        b'{"level": "ERROR", "message": "executor of ai_queries failed", "job_id": "j"}\n'
+        b"[2026-11-30 01:00:00,000: CRITICAL/MainProcess] worker: gone\n"
+    )
+    found = unexpected_errors(log)
+    assert len(found) == 2 and any("executor of ai_queries failed" in f for f in found)
+    assert any("CRITICAL/MainProcess" in f for f in found)
+    assert unexpected_errors(log, allowed=("executor of", "gone")) == []
+    assert log_messages(log).splitlines()[1:3] == [b"fine", b"executor of ai_queries failed"]
