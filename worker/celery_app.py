@@ -13,6 +13,7 @@ per pool thread.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
@@ -104,8 +105,9 @@ def _configure_logging(loglevel: Any = None, **_: Any) -> None:
     logs.configure_logging(get_settings().log_format, loglevel or logging.INFO)
 
 
-# The ids bound around each task, by task id (pool threads run one task at a time).
-_task_tokens: dict[str, Any] = {}
+# The ids bound around each task, by pool thread and task id (a duplicated message may run
+# under the same task id in two threads at once; a context is reset in its own thread).
+_task_tokens: dict[tuple[int, str], Any] = {}
 
 
 @task_prerun.connect
@@ -118,14 +120,15 @@ def _bind_task_ids(task_id: str | None = None, task: Any = None, **_: Any) -> No
     ids = carried if isinstance(carried, dict) else {}
     known = {k: v for k, v in ids.items() if k in ("organisation_id", "job_id")}
     if task_id is not None:
-        _task_tokens[task_id] = logs.bind(
+        _task_tokens[threading.get_ident(), task_id] = logs.bind(
             task_id=task_id, task=getattr(task, "name", None), **known
         )
 
 
 @task_postrun.connect
 def _unbind_task_ids(task_id: str | None = None, **_: Any) -> None:
-    token = _task_tokens.pop(task_id, None) if task_id is not None else None
+    key = (threading.get_ident(), task_id) if task_id is not None else None
+    token = _task_tokens.pop(key, None) if key is not None else None
     if token is not None:
         logs.reset(token)
 
