@@ -688,7 +688,7 @@ def test_every_route_of_the_url_map_has_a_case() -> None:
     routes = set(ROUTES)
     assert set(CASES) | NO_TENANT_RESOURCE == routes, {
         "routes without a case": sorted(routes - set(CASES) - NO_TENANT_RESOURCE),
-        "cases without a route": sorted(set(CASES) | NO_TENANT_RESOURCE - routes),
+        "cases without a route": sorted((set(CASES) | NO_TENANT_RESOURCE) - routes),
     }
 
 
