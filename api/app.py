@@ -11,6 +11,8 @@ from api import errors, families, health
 from api.metrics import init_metrics
 from api.rate_limits import init_rate_limits
 from api.request_limits import init_request_limits
+from api.request_log import init_request_log
+from shared.logs import configure_logging
 from shared.settings import get_settings
 
 
@@ -28,6 +30,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    configure_logging(settings.log_format, settings.log_level)
+    init_request_log(app)  # first: every request's context starts empty
     init_metrics(app)  # first: it times the requests the limits refuse too
     init_rate_limits(app)
     init_request_limits(app)  # after the rate limit: a client over it is not parsed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import g, request
 
 from api.families import current_family
+from shared import logs
 from shared.accounts.auth import Principal, authenticate
 from shared.db import session_scope
 
@@ -28,6 +29,7 @@ def authenticate_request() -> Principal:
     with session_scope() as session:
         principal = authenticate(session, api_key=api_key, bearer=bearer)
     g.principal = principal
+    logs.bind(organisation_id=principal.organisation_id)
     return principal
 
 

@@ -87,6 +87,30 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
+# JOBYARD_LOG_FORMAT=json (the default; shared/logs.py): every line one JSON object. The
+# app logs each request itself, with the organisation and job ids (api/request_log.py), so
+# gunicorn's access log is off; gunicorn's own lines (start, worker boots, timeouts) are
+# JSON too, and the root logger is left to the app's handler (no line twice).
+if get_settings().log_format == "json":
+    accesslog = None
+    _json_handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": "INFO", "handlers": []},
+        "formatters": {"json": {"()": "shared.logs.json_formatter"}},
+        "handlers": {"error_console": _json_handler},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["error_console"], "propagate": False},
+            # A logging config turns gunicorn's access log on whatever accesslog says.
+            "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
 # Request line and header limits. gunicorn parses these before the app sees the request,
 # and beyond its limits answers its own HTML page (400/414/431), which no family's
 # client can parse. So gunicorn's limits sit above the app's own (JOBYARD_MAX_URL_BYTES,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,13 @@ class Settings(BaseSettings):
     secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
+
+    # Logs of the API and the workers (shared/logs.py): "json", one object per line with
+    # the job, execution, task and organisation ids (for a log collector), or "text" for
+    # eyes (`make up` sets it). JOBYARD_LOG_LEVEL is the API's level (the workers take
+    # celery's --loglevel).
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
 
     # What one request may hold beyond its size (api/request_limits.py): a deeper JSON
     # body, a longer number, NaN or Infinity are a 400; a longer URL 414; more or longer

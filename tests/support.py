@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -135,13 +136,41 @@ class WorkerProcess:
         self._log.close()
 
 
-# Celery's log lines: "[2026-11-24 22:05:28,123: ERROR/MainProcess] ..."
+# Text log lines: "[2026-11-24 22:05:28,123: ERROR/MainProcess] ..."
 ERROR_LINE = re.compile(rb"^\[[^\]]*: (?:ERROR|CRITICAL)/[^\]]*\].*$", re.MULTILINE)
 
 
+def json_log_lines(log: bytes) -> list[dict[str, Any]]:
+    """The JSON log records of a log (JOBYARD_LOG_FORMAT=json, the default); other lines
+    (Celery's start-up banner) are skipped."""
+    records = []
+    for line in log.splitlines():
+        if line.startswith(b"{"):
+            record = json.loads(line)
+            assert isinstance(record, dict), line
+            records.append(record)
+    return records
+
+
+def log_messages(log: bytes) -> bytes:
+    """The log's lines with each JSON record reduced to its message (Celery's records
+    repeat a task's return value in a ``data`` field: a search of the raw line would
+    count it twice)."""
+    return b"\n".join(
+        json.loads(line)["message"].encode() if line.startswith(b"{") else line
+        for line in log.splitlines()
+    )
+
+
 def unexpected_errors(log: bytes, allowed: tuple[str, ...] = ()) -> list[str]:
-    """The ERROR/CRITICAL lines of a worker log that match none of ``allowed`` (regexes)."""
+    """The ERROR/CRITICAL lines of a worker log (text or JSON) that match none of
+    ``allowed`` (regexes)."""
     lines = [m.group(0).decode(errors="replace") for m in ERROR_LINE.finditer(log)]
+    lines += [
+        json.dumps(r, ensure_ascii=False)
+        for r in json_log_lines(log)
+        if r.get("level") in ("ERROR", "CRITICAL")
+    ]
     return [line for line in lines if not any(re.search(a, line) for a in allowed)]
 
 

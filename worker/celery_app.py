@@ -13,13 +13,23 @@ per pool thread.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 import shared.domains  # noqa: F401 - registers every job type's planner and consumers
 import worker.executors  # noqa: F401 - registers every job type's executor
+from shared import logs
 from shared.db import dispose_engine, use_worker_connections
 from shared.messaging.publisher import celery_config
 from shared.messaging.queues import (
@@ -86,6 +96,41 @@ def create_celery_app() -> Celery:
 
 
 app = create_celery_app()
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: Any = None, **_: Any) -> None:
+    """Our handler instead of Celery's: JOBYARD_LOG_FORMAT (json by default), with each
+    line's ids (see shared.logs). Connected, this signal stops Celery configuring logs."""
+    logs.configure_logging(get_settings().log_format, loglevel or logging.INFO)
+
+
+# The ids bound around each task, by pool thread and task id (a duplicated message may run
+# under the same task id in two threads at once; a context is reset in its own thread).
+_task_tokens: dict[tuple[int, str], Any] = {}
+
+
+@task_prerun.connect
+def _bind_task_ids(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """The task's id and name, and the ids its message carries (a fan-out's organisation
+    and job), on every line the task logs."""
+    carried = getattr(task.request, logs.HEADER, None) if task is not None else None
+    if carried is None and task is not None:
+        carried = (getattr(task.request, "headers", None) or {}).get(logs.HEADER)
+    ids = carried if isinstance(carried, dict) else {}
+    known = {k: v for k, v in ids.items() if k in ("organisation_id", "job_id")}
+    if task_id is not None:
+        _task_tokens[threading.get_ident(), task_id] = logs.bind(
+            task_id=task_id, task=getattr(task, "name", None), **known
+        )
+
+
+@task_postrun.connect
+def _unbind_task_ids(task_id: str | None = None, **_: Any) -> None:
+    key = (threading.get_ident(), task_id) if task_id is not None else None
+    token = _task_tokens.pop(key, None) if key is not None else None
+    if token is not None:
+        logs.reset(token)
 
 
 @worker_init.connect

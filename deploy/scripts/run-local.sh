@@ -23,6 +23,10 @@ fi
 # shellcheck disable=SC1091
 . var/jobyard.env
 export PORT="${PORT:-5000}"
+# Logs for eyes: honcho interleaves every process's lines, and a JSON object per line is
+# for a log collector (the default, and what deploy/ runs). JOBYARD_LOG_FORMAT=json here
+# shows what production writes.
+export JOBYARD_LOG_FORMAT="${JOBYARD_LOG_FORMAT:-text}"
 # On a laptop the sources and webhook receivers are local: allow private addresses (the
 # KB demo's orders_db is a SQLite file under var/). Production leaves this off.
 export JOBYARD_ALLOW_PRIVATE_URLS="${JOBYARD_ALLOW_PRIVATE_URLS:-true}"

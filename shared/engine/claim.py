@@ -41,6 +41,7 @@ class Claim:
     attempt: int
     max_attempts: int
     item: dict[str, Any]
+    organisation_id: uuid.UUID | None = None  # the job's (for log lines)
 
 
 def _ids_match(dialect: str) -> Any:
@@ -55,6 +56,7 @@ def _claim_statement(dialect: str) -> Any:
     job_of_row = JOBS.c.id == EXECUTIONS.c.job_id
     max_attempts = select(JOBS.c.max_attempts).where(job_of_row).scalar_subquery()
     job_type = select(JOBS.c.type).where(job_of_row).scalar_subquery()
+    organisation = select(JOBS.c.organisation_id).where(job_of_row).scalar_subquery()
     return (
         update(EXECUTIONS)
         .where(
@@ -82,6 +84,7 @@ def _claim_statement(dialect: str) -> Any:
             EXECUTIONS.c.attempts,
             max_attempts,
             EXECUTIONS.c.item,
+            organisation,
         )
     )
 
@@ -117,6 +120,7 @@ def claim_group(connection: Executor, ids: Sequence[uuid.UUID], owner: str) -> l
             attempt=row[4],
             max_attempts=row[5],
             item=dict(row[6] or {}),
+            organisation_id=row[7],
         )
         for row in rows
     ]

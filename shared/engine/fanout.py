@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
+from shared import logs
 from shared.db import connection_scope, dialect_name, new_session, session_scope
 from shared.engine import dispatch, outbox
 from shared.engine.counters import Executor
@@ -53,6 +54,7 @@ class FanOutPlan:
 
     should_run: bool
     reason: str = ""
+    organisation_id: uuid.UUID | None = None
 
 
 def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
@@ -60,12 +62,12 @@ def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
     if job is None:
         return FanOutPlan(False, "job does not exist")
     if job.fanned_out_at is not None:
-        return FanOutPlan(False, "already fanned out")
+        return FanOutPlan(False, "already fanned out", job.organisation_id)
     if job.canceled_at is not None:
-        return FanOutPlan(False, "canceled")
+        return FanOutPlan(False, "canceled", job.organisation_id)
     if job.parked:
-        return FanOutPlan(False, "parked")
-    return FanOutPlan(True)
+        return FanOutPlan(False, "parked", job.organisation_id)
+    return FanOutPlan(True, organisation_id=job.organisation_id)
 
 
 def fan_out_job(job_id: uuid.UUID) -> int:
@@ -73,6 +75,11 @@ def fan_out_job(job_id: uuid.UUID) -> int:
     fan-out, or an earlier one, had written them)."""
     with session_scope() as session:
         plan = check_fan_out(session, job_id)
+    with logs.bound(job_id=job_id, organisation_id=plan.organisation_id):
+        return _fan_out(job_id, plan)
+
+
+def _fan_out(job_id: uuid.UUID, plan: FanOutPlan) -> int:
     if not plan.should_run:
         log.info("fan-out of job %s skipped: %s", job_id, plan.reason)
         return 0

@@ -59,6 +59,7 @@ class Finished:
 class FlushReport:
     finished: list[Finished] = field(default_factory=list)
     jobs_ended: list[uuid.UUID] = field(default_factory=list)
+    ended_statuses: dict[uuid.UUID, str] = field(default_factory=dict)  # for log lines
     events_written: int = 0  # outbox rows this flush wrote (then a drain is due)
 
 
@@ -150,6 +151,7 @@ def finish_batch(connection: Executor, reports: Sequence[tuple[Claim, Outcome]])
         ended = move_counters(connection, job_id, moves.get(job_id, {}), now, costs[job_id])
         if ended is not None:
             report.jobs_ended.append(job_id)
+            report.ended_statuses[job_id] = ended
     return report
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import metrics
+from shared import logs, metrics
 from shared.db import UnitOfWork, session_scope, unit_of_work
 from shared.engine import dispatch
 from shared.engine.cancel import cancel_execution, cancel_executions
@@ -95,6 +95,7 @@ def dispatch_after_commit(
         if on_published is not None:
             on_published(published)
 
+    logs.note_jobs(job_ids)  # the request's (or task's) log lines name the jobs it created
     if job_ids:
         work.after_commit(publish)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 
+from shared import logs
 from shared.messaging.queues import (
     FAN_OUT_TASK,
     OUTBOX_DRAIN_TASK,
@@ -84,7 +85,12 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     try:
         with app.producer_or_acquire() as producer:
             while pending:
-                app.send_task(FAN_OUT_TASK, args=[str(pending[0])], producer=producer)
+                app.send_task(
+                    FAN_OUT_TASK,
+                    args=[str(pending[0])],
+                    producer=producer,
+                    headers=logs.message_headers(job_id=pending[0]),
+                )
                 pending.pop(0)
     except Exception:  # any broker/connection failure: the sweep dispatches them later
         log.warning("could not publish %d fan-out(s); the sweep will", len(pending), exc_info=True)

@@ -26,6 +26,7 @@ from tests.support import (
     Tenant,
     assert_counters_exact,
     job_row,
+    log_messages,
     make_tenant,
     running_beat,
     running_worker,
@@ -131,7 +132,8 @@ def test_kill_9_after_fan_out_runs_every_held_execution_again_within_a_minute(
 
 
 def claims_in(log: bytes, key: str) -> int:
-    return sum(int(n) for n in re.findall(rb"'" + key.encode() + rb"': (\d+)", log))
+    messages = log_messages(log)
+    return sum(int(n) for n in re.findall(rb"'" + key.encode() + rb"': (\d+)", messages))
 
 
 def test_duplicate_messages_are_dropped(

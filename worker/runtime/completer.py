@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 
+from shared import logs
 from shared.db import connection_scope
 from shared.engine.claim import Claim
 from shared.engine.finish import FlushReport, finish_batch
@@ -52,6 +53,9 @@ class Completion:
         self._done = threading.Event()
         self.counted = 0  # outcomes recorded
         self.not_counted = 0  # lease lost, or given up
+        # The group's task's ids (task_id, job_id, organisation_id): the completer thread
+        # writes its outcomes, and its log lines name the task they came from.
+        self.log_ids = logs.current()
         if expected <= 0:
             self._done.set()
 
@@ -113,6 +117,7 @@ class Completer:
             counted = {f.claim.execution_id for f in report.finished if f.status is not None}
             record_metrics(batch, report)
             self._after_commit(report)
+            log_finishes(batch, report)
         for claim, _, completion in batch:
             completion.count_down(counted=claim.execution_id in counted)
 
@@ -160,6 +165,43 @@ def record_metrics(batch: Sequence[Item], report: FlushReport) -> None:
         EXECUTIONS_FINISHED.labels(claim.job_type, status, provider).inc()
         if status == "retrying":
             EXECUTION_RETRIES.labels(claim.job_type, provider).inc()
+
+
+def log_finishes(batch: Sequence[Item], report: FlushReport) -> None:
+    """A line per execution that failed or will retry (DEBUG for a success), and one per
+    job this batch ended, each with the ids of the group's task it came from."""
+    items = {claim.execution_id: (outcome, completion) for claim, outcome, completion in batch}
+    for finished in report.finished:
+        if finished.status is None:
+            continue
+        claim = finished.claim
+        outcome, completion = items[claim.execution_id]
+        level = logging.DEBUG if finished.status == "success" else logging.INFO
+        if finished.status == "failed":
+            level = logging.WARNING
+        if log.isEnabledFor(level):
+            with logs.bound(**completion.log_ids):
+                log.log(
+                    level,
+                    "execution %s of job %s: %s (attempt %d of %d)%s",
+                    claim.execution_id,
+                    claim.job_id,
+                    finished.status,
+                    claim.attempt,
+                    claim.max_attempts,
+                    f": {outcome.error}" if outcome.error else "",
+                    extra={"execution_id": str(claim.execution_id), "job_id": str(claim.job_id)},
+                )
+    for job_id, status in report.ended_statuses.items():
+        ender = next(claim for claim, _, _ in batch if claim.job_id == job_id)
+        _, completion = items[ender.execution_id]
+        with logs.bound(**completion.log_ids):
+            log.info(
+                "job %s finished: %s",
+                job_id,
+                status,
+                extra={"job_id": str(job_id), "job_status": status},
+            )
 
 
 def hand_back_to_dispatch(execution_ids: list[uuid.UUID]) -> None:

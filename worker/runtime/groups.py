@@ -6,9 +6,11 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from shared import logs
 from shared.db import connection_scope
 from shared.engine import dispatch
 from shared.engine.claim import Claim, claim_group, seconds_until_due
@@ -43,6 +45,22 @@ def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
     summary["dropped"] = len(execution_ids) - len(claims) - len(early)
     if not claims:
         return summary
+    with logs.bound(**group_ids(claims)):
+        return _run(claims, runtime, summary)
+
+
+def group_ids(claims: Sequence[Claim]) -> dict[str, Any]:
+    """The ids a group's log lines carry: its job (a group is one job's, as dispatch hands
+    them out; ``job_ids`` otherwise) and organisation."""
+    job_ids = sorted({str(c.job_id) for c in claims})
+    organisations = {c.organisation_id for c in claims}
+    ids: dict[str, Any] = {"job_id": job_ids[0]} if len(job_ids) == 1 else {"job_ids": job_ids}
+    if len(organisations) == 1:
+        ids["organisation_id"] = organisations.pop()
+    return ids
+
+
+def _run(claims: list[Claim], runtime: Any, summary: dict[str, int]) -> dict[str, int]:
     completion = Completion(len(claims))
     by_type: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
@@ -56,6 +74,13 @@ def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
     completion.wait(GROUP_WAIT_SECONDS)
     summary["counted"] = completion.counted
     summary["not_counted"] = completion.not_counted
+    log.info(
+        "group ran: %d executions claimed, %d counted, %d not counted",
+        summary["claimed"],
+        completion.counted,
+        completion.not_counted,
+        extra={"execution_ids": [str(c.execution_id) for c in claims], **summary},
+    )
     dispatch.fill()  # a slot is free: hand the next group out
     return summary
 
