@@ -17,6 +17,7 @@ endpoint cannot be missed.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from tests.support import Tenant, make_tenant
 NO_TENANT_RESOURCE = {
     ("/healthz", "GET"),  # liveness: the database and Redis answer
     ("/static/<path:filename>", "GET"),  # Flask's static files
+    ("/_swagger-ui/<filename>", "GET"),  # Swagger UI's own assets (api/swagger_assets.py)
+    ("/metrics", "GET"),  # counts by route and status only, on the metrics listener
     # Every family's OpenAPI spec and Swagger UI
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
@@ -333,7 +336,7 @@ CASES: dict[tuple[str, str], Case] = {
         by_path("PATCH", "/api/projects", headers=a_project(w), json={"name": "Taken"}),
     ],
     ("/api/projects/list", "GET"): lambda w: [own("GET", "/api/projects/list")],
-    ("/api/projects/<project_id>", "GET"): lambda w: [
+    ("/api/projects/<uuid:project_id>", "GET"): lambda w: [
         by_path("GET", f"/api/projects/{w.ids['project']}")
     ],
     ("/api/queries", "POST"): lambda w: [
@@ -349,7 +352,7 @@ CASES: dict[tuple[str, str], Case] = {
         by_path("POST", "/api/queries/list", headers=a_project(w), json={}),
         own("POST", "/api/queries/list", json={"query": "best"}),
     ],
-    ("/api/queries/<query_id>", "GET"): lambda w: [
+    ("/api/queries/<uuid:query_id>", "GET"): lambda w: [
         by_path("GET", f"/api/queries/{w.ids['query']}")
     ],
     ("/api/jobs/trigger", "POST"): lambda w: [
@@ -368,16 +371,19 @@ CASES: dict[tuple[str, str], Case] = {
             why="body reference",
         ),
     ],
-    ("/api/jobs/<job_id>", "GET"): lambda w: [
+    ("/api/jobs/<uuid:job_id>", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}") for k in ("ai_job", "batch", "kb_sync_job")
     ],
-    ("/api/jobs/<job_id>/cancel", "POST"): lambda w: [
+    ("/api/jobs/<uuid:job_id>/cancel", "POST"): lambda w: [
         by_path("POST", f"/api/jobs/{w.ids[k]}/cancel") for k in ("ai_job", "batch", "kb_sync_job")
     ],
-    ("/api/jobs/<job_id>/executions", "GET"): lambda w: [
+    ("/api/jobs/<uuid:job_id>/events", "GET"): lambda w: [
+        by_path("GET", f"/api/jobs/{w.ids[k]}/events") for k in ("ai_job", "batch", "kb_sync_job")
+    ],
+    ("/api/jobs/<uuid:job_id>/executions", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/executions") for k in ("ai_job", "batch")
     ],
-    ("/api/v1/job-executions/<execution_id>", "GET"): lambda w: [
+    ("/api/v1/job-executions/<uuid:execution_id>", "GET"): lambda w: [
         by_path("GET", f"/api/v1/job-executions/{w.ids[k]}") for k in ("execution", "data_point")
     ],
     ("/api/cached-jobs/many", "POST"): lambda w: [
@@ -401,7 +407,7 @@ CASES: dict[tuple[str, str], Case] = {
         by_path("POST", "/api/cached-jobs/list", headers=a_project(w), json={}),
         own("POST", "/api/cached-jobs/list", json={}),
     ],
-    ("/api/cached-jobs/<cached_job_id>", "GET"): lambda w: [
+    ("/api/cached-jobs/<uuid:cached_job_id>", "GET"): lambda w: [
         by_path("GET", f"/api/cached-jobs/{w.ids['cached_job']}")
     ],
     # -- super.AI: A's app in the path, and A's children under A's app and under B's
@@ -665,7 +671,8 @@ def test_mentionlab_context_headers_of_another_organisation_are_not_found(
     client = matrix_app.test_client()
     family = family_of(rule)
     spec: dict[str, Any] = client.get("/openapi.json").json or {}
-    openapi_path = rule.replace("<", "{").replace(">", "}")
+    # "/api/jobs/<uuid:job_id>" is "/api/jobs/{job_id}" in the spec.
+    openapi_path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
     parameters = spec["paths"][openapi_path][method.lower()].get("parameters", [])
     reads_project = any(p["name"] == "x-project-id" for p in parameters)
     before = snapshot(world.a.org_id)
