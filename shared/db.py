@@ -15,6 +15,7 @@ message is never sent for a row that might still roll back. Reads use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
@@ -140,7 +142,11 @@ def connection_scope() -> Iterator[Connection]:
         try:
             yield connection
         except BaseException:
-            progress.discard_notes(connection)
+            # A connection lost mid-transaction refuses even ``.info`` until rolled back
+            # (PendingRollbackError), which would replace the error the caller handles;
+            # the notes left behind are dropped at the connection's next checkout.
+            with contextlib.suppress(SQLAlchemyError):
+                progress.discard_notes(connection)
             raise
         notes = progress.take_notes(connection)
     progress.publish(notes)

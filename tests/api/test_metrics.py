@@ -50,7 +50,7 @@ def test_requests_are_counted_per_route_and_status_and_jobs_per_family(
     client: FlaskClient, tenant: Tenant, metrics_socket: socket.socket
 ) -> None:
     before = scrape(client, metrics_socket)
-    route = "/api/jobs/<job_id>"
+    route = "/api/jobs/<uuid:job_id>"
     missing = [str(uuid.uuid4()) for _ in range(3)]
     for job_id in missing:
         assert client.get(f"/api/jobs/{job_id}", headers=tenant.headers()).status_code == 404

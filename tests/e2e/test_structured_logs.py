@@ -3,6 +3,7 @@ the API request through a real worker's fan-out, group runs and the job's finish
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -185,10 +186,15 @@ def test_the_text_format_keeps_celerys_line_and_appends_the_ids() -> None:
     people know, the bound ids after it."""
     stream = io.StringIO()
     handler = logs.configure_logging("text", logging.INFO, stream)
-    try:
+
+    def log_twice() -> None:
         with logs.bound(organisation_id="org-1", job_id="job-1", task_id="task-1"):
             logging.getLogger("jobyard.test").warning("something happened")
         logging.getLogger("jobyard.test").info("no ids")
+
+    try:
+        # A context of its own: ids an earlier test of this process left bound stay out.
+        contextvars.Context().run(log_twice)
     finally:
         logging.getLogger().removeHandler(handler)
     first, second = stream.getvalue().splitlines()

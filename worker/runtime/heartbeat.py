@@ -46,7 +46,8 @@ class Heartbeat:
                         "heartbeat: %s was presumed dead; registering again", self.worker_id
                     )
                     self._register()
-            except DBAPIError as exc:
+            except Exception as exc:  # never let the thread die: a worker that stops
+                # beating is presumed dead and its leases are taken back while it runs on
                 log.warning("heartbeat: %s could not beat (%s)", self.worker_id, exc)
 
     def stop(self) -> None:
