@@ -40,8 +40,11 @@ typecheck: $(VENV)/.installed-dev
 browser:
 	-deploy/scripts/ensure-chromium.sh >/dev/null
 
+# Two processes (pytest-xdist), whole files to each: every process has a database and a
+# Redis DB of its own (tests/conftest.py), and the e2e files mostly wait on workers.
+PYTEST_PROCESSES ?= 2
 pytest: services browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_PROCESSES) --dist loadfile
 
 test: lint typecheck pytest
 
