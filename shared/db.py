@@ -15,15 +15,14 @@ message is never sent for a row that might still roll back. Reads use
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
@@ -133,23 +132,33 @@ def dialect_name(executor: Session | Connection) -> str:
 def connection_scope() -> Iterator[Connection]:
     """One transaction on a plain Core connection (lighter than a Session, for hot paths).
 
-    Job progress noted in it (:mod:`shared.engine.progress`) is published after the
-    commit; ``Connection.info`` outlives the checkout, so stale notes are dropped first."""
-    from shared.engine import progress
-
+    Code that runs in it may ask for something to run once it has committed (never after
+    a rollback) through :func:`scope_of` (the engine publishes job progress that way)."""
     with get_engine().begin() as connection:
-        progress.discard_notes(connection)
-        try:
-            yield connection
-        except BaseException:
-            # A connection lost mid-transaction refuses even ``.info`` until rolled back
-            # (PendingRollbackError), which would replace the error the caller handles;
-            # the notes left behind are dropped at the connection's next checkout.
-            with contextlib.suppress(SQLAlchemyError):
-                progress.discard_notes(connection)
-            raise
-        notes = progress.take_notes(connection)
-    progress.publish(notes)
+        # Connection.info outlives the checkout: a failed scope's state is replaced here.
+        scope = connection.info[_SCOPE_KEY] = Scope()
+        yield connection
+        connection.info.pop(_SCOPE_KEY, None)
+    for action in scope.after_commit:
+        action()
+
+
+_SCOPE_KEY = "jobyard.scope"
+
+
+@dataclass
+class Scope:
+    """What a :func:`connection_scope` transaction carries to its commit: actions to run
+    after it, and whatever the code in it keeps for them (``values``, by a key of its own)."""
+
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def scope_of(connection: Connection) -> Scope | None:
+    """The scope of the :func:`connection_scope` transaction ``connection`` is in, if any."""
+    scope = connection.info.get(_SCOPE_KEY)
+    return scope if isinstance(scope, Scope) else None
 
 
 class UnitOfWork:

@@ -6,7 +6,7 @@ host gets the port; the others keep trying every few seconds in a background thr
 when the serving process exits, another takes over. With several processes on a host,
 all of them write to ``PROMETHEUS_MULTIPROC_DIR`` and the serving one sums every file, the
 exited processes' counters included. The queue depths, the backlog and the oldest
-unclaimed execution's age are read at scrape time (:class:`shared.metrics.BacklogCollector`).
+unclaimed execution's age are read at scrape time (:class:`shared.engine.backlog.BacklogCollector`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from shared import metrics
+from shared.engine.backlog import BacklogCollector
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def start() -> None:
 def _try_serve(address: str, port: int) -> bool:
     global _server
     try:
-        registry = metrics.registry_for_scrape(metrics.BacklogCollector())
+        registry = metrics.registry_for_scrape(BacklogCollector())
         _server, _ = start_http_server(port, addr=address, registry=registry)
     except OSError:
         return False

@@ -29,6 +29,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from shared.db import scope_of
 from shared.models import TERMINAL_JOB_STATUSES, Job
 from shared.settings import get_settings
 
@@ -95,17 +96,29 @@ def read(session: Session, job_id: uuid.UUID) -> Snapshot | None:
 
 def note(executor: Session | Connection, snapshot: Snapshot) -> None:
     """Publish ``snapshot`` once the executor's transaction commits (the last note of a
-    job in one transaction wins)."""
-    executor.info.setdefault(NOTES_KEY, {})[snapshot.id] = snapshot
+    job in one transaction wins). A Session publishes from its ``after_commit`` event; a
+    Connection of :func:`shared.db.connection_scope` after that scope's commit (a bare
+    Connection outside one publishes nothing: the streams' heartbeat re-read catches up)."""
+    if isinstance(executor, Session):
+        executor.info.setdefault(NOTES_KEY, {})[snapshot.id] = snapshot
+        return
+    scope = scope_of(executor)
+    if scope is None:
+        return
+    notes: dict[str, Snapshot] | None = scope.values.get(NOTES_KEY)
+    if notes is None:
+        notes = scope.values[NOTES_KEY] = {}
+        scope.after_commit.append(lambda: publish(notes.values()))
+    notes[snapshot.id] = snapshot
 
 
-def take_notes(executor: Session | Connection) -> list[Snapshot]:
-    notes: dict[str, Snapshot] = executor.info.pop(NOTES_KEY, {})
+def take_notes(session: Session) -> list[Snapshot]:
+    notes: dict[str, Snapshot] = session.info.pop(NOTES_KEY, {})
     return list(notes.values())
 
 
-def discard_notes(executor: Session | Connection) -> None:
-    executor.info.pop(NOTES_KEY, None)
+def discard_notes(session: Session) -> None:
+    session.info.pop(NOTES_KEY, None)
 
 
 _clients: dict[tuple[int, str], redis.Redis] = {}

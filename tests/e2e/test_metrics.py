@@ -22,9 +22,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from shared.db import connection_scope, session_scope
+from shared.engine.backlog import BacklogCollector, oldest_unclaimed_since
 from shared.engine.jobs import new_job
 from shared.messaging.queues import ALL_QUEUES, FANOUT_QUEUE
-from shared.metrics import BacklogCollector, oldest_unclaimed_since
 from shared.models import Execution, utcnow
 from tests.metrics_support import has, scrape, value
 from tests.support import ROOT, Tenant, job_row, running_worker, wait_for_job

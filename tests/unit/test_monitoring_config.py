@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from shared import metrics
+from shared.engine.backlog import BacklogCollector
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC = re.compile(r"\bjobyard_[a-z_]+")
@@ -42,7 +43,7 @@ def exposed_names() -> set[str]:
             metrics.THROTTLE_WAIT_SECONDS,
         )
     }
-    names |= {family.name for family in metrics.BacklogCollector().collect()}
+    names |= {family.name for family in BacklogCollector().collect()}
     return names
 
 
