@@ -78,21 +78,29 @@ def create_celery_app() -> Celery:
             "recovery-sweep": {
                 "task": RECOVERY_SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
-                "options": {"expires": settings.sweep_interval_seconds},
+                "options": {"expires": periodic_expiry(settings.sweep_interval_seconds)},
             },
             "schedules-tick": {
                 "task": SCHEDULE_TICK_TASK,
                 "schedule": settings.schedule_tick_seconds,
-                "options": {"expires": settings.schedule_tick_seconds},
+                "options": {"expires": periodic_expiry(settings.schedule_tick_seconds)},
             },
             "webhooks-deliver": {
                 "task": WEBHOOKS_DELIVER_TASK,
                 "schedule": settings.webhook_poll_seconds,
-                "options": {"expires": settings.webhook_poll_seconds},
+                "options": {"expires": periodic_expiry(settings.webhook_poll_seconds)},
             },
         },
     )
     return app
+
+
+def periodic_expiry(interval: float) -> float:
+    """How long a periodic task's message stays worth running: a few intervals, and at
+    least 10 s. After an outage the backlog of ticks expires instead of running all at
+    once; but a busy maintenance queue that takes a second or two to reach a tick must not
+    see every tick expire (with a 1 s interval, an expiry of one interval did)."""
+    return max(3 * interval, 10.0)
 
 
 app = create_celery_app()
