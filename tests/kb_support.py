@@ -148,7 +148,7 @@ def sync_job(name: str) -> SyncJob:
 
 def make_due(name: str, at: datetime | None = None) -> datetime:
     """Move the job's next slot into the past (rather than sleeping to it)."""
-    slot = (at or datetime.now(UTC) - timedelta(seconds=1)).replace(microsecond=0)
+    slot = at or datetime.now(UTC) - timedelta(seconds=1)
     with session_scope() as session:
         session.execute(update(SyncJob).where(SyncJob.name == name).values(next_run_at=slot))
     return slot

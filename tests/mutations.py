@@ -173,6 +173,13 @@ MUTATIONS = [
         "tests/kb",
     ),
     (
+        "kb tick: a slot that has run is skipped",
+        "shared/kb/sync.py",
+        "            if slot_has_run(session, sync.id, slot):\n",
+        "            if False:\n",
+        "tests/kb",
+    ),
+    (
         "kb create: active jobs per account",
         "shared/kb/sync.py",
         "    if active_jobs(session, organisation_id) >= limit:\n",

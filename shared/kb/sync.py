@@ -449,10 +449,27 @@ def tick(now: datetime | None = None, *, limit: int = 100) -> TickReport:
                 report.slots_skipped += 1
                 log.info("sync job %s: slot %s skipped, its run still goes", sync.id, slot)
                 continue
+            if slot_has_run(session, sync.id, slot):
+                # A slot runs once (sync_runs is unique per slot): a next_run_at set back
+                # onto a slot that ran must not make every later tick fail on it.
+                report.slots_skipped += 1
+                log.warning("sync job %s: slot %s has run already; skipped", sync.id, slot)
+                continue
             report.runs_started.append(start_run(session, sync, trigger="schedule", slot=slot))
         report.completed = complete_ended(session, now)
         dispatch_after_commit(work, report.runs_started)
     return report
+
+
+def slot_has_run(session: Session, sync_job_id: uuid.UUID, slot: datetime) -> bool:
+    return (
+        session.scalar(
+            select(SyncRun.job_id).where(
+                SyncRun.sync_job_id == sync_job_id, SyncRun.slot_at == slot
+            )
+        )
+        is not None
+    )
 
 
 def complete_ended(session: Session, now: datetime) -> int:

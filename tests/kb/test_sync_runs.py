@@ -243,3 +243,23 @@ def test_a_job_past_its_end_completes_when_its_last_run_ends(source: Source) -> 
     with session_scope() as session:
         job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
         assert job is not None and job.status == "completed"
+
+
+def test_a_slot_that_has_run_is_not_started_again_and_does_not_block_the_tick(
+    source: Source,
+) -> None:
+    """next_run_at set back onto a slot that ran (the unique slot would refuse a second
+    run): the tick skips it instead of failing on it every time."""
+    slot = datetime.now(UTC) - timedelta(seconds=5)
+    with session_scope() as session:
+        session.execute(update(SyncJob).where(SyncJob.name == source.name).values(next_run_at=slot))
+    first = sync.tick()
+    assert len(first.runs_started) == 1
+    close(first.runs_started[0])
+    with session_scope() as session:
+        session.execute(update(SyncJob).where(SyncJob.name == source.name).values(next_run_at=slot))
+    again = sync.tick()
+    assert again.runs_started == [] and again.slots_skipped == 1
+    with session_scope() as session:
+        job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
+        assert job is not None and job.next_run_at is not None and job.next_run_at > slot
