@@ -105,6 +105,12 @@ MUTATIONS = [
         "        Execution.next_attempt_at <= now,",
     ),
     (
+        "sweep: a dead worker's prefetched messages presumed lost",
+        "shared/engine/recovery.py",
+        "    if published_before is not None:\n",
+        "    if False:\n",
+    ),
+    (
         "sweep: not a canceled job's fan-out",
         "shared/engine/recovery.py",
         "                Job.canceled_at.is_(None),\n                or_(never_published, stalled),",

@@ -12,7 +12,9 @@ from shared.db import session_scope
 
 @pytest.fixture(autouse=True)
 def clean_slate(broker: redis.Redis) -> None:
-    """Empty the test Redis and remove every job (and its executions) from the database."""
+    """Empty the test Redis and remove every job (and its executions) from the database,
+    and the heartbeat rows of earlier tests' workers (a killed one stays "live" for the
+    dead-after time, and counts in dispatch's room and the slots gauge)."""
     broker.flushdb()
     with session_scope() as session:
-        session.execute(text("TRUNCATE jobs, executions CASCADE"))
+        session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
