@@ -21,7 +21,9 @@ DATABASE_URL = BASE_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
 # a database of its own (the pid above): a session flushes its DB, and e2e tests count
 # the messages in theirs.
 _XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 + _XDIST_WORKER}")
+_BASE_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+_BASE_REDIS, _, _BASE_REDIS_DB = _BASE_REDIS_URL.rpartition("/")
+REDIS_URL = f"{_BASE_REDIS}/{int(_BASE_REDIS_DB or 0) + _XDIST_WORKER}"
 
 os.environ.update(
     DATABASE_URL=DATABASE_URL,
