@@ -28,7 +28,7 @@ from shared.db import dialect_name
 from shared.errors import Conflict, InvalidInput
 from shared.kb.embedders import EmbeddingFailed, available_embedder, embedder
 from shared.kb.reading import content_hash, content_of
-from shared.kb.sources import NAME
+from shared.kb.sources import NAME, refuse_while_synced
 from shared.models import KbChunk, KnowledgeBase, SyncJob, utcnow
 from shared.scoping import get_named, list_named
 
@@ -127,12 +127,7 @@ def list_kbs(session: Session, organisation_id: uuid.UUID) -> list[KnowledgeBase
 
 def delete_kb(session: Session, organisation_id: uuid.UUID, name: str) -> None:
     kb = get_kb(session, organisation_id, name)
-    users = session.scalars(select(SyncJob.name).where(SyncJob.kb_id == kb.id)).all()
-    if users:
-        raise Conflict(
-            f"knowledge base {name!r} is synced by job(s) {', '.join(sorted(users))}: delete them first",
-            code="KB_IN_USE",
-        )
+    refuse_while_synced(session, SyncJob.kb_id, kb.id, f"knowledge base {name!r}", "KB_IN_USE")
     session.delete(kb)
 
 

@@ -197,13 +197,23 @@ def list_sources(session: Session, organisation_id: uuid.UUID) -> list[DataSourc
 
 def delete_source(session: Session, organisation_id: uuid.UUID, name: str) -> None:
     source = get_source(session, organisation_id, name)
-    users = session.scalars(select(SyncJob.name).where(SyncJob.source_id == source.id)).all()
+    refuse_while_synced(
+        session, SyncJob.source_id, source.id, f"database {name!r}", "DATABASE_IN_USE"
+    )
+    session.delete(source)
+
+
+def refuse_while_synced(
+    session: Session, reference: Any, row_id: uuid.UUID, what: str, code: str
+) -> None:
+    """Conflict while sync jobs use a source database or a knowledge base (``reference``
+    is the sync job's column naming it): the jobs must be deleted first."""
+    users = session.scalars(select(SyncJob.name).where(reference == row_id)).all()
     if users:
         raise Conflict(
-            f"database {name!r} is used by sync job(s) {', '.join(sorted(users))}: delete them first",
-            code="DATABASE_IN_USE",
+            f"{what} is used by sync job(s) {', '.join(sorted(users))}: delete them first",
+            code=code,
         )
-    session.delete(source)
 
 
 _engines: dict[tuple[uuid.UUID, str], Engine] = {}
