@@ -385,23 +385,31 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_api(tmp_path: Path, **env: Any) -> Iterator[str]:
+def running_api(tmp_path: Path, *, port: int | None = None, **env: Any) -> Iterator[str]:
     """The real API as ``make up`` runs it (the Procfile's ``web`` line: gunicorn with
-    deploy/gunicorn.conf.py), one process, on a free loopback port; yields its base URL.
-    Extra settings (``JOBYARD_*`` names) go to its environment."""
+    deploy/gunicorn.conf.py), one process, on a free loopback port; yields its base URL
+    once ``/healthz`` answers there. Its log is ``tmp_path / "web.log"``.
+
+    Extra settings go to its environment and win over these defaults (a None removes
+    one): ``BIND=None`` with ``port`` lets gunicorn's config bind the addresses itself
+    (``port`` is then the one waited on and yielded)."""
     import httpx
 
     from tests.bench.infra import procfile_command
 
-    port = free_port()
+    port = port or free_port()
     log_path = tmp_path / "web.log"
     environment = {
         **os.environ,
-        **{k: str(v) for k, v in env.items()},
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = str(value)
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

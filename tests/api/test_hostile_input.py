@@ -9,15 +9,10 @@ the last tests run the real gunicorn, as the Procfile starts it, and speak raw H
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +23,7 @@ from werkzeug.test import TestResponse
 
 from api.families import EXTENSION, Family, discover
 from shared.settings import get_settings
-from tests.bench.infra import procfile_command
-from tests.support import ROOT, Tenant
+from tests.support import Tenant, running_api
 
 FAMILIES = {family.name: family for family in discover()}
 DEPTH = 64  # JOBYARD_MAX_JSON_DEPTH
@@ -363,37 +357,8 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> RawAnswer:
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The Procfile's ``web`` line (deploy/gunicorn.conf.py), one worker, on a free port."""
-    port = free_port()
-    log_path: Path = tmp_path_factory.mktemp("gunicorn") / "web.log"
-    env = {
-        **os.environ,
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            procfile_command("web"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n").status == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(0.2)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    with running_api(tmp_path_factory.mktemp("gunicorn")) as base_url:
+        yield int(base_url.rsplit(":", 1)[1])
 
 
 def family_path(family: Family) -> str:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -18,10 +14,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from shared.settings import reset_settings_cache
-from tests.bench.infra import procfile_command
 from tests.metrics_support import has, samples, value
 from tests.metrics_support import scrape as scrape_port
-from tests.support import ROOT, Tenant
+from tests.support import Tenant, running_api
 
 
 @pytest.fixture
@@ -136,50 +131,32 @@ def test_gunicorn_serves_the_sum_of_its_workers_on_the_metrics_listener_only(
     public, private = free_port(), free_port()
     log_path = tmp_path / "web.log"
     metrics_dir = tmp_path / "api-metrics"
-    env = {
-        **os.environ,
-        "BIND": f"127.0.0.1:{public}",
-        "METRICS_BIND": f"127.0.0.1:{private}",
-        "JOBYARD_METRICS_PORT": str(private),
-        "WEB_CONCURRENCY": "2",
-        "API_METRICS_DIR": str(metrics_dir),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            procfile_command("web"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{public}/healthz", timeout=2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                    time.sleep(0.2)
-            name, labels = "jobyard_http_requests_total", {"route": "/healthz"}
-            before = value(scrape_port(private), name, **labels)
-            # New connections until both workers have answered some (each process writes
-            # its counters to its own counter_<pid>.db file).
-            sent = 0
-            while len(list(metrics_dir.glob("counter_*.db"))) < 2:
-                assert sent < 2000, "one gunicorn worker took every connection"
-                urllib.request.urlopen(f"http://127.0.0.1:{public}/healthz", timeout=5).close()
-                sent += 1
-            for _ in range(10):  # whichever worker answers the scrape: the same sum
-                assert value(scrape_port(private), name, **labels) - before == sent
-            pids = {m for m in re.findall(r"Booting worker with pid: (\d+)", log_path.read_text())}
-            assert len(pids) == 2
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(f"http://127.0.0.1:{public}/metrics", timeout=5)
-            assert refused.value.code == 404
-            refused.value.close()
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with running_api(
+        tmp_path,
+        port=public,
+        METRICS_BIND=f"127.0.0.1:{private}",
+        JOBYARD_METRICS_PORT=private,
+        WEB_CONCURRENCY=2,
+        API_METRICS_DIR=metrics_dir,
+        PROMETHEUS_MULTIPROC_DIR=None,
+    ):
+        name, labels = "jobyard_http_requests_total", {"route": "/healthz"}
+        before = value(scrape_port(private), name, **labels)
+        # New connections until both workers have answered some (each process writes
+        # its counters to its own counter_<pid>.db file).
+        sent = 0
+        while len(list(metrics_dir.glob("counter_*.db"))) < 2:
+            assert sent < 2000, "one gunicorn worker took every connection"
+            urllib.request.urlopen(f"http://127.0.0.1:{public}/healthz", timeout=5).close()
+            sent += 1
+        for _ in range(10):  # whichever worker answers the scrape: the same sum
+            assert value(scrape_port(private), name, **labels) - before == sent
+        pids = {m for m in re.findall(r"Booting worker with pid: (\d+)", log_path.read_text())}
+        assert len(pids) == 2
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{public}/metrics", timeout=5)
+        assert refused.value.code == 404
+        refused.value.close()
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bench.infra import procfile_command
-from tests.support import ROOT, running_worker, wait_until
+from tests.support import ROOT, running_api, running_worker, wait_until
 
 SMARTDB = "http://127.0.0.1:8000"
 
@@ -104,34 +102,18 @@ def demo(tmp_path: Path) -> Iterator[dict[str, str]]:
         for line in env_file.read_text().splitlines()
         if line.startswith("export ")
     )
-    # No metrics listener: 9100 may be taken by another gunicorn on this machine.
-    web_env = {
-        **env,
-        "PORT": "0",
-        "WEB_CONCURRENCY": "1",
-        "SMARTDB_PORT": "8000",
-        "JOBYARD_METRICS_PORT": "0",
-    }
-    log_path = tmp_path / "web.log"
-    with log_path.open("wb") as log:
-        web = subprocess.Popen(
-            procfile_command("web"), cwd=ROOT, env=web_env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert web.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{SMARTDB}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(0.2)
-            yield {"key": credentials["JOBYARD_API_KEY"].strip("'")}
-        finally:
-            web.terminate()
-            web.wait(30)
+    # Gunicorn's config binds PORT (any free one) and SMARTDB_PORT itself, as under
+    # `make up`; no metrics listener: 9100 may be taken by another gunicorn here.
+    with running_api(
+        tmp_path,
+        port=8000,
+        BIND=None,
+        PORT=0,
+        SMARTDB_PORT=8000,
+        JOBYARD_METRICS_PORT=0,
+        JOBYARD_ALLOW_PRIVATE_URLS="true",
+    ):
+        yield {"key": credentials["JOBYARD_API_KEY"].strip("'")}
 
 
 def call(method: str, path: str, key: str, **kwargs: Any) -> Any:
