@@ -42,9 +42,12 @@ browser:
 
 # Two processes (pytest-xdist), whole files to each: every process has a database and a
 # Redis DB of its own (tests/conftest.py), and the e2e files mostly wait on workers.
+# Then the engine's race, fault and guard tests again on SQLite, the embedded default
+# (the tests marked every_database): the README offers both, with the same guarantees.
 PYTEST_PROCESSES ?= 2
 pytest: services browser
 	$(BIN)/pytest -n $(PYTEST_PROCESSES) --dist loadfile
+	JOBYARD_TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_PROCESSES) --dist loadfile tests/engine tests/e2e
 
 test: lint typecheck pytest
 
@@ -56,7 +59,8 @@ bench: services $(VENV)/.installed-bench
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.concurrency
 
-# Remove each guard of the engine in turn; the engine tests must catch every one.
+# Remove each guard of the engine in turn; the engine tests must catch every one, on each
+# database where the guard holds the invariant (tests/mutations.py).
 mutations: services
 	$(BIN)/python -m tests.mutations
 

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import sqlite
 from shared.settings import get_settings
 
 _lock = threading.Lock()
@@ -48,25 +49,13 @@ def use_worker_connections() -> None:
     dispose_engine()
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # WAL lets the API read while a worker writes; the busy timeout makes concurrent
-        # writers from several processes wait for each other instead of failing.
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-
 def build_engine(url: str | None = None) -> Engine:
     """Create an engine for ``url`` (default: the configured database)."""
     settings = get_settings()
     url = url or settings.database_url
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _configure_sqlite(engine)
+        sqlite.configure(engine)  # serializable: BEGIN IMMEDIATE (see shared.sqlite)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")

@@ -1,8 +1,15 @@
-"""Fixtures: a fresh PostgreSQL database and Redis DB per run, the app, tenants, workers."""
+"""Fixtures: a fresh database and Redis DB per run, the app, tenants, workers.
+
+The database is PostgreSQL; with ``JOBYARD_TEST_DATABASE=sqlite`` it is a SQLite file, and
+only the tests marked ``every_database`` run (the engine's race, fault and guard tests:
+``make test`` runs them on both databases the README offers).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +23,12 @@ from flask.testing import FlaskClient
 BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_DB = f"jobyard_test_{os.getpid()}"
 SERVER_URL = BASE_URL.replace("postgresql+psycopg://", "postgresql://")
-DATABASE_URL = BASE_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+ON_SQLITE = os.environ.get("JOBYARD_TEST_DATABASE", "postgresql") == "sqlite"
+SQLITE_DIR = Path(tempfile.gettempdir()) / TEST_DB
+if ON_SQLITE:
+    DATABASE_URL = f"sqlite:///{SQLITE_DIR / 'jobyard.db'}"
+else:
+    DATABASE_URL = BASE_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
 # Each pytest-xdist worker (gw0, gw1, ...) has a Redis DB of its own (13, 14, ...), as it has
 # a database of its own (the pid above): a session flushes its DB, and e2e tests count
 # the messages in theirs.
@@ -46,16 +58,34 @@ def _admin(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On SQLite, only the tests marked ``every_database`` run."""
+    if not ON_SQLITE:
+        return
+    kept = [item for item in items if item.get_closest_marker("every_database")]
+    deselected = [item for item in items if not item.get_closest_marker("every_database")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def database() -> Iterator[str]:
     """A fresh database for this run, migrated with Alembic; dropped afterwards."""
-    _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {TEST_DB}")
+    if ON_SQLITE:
+        shutil.rmtree(SQLITE_DIR, ignore_errors=True)
+        SQLITE_DIR.mkdir(parents=True)
+    else:
+        _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+        _admin(f"CREATE DATABASE {TEST_DB}")
     reset_settings_cache()
     upgrade_database(DATABASE_URL)
     yield DATABASE_URL
     dispose_engine(close=True)
-    _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+    if ON_SQLITE:
+        shutil.rmtree(SQLITE_DIR, ignore_errors=True)
+    else:
+        _admin(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from shared.accounts import auth
 from shared.accounts import organisations as tenancy
 from shared.db import session_scope
 from shared.mentionlab import projects
 from shared.messaging.queues import ALL_QUEUES
-from shared.models import Execution, Job
+from shared.models import Base, Execution, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,6 +194,22 @@ def running_worker(
         worker.stop()
     errors = unexpected_errors(worker.log_path.read_bytes(), allowed_errors)
     assert not errors, "the worker logged errors:\n" + "\n".join(errors[:20])
+
+
+def remove_all_jobs(session: Session) -> None:
+    """Delete every job, execution and worker heartbeat row, with every row that refers to
+    them (PostgreSQL: one TRUNCATE ... CASCADE; SQLite: DELETEs, dependants first)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
+        return
+    doomed = {"jobs", "executions", "worker_processes"}
+    tables = Base.metadata.sorted_tables
+    for table in tables:  # dependants come after what they refer to
+        if any(fk.column.table.name in doomed for fk in table.foreign_keys):
+            doomed.add(table.name)
+    for table in reversed(tables):
+        if table.name in doomed:
+            session.execute(table.delete())
 
 
 def job_row(job_id: uuid.UUID | str) -> Job:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import redis
-from sqlalchemy import text
 
 from shared.db import session_scope
+from tests.support import remove_all_jobs
 
 
 @pytest.fixture(autouse=True)
@@ -17,4 +17,4 @@ def clean_slate(broker: redis.Redis) -> None:
     dead-after time, and counts in dispatch's room and the slots gauge)."""
     broker.flushdb()
     with session_scope() as session:
-        session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
+        remove_all_jobs(session)

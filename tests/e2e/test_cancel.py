@@ -6,12 +6,15 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import Execution
 from tests.support import assert_counters_exact, job_row, make_tenant, running_worker
+
+pytestmark = pytest.mark.every_database
 
 
 def test_cancel_mid_run_stops_new_attempts_and_keeps_counters_exact(

@@ -136,6 +136,7 @@ def claims_in(log: bytes, key: str) -> int:
     return sum(int(n) for n in re.findall(rb"'" + key.encode() + rb"': (\d+)", messages))
 
 
+@pytest.mark.every_database
 def test_duplicate_messages_are_dropped(
     client: FlaskClient, tmp_path: Path, empty_broker: object
 ) -> None:
@@ -181,6 +182,7 @@ def test_duplicate_messages_are_dropped(
     assert claims_in(log, "dropped") >= 100  # every duplicate found nothing to claim
 
 
+@pytest.mark.every_database
 def test_two_workers_share_one_job(
     client: FlaskClient, tmp_path: Path, empty_broker: object
 ) -> None:

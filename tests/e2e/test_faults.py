@@ -25,6 +25,8 @@ from tests.support import (
     wait_for_job,
 )
 
+pytestmark = pytest.mark.every_database
+
 MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
 
 # Short leases and redispatch delays so that recovery happens within seconds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from shared.db import session_scope
@@ -12,6 +13,8 @@ from shared.engine.fanout import fan_out_job
 from shared.engine.outcomes import Outcome
 from shared.models import Execution, utcnow
 from tests.engine.conftest import claim, execution, execution_ids, finish, make_job
+
+pytestmark = pytest.mark.every_database
 
 
 def set_rows(ids: list[uuid.UUID], **values: object) -> None:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from shared.accounts.organisations import create_organisation
 from shared.db import connection_scope, new_session, session_scope
@@ -19,6 +19,9 @@ from shared.engine.registry import planner_for, register_group_size, register_pl
 from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.engine.conftest import make_job, plan_items
+from tests.support import remove_all_jobs
+
+pytestmark = pytest.mark.every_database
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def quiet_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_FACTOR", "1.5")
     reset_settings_cache()
     with session_scope() as session:
-        session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
+        remove_all_jobs(session)
         workers.register(session, "dispatch-test", 2, utcnow())
     yield
     monkeypatch.undo()

@@ -21,6 +21,8 @@ from shared.settings import reset_settings_cache
 from tests.engine.conftest import claim, execution_ids, finish, make_job, outbox_rows
 from tests.support import assert_counters_exact, job_row
 
+pytestmark = pytest.mark.every_database
+
 
 def row_count(job_id: uuid.UUID) -> int:
     with session_scope() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from shared.db import session_scope
@@ -13,6 +14,8 @@ from shared.engine.outcomes import Outcome
 from shared.models import Execution, utcnow
 from tests.engine.conftest import claim, execution, execution_ids, finish, make_job, outbox_rows
 from tests.support import assert_counters_exact, job_row
+
+pytestmark = pytest.mark.every_database
 
 
 def test_a_mixed_group_ends_with_exact_counters(organisation_id: uuid.UUID) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import update
 
 from shared.db import new_session, session_scope
@@ -16,6 +17,8 @@ from shared.engine.outcomes import Outcome
 from shared.models import Execution, utcnow
 from tests.engine.conftest import claim, execution_ids, finish, make_job, outbox_rows
 from tests.support import assert_counters_exact
+
+pytestmark = pytest.mark.every_database
 
 
 def consumers() -> int:

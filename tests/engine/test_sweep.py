@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from shared.db import session_scope
@@ -21,6 +22,8 @@ from shared.engine.recovery import (
 from shared.models import Execution, Job, WorkerProcess, utcnow
 from tests.engine.conftest import claim, execution, execution_ids, finish, make_job
 from tests.support import assert_counters_exact
+
+pytestmark = pytest.mark.every_database
 
 
 def register(worker_id: str, *, silent_for: float = 0.0) -> None:
