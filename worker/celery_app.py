@@ -160,11 +160,12 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
 
     metrics_server.start()
     queues = {q.name for q in getattr(sender.task_consumer, "queues", [])} if sender else set()
-    if EXECUTIONS_QUEUE in queues:
-        from worker.runtime import start_runtime
+    from worker.runtime import start_presence, start_runtime
 
-        slots = int(getattr(sender.pool, "limit", None) or 1)
-        start_runtime(slots)
+    if EXECUTIONS_QUEUE in queues:
+        start_runtime(int(getattr(sender.pool, "limit", None) or 1))
+    else:
+        start_presence()
 
 
 @worker_shutdown.connect

@@ -70,16 +70,18 @@ def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
     return FanOutPlan(True, organisation_id=job.organisation_id)
 
 
-def fan_out_job(job_id: uuid.UUID) -> int:
+def fan_out_job(job_id: uuid.UUID, owner: str | None = None) -> int:
     """Write the job's executions; returns how many this call wrote (0 when another
-    fan-out, or an earlier one, had written them)."""
+    fan-out, or an earlier one, had written them). ``owner``: this process's worker id
+    (its heartbeat row), recorded with each chunk so that the sweep takes the fan-out
+    over if the process dies."""
     with session_scope() as session:
         plan = check_fan_out(session, job_id)
     with logs.bound(job_id=job_id, organisation_id=plan.organisation_id):
-        return _fan_out(job_id, plan)
+        return _fan_out(job_id, plan, owner)
 
 
-def _fan_out(job_id: uuid.UUID, plan: FanOutPlan) -> int:
+def _fan_out(job_id: uuid.UUID, plan: FanOutPlan, owner: str | None) -> int:
     if not plan.should_run:
         log.info("fan-out of job %s skipped: %s", job_id, plan.reason)
         return 0
@@ -98,7 +100,7 @@ def _fan_out(job_id: uuid.UUID, plan: FanOutPlan) -> int:
             # walks them all). Loaded objects stay usable (expire_on_commit is off).
             reader.commit()
             with connection_scope() as connection:
-                inserted = write_chunk(connection, job_id, seq_start, chunk)
+                inserted = write_chunk(connection, job_id, seq_start, chunk, owner)
             if inserted is None:
                 log.info("fan-out of job %s stopped: the job was canceled", job_id)
                 break
@@ -173,13 +175,18 @@ def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, li
 
 
 def write_chunk(
-    connection: Executor, job_id: uuid.UUID, seq_start: int, chunk: list[PlannedItem]
+    connection: Executor,
+    job_id: uuid.UUID,
+    seq_start: int,
+    chunk: list[PlannedItem],
+    owner: str | None = None,
 ) -> int | None:
     """Insert one chunk under the job's lock; None (nothing written) once it is canceled.
 
     Returns how many rows were new. The job leaves ``pending`` for ``processing`` with
-    its first chunk, and its ``dispatched_at`` records the fan-out's progress (the
-    recovery sweep publishes a fan-out again when that stops moving).
+    its first chunk; its ``dispatched_at`` records the fan-out's progress and
+    ``fan_out_owner`` the process writing it (the recovery sweep publishes a fan-out
+    again when that process dies, or when it stops moving).
     """
     lock_job(connection, job_id)
     canceled = connection.execute(
@@ -194,7 +201,9 @@ def write_chunk(
     else:
         inserted = _insert_each(connection, job_id, seq_start, chunk, ids, now)
     connection.execute(
-        update(Job).where(Job.id == job_id).values(dispatched_at=now, updated_at=now)
+        update(Job)
+        .where(Job.id == job_id)
+        .values(dispatched_at=now, updated_at=now, fan_out_owner=owner)
     )
     connection.execute(
         update(Job)

@@ -11,8 +11,13 @@ found by a bounded query over the few rows that are outstanding:
   nobody claimed it), a message a dead worker may have prefetched (published before its
   last heartbeat and never claimed), or a message never claimed for long while the queue
   is empty (a flushed Redis): handed back to dispatch;
-- a job whose fan-out was never published (the broker was down at accept time) or stopped
-  moving (its worker died): its fan-out is published again.
+- a job whose fan-out was never published (the broker was down at accept time), whose
+  fan-out's process stopped beating (kill -9 of the dispatcher: taken over within the
+  dead-worker window), or that stopped moving for long anyway: published again;
+- a broker that lost its data (Redis restarted without persistence, flushed, failed over
+  to an empty replica: :func:`shared.messaging.broker.broker_was_emptied`): every
+  execution handed to it and not claimed, and every unfinished fan-out, is handed out
+  again at once, not after ``JOBYARD_REDISPATCH_AFTER_SECONDS``.
 
 A released execution becomes ready and the same sweep's :func:`dispatch.fill` hands it
 out: a killed worker's executions run again within one heartbeat timeout and one sweep.
@@ -25,13 +30,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, true, update
 
 from shared.db import session_scope
 from shared.engine import outbox, workers
 from shared.engine.counters import Executor, move_counters
 from shared.engine.finish import ended_failed
-from shared.models import ACTIVE_EXECUTION_STATUSES, Execution, ExecutionStatus, Job, utcnow
+from shared.models import (
+    ACTIVE_EXECUTION_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Job,
+    WorkerProcess,
+    utcnow,
+)
 from shared.settings import get_settings
 
 SWEEP_BATCH = 5000
@@ -50,6 +62,7 @@ class SweepReport:
     executions_exhausted: int = 0
     messages_presumed_lost: int = 0
     jobs_redispatched: list[uuid.UUID] = field(default_factory=list)
+    broker_emptied: bool = False
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -58,12 +71,16 @@ class SweepReport:
             "executions_exhausted": self.executions_exhausted,
             "messages_presumed_lost": self.messages_presumed_lost,
             "jobs_redispatched": len(self.jobs_redispatched),
+            "broker_emptied": int(self.broker_emptied),
         }
 
 
-def sweep(*, executions_queue_empty: bool) -> SweepReport:
-    """Run one sweep; the caller publishes the fan-outs it names, then fills dispatch."""
-    report = SweepReport()
+def sweep(*, executions_queue_empty: bool, broker_emptied: bool = False) -> SweepReport:
+    """Run one sweep; the caller publishes the fan-outs it names, then fills dispatch.
+
+    ``broker_emptied``: the broker lost every message it held (see the module docstring).
+    """
+    report = SweepReport(broker_emptied=broker_emptied)
     with session_scope() as session:
         release_leases(session, report)
     with session_scope() as session:
@@ -71,9 +88,10 @@ def sweep(*, executions_queue_empty: bool) -> SweepReport:
             session,
             include_unclaimed=executions_queue_empty,
             published_before=report.prefetched_by_the_dead_before,
+            all_unclaimed=broker_emptied,
         )
     with session_scope() as session:
-        report.jobs_redispatched = claim_stalled_fan_outs(session)
+        report.jobs_redispatched = claim_stalled_fan_outs(session, all_unfinished=broker_emptied)
     return report
 
 
@@ -145,7 +163,11 @@ def fail_exhausted(connection: Executor, rows: list[tuple[uuid.UUID, uuid.UUID, 
 
 
 def presume_lost_messages(
-    connection: Executor, *, include_unclaimed: bool, published_before: datetime | None = None
+    connection: Executor,
+    *,
+    include_unclaimed: bool,
+    published_before: datetime | None = None,
+    all_unclaimed: bool = False,
 ) -> int:
     """Hand back to dispatch the executions whose message is presumed lost.
 
@@ -156,7 +178,9 @@ def presume_lost_messages(
     while messages still wait there, an old publish is more likely queued than lost.
     When a worker died, a first attempt published before ``published_before`` may be in
     its prefetch buffer (unacknowledged, so Redis would give it back only after its
-    visibility timeout, an hour): it is presumed lost at once. A duplicate, if the message was not lost after all, is dropped by the claim.
+    visibility timeout, an hour): it is presumed lost at once. With ``all_unclaimed`` (the
+    broker lost its data) every message is. A duplicate, if the message was not lost
+    after all, is dropped by the claim.
     """
     settings = get_settings()
     now = utcnow()
@@ -174,6 +198,8 @@ def presume_lost_messages(
             Execution.next_attempt_at.is_(None), Execution.dispatched_at < published_before
         )
         lost = or_(lost, prefetched)
+    if all_unclaimed:
+        lost = true()
     ids = list(
         connection.execute(
             select(Execution.id)
@@ -195,12 +221,17 @@ def presume_lost_messages(
     return len(ids)
 
 
-def claim_stalled_fan_outs(connection: Executor) -> list[uuid.UUID]:
+def claim_stalled_fan_outs(
+    connection: Executor, *, all_unfinished: bool = False
+) -> list[uuid.UUID]:
     """Jobs whose fan-out must be published again, stamped so the next sweep waits.
 
-    Never published (the broker was down when it was accepted), or published and not
-    moving: every chunk stamps ``dispatched_at``, so a fan-out silent for
-    ``JOBYARD_FANOUT_STALLED_AFTER_SECONDS`` lost its worker.
+    Never published (the broker was down when it was accepted); written by a process
+    that is no longer alive (every chunk names its process in ``fan_out_owner``; a
+    process silent for ``JOBYARD_WORKER_DEAD_AFTER_SECONDS`` is dead, or it was forgotten
+    by an earlier sweep); or published and not moving at all: every chunk stamps
+    ``dispatched_at``, so a fan-out silent for ``JOBYARD_FANOUT_STALLED_AFTER_SECONDS``
+    lost its message. With ``all_unfinished`` (the broker lost its data), every one.
     """
     settings = get_settings()
     now = utcnow()
@@ -208,7 +239,13 @@ def claim_stalled_fan_outs(connection: Executor) -> list[uuid.UUID]:
         Job.dispatched_at.is_(None),
         Job.created_at < now - timedelta(seconds=settings.undispatched_after_seconds),
     )
+    owner_alive = exists().where(
+        WorkerProcess.id == Job.fan_out_owner,
+        WorkerProcess.heartbeat_at >= workers.alive_since(now),
+    )
+    owner_gone = and_(Job.fan_out_owner.is_not(None), ~owner_alive)
     stalled = Job.dispatched_at < now - timedelta(seconds=settings.fanout_stalled_after_seconds)
+    due = true() if all_unfinished else or_(never_published, owner_gone, stalled)
     job_ids = list(
         connection.execute(
             select(Job.id)
@@ -216,11 +253,13 @@ def claim_stalled_fan_outs(connection: Executor) -> list[uuid.UUID]:
                 Job.fanned_out_at.is_(None),
                 Job.parked.is_(False),
                 Job.canceled_at.is_(None),
-                or_(never_published, stalled),
+                due,
             )
             .limit(SWEEP_BATCH)
         ).scalars()
     )
     if job_ids:
-        connection.execute(update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=now))
+        connection.execute(
+            update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=now, fan_out_owner=None)
+        )
     return job_ids

@@ -53,7 +53,8 @@ def unregister(connection: Executor, worker_id: str) -> None:
     connection.execute(delete(WorkerProcess).where(WorkerProcess.id == worker_id))
 
 
-def _alive_since(now: datetime) -> datetime:
+def alive_since(now: datetime) -> datetime:
+    """The oldest heartbeat of a live worker at ``now``."""
     return now - timedelta(seconds=get_settings().worker_dead_after_seconds)
 
 
@@ -62,7 +63,7 @@ def live_slots(connection: Executor, now: datetime) -> int:
     return int(
         connection.execute(
             select(func.coalesce(func.sum(WorkerProcess.slots), 0)).where(
-                WorkerProcess.heartbeat_at >= _alive_since(now)
+                WorkerProcess.heartbeat_at >= alive_since(now)
             )
         ).scalar_one()
     )
@@ -74,7 +75,7 @@ def dead_workers(connection: Executor, now: datetime) -> dict[str, datetime]:
         row.id: row.heartbeat_at
         for row in connection.execute(
             select(WorkerProcess.id, WorkerProcess.heartbeat_at).where(
-                WorkerProcess.heartbeat_at < _alive_since(now)
+                WorkerProcess.heartbeat_at < alive_since(now)
             )
         )
     }

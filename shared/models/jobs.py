@@ -131,6 +131,9 @@ class Job(Base):
     # fan-out finished writing every execution. The sweep re-publishes jobs stuck between.
     dispatched_at: Mapped[optional_timestamp]
     fanned_out_at: Mapped[optional_timestamp]
+    # The worker process writing the fan-out (its heartbeat row's id): when it dies, the
+    # sweep hands the fan-out to another within the dead-worker window.
+    fan_out_owner: Mapped[str | None] = mapped_column(String(120))
     # When a group of this job's executions was last handed to the broker: dispatch serves
     # the least recently served organisation, then its least recently served job.
     last_dispatched_at: Mapped[optional_timestamp]

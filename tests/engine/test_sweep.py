@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import select, update
 
 from shared.db import session_scope
@@ -18,7 +19,9 @@ from shared.engine.recovery import (
     claim_stalled_fan_outs,
     presume_lost_messages,
     release_leases,
+    sweep,
 )
+from shared.messaging.broker import BROKER_MARK, broker_was_emptied
 from shared.models import Execution, Job, WorkerProcess, utcnow
 from tests.engine.conftest import claim, execution, execution_ids, finish, make_job
 from tests.support import assert_counters_exact
@@ -211,3 +214,75 @@ def test_a_stalled_fan_out_is_published_again_but_not_a_canceled_one(
         assert claim_stalled_fan_outs(session).count(stalled) == 0  # stamped: not twice
         stamp = session.scalar(select(Job.dispatched_at).where(Job.id == stalled))
     assert stamp is not None and stamp > long_ago
+
+
+def fan_out_in_progress(job_id: uuid.UUID, owner: str) -> None:
+    """The job's fan-out wrote its last chunk a moment ago, from ``owner``'s process."""
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(dispatched_at=utcnow(), fan_out_owner=owner)
+        )
+
+
+def test_a_fan_out_whose_process_died_is_taken_over_at_once(
+    organisation_id: uuid.UUID,
+) -> None:
+    """Its last chunk is seconds old (not stalled by the clock), but its writer's heartbeat
+    stopped, or its row was forgotten by an earlier sweep: it is published again. A fan-out
+    whose writer beats is left to it."""
+    dead, forgotten, alive = (make_job(organisation_id, 3) for _ in range(3))
+    dead_worker, live_worker = f"dead-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    register(dead_worker, silent_for=3600)
+    register(live_worker)
+    fan_out_in_progress(dead, dead_worker)
+    fan_out_in_progress(forgotten, f"forgotten-{uuid.uuid4().hex[:6]}")
+    fan_out_in_progress(alive, live_worker)
+    with session_scope() as session:
+        found = claim_stalled_fan_outs(session)
+    assert dead in found and forgotten in found and alive not in found
+    with session_scope() as session:
+        owners = dict(
+            session.execute(select(Job.id, Job.fan_out_owner).where(Job.id == dead)).all()
+        )
+        assert claim_stalled_fan_outs(session).count(dead) == 0  # stamped, owner cleared
+    assert owners[dead] is None
+
+
+def test_a_broker_that_lost_its_data_gets_everything_unclaimed_again(
+    organisation_id: uuid.UUID,
+) -> None:
+    """Redis restarted empty: executions handed out a moment ago (and not claimed) are
+    handed out again at once, though the queue is not empty and they are recent; a
+    claimed one stays with its worker; every unfinished fan-out is published again."""
+    job_id = make_job(organisation_id, 3)
+    fan_out_job(job_id)
+    ids = execution_ids(job_id)
+    with session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id.in_(ids)).values(dispatched_at=utcnow())
+        )
+    claim(ids[:1])
+    unfinished = make_job(organisation_id, 2)
+    live_worker = f"live-{uuid.uuid4().hex[:6]}"
+    register(live_worker)
+    fan_out_in_progress(unfinished, live_worker)
+    with session_scope() as session:
+        presume_lost_messages(session, include_unclaimed=False)
+        assert unfinished not in claim_stalled_fan_outs(session)
+    assert execution(ids[1]).dispatched_at is not None  # without the sign: may be queued
+    report = sweep(executions_queue_empty=False, broker_emptied=True)
+    assert report.messages_presumed_lost >= 2
+    assert execution(ids[0]).dispatched_at is not None  # leased: its worker has it
+    assert execution(ids[1]).dispatched_at is None and execution(ids[2]).dispatched_at is None
+    assert unfinished in report.jobs_redispatched
+
+
+def test_the_broker_mark_says_when_redis_forgot_everything(broker: redis.Redis) -> None:
+    """The mark left in the broker: absent once at the start, then present, absent again
+    after the broker lost its data."""
+    broker.delete(BROKER_MARK)
+    assert broker_was_emptied() is True
+    assert broker_was_emptied() is False
+    broker.flushdb()
+    assert broker_was_emptied() is True
+    assert broker_was_emptied() is False

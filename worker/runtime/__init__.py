@@ -7,6 +7,10 @@
 Celery's pool threads each run one group at a time (:func:`run_group`): claim it, hand it
 to the loop, wait until every outcome is written, then top dispatch up. So a process runs
 ``slots`` groups of up to ``JOBYARD_GROUP_SIZE`` executions at once.
+
+A worker process that runs no executions (the dispatcher: fan-outs, the sweep, webhooks)
+beats too, with no slots (:func:`start_presence`): a fan-out it was writing when it died
+is taken over by the sweep within the dead-worker window.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Runtime:
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+_presence: Heartbeat | None = None
 
 
 def start_runtime(slots: int) -> Runtime:
@@ -55,6 +60,23 @@ def start_runtime(slots: int) -> Runtime:
         return _runtime
 
 
+def start_presence() -> str:
+    """Register this process with no execution slots and keep it beating; its worker id."""
+    global _presence
+    with _lock:
+        if _presence is None:
+            _presence = Heartbeat(new_worker_id(), 0)
+            log.info("worker %s present (no execution slots)", _presence.worker_id)
+        return _presence.worker_id
+
+
+def this_worker_id() -> str | None:
+    """The worker id this process beats under (None before it registered)."""
+    if _runtime is not None and _runtime.pid == os.getpid():
+        return _runtime.worker_id
+    return _presence.worker_id if _presence is not None else None
+
+
 def current_runtime() -> Runtime:
     """This process's runtime (started with one slot if the worker did not start it)."""
     runtime = _runtime
@@ -64,9 +86,12 @@ def current_runtime() -> Runtime:
 
 
 def stop_runtime() -> None:
-    global _runtime
+    global _runtime, _presence
     with _lock:
         runtime, _runtime = _runtime, None
+        presence, _presence = _presence, None
+    if presence is not None:
+        presence.stop()
     if runtime is not None and runtime.pid == os.getpid():
         if runtime.heartbeat is not None:
             runtime.heartbeat.stop()

@@ -7,6 +7,7 @@ import uuid
 from shared import logs
 from shared.engine.fanout import fan_out_job
 from shared.messaging.queues import FAN_OUT_TASK
+from worker.runtime import this_worker_id
 from worker.tasks.durable import durable_task
 
 
@@ -14,4 +15,4 @@ from worker.tasks.durable import durable_task
 def fan_out(job_id: str) -> int:
     """Fan a job out into executions (idempotent)."""
     with logs.bound(job_id=job_id):
-        return fan_out_job(uuid.UUID(job_id))
+        return fan_out_job(uuid.UUID(job_id), owner=this_worker_id())

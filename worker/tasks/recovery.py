@@ -9,7 +9,7 @@ from shared.db import new_session
 from shared.engine import dispatch, outbox
 from shared.engine.jobs import dispatch_jobs
 from shared.engine.recovery import sweep
-from shared.messaging.broker import queue_depth
+from shared.messaging.broker import broker_was_emptied, queue_depth
 from shared.messaging.queues import EXECUTIONS_QUEUE, RECOVERY_SWEEP_TASK
 from worker.tasks.durable import durable_task
 
@@ -20,14 +20,19 @@ log = logging.getLogger(__name__)
 def recovery_sweep() -> dict[str, int]:
     """Run one sweep, publish the fan-outs it found, top dispatch up, drain the outbox,
     purge expired idempotency keys."""
-    report = sweep(executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0)
+    emptied = broker_was_emptied()
+    if emptied:
+        log.warning("the broker lost its data (its mark is gone): handing everything out again")
+    report = sweep(
+        executions_queue_empty=queue_depth(EXECUTIONS_QUEUE) == 0, broker_emptied=emptied
+    )
     dispatch_jobs(report.jobs_redispatched)
     summary = report.as_dict()
     summary["dispatched"] = dispatch.fill()
     summary["outbox_events"] = sum(outbox.drain(new_session).values())
     # Housekeeping rides along: Idempotency-Key answers older than their 24 h.
     summary["idempotency_keys_purged"] = idempotency.purge_expired()
-    routine = ("dispatched", "outbox_events", "idempotency_keys_purged")
+    routine = ("dispatched", "outbox_events", "idempotency_keys_purged", "broker_emptied")
     if any(v for k, v in summary.items() if k not in routine):
         log.warning("recovery sweep: %s", summary)
     return summary

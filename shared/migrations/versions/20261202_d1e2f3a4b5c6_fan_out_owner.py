@@ -1,0 +1,26 @@
+"""the process writing a job's fan-out
+
+Revision ID: d1e2f3a4b5c6
+Revises: c3d4e5f6a7b8
+Create Date: 2026-12-02 14:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "d1e2f3a4b5c6"
+down_revision: str | None = "c3d4e5f6a7b8"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("fan_out_owner", sa.String(length=120), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("fan_out_owner")
