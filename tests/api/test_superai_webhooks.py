@@ -1,5 +1,6 @@
 """Callback secrets and the delivery log through the API (no worker: messages are written
-as the outbox consumers write them)."""
+as the outbox consumers write them, attempts as the sender does), and what an attempt
+whose outcome was never written reads as."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from flask.testing import FlaskClient
 
 from shared.db import session_scope
-from shared.models import WebhookMessage, WebhookSecret, utcnow
+from shared.models import WebhookDelivery, WebhookMessage, WebhookSecret, utcnow
+from shared.settings import get_settings
 from shared.webhooks import enqueue
-from shared.webhooks.messages import MessageState
+from shared.webhooks.messages import RECORDING_GRACE, UNKNOWN_OUTCOME, MessageState
 from tests.support import Tenant
 
 
@@ -115,3 +117,103 @@ def test_another_tenants_deliveries_are_404(
         assert response.status_code == 404, (path, response.json)
     resent = client.post(f"{mine}/deliveries/{message}/resend", headers=auth(tenant))
     assert resent.status_code == 202
+
+
+# -- what the log says of each attempt ---------------------------------------------------
+
+
+def add_messages(
+    tenant: Tenant,
+    batch_id: str,
+    count: int,
+    created: datetime,
+    execution_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """``count`` messages of the batch, all created at the same moment (ties on the time:
+    the cursor's id breaks them), in one transaction."""
+    with session_scope() as session:
+        messages = [
+            enqueue(
+                session,
+                organisation_id=tenant.org_id,
+                job_id=uuid.UUID(batch_id),
+                execution_id=execution_id,
+                event="datapoint.finished",
+                url="https://hooks.example.com/in",
+                payload={"n": n},
+                now=created,
+            )
+            for n in range(count)
+        ]
+        session.flush()
+        return [m.id for m in messages]
+
+
+def add_attempt(
+    message_id: uuid.UUID,
+    attempt: int,
+    attempted_at: datetime,
+    *,
+    completed: bool = True,
+    status_code: int | None = 200,
+    error: str | None = None,
+) -> None:
+    """An attempt row as the sender writes it: before the request, then (if ``completed``)
+    with its outcome."""
+    with session_scope() as session:
+        session.add(
+            WebhookDelivery(
+                message_id=message_id,
+                attempt=attempt,
+                url="https://hooks.example.com/in",
+                attempted_at=attempted_at,
+                status_code=status_code if completed else None,
+                response_body="ok" if completed and status_code else None,
+                error=error if completed else None,
+                latency_ms=12 if completed else None,
+                completed_at=attempted_at + timedelta(milliseconds=12) if completed else None,
+            )
+        )
+
+
+def test_an_attempt_without_an_outcome_reads_as_sending_then_unknown(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """An attempt is logged before its request leaves: until its outcome is written it is
+    under way; older than the delivery timeout (and the time to write a round's outcomes)
+    its sender stopped, and the log says the outcome is unknown, not "no attempt"."""
+    batch_id = a_batch(client, tenant)
+    stopped, under_way = add_messages(tenant, batch_id, 2, utcnow())
+    timeout = timedelta(seconds=get_settings().webhook_timeout_seconds)
+    long_ago = utcnow() - timeout - RECORDING_GRACE - timedelta(seconds=1)
+    add_attempt(stopped, 1, long_ago - timedelta(minutes=1), status_code=500)
+    add_attempt(
+        stopped, 2, long_ago - timedelta(seconds=30), status_code=None, error="TimeoutError"
+    )
+    add_attempt(stopped, 3, long_ago, completed=False)
+    add_attempt(stopped, 4, utcnow())
+    add_attempt(under_way, 1, utcnow(), completed=False)
+    log = client.get(
+        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries", headers=auth(tenant)
+    ).json
+    attempts = {m["id"]: m["attempts"] for m in log}
+    read = [
+        (a["attempt"], a["outcome"], a["statusCode"], a["error"]) for a in attempts[str(stopped)]
+    ]
+    assert read == [
+        (1, "answered", 500, None),
+        (2, "error", None, "TimeoutError"),
+        (3, "unknown", None, UNKNOWN_OUTCOME),
+        (4, "answered", 200, None),
+    ]
+    assert UNKNOWN_OUTCOME.startswith("unknown: the sender stopped before the answer was recorded")
+    assert [a["completedAt"] is None for a in attempts[str(stopped)]] == [False, False, True, False]
+    (sending,) = attempts[str(under_way)]
+    assert (sending["outcome"], sending["error"], sending["completedAt"]) == ("sending", None, None)
+    one = client.get(f"/v1/apps/{tenant.project_id}/deliveries/{stopped}", headers=auth(tenant))
+    assert [a["outcome"] for a in one.json["attempts"]] == [
+        "answered",
+        "error",
+        "unknown",
+        "answered",
+    ]

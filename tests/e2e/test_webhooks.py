@@ -168,6 +168,8 @@ def test_a_batch_of_100_calls_back_per_data_point_and_once_for_the_batch(
     (batch_message,) = [m for m in log if m["event"] == "batch.finished"]
     assert batch_message["state"] == "delivered"
     assert [a["statusCode"] for a in batch_message["attempts"]] == [500, 500, 200]
+    assert [a["attempt"] for a in batch_message["attempts"]] == [1, 2, 3]
+    assert all(a["outcome"] == "answered" for a in batch_message["attempts"])
     assert all(a["latencyMs"] is not None for a in batch_message["attempts"])
     one = client.get(
         f"/v1/apps/{tenant.project_id}/deliveries/{batch_message['id']}", headers=headers
