@@ -217,6 +217,41 @@ def page_schema(item: type[Schema], key: str) -> type[Schema]:
     )
 
 
+DELIVERIES_LIMIT = 100  # callbacks per page of a delivery log, unless asked otherwise
+DELIVERIES_MAX_LIMIT = 500
+
+
+class DeliveriesArgs(Schema):
+    """A page of a delivery log: unknown parameters are refused (see the routes)."""
+
+    limit = fields.Integer(
+        load_default=DELIVERIES_LIMIT,
+        validate=validate.Range(min=1, max=DELIVERIES_MAX_LIMIT),
+        metadata={
+            "description": f"Callbacks per page: 1-{DELIVERIES_MAX_LIMIT}, "
+            f"default {DELIVERIES_LIMIT}"
+        },
+    )
+    cursor = Text(
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Where the page starts: the opaque cursor of the previous "
+            'page\'s `Link: <...>; rel="next"` header (absent at the end). Without it, '
+            "the first page"
+        },
+    )
+
+
+NEXT_PAGE_HEADERS = {
+    "Link": {
+        "description": 'The next page, `<path?limit=...&cursor=...>; rel="next"` (RFC '
+        "8288), absent on the last page. Pages are keyed on each callback's creation "
+        "(time, id): they neither skip nor repeat a callback while others are being added",
+        "schema": {"type": "string"},
+    }
+}
+
+
 class AttemptSchema(Schema):
     attempt = fields.Integer(metadata={"description": "1, 2, ... per callback"})
     attemptedAt = fields.Function(

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.paging import keyset_page
 from shared.settings import get_settings
 
 # A round's outcomes are written once its last attempt has ended, each within the delivery
@@ -24,6 +25,7 @@ UNKNOWN_OUTCOME = (
     "unknown: the sender stopped before the answer was recorded "
     "(the receiver may have got the request)"
 )
+LOG_CURSOR_SORT = "created"  # the log's one order: (created_at, id), oldest first
 
 
 class AttemptOutcome(StrEnum):
@@ -57,6 +59,14 @@ class MessageLog:
 
     message: WebhookMessage
     attempts: list[WebhookDelivery]
+
+
+@dataclass(frozen=True)
+class MessageLogPage:
+    """One page of a delivery log, and the cursor to the next page (None at the end)."""
+
+    items: list[MessageLog]
+    next_cursor: str | None
 
 
 class MessageState:
@@ -102,16 +112,32 @@ def message_log(
     *,
     job_id: uuid.UUID,
     execution_id: uuid.UUID | None,
-) -> list[MessageLog]:
-    """The messages of a job (or of one of its executions) with every attempt, oldest first."""
+    cursor: str | None,
+    limit: int,
+) -> MessageLogPage:
+    """A page of the messages of a job (or of one of its executions), oldest first, each
+    with every attempt: at most ``limit`` messages after ``cursor`` (the ``cursor`` query
+    parameter of a previous page). Keyed on (created_at, id), so pages neither skip nor
+    repeat a message while others are being added."""
     stmt = select(WebhookMessage).where(
         WebhookMessage.organisation_id == organisation_id, WebhookMessage.job_id == job_id
     )
     if execution_id is not None:
         stmt = stmt.where(WebhookMessage.execution_id == execution_id)
-    messages = list(session.scalars(stmt.order_by(WebhookMessage.created_at)))
+    page = keyset_page(
+        session,
+        stmt,
+        sort=LOG_CURSOR_SORT,
+        column=WebhookMessage.created_at,
+        id_column=WebhookMessage.id,
+        descending=False,
+        cursor=cursor,
+        limit=limit,
+        parameter="cursor",
+    )
+    messages: list[WebhookMessage] = page.items
     attempts = _attempts_of(session, [m.id for m in messages])
-    return [MessageLog(m, attempts[m.id]) for m in messages]
+    return MessageLogPage([MessageLog(m, attempts[m.id]) for m in messages], page.next_cursor)
 
 
 def _attempts_of(

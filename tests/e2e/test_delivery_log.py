@@ -1,17 +1,22 @@
 """The delivery log tells the truth: a sender killed (SIGKILL) while the receiver holds its
 requests open leaves each of them logged as an attempt whose outcome is unknown, and the
-retry is the next attempt."""
+retry is the next attempt; and the log of a 50,000-callback batch is read page by page by
+the real API process in bounded memory (its RSS is printed: ``pytest -s``)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from shared.db import session_scope
 from shared.messaging.publisher import publish_webhook_delivery
@@ -19,7 +24,7 @@ from shared.models import WebhookDelivery, WebhookMessage, utcnow
 from shared.webhooks import enqueue
 from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState
 from tests.fakes import FakeWebhookReceiver, Hang, Reply
-from tests.support import Tenant, running_beat, running_worker, wait_until
+from tests.support import Tenant, running_api, running_beat, running_worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +97,7 @@ def api_log(client: FlaskClient, tenant: Tenant, batch_id: uuid.UUID) -> list[di
         headers={"API-KEY": tenant.api_key},
     )
     assert response.status_code == 200, response.json
+    assert "Link" not in response.headers  # one page holds them all
     log: list[dict[str, Any]] = response.json
     return log
 
@@ -148,3 +154,106 @@ def test_a_sender_killed_mid_delivery_leaves_every_attempt_in_the_log(
         assert (first["attempt"], first["outcome"], first["statusCode"]) == (1, "unknown", None)
         assert first["error"] == UNKNOWN_OUTCOME and first["completedAt"] is None
         assert (second["attempt"], second["outcome"], second["statusCode"]) == (2, "answered", 200)
+
+
+# -- the log of a big batch, page by page ----------------------------------------------
+
+BIG_BATCH = 50_000
+
+
+def add_delivered_callbacks(tenant: Tenant, batch_id: uuid.UUID, count: int) -> None:
+    """``count`` delivered callbacks of the batch, one answered attempt each, shaped like a
+    data point's (written in bulk: the sender's own pace is not what is measured)."""
+    now = utcnow()
+    for start in range(0, count, 5000):
+        messages, attempts = [], []
+        for n in range(start, min(start + 5000, count)):
+            message_id, point = uuid.uuid4(), str(uuid.uuid4())
+            messages.append(
+                {
+                    "id": message_id,
+                    "organisation_id": tenant.org_id,
+                    "job_id": batch_id,
+                    "execution_id": uuid.UUID(point),
+                    "event": "datapoint.finished",
+                    "url": "https://hooks.example.com/in",
+                    "payload": {"id": point, "uuid": point, "state": "COMPLETED", "n": n},
+                    "state": MessageState.DELIVERED,
+                    "attempts": 1,
+                    "next_attempt_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            attempts.append(
+                {
+                    "id": uuid.uuid4(),
+                    "message_id": message_id,
+                    "attempt": 1,
+                    "url": "https://hooks.example.com/in",
+                    "status_code": 200,
+                    "response_body": "ok",
+                    "latency_ms": 4,
+                    "attempted_at": now,
+                    "completed_at": now,
+                }
+            )
+        with session_scope() as session:
+            session.execute(insert(WebhookMessage), messages)
+            session.execute(insert(WebhookDelivery), attempts)
+
+
+def api_workers() -> list[psutil.Process]:
+    """The gunicorn worker processes this test started (children of its master)."""
+    masters = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "gunicorn" in " ".join(p.cmdline()) and p.parent().pid == psutil.Process().pid
+    ]
+    return [worker for master in masters for worker in master.children()]
+
+
+@pytest.fixture
+def big_batch(client: FlaskClient, tenant: Tenant) -> Iterator[uuid.UUID]:
+    batch_id = a_batch(client, tenant)
+    add_delivered_callbacks(tenant, batch_id, BIG_BATCH)
+    with session_scope() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(WebhookMessage)
+            .where(WebhookMessage.job_id == batch_id)
+        )
+    assert count == BIG_BATCH
+    yield batch_id
+
+
+def test_the_log_of_a_50000_callback_batch_is_read_page_by_page_in_bounded_memory(
+    tenant: Tenant, big_batch: uuid.UUID, tmp_path: Path
+) -> None:
+    with running_api(tmp_path) as base_url:
+        (worker,) = api_workers()
+        before = worker.memory_info().rss
+        peak, pages, seen, body_bytes = before, 0, set(), 0
+        started = time.monotonic()
+        link: str | None = f"/v1/apps/{tenant.project_id}/batches/{big_batch}/deliveries?limit=500"
+        with httpx.Client(base_url=base_url, headers={"API-KEY": tenant.api_key}) as http:
+            while link is not None:
+                response = http.get(link, timeout=60)
+                assert response.status_code == 200, response.text
+                pages += 1
+                body_bytes += len(response.content)
+                seen.update(m["id"] for m in response.json())
+                peak = max(peak, worker.memory_info().rss)
+                link = response.links.get("next", {}).get("url")
+        elapsed = time.monotonic() - started
+    mb = 2**20
+    print(
+        f"\ndelivery log of {BIG_BATCH} callbacks: {pages} pages of 500, "
+        f"{body_bytes / mb:.1f} MB in all, {elapsed:.1f} s; API worker RSS "
+        f"{before / mb:.0f} MB before, {peak / mb:.0f} MB at most while paging "
+        f"(+{(peak - before) / mb:.0f} MB)"
+    )
+    assert len(seen) == BIG_BATCH and pages == BIG_BATCH // 500
+    # A page is at most 500 callbacks: what the process grows by does not depend on the
+    # batch's size (the whole log at once grew it to 282 MB; issue 14).
+    assert peak - before < 64 * mb
