@@ -56,24 +56,35 @@ def encode_cursor(sort: str, descending: bool, value: Any, row_id: uuid.UUID) ->
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: str, sort: str, descending: bool) -> tuple[Any, uuid.UUID]:
-    """The (sort value, id) ``token`` names; InvalidInput when it is not one of ours, or
-    was made for another order than the one asked for now."""
+def decode_cursor(
+    token: str,
+    sort: str,
+    descending: bool,
+    *,
+    value_type: type | None = None,
+    parameter: str = "lastEvaluatedKey",
+) -> tuple[Any, uuid.UUID]:
+    """The (sort value, id) ``token`` names; InvalidInput (naming ``parameter``) when it is
+    not one of ours, holds a value of another type than ``value_type`` (a hand-made token
+    must not reach the database as a wrongly typed parameter), or was made for another
+    order than the one asked for now."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if payload["s"] != sort or payload["d"] != descending:
             raise InvalidInput(
-                "lastEvaluatedKey belongs to another sort order: page with the same "
+                f"{parameter} belongs to another sort order: page with the same "
                 "sortBy and sortOrder, or start again without it"
             )
         value = payload["v"]
         if isinstance(value, dict):
             value = datetime.fromisoformat(value["t"])
+        if value_type is not None and not isinstance(value, value_type):
+            raise TypeError(f"a {type(value).__name__} where a {value_type.__name__} belongs")
         return value, uuid.UUID(payload["id"])
     except InvalidInput:
         raise
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("lastEvaluatedKey is not a cursor from a previous answer") from exc
+        raise InvalidInput(f"{parameter} is not a cursor from a previous answer") from exc
 
 
 def keyset_page(
@@ -86,10 +97,18 @@ def keyset_page(
     descending: bool,
     cursor: str | None,
     limit: int,
+    parameter: str = "lastEvaluatedKey",
 ) -> KeysetPage:
-    """One page of ``stmt`` ordered by (``column``, ``id_column``), after ``cursor``."""
+    """One page of ``stmt`` ordered by (``column``, ``id_column``), after ``cursor`` (the
+    query parameter called ``parameter``, as errors name it)."""
     if cursor:
-        value, row_id = decode_cursor(cursor, sort, descending)
+        value, row_id = decode_cursor(
+            cursor,
+            sort,
+            descending,
+            value_type=column.type.python_type,
+            parameter=parameter,
+        )
         after = tuple_(column, id_column)
         stmt = stmt.where(after < (value, row_id) if descending else after > (value, row_id))
     order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
@@ -17,6 +20,7 @@ from shared.batches.processor import Processor
 from shared.batches.service import DataPoint, DataPointState
 from shared.db import session_scope
 from shared.paging import Page
+from shared.webhooks.messages import MessageLogPage
 
 blp = Blueprint("superai-apps", __name__, url_prefix="/v1/apps", description="Batches (super.AI)")
 
@@ -34,6 +38,16 @@ def page_envelope(page: Page, key: str, size: int) -> dict[str, Any]:
         "pages": -(-page.total // size),
         "total": page.total,
     }
+
+
+def log_page(page: MessageLogPage, limit: int) -> tuple[list[Any], dict[str, str]]:
+    """A page of a delivery log as answered: the body stays the list it always was (a
+    client that reads it still does), and the next page is a ``Link`` header (RFC 8288)."""
+    headers = {}
+    if page.next_cursor is not None:
+        query = urlencode({"limit": limit, "cursor": page.next_cursor})
+        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+    return page.items, headers
 
 
 @blp.route("/<app_id>/jobs")
@@ -177,13 +191,21 @@ class AppProcessor(MethodView):
 
 @blp.route("/<app_id>/batches/<batch_id>/deliveries")
 class BatchDeliveries(MethodView):
-    @blp.response(200, schemas.DeliverySchema(many=True))
-    def get(self, app_id: str, batch_id: str) -> Any:
-        """The batch's callbacks (its own and its data points'), with every attempt"""
+    @blp.arguments(schemas.DeliveriesArgs, location="query", unknown=RAISE)
+    @blp.response(200, schemas.DeliverySchema(many=True), headers=schemas.NEXT_PAGE_HEADERS)
+    @blp.alt_response(400, description="An unknown parameter, a bad limit or cursor")
+    def get(self, args: dict[str, Any], app_id: str, batch_id: str) -> Any:
+        """A page of the batch's callbacks (its own and its data points'), oldest first"""
         with session_scope() as session:
-            return service.deliveries_of_batch(
-                session, current_principal(), path_uuid(app_id, "App"), path_uuid(batch_id, "Batch")
+            page = service.deliveries_of_batch(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                path_uuid(batch_id, "Batch"),
+                cursor=args.get("cursor"),
+                limit=args["limit"],
             )
+        return log_page(page, args["limit"])
 
 
 @blp.route("/<app_id>/batches/<batch_id>/deliveries/resend")
@@ -204,13 +226,21 @@ class ResendFailed(MethodView):
 
 @blp.route("/<app_id>/jobs/<job_id>/deliveries")
 class DataPointDeliveries(MethodView):
-    @blp.response(200, schemas.DeliverySchema(many=True))
-    def get(self, app_id: str, job_id: str) -> Any:
-        """A data point's callbacks, with every attempt"""
+    @blp.arguments(schemas.DeliveriesArgs, location="query", unknown=RAISE)
+    @blp.response(200, schemas.DeliverySchema(many=True), headers=schemas.NEXT_PAGE_HEADERS)
+    @blp.alt_response(400, description="An unknown parameter, a bad limit or cursor")
+    def get(self, args: dict[str, Any], app_id: str, job_id: str) -> Any:
+        """A page of a data point's callbacks, oldest first, with every attempt"""
         with session_scope() as session:
-            return service.deliveries_of_data_point(
-                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            page = service.deliveries_of_data_point(
+                session,
+                current_principal(),
+                path_uuid(app_id, "App"),
+                path_uuid(job_id, "Job"),
+                cursor=args.get("cursor"),
+                limit=args["limit"],
             )
+        return log_page(page, args["limit"])
 
 
 @blp.route("/<app_id>/deliveries/<delivery_id>")

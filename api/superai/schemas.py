@@ -12,6 +12,8 @@ from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
 from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
+from shared.models import utcnow
+from shared.webhooks.messages import AttemptOutcome, attempt_error, attempt_outcome
 
 
 def iso(value: Any) -> str | None:
@@ -215,17 +217,81 @@ def page_schema(item: type[Schema], key: str) -> type[Schema]:
     )
 
 
+DELIVERIES_LIMIT = 100  # callbacks per page of a delivery log, unless asked otherwise
+DELIVERIES_MAX_LIMIT = 500
+
+
+class DeliveriesArgs(Schema):
+    """A page of a delivery log: unknown parameters are refused (see the routes)."""
+
+    limit = fields.Integer(
+        load_default=DELIVERIES_LIMIT,
+        validate=validate.Range(min=1, max=DELIVERIES_MAX_LIMIT),
+        metadata={
+            "description": f"Callbacks per page: 1-{DELIVERIES_MAX_LIMIT}, "
+            f"default {DELIVERIES_LIMIT}"
+        },
+    )
+    cursor = Text(
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Where the page starts: the opaque cursor of the previous "
+            'page\'s `Link: <...>; rel="next"` header (absent at the end). Without it, '
+            "the first page"
+        },
+    )
+
+
+NEXT_PAGE_HEADERS = {
+    "Link": {
+        "description": 'The next page, `<path?limit=...&cursor=...>; rel="next"` (RFC '
+        "8288), absent on the last page. Pages are keyed on each callback's creation "
+        "(time, id): they neither skip nor repeat a callback while others are being added",
+        "schema": {"type": "string"},
+    }
+}
+
+
 class AttemptSchema(Schema):
-    attempt = fields.Integer()
-    attemptedAt = fields.Function(lambda d: iso(d.attempted_at), metadata={"type": "string"})
+    attempt = fields.Integer(metadata={"description": "1, 2, ... per callback"})
+    attemptedAt = fields.Function(
+        lambda d: iso(d.attempted_at),
+        metadata={"type": "string", "description": "When the request was about to leave"},
+    )
     url = fields.String()
+    outcome = fields.Function(
+        lambda d: attempt_outcome(d, utcnow()).value,
+        metadata={
+            "type": "string",
+            "enum": [o.value for o in AttemptOutcome],
+            "description": "answered (statusCode); error (no answer: error says why); "
+            "sending (under way: an attempt is logged before its request leaves); unknown "
+            "(its sender stopped before recording the outcome: the receiver may have got "
+            "the request; the retry is the next attempt)",
+        },
+    )
+    completedAt = fields.Function(
+        lambda d: iso(d.completed_at),
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "description": "When the outcome was recorded",
+        },
+    )
     statusCode = fields.Integer(attribute="status_code", allow_none=True)
     responseBody = fields.String(
         attribute="response_body",
         allow_none=True,
         metadata={"description": "The first KB of what the receiver answered"},
     )
-    error = fields.String(allow_none=True)
+    error = fields.Function(
+        lambda d: attempt_error(d, utcnow()),
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "description": "Why there was no answer, or why the outcome is unknown",
+        },
+    )
     latencyMs = fields.Integer(attribute="latency_ms", allow_none=True)
 
 

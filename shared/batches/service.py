@@ -44,6 +44,7 @@ from shared.paging import Page, paginate
 from shared.scoping import get_owned
 from shared.webhooks.messages import (
     MessageLog,
+    MessageLogPage,
     failed_since,
     get_message,
     message_log,
@@ -346,18 +347,44 @@ def queue_data_point(
 
 
 def deliveries_of_batch(
-    session: Session, principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID
-) -> list[MessageLog]:
+    session: Session,
+    principal: Principal,
+    app_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> MessageLogPage:
+    """A page of the batch's callbacks (its own and its data points'), oldest first."""
     batch = get_batch(session, principal, app_id, batch_id)
-    return message_log(session, principal.organisation_id, job_id=batch.id, execution_id=None)
+    return message_log(
+        session,
+        principal.organisation_id,
+        job_id=batch.id,
+        execution_id=None,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 def deliveries_of_data_point(
-    session: Session, principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
-) -> list[MessageLog]:
+    session: Session,
+    principal: Principal,
+    app_id: uuid.UUID,
+    data_point_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> MessageLogPage:
+    """A page of a data point's callbacks, oldest first."""
     point = get_data_point(session, principal, app_id, data_point_id)
     return message_log(
-        session, principal.organisation_id, job_id=point.batch.id, execution_id=point.execution.id
+        session,
+        principal.organisation_id,
+        job_id=point.batch.id,
+        execution_id=point.execution.id,
+        cursor=cursor,
+        limit=limit,
     )
 
 

@@ -35,15 +35,15 @@ class WebhookMessage(Base):
     __table_args__ = (
         # What the sender picks up: due messages still being tried.
         Index("ix_webhook_messages_due", "state", "next_attempt_at"),
+        # A job's delivery log, read in cursor pages ordered by (created_at, id).
+        Index("ix_webhook_messages_job_id_created_at", "job_id", "created_at", "id"),
     )
 
     id: Mapped[uuid_pk]
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
-    )
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
     execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     event: Mapped[str] = mapped_column(String(40))  # datapoint.finished | batch.finished
     url: Mapped[str] = mapped_column(String(2048))
@@ -56,13 +56,21 @@ class WebhookMessage(Base):
 
 
 class WebhookDelivery(Base):
-    """One attempt to deliver a message: what was answered, and how fast."""
+    """One attempt to deliver a message: what was answered, and how fast.
+
+    The row is written (committed) before the request is sent, without an outcome, and
+    completed after it (``completed_at`` and the answer or the error): a sender that dies
+    in between leaves the attempt logged, its outcome unknown."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # A message's attempts, in order (numbered 1, 2, ... per message).
+        Index("ix_webhook_deliveries_message_id_attempt", "message_id", "attempt"),
+    )
 
     id: Mapped[uuid_pk]
     message_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True
+        Uuid, ForeignKey("webhook_messages.id", ondelete="CASCADE")
     )
     attempt: Mapped[int] = mapped_column(Integer)
     url: Mapped[str] = mapped_column(String(2048))
@@ -70,4 +78,5 @@ class WebhookDelivery(Base):
     response_body: Mapped[str | None] = mapped_column(Text)  # the first KB
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
-    attempted_at: Mapped[timestamp]
+    attempted_at: Mapped[timestamp]  # when the request was about to leave
+    completed_at: Mapped[optional_timestamp]  # None: no outcome recorded (yet)

@@ -5,22 +5,68 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.paging import keyset_page
+from shared.settings import get_settings
+
+# A round's outcomes are written once its last attempt has ended, each within the delivery
+# timeout; this much more covers writing them. An attempt older than both without an
+# outcome is one whose sender stopped (killed, or its machine lost) after logging it.
+RECORDING_GRACE = timedelta(seconds=5)
+UNKNOWN_OUTCOME = (
+    "unknown: the sender stopped before the answer was recorded "
+    "(the receiver may have got the request)"
+)
+LOG_CURSOR_SORT = "created"  # the log's one order: (created_at, id), oldest first
+
+
+class AttemptOutcome(StrEnum):
+    ANSWERED = "answered"  # the receiver answered: statusCode (and the start of the body)
+    ERROR = "error"  # no answer: a timeout, a refused connection or address (error)
+    SENDING = "sending"  # under way: its outcome is not written yet
+    UNKNOWN = "unknown"  # the sender stopped before writing the outcome
+
+
+def attempt_outcome(attempt: WebhookDelivery, now: datetime) -> AttemptOutcome:
+    """What is known of an attempt ``now``: an attempt is logged before its request leaves
+    and completed after it, so one never completed is under way or lost with its sender."""
+    if attempt.completed_at is not None:
+        return AttemptOutcome.ANSWERED if attempt.status_code is not None else AttemptOutcome.ERROR
+    overdue = timedelta(seconds=get_settings().webhook_timeout_seconds) + RECORDING_GRACE
+    return (
+        AttemptOutcome.UNKNOWN if now - attempt.attempted_at > overdue else AttemptOutcome.SENDING
+    )
+
+
+def attempt_error(attempt: WebhookDelivery, now: datetime) -> str | None:
+    """The attempt's error, or why its outcome is unknown."""
+    if attempt_outcome(attempt, now) is AttemptOutcome.UNKNOWN:
+        return UNKNOWN_OUTCOME
+    return attempt.error
 
 
 @dataclass(frozen=True)
 class MessageLog:
-    """A message and every attempt to deliver it, oldest first."""
+    """A message and every attempt to deliver it, in order (1, 2, ...)."""
 
     message: WebhookMessage
     attempts: list[WebhookDelivery]
+
+
+@dataclass(frozen=True)
+class MessageLogPage:
+    """One page of a delivery log, and the cursor to the next page (None at the end)."""
+
+    items: list[MessageLog]
+    next_cursor: str | None
 
 
 class MessageState:
@@ -66,39 +112,54 @@ def message_log(
     *,
     job_id: uuid.UUID,
     execution_id: uuid.UUID | None,
-) -> list[MessageLog]:
-    """The messages of a job (or of one of its executions) with every attempt, oldest first."""
-    where = [WebhookMessage.organisation_id == organisation_id, WebhookMessage.job_id == job_id]
-    if execution_id is not None:
-        where.append(WebhookMessage.execution_id == execution_id)
-    messages = list(
-        session.scalars(
-            select(WebhookMessage).where(and_(*where)).order_by(WebhookMessage.created_at)
-        )
+    cursor: str | None,
+    limit: int,
+) -> MessageLogPage:
+    """A page of the messages of a job (or of one of its executions), oldest first, each
+    with every attempt: at most ``limit`` messages after ``cursor`` (the ``cursor`` query
+    parameter of a previous page). Keyed on (created_at, id), so pages neither skip nor
+    repeat a message while others are being added."""
+    stmt = select(WebhookMessage).where(
+        WebhookMessage.organisation_id == organisation_id, WebhookMessage.job_id == job_id
     )
-    attempts: dict[uuid.UUID, list[WebhookDelivery]] = {m.id: [] for m in messages}
-    if messages:
+    if execution_id is not None:
+        stmt = stmt.where(WebhookMessage.execution_id == execution_id)
+    page = keyset_page(
+        session,
+        stmt,
+        sort=LOG_CURSOR_SORT,
+        column=WebhookMessage.created_at,
+        id_column=WebhookMessage.id,
+        descending=False,
+        cursor=cursor,
+        limit=limit,
+        parameter="cursor",
+    )
+    messages: list[WebhookMessage] = page.items
+    attempts = _attempts_of(session, [m.id for m in messages])
+    return MessageLogPage([MessageLog(m, attempts[m.id]) for m in messages], page.next_cursor)
+
+
+def _attempts_of(
+    session: Session, message_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[WebhookDelivery]]:
+    """Every attempt of these messages, by message, in order."""
+    attempts: dict[uuid.UUID, list[WebhookDelivery]] = {m: [] for m in message_ids}
+    if message_ids:
         for delivery in session.scalars(
             select(WebhookDelivery)
-            .where(WebhookDelivery.message_id.in_(list(attempts)))
-            .order_by(WebhookDelivery.attempted_at)
+            .where(WebhookDelivery.message_id.in_(message_ids))
+            .order_by(WebhookDelivery.message_id, WebhookDelivery.attempt)
         ):
             attempts[delivery.message_id].append(delivery)
-    return [MessageLog(m, attempts[m.id]) for m in messages]
+    return attempts
 
 
 def get_message(session: Session, organisation_id: uuid.UUID, message_id: uuid.UUID) -> MessageLog:
     message = session.get(WebhookMessage, message_id)
     if message is None or message.organisation_id != organisation_id:
         raise NotFound(f"Delivery {message_id} not found")
-    attempts = list(
-        session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.message_id == message_id)
-            .order_by(WebhookDelivery.attempted_at)
-        )
-    )
-    return MessageLog(message, attempts)
+    return MessageLog(message, _attempts_of(session, [message_id])[message_id])
 
 
 def resend(session: Session, organisation_id: uuid.UUID, message_ids: Sequence[uuid.UUID]) -> int:

@@ -1,11 +1,17 @@
 """Sending due webhook messages: signed, to the checked address, each attempt logged.
 
-A call takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases them (their
-``next_attempt_at`` moves past the send timeout), so concurrent senders never send a
-message twice at once; a sender that dies leaves the lease to expire and the message is
-sent again (at least once). Every attempt becomes a :class:`WebhookDelivery` row, and the
-message is delivered (2xx), gone (410: no more attempts), failed (the schedule is spent)
-or due again after the schedule's next wait, jittered.
+A call (a send round) takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases
+them (their ``next_attempt_at`` moves past the send timeout), so concurrent senders never
+send a message twice at once; a sender that dies leaves the lease to expire and the message
+is sent again (at least once, with the same ``webhook-id``).
+
+Every attempt is a :class:`WebhookDelivery` row written in the lease's transaction, before
+any request of the round leaves, and completed once the round's requests have ended: a
+sender killed in between leaves its attempts logged, their outcome unknown, and the retry
+is the next attempt. Two statements before the round (lease, attempts) and two after it
+(outcomes, messages), whatever its size. The message is then delivered (2xx), gone (410:
+no more attempts), failed (the schedule is spent) or due again after the schedule's next
+wait, jittered.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ BATCH = 200
 
 @dataclass(frozen=True)
 class _Send:
+    delivery_id: uuid.UUID  # the attempt's row, written before the request leaves
     message_id: uuid.UUID
     attempt: int
     url: str
@@ -83,17 +90,20 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
         )
         if not due:
             return {"sent": 0}
-        session.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id.in_([m.id for m in due]))
-            .values(next_attempt_at=now + lease)
-        )
         secrets_by_org: dict[uuid.UUID, list[str]] = {}
         for organisation_id in {m.organisation_id for m in due}:
             secrets_by_org[organisation_id] = [
                 s.secret for s in signing_secrets(session, organisation_id, now)
             ]
         sends = [_prepare(m, secrets_by_org[m.organisation_id], now) for m in due]
+        session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id.in_([m.id for m in due]))
+            .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
+        )
+        # Logged and committed before any request leaves: a sender that dies after sending
+        # leaves its attempts in the log (the outcome unknown), never a request unlogged.
+        session.execute(insert(WebhookDelivery), [_attempt_row(s, now) for s in sends])
     results = asyncio.run(
         _post_all(sends, settings.webhook_timeout_seconds, settings.webhook_concurrency)
     )
@@ -126,7 +136,18 @@ def _prepare(message: WebhookMessage, secrets: list[str], now: datetime) -> _Sen
     }
     if secrets:
         headers["webhook-signature"] = sign(str(message.id), now, body, secrets)
-    return _Send(message.id, message.attempts + 1, message.url, body, headers)
+    return _Send(uuid.uuid4(), message.id, message.attempts + 1, message.url, body, headers)
+
+
+def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
+    """The attempt's delivery row as written before the request: no outcome yet."""
+    return {
+        "id": send.delivery_id,
+        "message_id": send.message_id,
+        "attempt": send.attempt,
+        "url": send.url,
+        "attempted_at": now,
+    }
 
 
 async def _post_all(sends: list[_Send], timeout: float, concurrency: int) -> list[_Result]:
@@ -136,19 +157,31 @@ async def _post_all(sends: list[_Send], timeout: float, concurrency: int) -> lis
         connector=aiohttp.TCPConnector(limit=concurrency),
         timeout=aiohttp.ClientTimeout(total=timeout),
     ) as session:
-        return list(await asyncio.gather(*(_post(session, s) for s in sends)))
+        return list(await asyncio.gather(*(_post(session, s, timeout) for s in sends)))
 
 
-async def _post(session: aiohttp.ClientSession, send: _Send) -> _Result:
+async def _post(session: aiohttp.ClientSession, send: _Send, timeout: float) -> _Result:
+    """One attempt, the address look-up included, ended within ``timeout``: a round's
+    outcomes are all recorded soon after it (an attempt older than that without an
+    outcome is one whose sender stopped)."""
     started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            return await _attempt(session, send, started)
+    except TimeoutError:
+        error = f"TimeoutError: no answer within {timeout:g} s"
+        return _Result(send, None, None, error, _elapsed_ms(started))
 
-    def elapsed() -> int:
-        return round((time.perf_counter() - started) * 1000)
 
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+async def _attempt(session: aiohttp.ClientSession, send: _Send, started: float) -> _Result:
     try:
         target = await asyncio.to_thread(resolve, send.url)  # DNS may block: off the loop
     except RefusedURL as exc:
-        return _Result(send, None, None, exc.message, elapsed(), permanent=True)
+        return _Result(send, None, None, exc.message, _elapsed_ms(started), permanent=True)
     parts = urlsplit(send.url)
     host = f"{target.host}:{parts.port}" if parts.port else target.host
     try:
@@ -160,9 +193,13 @@ async def _post(session: aiohttp.ClientSession, send: _Send) -> _Result:
             allow_redirects=False,
         ) as response:
             head = await response.content.read(MAX_LOGGED_BODY)
-            return _Result(send, response.status, head.decode(errors="replace"), None, elapsed())
+            return _Result(
+                send, response.status, head.decode(errors="replace"), None, _elapsed_ms(started)
+            )
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        return _Result(send, None, None, f"{type(exc).__name__}: {exc}".strip(), elapsed())
+        return _Result(
+            send, None, None, f"{type(exc).__name__}: {exc}".strip(), _elapsed_ms(started)
+        )
 
 
 def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
@@ -179,39 +216,36 @@ def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | No
 
 
 def _record(results: list[_Result]) -> dict[str, int]:
-    """Every attempt's delivery row and its message's new state: two statements."""
+    """Every attempt's outcome on its delivery row, and its message's new state: two
+    statements (by primary key, executemany)."""
     schedule = get_settings().webhook_retry_schedule
     now = utcnow()
     counts: dict[str, int] = {"sent": len(results)}
-    deliveries, messages = [], []
+    outcomes, messages = [], []
     for result in results:
         state, wait = _next_state(result, schedule)
         counts[state] = counts.get(state, 0) + 1
-        deliveries.append(
+        outcomes.append(
             {
-                "id": uuid.uuid4(),
-                "message_id": result.send.message_id,
-                "attempt": result.send.attempt,
-                "url": result.send.url,
+                "id": result.send.delivery_id,
                 "status_code": result.status_code,
                 "response_body": result.response_body,
                 "error": result.error,
                 "latency_ms": result.latency_ms,
-                "attempted_at": now,
+                "completed_at": now,
             }
         )
         messages.append(
             {
                 "id": result.send.message_id,
                 "state": state,
-                "attempts": result.send.attempt,
                 "next_attempt_at": None if wait is None else now + timedelta(seconds=wait),
                 "updated_at": now,
             }
         )
     with session_scope() as session:
-        session.execute(insert(WebhookDelivery), deliveries)
-        session.execute(update(WebhookMessage), messages)  # by primary key, executemany
+        session.execute(update(WebhookDelivery), outcomes)
+        session.execute(update(WebhookMessage), messages)
     if counts.get(MessageState.FAILED):
         log.info("%d webhook message(s) failed for good", counts[MessageState.FAILED])
     return counts

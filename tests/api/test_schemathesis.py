@@ -53,6 +53,11 @@ NARROWED_CHECKS = [
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
     },
     {
+        # The same for the delivery logs' cursor (the next page's Link header holds it).
+        "include-name-regex": r"^GET /v1/apps/\{app_id\}/(batches/\{batch_id\}|jobs/\{job_id\})/deliveries$",
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
+    },
+    {
         # Smart DB checks what a schema cannot: the source database answers at that URL
         # (POST /databases), the interval and times parse and the table and KB exist
         # (POST /jobs/create). It answers 400 with its own codes (INVALID_REQUEST,

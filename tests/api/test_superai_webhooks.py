@@ -1,17 +1,26 @@
 """Callback secrets and the delivery log through the API (no worker: messages are written
-as the outbox consumers write them)."""
+as the outbox consumers write them, attempts as the sender does): its cursor pages, its
+bad parameters, and what an attempt whose outcome was never written reads as."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from shared.db import session_scope
-from shared.models import WebhookMessage, WebhookSecret, utcnow
+from shared.engine.fanout import fan_out_job
+from shared.models import Execution, WebhookDelivery, WebhookMessage, WebhookSecret, utcnow
+from shared.settings import get_settings
 from shared.webhooks import enqueue
-from shared.webhooks.messages import MessageState
+from shared.webhooks.messages import RECORDING_GRACE, UNKNOWN_OUTCOME, MessageState
 from tests.support import Tenant
 
 
@@ -28,6 +37,17 @@ def a_batch(client: FlaskClient, tenant: Tenant) -> str:
     assert response.status_code == 200
     batch_id: str = response.json["batchId"]
     return batch_id
+
+
+def a_batch_and_its_data_point(client: FlaskClient, tenant: Tenant) -> tuple[str, uuid.UUID]:
+    """A one-input batch, fanned out (its data point exists), and its data point's id."""
+    batch_id = a_batch(client, tenant)
+    fan_out_job(uuid.UUID(batch_id))
+    with session_scope() as session:
+        (point,) = session.scalars(
+            select(Execution.id).where(Execution.job_id == uuid.UUID(batch_id))
+        )
+    return batch_id, point
 
 
 def add_message(tenant: Tenant, batch_id: str, state: str, created: datetime) -> uuid.UUID:
@@ -115,3 +135,205 @@ def test_another_tenants_deliveries_are_404(
         assert response.status_code == 404, (path, response.json)
     resent = client.post(f"{mine}/deliveries/{message}/resend", headers=auth(tenant))
     assert resent.status_code == 202
+
+
+# -- the delivery log, in cursor pages -------------------------------------------------
+
+
+def add_messages(
+    tenant: Tenant,
+    batch_id: str,
+    count: int,
+    created: datetime,
+    execution_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """``count`` messages of the batch, all created at the same moment (ties on the time:
+    the cursor's id breaks them), in one transaction."""
+    with session_scope() as session:
+        messages = [
+            enqueue(
+                session,
+                organisation_id=tenant.org_id,
+                job_id=uuid.UUID(batch_id),
+                execution_id=execution_id,
+                event="datapoint.finished",
+                url="https://hooks.example.com/in",
+                payload={"n": n},
+                now=created,
+            )
+            for n in range(count)
+        ]
+        session.flush()
+        return [m.id for m in messages]
+
+
+def add_attempt(
+    message_id: uuid.UUID,
+    attempt: int,
+    attempted_at: datetime,
+    *,
+    completed: bool = True,
+    status_code: int | None = 200,
+    error: str | None = None,
+) -> None:
+    """An attempt row as the sender writes it: before the request, then (if ``completed``)
+    with its outcome."""
+    with session_scope() as session:
+        session.add(
+            WebhookDelivery(
+                message_id=message_id,
+                attempt=attempt,
+                url="https://hooks.example.com/in",
+                attempted_at=attempted_at,
+                status_code=status_code if completed else None,
+                response_body="ok" if completed and status_code else None,
+                error=error if completed else None,
+                latency_ms=12 if completed else None,
+                completed_at=attempted_at + timedelta(milliseconds=12) if completed else None,
+            )
+        )
+
+
+def next_link(response: Any) -> str | None:
+    """The path of the ``Link: <...>; rel="next"`` header, or None."""
+    link = response.headers.get("Link")
+    if link is None:
+        return None
+    match = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+    assert match, link
+    return match.group(1)
+
+
+def test_a_log_longer_than_a_page_is_read_whole_while_it_grows(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """250 callbacks created at the same moment, paged by 100 while callbacks and
+    attempts are being added between the pages: each callback appears exactly once, and
+    the ones added meanwhile come after (the log's order is creation)."""
+    batch_id = a_batch(client, tenant)
+    earlier = add_messages(tenant, batch_id, 250, utcnow() - timedelta(minutes=1))
+    path = f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries"
+    seen: list[str] = []
+    added: list[uuid.UUID] = []
+    pages = 0
+    link: str | None = f"{path}?limit=100"
+    while link is not None:
+        response = client.get(link, headers=auth(tenant))
+        assert response.status_code == 200, response.json
+        assert isinstance(response.json, list) and len(response.json) <= 100
+        seen += [m["id"] for m in response.json]
+        link = next_link(response)
+        pages += 1
+        if pages <= 2:  # meanwhile: new callbacks, and new attempts of old and unread ones
+            added += add_messages(tenant, batch_id, 30, utcnow())
+            add_attempt(earlier[0], 1, utcnow())
+            add_attempt(earlier[-1], 1, utcnow())
+    assert len(seen) == len(set(seen)) == 310
+    assert set(seen) == {str(i) for i in earlier + added}
+    assert seen[-60:] == [s for s in seen if uuid.UUID(s) in set(added)]
+    assert pages == 4
+
+
+def test_the_first_page_by_default_and_a_data_points_log_pages_too(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    batch_id, point = a_batch_and_its_data_point(client, tenant)
+    add_messages(tenant, batch_id, 120, utcnow())  # the batch's own callbacks
+    mine = add_messages(tenant, batch_id, 3, utcnow(), execution_id=point)
+    batch_log = client.get(
+        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries", headers=auth(tenant)
+    )
+    assert len(batch_log.json) == 100 and next_link(batch_log) is not None
+    path = f"/v1/apps/{tenant.project_id}/jobs/{point}/deliveries"
+    seen = []
+    link: str | None = f"{path}?limit=2"
+    while link is not None:
+        response = client.get(link, headers=auth(tenant))
+        assert response.status_code == 200, response.json
+        seen += [m["id"] for m in response.json]
+        link = next_link(response)
+    assert sorted(seen) == sorted(str(m) for m in mine)  # same time: in id order
+    last = client.get(path, headers=auth(tenant))
+    assert len(last.json) == 3 and "Link" not in last.headers
+
+
+def crafted_cursor(value: Any, row_id: str = "0c4f5a40-3b1e-4c3e-9f55-3c1f0c8d9e10") -> str:
+    """A token shaped like the API's cursors, made by hand (a client may try anything)."""
+    payload = {"s": "created", "d": False, "v": value, "id": row_id}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ({"limit": 0}, "limit: "),
+        ({"limit": 501}, "limit: "),
+        ({"limit": "ten"}, "limit: "),
+        ({"cursor": "not a cursor"}, None),
+        ({"cursor": crafted_cursor("yesterday")}, None),
+        ({"cursor": crafted_cursor(12)}, None),
+        ({"cursor": crafted_cursor({"t": "2026-12-01T00:00:00"}, "x")}, None),
+        ({"cursor": ""}, "cursor: "),
+        ({"page": 2}, "page: Unknown field."),
+        ({"size": 10, "limit": 10}, "size: Unknown field."),
+    ],
+)
+def test_bad_paging_parameters_are_400_in_the_envelope(
+    client: FlaskClient, tenant: Tenant, query: dict[str, Any], detail: str | None
+) -> None:
+    batch_id, point = a_batch_and_its_data_point(client, tenant)
+    add_messages(tenant, batch_id, 3, utcnow())
+    for path in (f"batches/{batch_id}/deliveries", f"jobs/{point}/deliveries"):
+        answer = client.get(
+            f"/v1/apps/{tenant.project_id}/{path}", headers=auth(tenant), query_string=query
+        )
+        assert answer.status_code == 400, answer.get_data(as_text=True)
+        body = answer.json
+        assert set(body) == {"statusCode", "message", "details"} and body["statusCode"] == 400
+        if detail is None:
+            assert body["message"] == "cursor is not a cursor from a previous answer"
+        else:
+            assert any(d.startswith(detail) for d in body["details"]), body
+
+
+def test_an_attempt_without_an_outcome_reads_as_sending_then_unknown(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """An attempt is logged before its request leaves: until its outcome is written it is
+    under way; older than the delivery timeout (and the time to write a round's outcomes)
+    its sender stopped, and the log says the outcome is unknown, not "no attempt"."""
+    batch_id = a_batch(client, tenant)
+    stopped, under_way = add_messages(tenant, batch_id, 2, utcnow())
+    timeout = timedelta(seconds=get_settings().webhook_timeout_seconds)
+    long_ago = utcnow() - timeout - RECORDING_GRACE - timedelta(seconds=1)
+    add_attempt(stopped, 1, long_ago - timedelta(minutes=1), status_code=500)
+    add_attempt(
+        stopped, 2, long_ago - timedelta(seconds=30), status_code=None, error="TimeoutError"
+    )
+    add_attempt(stopped, 3, long_ago, completed=False)
+    add_attempt(stopped, 4, utcnow())
+    add_attempt(under_way, 1, utcnow(), completed=False)
+    log = client.get(
+        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries", headers=auth(tenant)
+    ).json
+    attempts = {m["id"]: m["attempts"] for m in log}
+    read = [
+        (a["attempt"], a["outcome"], a["statusCode"], a["error"]) for a in attempts[str(stopped)]
+    ]
+    assert read == [
+        (1, "answered", 500, None),
+        (2, "error", None, "TimeoutError"),
+        (3, "unknown", None, UNKNOWN_OUTCOME),
+        (4, "answered", 200, None),
+    ]
+    assert UNKNOWN_OUTCOME.startswith("unknown: the sender stopped before the answer was recorded")
+    assert [a["completedAt"] is None for a in attempts[str(stopped)]] == [False, False, True, False]
+    (sending,) = attempts[str(under_way)]
+    assert (sending["outcome"], sending["error"], sending["completedAt"]) == ("sending", None, None)
+    one = client.get(f"/v1/apps/{tenant.project_id}/deliveries/{stopped}", headers=auth(tenant))
+    assert [a["outcome"] for a in one.json["attempts"]] == [
+        "answered",
+        "error",
+        "unknown",
+        "answered",
+    ]

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from shared.db import session_scope
 from shared.engine.jobs import new_job
 from shared.models import Job, JobType
+from shared.paging import encode_cursor
 from tests.kb_support import (
     SOURCE_URL,
     create_job,
@@ -212,6 +213,8 @@ def test_another_tenants_project_and_job_are_404(
         {"limit": 10, "dateFrom": 5, "dateTo": 4},
         {"limit": 10, "dateFrom": -1},
         {"limit": 10, "lastEvaluatedKey": "not a cursor"},
+        # Shaped like a cursor, with a value of the wrong type for the sort (made by hand).
+        {"limit": 10, "lastEvaluatedKey": encode_cursor("createdAt", True, "x", uuid.uuid4())},
     ],
 )
 def test_bad_list_parameters_are_400(

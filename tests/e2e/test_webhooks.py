@@ -106,6 +106,19 @@ def is_batch(payload: Any) -> bool:
     return payload.get("entityType") == "batch"
 
 
+def whole_log(client: FlaskClient, tenant: Tenant, path: str) -> list[dict[str, Any]]:
+    """Every callback of a delivery log (``path``), page after page (``Link: rel=next``)."""
+    messages: list[dict[str, Any]] = []
+    link: str | None = path
+    while link is not None:
+        response = client.get(link, headers={"API-KEY": tenant.api_key})
+        assert response.status_code == 200, response.json
+        messages += response.json
+        header = response.headers.get("Link")
+        link = header.split(">", 1)[0].lstrip("<") if header else None
+    return messages
+
+
 def test_a_batch_of_100_calls_back_per_data_point_and_once_for_the_batch(
     client: FlaskClient, tenant: Tenant, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -161,13 +174,13 @@ def test_a_batch_of_100_calls_back_per_data_point_and_once_for_the_batch(
     assert len({r.headers["webhook-id"] for r in batch_calls}) == 1  # one message, retried
 
     # The delivery log: every attempt of the batch callback, with its answer.
-    log = client.get(
-        f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries", headers=headers
-    ).json
-    assert len(log) == 101
+    log = whole_log(client, tenant, f"/v1/apps/{tenant.project_id}/batches/{batch_id}/deliveries")
+    assert len(log) == 101 and len({m["id"] for m in log}) == 101
     (batch_message,) = [m for m in log if m["event"] == "batch.finished"]
     assert batch_message["state"] == "delivered"
     assert [a["statusCode"] for a in batch_message["attempts"]] == [500, 500, 200]
+    assert [a["attempt"] for a in batch_message["attempts"]] == [1, 2, 3]
+    assert all(a["outcome"] == "answered" for a in batch_message["attempts"])
     assert all(a["latencyMs"] is not None for a in batch_message["attempts"])
     one = client.get(
         f"/v1/apps/{tenant.project_id}/deliveries/{batch_message['id']}", headers=headers

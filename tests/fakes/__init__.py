@@ -27,6 +27,7 @@ FakePerplexity()         PERPLEXITY_BASE_URL         POST /chat/completions (+ `
 FakeAnthropic()          ANTHROPIC_BASE_URL          POST /v1/messages
 FakeGemini()             GEMINI_BASE_URL             POST /v1beta/models/{model}:generateContent
 FakeSearchEndpoint()     JOBYARD_SEARCH_ENDPOINT_URL POST /answer
+FakeWebhookReceiver()    a batch's ``callbackUrl``   POST /hooks (``fake.hook_url``), any path
 =======================  ==========================  ===========================================
 
 Every fake checks the credential (``fake.api_key``, default ``FAKE_API_KEY``), the model
@@ -69,6 +70,7 @@ from tests.fakes.vendors import (
     FakePerplexity,
     FakeSearchEndpoint,
 )
+from tests.fakes.webhooks import FakeWebhookReceiver
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -86,6 +88,7 @@ __all__ = [
     "FakePerplexity",
     "FakeSearchEndpoint",
     "FakeServer",
+    "FakeWebhookReceiver",
     "Hang",
     "Malformed",
     "RateLimited",
