@@ -1,7 +1,7 @@
 """the process writing a job's fan-out
 
-Revision ID: d1e2f3a4b5c6
-Revises: c3d4e5f6a7b8
+Revision ID: e1f2a3b4c5d7
+Revises: d5e6f7a8b9c0
 Create Date: 2026-12-02 14:00:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "d1e2f3a4b5c6"
-down_revision: str | None = "c3d4e5f6a7b8"
+revision: str = "e1f2a3b4c5d7"
+down_revision: str | None = "d5e6f7a8b9c0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
