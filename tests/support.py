@@ -81,7 +81,13 @@ def make_tenant(n_queries: int = 3, name: str = "Acme") -> Tenant:
 class WorkerProcess:
     """A real ``celery worker`` subprocess with its own environment."""
 
-    def __init__(self, env: dict[str, str], concurrency: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        concurrency: int,
+        log_path: Path,
+        queues: tuple[str, ...] = ALL_QUEUES,
+    ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -94,7 +100,7 @@ class WorkerProcess:
                 "worker",
                 "worker",
                 "--queues",
-                ",".join(ALL_QUEUES),
+                ",".join(queues),
                 "--pool",
                 "threads",
                 "--concurrency",
@@ -177,15 +183,20 @@ def unexpected_errors(log: bytes, allowed: tuple[str, ...] = ()) -> list[str]:
 
 @contextmanager
 def running_worker(
-    tmp_path: Path, concurrency: int = 16, allowed_errors: tuple[str, ...] = (), **env: Any
+    tmp_path: Path,
+    concurrency: int = 16,
+    allowed_errors: tuple[str, ...] = (),
+    queues: tuple[str, ...] = ALL_QUEUES,
+    **env: Any,
 ) -> Iterator[WorkerProcess]:
-    """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards.
+    """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards
+    (on every queue by default: ``queues`` makes it an execution worker or a dispatcher).
 
     The test fails if the worker logged an ERROR that ``allowed_errors`` does not expect:
     a duplicate, a stale message or a fault the engine absorbs must not show as an error.
     """
     worker = WorkerProcess(
-        {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log"
+        {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log", queues
     )
     try:
         worker.wait_ready()
