@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
+    # A request's body is read whole before the app sees it (api/request_body.py): in at
+    # most this long, with no wait for data longer than the idle time, else 408 in the
+    # family's envelope. Meanwhile a slow client holds one of gevent's greenlets, not a
+    # worker (deploy/gunicorn.conf.py).
+    request_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    request_body_idle_seconds: float = Field(default=15.0, gt=0)
 
     # Logs of the API and the workers (shared/logs.py): "json", one object per line with
     # the job, execution, task and organisation ids (for a log collector), or "text" for
