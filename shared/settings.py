@@ -78,12 +78,13 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=8190, ge=1024, le=65_536)  # name, ": " and value
     max_header_count: int = Field(default=100, ge=16, le=10_000)
 
-    # Live progress (GET /api/jobs/{id}/events, server-sent events). A stream holds one of
-    # gunicorn's threads (workers x threads per API replica) for as long as it is open, so
-    # a process serves at most this many at once (503 beyond: the other threads stay for
-    # ordinary requests), each for at most this long (the client reconnects after its
-    # ``timeout`` event). A comment every heartbeat keeps proxies from closing it.
-    sse_max_streams_per_process: int = Field(default=2, ge=1)
+    # Live progress (GET /api/jobs/{id}/events, server-sent events). A stream holds a
+    # greenlet of gunicorn's gevent worker and a Redis connection for as long as it is
+    # open, so a process serves at most this many at once (503 beyond: a bound on Redis
+    # connections and on the process's share of WORKER_CONNECTIONS), each for at most this
+    # long (the client reconnects after its ``timeout`` event). A comment every heartbeat
+    # keeps proxies from closing it.
+    sse_max_streams_per_process: int = Field(default=100, ge=1)
     sse_max_stream_seconds: float = Field(default=3600.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
