@@ -10,6 +10,7 @@ import shared.domains  # noqa: F401 - every job type and outbox consumer, regist
 from api import errors, families, health
 from api.metrics import init_metrics
 from api.rate_limits import init_rate_limits
+from api.request_body import init_request_body
 from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from shared.logs import configure_logging
@@ -33,6 +34,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_format, settings.log_level)
     init_request_log(app)  # first: every request's context starts empty
     init_metrics(app)  # first: it times the requests the limits refuse too
+    # Before the rate limit: a body the server already refused (too slow, too large) is
+    # answered as such; its answer closes the connection.
+    init_request_body(app)
     init_rate_limits(app)
     init_request_limits(app)  # after the rate limit: a client over it is not parsed
     app.register_blueprint(health.blp)

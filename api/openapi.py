@@ -9,7 +9,8 @@ them in tests/api/test_schemathesis.py):
   (:func:`api.errors.handle_http_exception` answers webargs' failures with 400);
 - the answers of the checks every request goes through, on every operation: 400 (a
   malformed JSON body or context header), 401 (no or bad credentials), 414 and 431
-  (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 413 where there is a body;
+  (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 408 and 413 where there
+  is a body (:mod:`api.request_body`);
   404 where the path or a context header names something that may not exist (or may be
   another organisation's).
 
@@ -97,7 +98,7 @@ class FamilyResponses(BasePlugin):
             documented[str(code)] = response
         wanted = list(EVERY_OPERATION)
         if "requestBody" in operation:
-            wanted.append(413)
+            wanted += [408, 413]
         headers = {
             p.get("name", "").lower()
             for p in operation.get("parameters", [])

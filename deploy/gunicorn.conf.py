@@ -58,23 +58,34 @@ if _metrics_port and (os.environ.get("METRICS_BIND") or not os.environ.get("BIND
 # max_connections is shared with every worker. Scale the API with more replicas instead.
 workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _cpu_count() + 1, 8))
 
-# Threads: requests spend most of their time waiting on PostgreSQL and Redis, so a few
-# threads per process raise throughput cheaply. Each request opens its own session, and the
-# engine and publisher are built under locks. gthread also parks idle keep-alive
-# connections without holding a thread.
-worker_class = "gthread"
-threads = 4
+# The worker model: gevent (api/gunicorn_worker.py, gunicorn's gevent worker plus JSON
+# for gunicorn's own errors). Each connection is a greenlet, and whatever would block
+# (a socket read from a slow client, a wait on PostgreSQL, Redis or a lock) lets the
+# process's other greenlets run: psycopg (3.1.14 and later) waits cooperatively once
+# gevent has patched the standard library, redis-py and PyMySQL are pure Python on
+# patched sockets. A client that sends its body slowly so holds one greenlet, not a
+# thread; the app reads each body whole before any view runs, within deadlines
+# (api/request_body.py: 408 beyond JOBYARD_REQUEST_BODY_TIMEOUT_SECONDS). Up to
+# WORKER_CONNECTIONS connections per process at once; more wait in the listen backlog.
+# Each request opens its own session; the SQLAlchemy pool (per process) makes greenlets
+# queue for a connection when they are more than it holds.
+worker_class = "api.gunicorn_worker.GeventWorker"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
 
-# A worker silent for this long is killed and replaced. The API does no long work (jobs
-# run on Celery), so 30 s only ever fires on a real hang.
+# A worker silent for this long is killed and replaced. Under gevent the worker's
+# heartbeat runs between greenlets, so this fires when one call blocks the whole process
+# (a C call that does not yield) for 30 s: a real hang, since the API does no long work
+# (jobs run on Celery).
 timeout = 30
 # On SIGTERM, let in-flight requests finish; below the 30 s Kubernetes grace period (and
 # compose's stop_grace_period) so gunicorn exits before being SIGKILLed.
 graceful_timeout = 20
 # Seconds an idle keep-alive connection stays open. Behind a load balancer, set it above
 # the balancer's idle timeout (e.g. 65 behind a 60 s AWS ALB), or the balancer may reuse
-# a connection gunicorn has just closed and answer 502.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# a connection gunicorn has just closed and answer 502. Under gevent it also bounds how
+# long a request's line and headers may take to arrive (the connection is closed after
+# it): so never 0, which would let a client send its headers forever.
+keepalive = max(1, int(os.environ.get("GUNICORN_KEEPALIVE", "5")))
 
 # The worker heartbeat file: on tmpfs when there is one, because an overlay or network
 # filesystem can stall the heartbeat and get healthy workers killed.
@@ -111,14 +122,16 @@ if get_settings().log_format == "json":
         },
     }
 
-# Request line and header limits. gunicorn parses these before the app sees the request,
-# and beyond its limits answers its own HTML page (400/414/431), which no family's
-# client can parse. So gunicorn's limits sit above the app's own (JOBYARD_MAX_URL_BYTES,
-# JOBYARD_MAX_HEADER_BYTES, JOBYARD_MAX_HEADER_COUNT; api/request_limits.py), which
-# answer 414 and 431 in the family's JSON envelope: a client sees gunicorn's page only
-# for a request line over 8190 bytes (gunicorn's maximum), a header field over 1.5 x the
-# app's limit or 1.5 x as many header lines. (The header buffer one connection may fill
-# while gunicorn parses is about fields x field size: 150 x 12 KB, under 2 MB.)
+# Request line and header limits. gunicorn parses these before the app sees the request.
+# Its limits sit above the app's own (JOBYARD_MAX_URL_BYTES, JOBYARD_MAX_HEADER_BYTES,
+# JOBYARD_MAX_HEADER_COUNT; api/request_limits.py), which answer 414 and 431 in the
+# family's JSON envelope; beyond gunicorn's (a request line over 8190 bytes, its maximum,
+# a header field over 1.5 x the app's limit or 1.5 x as many header lines) the worker
+# class has the app answer the same 414 or 431 (api/gunicorn_worker.py). So a client
+# meets the app's limits, in JSON, whatever the length. (limit_request_line = 0 would
+# not do: gunicorn's Python parser, the one installed, then reads a request line of any
+# length into memory.) The header buffer one connection may fill while gunicorn parses
+# is about fields x field size: 150 x 12 KB, under 2 MB.
 _limits = get_settings()
 limit_request_line = 8190
 limit_request_field_size = _limits.max_header_bytes * 3 // 2

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
     db_pool_size: int = 20
     max_request_bytes: int = 4 * 1024 * 1024
+    # A request's body is read whole before the app sees it (api/request_body.py): in at
+    # most this long, with no wait for data longer than the idle time, else 408 in the
+    # family's envelope. Meanwhile a slow client holds one of gevent's greenlets, not a
+    # worker (deploy/gunicorn.conf.py).
+    request_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    request_body_idle_seconds: float = Field(default=15.0, gt=0)
 
     # Logs of the API and the workers (shared/logs.py): "json", one object per line with
     # the job, execution, task and organisation ids (for a log collector), or "text" for
@@ -72,12 +78,13 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=8190, ge=1024, le=65_536)  # name, ": " and value
     max_header_count: int = Field(default=100, ge=16, le=10_000)
 
-    # Live progress (GET /api/jobs/{id}/events, server-sent events). A stream holds one of
-    # gunicorn's threads (workers x threads per API replica) for as long as it is open, so
-    # a process serves at most this many at once (503 beyond: the other threads stay for
-    # ordinary requests), each for at most this long (the client reconnects after its
-    # ``timeout`` event). A comment every heartbeat keeps proxies from closing it.
-    sse_max_streams_per_process: int = Field(default=2, ge=1)
+    # Live progress (GET /api/jobs/{id}/events, server-sent events). A stream holds a
+    # greenlet of gunicorn's gevent worker and a Redis connection for as long as it is
+    # open, so a process serves at most this many at once (503 beyond: a bound on Redis
+    # connections and on the process's share of WORKER_CONNECTIONS), each for at most this
+    # long (the client reconnects after its ``timeout`` event). A comment every heartbeat
+    # keeps proxies from closing it.
+    sse_max_streams_per_process: int = Field(default=100, ge=1)
     sse_max_stream_seconds: float = Field(default=3600.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 

@@ -4,11 +4,12 @@ The stream subscribes to the job's Redis channel (:mod:`shared.engine.progress`)
 it reads the job row, so no change falls between the two; then it sends the row as a
 ``progress`` event, one ``progress`` event per published change, and an ``end`` event
 (the final counters) when the job is terminal, and closes. Nothing polls: between
-changes the thread waits on the subscription. Once per heartbeat it sends a comment
+changes the stream waits on the subscription (a greenlet of gunicorn's gevent worker:
+the process serves other requests meanwhile). Once per heartbeat it sends a comment
 (proxies close silent connections) and re-reads the row, which makes good a publish lost
 while Redis was away (pub/sub is at-most-once).
 
-A stream holds one of gunicorn's gthread threads while it is open, so a process serves
+A stream holds a greenlet and a Redis connection while it is open, so a process serves
 at most ``JOBYARD_SSE_MAX_STREAMS_PER_PROCESS`` at once (503 beyond) for at most
 ``JOBYARD_SSE_MAX_STREAM_SECONDS`` each (then a ``timeout`` event: reconnect).
 """

@@ -387,20 +387,6 @@ def test_gunicorn_answers_long_urls_and_headers_in_json(gunicorn: int, name: str
     assert (answer.status, answer.json()) == (431, family.envelope(431, message, [], None))
 
 
-def test_beyond_gunicorns_limits_it_answers_itself(gunicorn: int) -> None:
-    """The documented edge: past gunicorn's own limits (request line 8190 bytes, header
-    field 1.5 x JOBYARD_MAX_HEADER_BYTES, 1.5 x JOBYARD_MAX_HEADER_COUNT fields) gunicorn
-    answers before the app exists for the request, with its own page."""
-    line = f"GET /api/x?q={'a' * 8200} HTTP/1.1\r\nHost: t\r\n".encode()
-    assert raw_request(gunicorn, line).status == 414
-    header = f"GET /api/x HTTP/1.1\r\nHost: t\r\nX-Padding: {'v' * 13_000}\r\n".encode()
-    assert raw_request(gunicorn, header).status == 431
-    many = "".join(f"X-Extra-{i}: 1\r\n" for i in range(HEADER_COUNT * 3 // 2 + 1))
-    answer = raw_request(gunicorn, f"GET /api/x HTTP/1.1\r\nHost: t\r\n{many}".encode())
-    assert answer.status == 431
-    assert answer.headers["content-type"] == "text/html"
-
-
 def test_gunicorn_refuses_a_deep_body_in_json(gunicorn: int) -> None:
     """The body guard through the real server too (a 500 there before)."""
     body = nested_arrays(10_000).encode()

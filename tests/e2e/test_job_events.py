@@ -133,8 +133,8 @@ def one_stream_per_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_streams_beyond_the_process_cap_are_503_and_a_cancel_ends_a_stream(
     client: FlaskClient, tenant: Tenant, one_stream_per_process: None
 ) -> None:
-    """A stream holds a gunicorn thread: past the cap the API answers 503 (the other
-    threads stay free). A cancel publishes after its commit: the open stream ends."""
+    """A stream holds a greenlet and a Redis connection: past the cap the API answers
+    503. A cancel publishes after its commit: the open stream ends."""
     job_id = client.post("/api/jobs/trigger", headers=tenant.headers(), json=SLOW_JOB).json["id"]
     stream = client.get(f"/api/jobs/{job_id}/events", headers=tenant.headers(), buffered=False)
     assert stream.status_code == 200
