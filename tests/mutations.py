@@ -150,7 +150,15 @@ MUTATIONS = [
         "shared/sqlite.py",
         '            connection.exec_driver_sql("BEGIN IMMEDIATE")\n',
         '            connection.exec_driver_sql("BEGIN")\n',
-        tests=("tests/engine", "tests/e2e/test_cancel_races.py"),
+        tests=("tests/unit/test_sqlite_transactions.py", "tests/engine"),
+        databases=SQLITE,
+    ),
+    Mutation(
+        "SQLite: one process's transactions queue on a lock, not in SQLite's busy wait",
+        "shared/sqlite.py",
+        "        lock.acquire(dbapi_connection)\n",
+        "",
+        tests=("tests/unit/test_sqlite_transactions.py",),
         databases=SQLITE,
     ),
     Mutation(
