@@ -9,6 +9,7 @@ the last tests run the real gunicorn, as the Procfile starts it, and speak raw H
 from __future__ import annotations
 
 import json
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from marshmallow import Schema, fields, validate
+from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
+from api.errors import default_envelope
 from api.families import EXTENSION, Family, discover
 from shared.settings import get_settings
 from tests.support import Tenant, running_api
@@ -413,3 +416,74 @@ def test_gunicorn_refuses_a_deep_body_in_json(gunicorn: int) -> None:
         400,
         FAMILIES["valpay"].envelope(400, TOO_DEEP, [TOO_DEEP], None),
     )
+
+
+# ------------------------------------------------------------ NUL in the URL and headers
+
+NUL_REFUSED = "Must not contain NUL characters."
+
+
+def nul_answer(family: Family | None, *where: str) -> dict[str, Any]:
+    """The 400 of the family (or of the app's own paths) naming where the NULs were."""
+    lines = [f"{w}: {NUL_REFUSED}" for w in where]
+    envelope = family.envelope if family is not None else default_envelope
+    return envelope(400, "Validation failed: " + "; ".join(lines), lines, None)
+
+
+def with_nul(rule: Rule) -> str:
+    """``rule``'s path with ``a%00b`` for each variable (and ``%00`` at the end of a path
+    without any), so that a route of any family matches it or would have."""
+    if not rule.arguments:
+        return rule.rule.rstrip("/") + "%00"
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "a%00b", rule.rule)
+
+
+def test_nul_anywhere_in_a_path_is_400_on_every_route(
+    app: Flask, client: FlaskClient, tenant: Tenant
+) -> None:
+    """Every route of every family (and the app's own), every method: a NUL in the path
+    is refused before any view runs, in the family's envelope. Smart DB's names went to
+    PostgreSQL, which refuses NUL: psycopg's DataError, a 500 (10 routes)."""
+    wrong: list[str] = []
+    for rule in app.url_map.iter_rules():
+        path = with_nul(rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method, headers=credentials(tenant), json={})
+            expected = nul_answer(family_of(app, rule.rule), "path")
+            if (response.status_code, response.json) != (400, expected):
+                wrong.append(f"{method} {path}: {response.status_code} {response.json}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("limit=1&q=a%00b", ["query.q"]),
+        ("limit=1%00", ["query.limit"]),
+        ("a%00b=1", ["query: a parameter name"]),
+        ("x=%00&y=ok&z=%00", ["query.x", "query.z"]),
+    ],
+    ids=["value", "known-parameter", "name", "two"],
+)
+def test_nul_in_the_query_string_is_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant, query: str, where: list[str]
+) -> None:
+    response = client.get(f"{endpoint.path}?{query}", headers=credentials(tenant))
+    assert (response.status_code, response.json) == (400, nul_answer(endpoint.family, *where))
+
+
+def test_nul_in_a_header_value_is_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant
+) -> None:
+    """gunicorn refuses it itself; a server that passes it on must not reach the database
+    with it (an Idempotency-Key is stored)."""
+    headers = {**credentials(tenant), "Idempotency-Key": "k\x00"}
+    response = client.post(endpoint.path, headers=headers, json={})
+    expected = nul_answer(endpoint.family, "headers.Idempotency-Key")
+    assert (response.status_code, response.json) == (400, expected)
+
+
+def test_gunicorn_passes_a_nul_in_the_path_to_the_check(gunicorn: int) -> None:
+    """Through the real server: ``%00`` in a Smart DB name is the 400, not a 500."""
+    answer = raw_request(gunicorn, b"GET /jobs/a%00b HTTP/1.1\r\nHost: t\r\n")
+    assert (answer.status, answer.json()) == (400, nul_answer(FAMILIES["smartdb"], "path"))
