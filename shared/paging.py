@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from shared import instants
 from shared.errors import InvalidInput
 
 
@@ -56,9 +57,13 @@ def encode_cursor(sort: str, descending: bool, value: Any, row_id: uuid.UUID) ->
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: str, sort: str, descending: bool) -> tuple[Any, uuid.UUID]:
-    """The (sort value, id) ``token`` names; InvalidInput when it is not one of ours, or
-    was made for another order than the one asked for now."""
+def decode_cursor(
+    token: str, sort: str, descending: bool, value_type: type
+) -> tuple[Any, uuid.UUID]:
+    """The (sort value, id) ``token`` names; InvalidInput when it is not one of ours, was
+    made for another order than the one asked for now, or holds a sort value that is not
+    a ``value_type`` the database can compare (a cursor is only base64 of JSON: a forged
+    one may hold a time out of range, a NUL, or a number where a time belongs)."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if payload["s"] != sort or payload["d"] != descending:
@@ -66,14 +71,29 @@ def decode_cursor(token: str, sort: str, descending: bool) -> tuple[Any, uuid.UU
                 "lastEvaluatedKey belongs to another sort order: page with the same "
                 "sortBy and sortOrder, or start again without it"
             )
-        value = payload["v"]
-        if isinstance(value, dict):
-            value = datetime.fromisoformat(value["t"])
+        value = _sort_value(payload["v"], value_type)
+        if not isinstance(payload["id"], str):
+            raise TypeError(f"not an id: {payload['id']!r}")
         return value, uuid.UUID(payload["id"])
     except InvalidInput:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("lastEvaluatedKey is not a cursor from a previous answer") from exc
+
+
+def _sort_value(value: Any, value_type: type) -> Any:
+    """A cursor's sort value as ``value_type`` (TypeError or ValueError when it is not)."""
+    if value_type is datetime:
+        if not isinstance(value, dict) or not isinstance(value.get("t"), str):
+            raise TypeError(f"not a time: {value!r}")
+        return instants.parse_iso(value["t"])  # OutOfRange is a ValueError
+    if isinstance(value, dict | bool) or not isinstance(value, value_type):
+        raise TypeError(f"not a {value_type.__name__}: {value!r}")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a NUL character")
+        value.encode("utf-8")  # half a surrogate pair: UnicodeEncodeError, a ValueError
+    return value
 
 
 def keyset_page(
@@ -89,7 +109,7 @@ def keyset_page(
 ) -> KeysetPage:
     """One page of ``stmt`` ordered by (``column``, ``id_column``), after ``cursor``."""
     if cursor:
-        value, row_id = decode_cursor(cursor, sort, descending)
+        value, row_id = decode_cursor(cursor, sort, descending, column.type.python_type)
         after = tuple_(column, id_column)
         stmt = stmt.where(after < (value, row_id) if descending else after > (value, row_id))
     order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
