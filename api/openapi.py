@@ -11,7 +11,8 @@ them in tests/api/test_schemathesis.py):
   malformed JSON body or context header), 401 (no or bad credentials), 414 and 431
   (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 413 where there is a body;
   404 where the path or a context header names something that may not exist (or may be
-  another organisation's).
+  another organisation's); 503 with ``Retry-After`` when the database cannot be reached
+  (:func:`api.errors.handle_database_unavailable`).
 
 A view documents its own other answers (409, 422, 502, or 429 for a quota) with
 ``@blp.alt_response(status, description=...)``: the envelope schema is added here.
@@ -107,4 +108,18 @@ class FamilyResponses(BasePlugin):
             wanted.append(404)
         for status in wanted:
             documented.setdefault(str(status), HTTPStatus(status).name)
+        documented.setdefault("503", self.unavailable())
         operation["responses"] = dict(sorted(documented.items()))
+
+    def unavailable(self) -> dict[str, Any]:
+        return {
+            "description": "The database cannot be reached right now: retry after "
+            "Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+            "content": {"application/json": {"schema": self.error_schema}},
+        }
