@@ -14,7 +14,6 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-import psycopg
 import sqlalchemy.exc
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -108,19 +107,17 @@ def handle_domain_error(exc: DomainError) -> Response:
 
 # The database could not be reached or went away under the request: PostgreSQL refused
 # or dropped the connection (psycopg's OperationalError: a connection refused, a database
-# not accepting connections, AdminShutdown when a backend is terminated), the connection
-# was already closed (InterfaceError), or the pool had no connection to give in time
-# (TimeoutError). SQLite's "database is locked" is an OperationalError too. Each is about
-# the moment, not the request: a 503 that says when to retry, never a 500. The pool has
-# thrown the dead connection away (and pings the others before use: shared/db.py), so
-# the next request gets a live one.
+# not accepting connections, AdminShutdown when a backend is terminated, "the connection
+# is closed" after that), or the pool had no connection to give in time (TimeoutError).
+# SQLite's "database is locked" is an OperationalError too. Each is about the moment, not
+# the request: a 503 that says when to retry, never a 500. The pool has thrown the dead
+# connection away (and pings the others before use: shared/db.py), so the next request
+# gets a live one. (An InterfaceError is not one of them: psycopg 3 reports a lost
+# connection as OperationalError, and sqlite3's InterfaceError is a parameter it cannot
+# bind.)
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError,
     sqlalchemy.exc.TimeoutError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
 )
 DATABASE_RETRY_AFTER_SECONDS = 5
 
