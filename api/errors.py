@@ -3,7 +3,9 @@
 The family is chosen by path prefix (each family declares its prefixes and envelope in
 its package: :mod:`api.families`), so even a 404 for an unknown path or a 405 answers in
 the envelope its clients parse. Domain errors from ``shared`` and webargs' validation
-errors are mapped here and nowhere else; nothing answers with a stack trace.
+errors are mapped here and nowhere else; nothing answers with a stack trace. A database
+that cannot be reached is a 503 with ``Retry-After`` (:data:`DATABASE_UNAVAILABLE`), not
+a 500.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from api.families import Envelope, family_for
-from shared.errors import DomainError
+from shared.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,45 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
-    return error_response(exc.http_status, exc.message, exc.details, exc.code)
+    response = error_response(exc.http_status, exc.message, exc.details, exc.code)
+    if isinstance(exc, Unavailable):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+# The database could not be reached or went away under the request: PostgreSQL refused
+# or dropped the connection (psycopg's OperationalError: a connection refused, a database
+# not accepting connections, AdminShutdown when a backend is terminated, "the connection
+# is closed" after that), or the pool had no connection to give in time (TimeoutError).
+# SQLite's "database is locked" is an OperationalError too. Each is about the moment, not
+# the request: a 503 that says when to retry, never a 500. The pool has thrown the dead
+# connection away (and pings the others before use: shared/db.py), so the next request
+# gets a live one. (An InterfaceError is not one of them: psycopg 3 reports a lost
+# connection as OperationalError, and sqlite3's InterfaceError is a parameter it cannot
+# bind.)
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
+)
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def handle_database_unavailable(exc: Exception) -> Response:
+    """503 with Retry-After in the family's envelope; one warning line with the cause."""
+    cause = getattr(exc, "orig", None) or exc
+    log.warning(
+        "database unavailable on %s %s, answered 503: %s: %s",
+        request.method,
+        request.path,
+        type(cause).__name__,
+        " ".join(str(cause).split())[:500],
+    )
+    return handle_domain_error(
+        Unavailable(
+            "The database is unavailable; retry in a few seconds",
+            retry_after=DATABASE_RETRY_AFTER_SECONDS,
+        )
+    )
 
 
 def handle_unexpected(exc: Exception) -> Response:
@@ -108,4 +149,6 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers (after flask-smorest's, so ours win)."""
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
+    for database_error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(database_error, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

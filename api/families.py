@@ -21,7 +21,7 @@ from flask_smorest import Api, Blueprint
 from marshmallow import Schema
 
 from api import swagger_assets
-from api.openapi import FamilyResponses, available_choices
+from api.openapi import FamilyResponses, available_choices, no_nul
 
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
@@ -98,6 +98,7 @@ def register(app: Flask, family: Family) -> Api:
         },
     )
     api.ma_plugin.converter.add_attribute_function(available_choices)
+    api.ma_plugin.converter.add_attribute_function(no_nul)
     if error_schema not in api.spec.components.schemas:  # (the lazy responses may have)
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:

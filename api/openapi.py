@@ -12,10 +12,15 @@ them in tests/api/test_schemathesis.py):
   (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 408 and 413 where there
   is a body (:mod:`api.request_body`);
   404 where the path or a context header names something that may not exist (or may be
-  another organisation's).
+  another organisation's); 503 with ``Retry-After`` when the database cannot be reached
+  (:func:`api.errors.handle_database_unavailable`).
 
 A view documents its own other answers (409, 422, 502, or 429 for a quota) with
 ``@blp.alt_response(status, description=...)``: the envelope schema is added here.
+
+Every string a request carries says that it holds no NUL (:data:`NO_NUL`, where it has no
+pattern, format or enum of its own): marshmallow fields through :func:`no_nul`, path and
+hand-written parameters through the plugin.
 """
 
 from __future__ import annotations
@@ -39,6 +44,23 @@ def available_choices(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any)
     its validator knows (the others are a 400 saying what is missing)."""
     choices = field.metadata.get("available_choices")
     return {"enum": list(choices())} if callable(choices) else {}
+
+
+# Every string the API takes holds no NUL (api/request_limits.py refuses it anywhere in a
+# request: PostgreSQL cannot store it). Said as a pattern where a string has no pattern,
+# format or enum of its own (which exclude NUL already).
+NO_NUL = "^[^\\x00]*$"
+
+
+def _is_plain_string(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    return is_string and not {"pattern", "format", "enum"} & set(schema)
+
+
+def no_nul(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """An apispec attribute function: a string field documents that it holds no NUL."""
+    return {"pattern": NO_NUL} if _is_plain_string(ret) else {}
 
 
 def _status(code: Any) -> int | None:
@@ -70,6 +92,28 @@ class FamilyResponses(BasePlugin):
         for operation in (operations or {}).values():
             self.body_is_optional(operation)
             self.document_errors(path or "", operation)
+            self.parameters_hold_no_nul(operation)
+
+    def path_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        parameters: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.hold_no_nul(parameters or [])
+
+    def parameters_hold_no_nul(self, operation: dict[str, Any]) -> None:
+        self.hold_no_nul(operation.get("parameters", []))
+
+    @staticmethod
+    def hold_no_nul(parameters: list[Any]) -> None:
+        """Path parameters (from the URL map's converters) and parameters documented by
+        hand say what :func:`no_nul` says of fields."""
+        for parameter in parameters:
+            schema = parameter.get("schema") if isinstance(parameter, dict) else None
+            if isinstance(schema, dict) and _is_plain_string(schema):
+                schema["pattern"] = NO_NUL
 
     def body_is_optional(self, operation: dict[str, Any]) -> None:
         """A JSON body whose schema requires no field may be left out: webargs reads a
@@ -108,4 +152,18 @@ class FamilyResponses(BasePlugin):
             wanted.append(404)
         for status in wanted:
             documented.setdefault(str(status), HTTPStatus(status).name)
+        documented.setdefault("503", self.unavailable())
         operation["responses"] = dict(sorted(documented.items()))
+
+    def unavailable(self) -> dict[str, Any]:
+        return {
+            "description": "The database cannot be reached right now: retry after "
+            "Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+            "content": {"application/json": {"schema": self.error_schema}},
+        }

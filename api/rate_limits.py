@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -37,8 +37,27 @@ def _exempt() -> bool:
     return request.path.startswith(UNLIMITED_PATHS)
 
 
+def _note_own_retry_after(response: Response) -> Response:
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
+def _restore_own_retry_after(response: Response) -> Response:
+    own = g.pop("own_retry_after", None)
+    if own is not None and response.status_code != 429:
+        response.headers["Retry-After"] = own
+    return response
+
+
 def init_rate_limits(app: Flask) -> Limiter:
-    """Give the app its limiter, configured from settings (app config overrides, e.g. tests)."""
+    """Give the app its limiter, configured from settings (app config overrides, e.g. tests).
+
+    The limiter puts its ``Retry-After`` (when its window resets: up to a minute) on every
+    answer, raising one the answer had to it. An answer that says when to retry for a
+    reason of its own (a 503 while the database is gone: 5 s) keeps its own value: Flask
+    runs ``after_request`` hooks in reverse order, so the note is taken before the
+    limiter's hook and the value put back after it."""
+    app.after_request(_restore_own_retry_after)  # runs after the limiter's
     settings = get_settings()
     app.config.setdefault("RATELIMIT_APPLICATION", settings.api_rate_limit)
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url)
@@ -50,4 +69,6 @@ def init_rate_limits(app: Flask) -> Limiter:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "jobyard-ratelimit")
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
-    return Limiter(key_func=credential_key, app=app, application_limits_exempt_when=_exempt)
+    limiter = Limiter(key_func=credential_key, app=app, application_limits_exempt_when=_exempt)
+    app.after_request(_note_own_retry_after)  # runs before the limiter's
+    return limiter

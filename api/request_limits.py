@@ -4,6 +4,9 @@
   ``JOBYARD_MAX_URL_BYTES`` long, else 414.
 - At most ``JOBYARD_MAX_HEADER_COUNT`` header fields, each (name, ``": "`` and value) at
   most ``JOBYARD_MAX_HEADER_BYTES`` long, else 431.
+- No NUL character in the path, a query parameter's name or value, or a header's value,
+  which could reach PostgreSQL as they are (it cannot store NUL: a 500): 400 with one
+  ``path: ...``, ``query.<name>: ...`` or ``headers.<Name>: ...`` line per place.
 - A JSON body (``application/json`` or ``application/*+json``) is at most
   ``JOBYARD_MAX_REQUEST_BYTES`` long (413, Werkzeug's ``MAX_CONTENT_LENGTH``), nested at
   most ``JOBYARD_MAX_JSON_DEPTH`` levels deep, holds no number of more than
@@ -83,6 +86,32 @@ def check_headers() -> None:
         if len(name) + 2 + len(value) > limit:
             shown = name if len(name) <= 64 else name[:64] + "..."
             raise RequestHeaderFieldsTooLarge(f"Request header {shown} longer than {limit} bytes")
+
+
+def check_text_is_storable() -> None:
+    """NUL in the path, a query parameter (its name or a value) or a header value: 400
+    naming each place. PostgreSQL cannot store NUL, and a path segment (a Smart DB name),
+    a query value or a header (an Idempotency-Key) may go into a query as it is: psycopg's
+    DataError, a 500. One check here rather than one per route or field."""
+    lines = []
+    reason = _unstorable(request.path)
+    if reason:
+        lines.append(f"path: {reason}")
+    for name, value in request.args.items(multi=True):
+        reason = _unstorable(name)
+        if reason:
+            lines.append(f"query: a parameter name: {reason}")
+            continue
+        reason = _unstorable(value)
+        if reason:
+            lines.append(f"query.{name}: {reason}")
+    for name, value in request.headers.items():
+        reason = _unstorable(value)
+        if reason:
+            lines.append(f"headers.{name}: {reason}")
+    if lines:
+        unique = list(dict.fromkeys(lines))  # a parameter repeated says so once
+        raise InvalidInput("Validation failed: " + "; ".join(unique), details=unique)
 
 
 def load_json(data: bytes) -> Any:
@@ -192,9 +221,11 @@ def check_json_body() -> None:
 
 
 def check_request() -> None:
-    """``before_request`` of the app: URL, then headers, then a JSON body."""
+    """``before_request`` of the app: URL, then headers, then NUL in either, then a
+    JSON body."""
     check_url()
     check_headers()
+    check_text_is_storable()
     check_json_body()
 
 

@@ -55,7 +55,19 @@ class UpstreamFailed(DomainError):
 
 
 class Unavailable(DomainError):
-    """The service cannot take this request now (every live-progress stream slot of the
-    process is taken); the same request may succeed later."""
+    """The service cannot take this request now (the database cannot be reached, every
+    live-progress stream slot of the process is taken); the same request may succeed
+    after ``retry_after`` seconds (the answer's ``Retry-After``)."""
 
     http_status = 503
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = 5,
+        details: list[str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, details=details, code=code)
+        self.retry_after = retry_after

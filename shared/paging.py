@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from shared import instants
 from shared.errors import InvalidInput
 
 
@@ -60,14 +61,15 @@ def decode_cursor(
     token: str,
     sort: str,
     descending: bool,
+    value_type: type,
     *,
-    value_type: type | None = None,
     parameter: str = "lastEvaluatedKey",
 ) -> tuple[Any, uuid.UUID]:
     """The (sort value, id) ``token`` names; InvalidInput (naming ``parameter``) when it is
-    not one of ours, holds a value of another type than ``value_type`` (a hand-made token
-    must not reach the database as a wrongly typed parameter), or was made for another
-    order than the one asked for now."""
+    not one of ours, was made for another order than the one asked for now, or holds a
+    sort value that is not a ``value_type`` the database can compare (a cursor is only
+    base64 of JSON: a forged one may hold a time out of range, a NUL, or a number where a
+    time belongs)."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if payload["s"] != sort or payload["d"] != descending:
@@ -75,16 +77,29 @@ def decode_cursor(
                 f"{parameter} belongs to another sort order: page with the same "
                 "sortBy and sortOrder, or start again without it"
             )
-        value = payload["v"]
-        if isinstance(value, dict):
-            value = datetime.fromisoformat(value["t"])
-        if value_type is not None and not isinstance(value, value_type):
-            raise TypeError(f"a {type(value).__name__} where a {value_type.__name__} belongs")
+        value = _sort_value(payload["v"], value_type)
+        if not isinstance(payload["id"], str):
+            raise TypeError(f"not an id: {payload['id']!r}")
         return value, uuid.UUID(payload["id"])
     except InvalidInput:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{parameter} is not a cursor from a previous answer") from exc
+
+
+def _sort_value(value: Any, value_type: type) -> Any:
+    """A cursor's sort value as ``value_type`` (TypeError or ValueError when it is not)."""
+    if value_type is datetime:
+        if not isinstance(value, dict) or not isinstance(value.get("t"), str):
+            raise TypeError(f"not a time: {value!r}")
+        return instants.parse_iso(value["t"])  # OutOfRange is a ValueError
+    if isinstance(value, dict | bool) or not isinstance(value, value_type):
+        raise TypeError(f"not a {value_type.__name__}: {value!r}")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a NUL character")
+        value.encode("utf-8")  # half a surrogate pair: UnicodeEncodeError, a ValueError
+    return value
 
 
 def keyset_page(
@@ -103,11 +118,7 @@ def keyset_page(
     query parameter called ``parameter``, as errors name it)."""
     if cursor:
         value, row_id = decode_cursor(
-            cursor,
-            sort,
-            descending,
-            value_type=column.type.python_type,
-            parameter=parameter,
+            cursor, sort, descending, column.type.python_type, parameter=parameter
         )
         after = tuple_(column, id_column)
         stmt = stmt.where(after < (value, row_id) if descending else after > (value, row_id))

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
+from api.params import UtcDateTime
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
 from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
@@ -118,8 +119,8 @@ class ListJobsArgs(Schema):
     size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     sortBy = fields.String(load_default="id", validate=validate.OneOf(list(DATA_POINT_SORTS)))
     orderBy = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
-    createdStartDate = fields.AwareDateTime(default_timezone=UTC)
-    createdEndDate = fields.AwareDateTime(default_timezone=UTC)
+    createdStartDate = UtcDateTime()
+    createdEndDate = UtcDateTime()
     statusIn = fields.List(
         fields.String(validate=validate.OneOf([s.value for s in DataPointState])),
         validate=validate.Length(max=MAX_LIST_VALUES),
@@ -315,9 +316,8 @@ class DeliverySchema(Schema):
 
 
 class ResendFailedSchema(Schema):
-    since = fields.AwareDateTime(
+    since = UtcDateTime(
         required=True,
-        default_timezone=UTC,
         metadata={"description": "Resend the batch's failed callbacks created since then"},
     )
 

@@ -6,7 +6,7 @@ its jobs, another organisation's are 404 and absent from lists.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask.views import MethodView
@@ -17,6 +17,7 @@ from api.idempotency import create_endpoint
 from api.params import path_uuid
 from api.valpay import schemas
 from api.valpay.envelope import error_envelope, ok
+from shared import instants
 from shared.batches import service as batches
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
@@ -33,7 +34,8 @@ def authenticate_first() -> None:
 
 
 def _when(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+    # Within the schema's range (0 to instants.MAX_UNIX_MS): always an instant.
+    return None if ms is None else instants.from_unix_ms(ms)
 
 
 @blp.route("")

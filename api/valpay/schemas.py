@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.mentionlab.schemas import TriggerJobSchema
 from api.superai.schemas import ONE_SOURCE_OF_INPUTS, CreateJobsSchema
+from shared import instants
 from shared.engine.jobs import JOB_SORTS
 from shared.models import JobStatus, JobType
 
@@ -21,7 +22,7 @@ RESULT_TYPES = {
 }
 # The job types this API creates.
 CREATABLE = (JobType.AI_QUERIES.value, JobType.BATCH.value, JobType.KB_SYNC.value)
-MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
+MAX_MS = instants.MAX_UNIX_MS  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
 
 
 def millis(value: datetime | None) -> int | None:

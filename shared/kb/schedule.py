@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from shared import instants
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 MIN_INTERVAL_SECONDS = MINUTE
@@ -44,9 +46,9 @@ def interval_seconds(text: str) -> int:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 time as aware UTC (naive means UTC); ValueError when it is not one."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """An ISO 8601 time as aware UTC (naive means UTC); ValueError when it is not one,
+    :class:`shared.instants.OutOfRange` (a ValueError) when no UTC datetime holds it."""
+    return instants.parse_iso(text)
 
 
 def first_run(start: datetime, end: datetime, every: int, now: datetime) -> datetime | None:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from shared import instants
 from shared.db import unit_of_work
 from shared.engine import quotas
 from shared.engine.cancel import cancel_executions
@@ -113,6 +114,8 @@ def check_schedule(body: dict[str, Any], problems: Problems) -> Window | None:
         if isinstance(value, str):
             try:
                 times[name] = schedule.parse_time(value)
+            except instants.OutOfRange as exc:
+                problems.add("INVALID_DATETIME", f"{name} is out of range: {exc}")
             except ValueError:
                 problems.add("INVALID_DATETIME", f"{name} is not an ISO 8601 time: {value!r}")
     start, end = times.get("start_time"), times.get("end_time")

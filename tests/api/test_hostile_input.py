@@ -8,7 +8,9 @@ the last tests run the real gunicorn, as the Procfile starts it, and speak raw H
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,8 +21,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from marshmallow import Schema, fields, validate
+from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
+from api.errors import default_envelope
 from api.families import EXTENSION, Family, discover
 from shared.settings import get_settings
 from tests.support import Tenant, running_api
@@ -399,3 +403,255 @@ def test_gunicorn_refuses_a_deep_body_in_json(gunicorn: int) -> None:
         400,
         FAMILIES["valpay"].envelope(400, TOO_DEEP, [TOO_DEEP], None),
     )
+
+
+# ------------------------------------------------------------ NUL in the URL and headers
+
+NUL_REFUSED = "Must not contain NUL characters."
+
+
+def nul_answer(family: Family | None, *where: str) -> dict[str, Any]:
+    """The 400 of the family (or of the app's own paths) naming where the NULs were."""
+    lines = [f"{w}: {NUL_REFUSED}" for w in where]
+    envelope = family.envelope if family is not None else default_envelope
+    return envelope(400, "Validation failed: " + "; ".join(lines), lines, None)
+
+
+def with_nul(rule: Rule) -> str:
+    """``rule``'s path with ``a%00b`` for each variable (and ``%00`` at the end of a path
+    without any), so that a route of any family matches it or would have."""
+    if not rule.arguments:
+        return rule.rule.rstrip("/") + "%00"
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "a%00b", rule.rule)
+
+
+def test_nul_anywhere_in_a_path_is_400_on_every_route(
+    app: Flask, client: FlaskClient, tenant: Tenant
+) -> None:
+    """Every route of every family (and the app's own), every method: a NUL in the path
+    is refused before any view runs, in the family's envelope. Smart DB's names went to
+    PostgreSQL, which refuses NUL: psycopg's DataError, a 500 (10 routes)."""
+    wrong: list[str] = []
+    for rule in app.url_map.iter_rules():
+        path = with_nul(rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method, headers=credentials(tenant), json={})
+            expected = nul_answer(family_of(app, rule.rule), "path")
+            if (response.status_code, response.json) != (400, expected):
+                wrong.append(f"{method} {path}: {response.status_code} {response.json}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("limit=1&q=a%00b", ["query.q"]),
+        ("limit=1%00", ["query.limit"]),
+        ("a%00b=1", ["query: a parameter name"]),
+        ("x=%00&y=ok&z=%00", ["query.x", "query.z"]),
+    ],
+    ids=["value", "known-parameter", "name", "two"],
+)
+def test_nul_in_the_query_string_is_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant, query: str, where: list[str]
+) -> None:
+    response = client.get(f"{endpoint.path}?{query}", headers=credentials(tenant))
+    assert (response.status_code, response.json) == (400, nul_answer(endpoint.family, *where))
+
+
+def test_nul_in_a_header_value_is_400(
+    client: FlaskClient, endpoint: Endpoint, tenant: Tenant
+) -> None:
+    """gunicorn refuses it itself; a server that passes it on must not reach the database
+    with it (an Idempotency-Key is stored)."""
+    headers = {**credentials(tenant), "Idempotency-Key": "k\x00"}
+    response = client.post(endpoint.path, headers=headers, json={})
+    expected = nul_answer(endpoint.family, "headers.Idempotency-Key")
+    assert (response.status_code, response.json) == (400, expected)
+
+
+def test_gunicorn_passes_a_nul_in_the_path_to_the_check(gunicorn: int) -> None:
+    """Through the real server: ``%00`` in a Smart DB name is the 400, not a 500."""
+    answer = raw_request(gunicorn, b"GET /jobs/a%00b HTTP/1.1\r\nHost: t\r\n")
+    assert (answer.status, answer.json()) == (400, nul_answer(FAMILIES["smartdb"], "path"))
+
+
+# ------------------------------------------------------------------ out-of-range dates
+
+UTC_RANGE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+OUT_OF_RANGE = f"Out of range: must be from {UTC_RANGE} once in UTC."
+INVALID = "Not a valid datetime."
+AFTER_THE_LAST = "9999-12-31T23:59:59-23:59"  # 10000-01-01T23:58:59 in UTC
+BEFORE_THE_FIRST = "0001-01-01T00:00:00+01:00"  # 0000-12-31T23:00:00 in UTC
+
+
+def validation_answer(family: Family, *lines: str) -> dict[str, Any]:
+    return family.envelope(400, "Validation failed: " + "; ".join(lines), list(lines), None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "line"),
+    [
+        ("createdStartDate", AFTER_THE_LAST, OUT_OF_RANGE),
+        ("createdEndDate", BEFORE_THE_FIRST, OUT_OF_RANGE),
+        ("createdStartDate", "10000-01-01T00:00:00Z", INVALID),
+        ("createdEndDate", "0000-12-31T23:00:00Z", INVALID),
+    ],
+)
+def test_superai_list_dates_out_of_range_are_400(
+    client: FlaskClient, tenant: Tenant, field: str, value: str, line: str
+) -> None:
+    """Converted to UTC for the query, these overflowed: an OverflowError, a 500."""
+    response = client.get(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers=credentials(tenant),
+        query_string={field: value},
+    )
+    expected = validation_answer(FAMILIES["superai"], f"{field}: {line}")
+    assert (response.status_code, response.json) == (400, expected)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"createdStartDate": "0001-01-01T00:00:00Z", "createdEndDate": "9999-12-31T23:59:59Z"},
+        {"createdStartDate": "0001-01-01T00:00:00-01:00"},
+        {"createdEndDate": "9999-12-31T23:59:59+23:59"},
+    ],
+    ids=["the-whole-range", "the-first-day-west", "the-last-day-east"],
+)
+def test_superai_list_dates_at_the_ends_of_the_range_list(
+    client: FlaskClient, tenant: Tenant, query: dict[str, str]
+) -> None:
+    response = client.get(
+        f"/v1/apps/{tenant.project_id}/jobs", headers=credentials(tenant), query_string=query
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("since", [AFTER_THE_LAST, BEFORE_THE_FIRST])
+def test_superai_resend_since_out_of_range_is_400(
+    client: FlaskClient, tenant: Tenant, since: str
+) -> None:
+    path = f"/v1/apps/{tenant.project_id}/batches/{uuid.uuid4()}/deliveries/resend"
+    response = client.post(path, headers=credentials(tenant), json={"since": since})
+    expected = validation_answer(FAMILIES["superai"], f"since: {OUT_OF_RANGE}")
+    assert (response.status_code, response.json) == (400, expected)
+
+
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MS_RANGE = f"Must be greater than or equal to 0 and less than or equal to {MAX_MS}."
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("dateFrom", MAX_MS + 1), ("dateTo", -1), ("dateTo", 10**30), ("dateFrom", -(10**30))],
+)
+def test_valpay_dates_beyond_datetime_are_400(
+    client: FlaskClient, tenant: Tenant, field: str, value: int
+) -> None:
+    response = client.get(
+        "/v1/jobs", headers=credentials(tenant), query_string={"limit": 1, field: value}
+    )
+    expected = validation_answer(FAMILIES["valpay"], f"{field}: {MS_RANGE}")
+    assert (response.status_code, response.json) == (400, expected)
+
+
+def test_valpay_dates_at_the_ends_of_the_range_list(client: FlaskClient, tenant: Tenant) -> None:
+    """The last millisecond is exact (a float on the way made it 23:59:59.998993)."""
+    created = client.post(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers=credentials(tenant),
+        json={"inputs": [{"x": 1}]},
+    )
+    assert created.status_code == 200, created.get_data(as_text=True)
+    response = client.get(
+        "/v1/jobs",
+        headers=credentials(tenant),
+        query_string={"limit": 10, "dateFrom": 0, "dateTo": MAX_MS},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["data"]["count"] == 1
+
+
+def cursor(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+A_ROW = str(uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("sort", "value", "row_id"),
+    [
+        ("createdAt", {"t": AFTER_THE_LAST}, A_ROW),
+        ("updatedAt", {"t": BEFORE_THE_FIRST}, A_ROW),
+        ("createdAt", {"t": "0000-01-01T00:00:00"}, A_ROW),
+        ("createdAt", "2026-01-01T00:00:00Z", A_ROW),
+        ("createdAt", 5, A_ROW),
+        ("createdAt", {"t": 5}, A_ROW),
+        ("status", "pending\x00", A_ROW),
+        ("status", "pending\ud800", A_ROW),
+        ("status", {"t": "2026-01-01T00:00:00Z"}, A_ROW),
+        ("status", None, A_ROW),
+        ("status", "pending", 5),
+    ],
+    ids=[
+        "after-the-last",
+        "before-the-first",
+        "year-0",
+        "time-not-wrapped",
+        "number-for-a-time",
+        "number-in-a-time",
+        "nul",
+        "lone-surrogate",
+        "time-for-a-status",
+        "null",
+        "number-for-an-id",
+    ],
+)
+def test_valpay_forged_cursors_are_400(
+    client: FlaskClient, tenant: Tenant, sort: str, value: Any, row_id: Any
+) -> None:
+    """A cursor is opaque but only base64 of JSON: one forged with a time out of range, a
+    NUL or a value of the wrong type for its sort reached the query (500s)."""
+    forged = cursor({"s": sort, "d": True, "v": value, "id": row_id})
+    response = client.get(
+        "/v1/jobs",
+        headers=credentials(tenant),
+        query_string={"limit": 1, "sortBy": sort, "lastEvaluatedKey": forged},
+    )
+    message = "lastEvaluatedKey is not a cursor from a previous answer"
+    expected = FAMILIES["valpay"].envelope(400, message, [], None)
+    assert (response.status_code, response.json) == (400, expected)
+
+
+@pytest.mark.parametrize(
+    ("times", "line"),
+    [
+        ({"start_time": BEFORE_THE_FIRST}, "start_time is out of range"),
+        ({"end_time": AFTER_THE_LAST}, "end_time is out of range"),
+        ({"start_time": "0000-01-01T00:00:00"}, "start_time is not an ISO 8601 time"),
+        ({"end_time": "10000-01-01T00:00:00"}, "end_time is not an ISO 8601 time"),
+    ],
+)
+def test_smartdb_times_out_of_range_are_400(
+    client: FlaskClient, tenant: Tenant, times: dict[str, str], line: str
+) -> None:
+    """Smart DB's own code (INVALID_DATETIME) with the field in its details."""
+    body = {
+        "job_name": "sync_orders",
+        "source_table": "shop.orders",
+        "kb_name": "orders_kb",
+        "content_columns": ["product"],
+        "filter_column": "created_at",
+        "interval": "1 HOUR",
+        "start_time": "2026-06-19T18:00:00",
+        "end_time": "2026-06-20T18:00:00",
+        **times,
+    }
+    response = client.post("/jobs/create", headers=credentials(tenant), json=body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.json["error"]
+    assert error["code"] == "INVALID_DATETIME", error
+    assert len(error["details"]) == 1 and error["details"][0].startswith(line), error

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def test_every_error_is_documented_in_the_familys_envelope(client: FlaskClient, 
         responses = operation["responses"]
         assert "default" not in responses, (method, path)
         # Validation answers 400, as every family does; no 422 from flask-smorest.
-        for status in ("400", "401", "414", "429", "431"):
+        for status in ("400", "401", "414", "429", "431", "503"):
             assert status in responses, (method, path, status)
         if "{" in path:
             assert "404" in responses, (method, path)
@@ -105,3 +106,54 @@ def test_nul_in_a_free_form_object_is_400_not_500(
     )
     assert response.status_code == 400, response.json
     assert any("NUL" in line for line in response.json["details"])
+
+
+def request_strings(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every string schema a request may carry (parameters, path ones included, and JSON
+    bodies, through their references), with where it is."""
+    stack: list[tuple[Any, str]] = []
+    for path, item in spec["paths"].items():
+        for n, parameter in enumerate(item.get("parameters", [])):
+            stack.append((parameter, f"{path} parameters/{n}"))
+        for method, _, operation in operations({"paths": {path: item}}):
+            for n, parameter in enumerate(operation.get("parameters", [])):
+                stack.append((parameter, f"{method} {path} parameters/{n}"))
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                stack.append((body, f"{method} {path} body"))
+    found, seen = [], set()
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack += [(value, f"{where}/{n}") for n, value in enumerate(node)]
+        elif isinstance(node, dict):
+            if "$ref" in node:
+                if node["$ref"] not in seen:
+                    seen.add(node["$ref"])
+                    stack.append((resolve(spec, node), node["$ref"]))
+                continue
+            kind = node.get("type")
+            if kind == "string" or (isinstance(kind, list) and "string" in kind):
+                found.append((where, node))
+            stack += [(value, f"{where}/{key}") for key, value in node.items()]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_string_says_it_holds_no_nul(client: FlaskClient, name: str) -> None:
+    """A NUL anywhere in a request is a 400 (api/request_limits.py), so no string a
+    request carries admits one in the spec (path parameters from the URL map included):
+    a pattern that refuses it, a format or an enum (schemathesis generates NUL and
+    expects schema-valid requests to be accepted)."""
+    spec = spec_of(client, FAMILIES[name])
+    strings = request_strings(spec)
+    admits_nul = [
+        where
+        for where, schema in strings
+        if not {"format", "enum"} & set(schema)
+        and (
+            "pattern" not in schema
+            or any(re.search(schema["pattern"], s) for s in ("\x00", "a\x00", "http://a\x00"))
+        )
+    ]
+    assert strings and not admits_nul, admits_nul
