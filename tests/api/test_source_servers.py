@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.db import session_scope
-from shared.kb.check_slots import KEY_PREFIX
+from shared.kb.check_slots import KEY_PREFIX, check_slot
 from shared.models import DataSource
 from shared.settings import reset_settings_cache
 from tests.fakes.mysql_server import FakeMySQL
@@ -69,13 +69,14 @@ def test_a_mysql_server_asking_for_a_local_file_receives_nothing_of_it(
     secret_file.write_text(f"SECRET_KEY={SECRET}\n")
     with FakeMySQL(infile=str(secret_file)) as server:
         url = f"mysql+pymysql://root@127.0.0.1:{server.port}/x"
-        message = refused(create(client, tenant, f"{url}?local_infile=1"))
-        assert "local_infile" in message
-        assert server.connections == 0  # refused before connecting
-        message = refused(create(client, tenant, f"{url}?charset=utf8mb4&connect_timeout=3"))
-        assert "LOAD_LOCAL" in message  # the driver refused the server's request
-        assert server.infile_requests >= 1  # the server did ask
+        asking = create(client, tenant, f"{url}?local_infile=1")
+        connections_then = server.connections
+        plain = create(client, tenant, f"{url}?charset=utf8mb4&connect_timeout=3")
     assert SECRET.encode() not in server.received
+    assert "not accepted: local_infile" in refused(asking)
+    assert connections_then == 0  # refused before connecting
+    assert "LOAD_LOCAL" in refused(plain)  # the driver refused the server's request
+    assert server.infile_requests >= 1  # the server did ask
     assert registered(tenant) == 0
 
 
@@ -91,12 +92,13 @@ def test_no_password_of_the_api_host_reaches_a_server_that_asks(
     monkeypatch.setenv("PGPASSWORD", f"{SECRET}-env")
     with FakePostgres(asks_password=True) as server:
         url = f"postgresql://app@127.0.0.1:{server.port}/x"
-        assert "no password supplied" in refused(create(client, tenant, url))
+        without = create(client, tenant, url)
         # The URL's own password is the one sent (so the server did ask, and did read).
         refused(create(client, tenant, url.replace("app@", "app:tenants-own@")))
+    assert SECRET.encode() not in server.received
+    assert "no password supplied" in refused(without)
     assert server.connections == 2
     assert b"tenants-own" in server.received
-    assert SECRET.encode() not in server.received
     assert registered(tenant) == 0
 
 
@@ -248,6 +250,39 @@ def test_an_organisation_runs_at_most_its_bound_of_checks_at_once(
     # Every slot was given back.
     assert broker.zcard(f"{KEY_PREFIX}:{tenant.org_id}") == 0
     assert broker.zcard(f"{KEY_PREFIX}:{other_tenant.org_id}") == 0
+
+
+def test_the_table_check_of_a_new_sync_job_takes_a_slot_too(
+    unlimited_app: Flask, tenant: Tenant
+) -> None:
+    """With the organisation's slots held (here by the test itself, through the same
+    Redis semaphore), a new sync job's table check is refused at once, as a new
+    database's connection check is."""
+    client = unlimited_app.test_client()
+    assert create(client, tenant, "postgresql://postgres@127.0.0.1/postgres").status_code == 201
+    response = client.post("/knowledge_bases", headers=tenant.headers(), json={"name": "kb"})
+    assert response.status_code == 201, response.json
+    body = {
+        "job_name": "sync",
+        "source_table": "src.no_such_table",
+        "kb_name": "kb",
+        "content_columns": ["name"],
+        "filter_column": "oid",
+        "interval": "10 MINUTES",
+        "start_time": "2030-01-01T00:00:00Z",
+        "end_time": "2030-01-02T00:00:00Z",
+    }
+    with check_slot(tenant.org_id), check_slot(tenant.org_id):
+        answer = client.post("/jobs/create", headers=tenant.headers(), json=body)
+        refused(answer, 429, "LIMIT_EXCEEDED")
+        assert answer.headers["Retry-After"] == str(int(CHECK_SECONDS))
+        refused(
+            create(client, tenant, "postgresql://postgres@127.0.0.1/postgres", "b"),
+            429,
+            "LIMIT_EXCEEDED",
+        )
+    # Slots given back: the check runs (and finds no such table in the public schema).
+    refused(client.post("/jobs/create", headers=tenant.headers(), json=body), 400, "INVALID_TABLE")
 
 
 def test_without_redis_a_check_is_refused_not_unbounded(
