@@ -42,10 +42,9 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "mariadb": ("mariadb+pymysql", "pymysql"),
 }
 
-HOST_NAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
-)
-ENCODING_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# Matched whole (fullmatch): a "$" would let a trailing newline through.
+HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*\.?")
+ENCODING_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -70,7 +69,7 @@ def _one_of(*choices: str) -> Callable[[str, str], str]:
 
 
 def _seconds(name: str, value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 3600:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 3600:
         raise invalid(
             f"url option {name} must be a whole number of seconds, 1 to 3600", f"url: {name}"
         )
@@ -78,7 +77,7 @@ def _seconds(name: str, value: str) -> int:
 
 
 def _encoding(name: str, value: str) -> str:
-    if not ENCODING_NAME.match(value):
+    if not ENCODING_NAME.fullmatch(value):
         raise invalid(f"url option {name} must be an encoding name such as utf8", f"url: {name}")
     return value
 
@@ -190,7 +189,7 @@ def check_host(url: URL) -> None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not HOST_NAME.match(host):
+        if not HOST_NAME.fullmatch(host):
             raise invalid("url host must be a host name or an IP address", "url: host") from None
     if url.port is not None and not 1 <= url.port <= 65535:
         raise invalid("url port must be 1 to 65535", "url: port")

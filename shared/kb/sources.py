@@ -127,7 +127,11 @@ def cannot_connect(reason: str) -> InvalidInput:
 
 
 def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: str) -> DataSource:
-    """A new source, once its name is free, its address allowed and it answers."""
+    """A new source, once its address is allowed, it answers and its name is free.
+
+    The connection check comes before the session's first statement, so no database
+    connection of ours is held while a tenant's server is waited on (a taken name is
+    found after it: a duplicate costs one check)."""
     if not NAME.match(name):
         raise invalid(
             "name must be a letter or _ followed by up to 62 letters, digits or _",
@@ -135,6 +139,8 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
         )
     url = parse_url(raw_url)
     address = checked_address(url)
+    with check_slot(organisation_id):
+        check_connection(url, address)
     taken = session.scalar(
         select(DataSource.id).where(
             DataSource.organisation_id == organisation_id, DataSource.name == name
@@ -142,8 +148,6 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
     )
     if taken is not None:
         raise Conflict(f"a database named {name!r} exists", code="DUPLICATE_DATABASE")
-    with check_slot(organisation_id):
-        check_connection(url, address)
     source = DataSource(
         organisation_id=organisation_id,
         name=name,

@@ -174,6 +174,8 @@ def test_an_option_not_accepted_is_named_in_a_400(
         (f"{SOURCE_URL}?connect_timeout=0", "connect_timeout"),
         (f"{MYSQL_URL}?ssl_verify_cert=maybe", "ssl_verify_cert"),
         (f"{MYSQL_URL}?charset=utf8%3BDROP", "charset"),
+        (f"{MYSQL_URL}?charset=utf8%0A", "charset"),
+        (f"{SOURCE_URL}?connect_timeout=%C2%B2", "connect_timeout"),
     ],
 )
 def test_a_bad_host_port_or_option_value_is_a_400_naming_it(

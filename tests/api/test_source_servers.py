@@ -16,6 +16,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from shared.db import session_scope
 from shared.kb.check_slots import KEY_PREFIX, check_slot
@@ -205,6 +206,20 @@ def test_the_table_check_of_a_new_sync_job_ends_within_the_deadline(
 # -- a bound per organisation ------------------------------------------------------------------
 
 
+def transactions_left_open() -> int:
+    """Sessions of the test database idle in a transaction (a request holding one)."""
+    with session_scope() as session:
+        return int(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                )
+            )
+            or 0
+        )
+
+
 def post_in_thread(app: Flask, tenant: Tenant, url: str, answers: list[Any]) -> threading.Thread:
     def post() -> None:
         answers.append(create(app.test_client(), tenant, url))
@@ -235,6 +250,8 @@ def test_an_organisation_runs_at_most_its_bound_of_checks_at_once(
         url = f"mysql+pymysql://root@127.0.0.1:{server.port}/x"
         hanging = [post_in_thread(app, tenant, url, answers) for _ in range(2)]
         wait_until(lambda: server.connections == 2, 5, "two checks connecting")
+        # No connection to our database is held while a tenant's server is waited on.
+        assert transactions_left_open() == 0
         started = time.monotonic()
         third = create(app.test_client(), tenant, url)
         assert time.monotonic() - started < 0.5
