@@ -229,7 +229,26 @@ class Settings(BaseSettings):
     # read with any of them and written with data_source_key. After a rotation, run
     # ``jobyard rotate-source-key``, then drop the old key from here.
     data_source_previous_keys: str = ""
+    # Source databases are tenants' servers: every call to one has a deadline enforced on
+    # our side (shared/kb/source_connections.py), whatever the server does. Connecting
+    # (TCP, TLS and the handshake) takes at most this long...
     source_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # ... a connection check in a request (POST /databases, and the table check of a new
+    # sync job) at most this long in all ...
+    source_check_seconds: float = Field(default=5.0, gt=0, le=60)
+    # ... and an organisation has at most this many checks at once, across every API
+    # process (Redis); beyond it a check answers 429 at once, so one tenant's server
+    # cannot hold every request thread.
+    source_checks_per_organisation: int = Field(default=2, ge=1)
+    # A sync run's reads: each statement at most this long (PostgreSQL's
+    # statement_timeout; PyMySQL's read and write timeouts), and one step of a run (the
+    # plan, or one batch) on one connection at most this long in all.
+    source_statement_timeout_seconds: float = Field(default=300.0, gt=0)
+    source_read_seconds: float = Field(default=900.0, gt=0)
+    # Where the certificate files a source URL may name live (sslrootcert, sslcert,
+    # sslkey; ssl_ca, ssl_cert, ssl_key): an operator's directory on the API and worker
+    # hosts. Unset: a source URL may name no certificate file.
+    source_certs_dir: Path | None = None
     # KB sync runs: rows per batch (one execution each), and the active (not completed)
     # sync jobs an organisation may have (the seed's "100 active jobs per account").
     kb_sync_batch_rows: int = Field(default=1000, ge=1, le=100_000)

@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 
 from shared.ai_models import ProviderInfo, provider_configured
 from shared.metrics import THROTTLE_WAIT_SECONDS, THROTTLE_WAITS
+from shared.semaphore import ACQUIRE_SCRIPT
 from shared.settings import Settings, get_settings
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, microseconds on Redis's clock).
@@ -59,15 +60,7 @@ return 0
 """
 
 # Take a slot if fewer than ARGV[1] live holders; holders expire at their score (ms).
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return 1
-end
-return 0
-"""
+_ACQUIRE = ACQUIRE_SCRIPT
 
 KEY_PREFIX = "jobyard:throttle"
 SPACING_MARGIN = 1.10  # see the module docstring

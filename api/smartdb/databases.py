@@ -10,12 +10,14 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok
+from api.smartdb.envelope import Answer, error_envelope, ok, retry_later
 from shared.db import session_scope
 from shared.kb import sources
+from shared.kb.check_slots import CheckRefused
 from shared.models import DataSource
 
 blp = Blueprint("smartdb-databases", __name__, url_prefix="/databases", description="Sources")
+blp.register_error_handler(CheckRefused, retry_later)
 
 
 @blp.before_request
@@ -34,8 +36,11 @@ class CreateDatabaseSchema(Schema):
         validate=validate.Length(min=1, max=4096),
         metadata={
             "description": "A SQLAlchemy URL: postgresql://user:pass@host/db, "
-            "mysql://... (with PyMySQL), sqlite:///path (development only). Stored "
-            "encrypted; never answered back"
+            "mysql://... (with PyMySQL), sqlite:///path (development only). One host; "
+            "query options only: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, "
+            "client_encoding (PostgreSQL); ssl_ca, ssl_cert, ssl_key, ssl_verify_cert, "
+            "ssl_verify_identity, charset, connect_timeout (MySQL); none (SQLite). "
+            "Stored encrypted; never answered back"
         },
     )
 
@@ -56,8 +61,20 @@ class Databases(MethodView):
     @create_endpoint(error_envelope)
     @blp.arguments(CreateDatabaseSchema)
     @blp.response(201, Answer)
-    @blp.alt_response(400, description="INVALID_REQUEST: a bad name or URL, or no connection")
+    @blp.alt_response(
+        400,
+        description="INVALID_REQUEST: a bad name or URL (an option not accepted is named), "
+        "or no answer within JOBYARD_SOURCE_CHECK_SECONDS",
+    )
     @blp.alt_response(409, description="DUPLICATE_DATABASE: the name is taken")
+    @blp.alt_response(
+        429,
+        description="LIMIT_EXCEEDED: the organisation runs as many connection checks as it "
+        "may at once (JOBYARD_SOURCE_CHECKS_PER_ORGANISATION); retry after Retry-After",
+    )
+    @blp.alt_response(
+        503, description="SERVICE_UNAVAILABLE: connection checks cannot be counted now"
+    )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a source database (the connection is checked first)"""
         with session_scope() as session:

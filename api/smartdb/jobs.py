@@ -12,14 +12,16 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok
+from api.smartdb.envelope import Answer, error_envelope, ok, retry_later
 from shared.db import session_scope
 from shared.kb import sync
+from shared.kb.check_slots import CheckRefused
 from shared.kb.reading import decode
 from shared.kb.schedule import FORMATS
 from shared.models import KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 
 blp = Blueprint("smartdb-jobs", __name__, url_prefix="/jobs", description="Sync jobs")
+blp.register_error_handler(CheckRefused, retry_later)
 
 
 @blp.before_request
@@ -163,6 +165,14 @@ class CreateJob(MethodView):
         400,
         description="INVALID_REQUEST, DUPLICATE_JOB, INVALID_TABLE, INVALID_KB, "
         "INVALID_INTERVAL, INVALID_DATETIME or LIMIT_EXCEEDED, with every problem in details",
+    )
+    @blp.alt_response(
+        429,
+        description="LIMIT_EXCEEDED: the organisation runs as many connection checks as it "
+        "may at once (JOBYARD_SOURCE_CHECKS_PER_ORGANISATION); retry after Retry-After",
+    )
+    @blp.alt_response(
+        503, description="SERVICE_UNAVAILABLE: connection checks cannot be counted now"
     )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a scheduled job syncing a source table into a knowledge base"""

@@ -45,6 +45,7 @@ from shared.kb.reading import (
     row_key,
     shape_of,
 )
+from shared.kb.source_connections import SourceFailed, source_connection
 from shared.kb.sources import source_engine
 from shared.kb.sync import KB_SYNC, RUNNING
 from shared.models import (
@@ -87,6 +88,11 @@ def context_of(session: Session, job_id: uuid.UUID) -> RunContext | None:
     return RunContext(run, sync, kb, source)
 
 
+def read_seconds() -> float:
+    """How long one step of a run (its plan, or one batch) may use its source connection."""
+    return get_settings().source_read_seconds
+
+
 def describe_source_error(exc: Exception) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
 
@@ -118,7 +124,7 @@ def prepare_run(job_id: uuid.UUID) -> None:
         watermark_json = ctx.sync.watermark
     where = ctx.sync.source_table
     try:
-        with source_engine(ctx.source).connect() as connection:
+        with source_connection(source_engine(ctx.source), read_seconds()) as connection:
             shape = shape_for(connection, ctx)
             plan = plan_run(
                 connection,
@@ -130,7 +136,7 @@ def prepare_run(job_id: uuid.UUID) -> None:
         raise PlanFailed(f"source table {where} does not exist (dropped or renamed?)") from None
     except KeyError as exc:
         raise PlanFailed(f"column {exc.args[0]!r} is no longer in {where}") from None
-    except (SQLAlchemyError, InvalidInput) as exc:
+    except (SQLAlchemyError, InvalidInput, SourceFailed) as exc:
         raise PlanFailed(f"cannot read {where}: {describe_source_error(exc)}") from exc
     with session_scope() as session:
         job = session.get(Job, job_id, with_for_update={"of": Job})
@@ -185,7 +191,7 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, Any]:
     where = ctx.sync.source_table
     clock = time.perf_counter()
     try:
-        with source_engine(ctx.source).connect() as connection:
+        with source_connection(source_engine(ctx.source), read_seconds()) as connection:
             shape = shape_for(connection, ctx)
             rows = read_batch(connection, shape, batch)
     except TableMissing:
@@ -194,6 +200,8 @@ def write_batch(job_id: uuid.UUID, batch: dict[str, Any]) -> dict[str, Any]:
         raise BatchFailed(
             f"column {exc.args[0]!r} is no longer in {where}", retryable=False
         ) from None
+    except SourceFailed as exc:  # no answer in time may pass; a broken protocol will not
+        raise BatchFailed(f"cannot read {where}: {exc.reason}", retryable=exc.timed_out) from exc
     except DBAPIError as exc:  # a connection lost, a timeout: another attempt may do
         raise BatchFailed(
             f"cannot read {where}: {describe_source_error(exc)}",

@@ -1,43 +1,39 @@
 """Source databases: registered by name with a SQLAlchemy URL, checked by connecting once,
 stored encrypted (Fernet), never echoed.
 
-Which URLs are accepted: PostgreSQL (``postgresql``, ``postgresql+psycopg``), MySQL/MariaDB
-(``mysql+pymysql``, ``mariadb+pymysql``) when that driver is installed, and SQLite. A
-network database's host is resolved and must be a public address, like every other URL a
-user gives (:mod:`shared.netguard`), unless ``JOBYARD_ALLOW_PRIVATE_URLS``; SQLite files
-are on the server itself, so they are accepted only then too (development, tests).
+Which URLs are accepted, and which of their options: :mod:`shared.kb.source_urls` (an
+allowlist per backend). A network database's host is resolved and must be a public
+address, like every other URL a user gives (:mod:`shared.netguard`), unless
+``JOBYARD_ALLOW_PRIVATE_URLS``; SQLite files are on the server itself, so they are
+accepted only then too (development, tests). Every call to a source has a deadline
+enforced on our side (:mod:`shared.kb.source_connections`), and an organisation runs at
+most a few connection checks at once (:mod:`shared.kb.check_slots`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import re
 import threading
 import uuid
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import URL, Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import URL, Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, InvalidInput
+from shared.kb.check_slots import check_slot
+from shared.kb.source_connections import SourceFailed, engine_for, source_connection
+from shared.kb.source_urls import invalid, parse_url
 from shared.models import DataSource, SyncJob
 from shared.netguard import RefusedURL, resolve
 from shared.scoping import get_named, list_named
 from shared.settings import get_settings
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# SQLAlchemy backend → the driver module it needs (None: built in).
-BACKENDS: dict[str, tuple[str, str | None]] = {
-    "postgresql": ("postgresql+psycopg", "psycopg"),
-    "sqlite": ("sqlite", None),
-    "mysql": ("mysql+pymysql", "pymysql"),
-    "mariadb": ("mariadb+pymysql", "pymysql"),
-}
 
 
 def derived_key(secret_key: str) -> str:
@@ -83,29 +79,10 @@ def rotate_keys(session: Session) -> tuple[int, list[uuid.UUID]]:
     return rotated, unreadable
 
 
-def invalid(message: str, detail: str) -> InvalidInput:
-    return InvalidInput(message, details=[detail], code="INVALID_REQUEST")
-
-
-def parse_url(raw: str) -> URL:
-    """``raw`` as a URL of a supported backend, with its driver (InvalidInput otherwise)."""
-    try:
-        url = make_url(raw)
-    except ArgumentError as exc:
-        raise invalid("url is not a SQLAlchemy URL", f"url: {exc}") from exc
-    backend = url.get_backend_name()
-    if backend not in BACKENDS:
-        supported = ", ".join(sorted(BACKENDS))
-        raise invalid(f"unsupported database {backend!r}", f"url: one of {supported}")
-    drivername, module = BACKENDS[backend]
-    if module is not None and importlib.util.find_spec(module) is None:
-        raise invalid(f"{backend} needs the {module} driver, not installed here", "url: driver")
-    return url.set(drivername=drivername)
-
-
 def checked_address(url: URL) -> str | None:
     """The address to connect to: network databases on public addresses only (the checked
-    address is the one connected to, see :func:`engine_for`); SQLite only where private
+    address is the one connected to, see :func:`~shared.kb.source_connections.engine_for`);
+    SQLite only where private
     addresses are allowed. None for SQLite."""
     allowed = get_settings().allow_private_urls
     if url.get_backend_name() == "sqlite":
@@ -122,43 +99,39 @@ def checked_address(url: URL) -> str | None:
         ) from exc
 
 
-def engine_for(url: URL | str, address: str | None = None, **kwargs: Any) -> Any:
-    """A small engine on a source database, with a connection timeout, connecting to the
-    checked ``address`` (so a name that resolves elsewhere later is not followed)."""
-    url = make_url(url) if isinstance(url, str) else url
-    timeout = get_settings().source_connect_timeout_seconds
-    connect_args: dict[str, Any] = {}
-    backend = url.get_backend_name()
-    if backend == "postgresql" or backend in ("mysql", "mariadb"):
-        connect_args["connect_timeout"] = max(1, round(timeout))
-    if address is not None and backend == "postgresql":
-        connect_args["hostaddr"] = address  # libpq: host stays the name (TLS), IP is pinned
-    elif address is not None and backend in ("mysql", "mariadb"):
-        url = url.set(host=address)
-    elif url.get_backend_name() == "sqlite":
-        connect_args["timeout"] = timeout
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
-
-
 def check_connection(url: URL, address: str | None = None) -> None:
-    """Connect once and run ``SELECT 1`` (InvalidInput with the reason otherwise)."""
-    engine = engine_for(url, address)
+    """Connect once and run ``SELECT 1``, all within ``JOBYARD_SOURCE_CHECK_SECONDS``
+    (InvalidInput with the reason otherwise)."""
+    seconds = get_settings().source_check_seconds
+    engine = engine_for(url, address, statement_timeout=seconds)
     try:
-        with engine.connect() as connection:
+        with source_connection(engine, seconds) as connection:
             connection.execute(text("SELECT 1"))
+    except SourceFailed as exc:
+        raise cannot_connect(exc.reason) from exc
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
-        raise InvalidInput(
-            f"cannot connect to the database: {reason}",
-            details=[f"url: {reason}"],
-            code="INVALID_REQUEST",
-        ) from exc
+        raise cannot_connect(str(getattr(exc, "orig", exc))) from exc
+    except Exception as exc:  # whatever else a hostile server makes a driver raise
+        raise cannot_connect(f"{exc.__class__.__name__}: {exc}") from exc
     finally:
         engine.dispose()
 
 
+def cannot_connect(reason: str) -> InvalidInput:
+    reason = (reason.strip().splitlines() or ["no reason given"])[0][:300]
+    return InvalidInput(
+        f"cannot connect to the database: {reason}",
+        details=[f"url: {reason}"],
+        code="INVALID_REQUEST",
+    )
+
+
 def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: str) -> DataSource:
-    """A new source, once its name is free, its address allowed and it answers."""
+    """A new source, once its address is allowed, it answers and its name is free.
+
+    The connection check comes before the session's first statement, so no database
+    connection of ours is held while a tenant's server is waited on (a taken name is
+    found after it: a duplicate costs one check)."""
     if not NAME.match(name):
         raise invalid(
             "name must be a letter or _ followed by up to 62 letters, digits or _",
@@ -166,6 +139,8 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
         )
     url = parse_url(raw_url)
     address = checked_address(url)
+    with check_slot(organisation_id):
+        check_connection(url, address)
     taken = session.scalar(
         select(DataSource.id).where(
             DataSource.organisation_id == organisation_id, DataSource.name == name
@@ -173,7 +148,6 @@ def register(session: Session, organisation_id: uuid.UUID, name: str, raw_url: s
     )
     if taken is not None:
         raise Conflict(f"a database named {name!r} exists", code="DUPLICATE_DATABASE")
-    check_connection(url, address)
     source = DataSource(
         organisation_id=organisation_id,
         name=name,
@@ -231,7 +205,8 @@ def source_engine(source: DataSource) -> Engine:
     url = parse_url(decrypt(source.url_encrypted))
     address = checked_address(url)
     pool = {} if url.get_backend_name() == "sqlite" else {"pool_size": 2, "max_overflow": 2}
-    engine = engine_for(url, address, **pool)
+    statement_timeout = get_settings().source_statement_timeout_seconds
+    engine = engine_for(url, address, statement_timeout=statement_timeout, **pool)
     with _engines_lock:
         stale = [k for k in _engines if k[0] == source.id and k != cache_key]
         for k in stale:

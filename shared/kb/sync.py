@@ -25,7 +25,9 @@ from shared.engine.cancel import cancel_executions
 from shared.engine.jobs import dispatch_after_commit, new_job
 from shared.errors import Conflict, DomainError, InvalidInput
 from shared.kb import schedule
+from shared.kb.check_slots import check_slot
 from shared.kb.reading import TableMissing, missing_columns, reflect_table
+from shared.kb.source_connections import SourceFailed, source_connection
 from shared.kb.sources import NAME, source_engine
 from shared.messaging import publisher
 from shared.models import (
@@ -160,8 +162,12 @@ def check_table(
     )
     if source is None:
         raise refuse("INVALID_TABLE", MESSAGES["INVALID_TABLE"], [f"unknown database {database!r}"])
+    seconds = get_settings().source_check_seconds
     try:
-        with source_engine(source).connect() as connection:
+        with (
+            check_slot(organisation_id),
+            source_connection(source_engine(source), seconds) as connection,
+        ):
             table = reflect_table(connection, table_name)
     except TableMissing:
         raise refuse(
@@ -169,7 +175,7 @@ def check_table(
             MESSAGES["INVALID_TABLE"],
             [f"table {table_name!r} does not exist in database {database!r}"],
         ) from None
-    except (SQLAlchemyError, InvalidInput) as exc:
+    except (SQLAlchemyError, InvalidInput, SourceFailed) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         raise refuse(
             "INVALID_TABLE",
