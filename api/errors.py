@@ -100,7 +100,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 def handle_domain_error(exc: DomainError) -> Response:
     response = error_response(exc.http_status, exc.message, exc.details, exc.code)
-    if isinstance(exc, Unavailable):
+    if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 

@@ -7,6 +7,9 @@ class DomainError(Exception):
     """Base of every error a caller can be told about."""
 
     http_status = 400
+    # Seconds after which the same request may succeed (the answer's ``Retry-After``), for
+    # the errors that are about now, not about the request.
+    retry_after: int | None = None
 
     def __init__(
         self, message: str, *, details: list[str] | None = None, code: str | None = None

@@ -10,14 +10,12 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok, retry_later
+from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sources
-from shared.kb.check_slots import CheckRefused
 from shared.models import DataSource
 
 blp = Blueprint("smartdb-databases", __name__, url_prefix="/databases", description="Sources")
-blp.register_error_handler(CheckRefused, retry_later)
 
 
 @blp.before_request

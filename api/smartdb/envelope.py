@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
 from marshmallow import Schema, fields
-
-from api.errors import error_response
-from shared.kb.check_slots import CheckRefused
 
 # The code of an error that carries none of its own, by status.
 CODES = {
@@ -61,11 +57,3 @@ Answer = Schema.from_dict(
     {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
     name="SmartDbAnswer",
 )
-
-
-def retry_later(exc: CheckRefused) -> Response:
-    """A connection check refused for now (429, or 503 without Redis), in the envelope
-    and with ``Retry-After``: the blueprints that check connections register it."""
-    response = error_response(exc.http_status, exc.message, exc.details, exc.code)
-    response.headers["Retry-After"] = str(exc.retry_after_seconds)
-    return response

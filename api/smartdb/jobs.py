@@ -12,16 +12,14 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok, retry_later
+from api.smartdb.envelope import Answer, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sync
-from shared.kb.check_slots import CheckRefused
 from shared.kb.reading import decode
 from shared.kb.schedule import FORMATS
 from shared.models import KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 
 blp = Blueprint("smartdb-jobs", __name__, url_prefix="/jobs", description="Sync jobs")
-blp.register_error_handler(CheckRefused, retry_later)
 
 
 @blp.before_request

@@ -33,7 +33,7 @@ class CheckRefused(DomainError):
 
     def __init__(self, message: str, *, retry_after_seconds: int, code: str) -> None:
         super().__init__(message, details=[message], code=code)
-        self.retry_after_seconds = retry_after_seconds
+        self.retry_after = retry_after_seconds
 
 
 class TooManyChecks(CheckRefused):
