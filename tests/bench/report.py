@@ -49,6 +49,22 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         goal("(c) >= 1,000 in flight (mean)", c["mean_in_flight"], c["mean_in_flight"] >= 1000)
         share = c.get("share_of_bound") or 0
         goal("(c) within 10% of the latency bound", f"{share:.0%}", share >= 0.9)
+    r = s.get("r_recovery")
+    if r:
+        redis_fault = r["redis_restart_empty"]["with_fault"]
+        goal(
+            "(r) Redis back empty: the job ends <= 30 s after",
+            f"{redis_fault['ended_after_redis_back_s']} s (work again after "
+            f"{redis_fault['resumed_after_redis_back_s']} s)",
+            redis_fault["ended_after_redis_back_s"] <= 30,
+        )
+        killed = r["dispatcher_kill_during_fan_out"]["with_fault"]
+        goal(
+            "(r) dispatcher killed mid-fan-out: the fan-out goes on <= 30 s after its restart",
+            f"{killed['fan_out_resumed_after_restart_s']} s (job ended "
+            f"{killed['ended_after_restart_s']} s after)",
+            killed["fan_out_resumed_after_restart_s"] <= 30,
+        )
     k = s.get("k_knowledge_base_sync")
     if k:
         goal(

@@ -14,7 +14,10 @@ Scenarios (``--only``, comma-separated; all by default):
 - ``k``     knowledge-base sync: a sync job's run over 100,000 source rows by the Procfile's
   processes (rows/s, where the time goes), and search latency over them;
 - ``w``     a batch of ``--webhook-inputs`` inputs with a signed callback per input to a
-  loopback receiver: inputs/s, callbacks/s, and the delay from finish to callback.
+  loopback receiver: inputs/s, callbacks/s, and the delay from finish to callback;
+- ``r``     recovery with the default settings: Redis restarted empty in the middle of a
+  job, and the dispatcher killed in the middle of a 100,000-execution fan-out — how long
+  after each is back the work goes on and the job ends (tests/bench/recovery.py).
 
 The run owns a PostgreSQL database (``jobyard_bench``, recreated, migrated, dropped at the
 end) and a Redis DB (``redis://127.0.0.1:6379/12``, flushed). Figures are printed with the
@@ -62,10 +65,11 @@ from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
 from tests.bench.kb import run_kb  # noqa: E402
+from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "f", "w", "k")
+SCENARIOS = ("astar", "a", "b", "c", "f", "w", "k", "r")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("k", "k_knowledge_base_sync", lambda: run_kb(ctx)))
     if "w" in args.only:
         plan.append(("w", "w_batch_callbacks", lambda: run_webhooks(ctx, args.webhook_inputs)))
+    if "r" in args.only:
+        plan.append(("r", "r_recovery", lambda: run_recovery(ctx)))
 
     print(f"bench: database {BENCH_DB}, broker {REDIS_URL}, {cores} cores, {args.slots} slots")
     recreate_database(SERVER_URL, BENCH_DB)

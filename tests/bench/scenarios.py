@@ -73,8 +73,10 @@ class BenchContext:
         entry: str = "worker",
         command: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
+        ready: bool = True,
     ) -> BenchWorker:
-        """Start one Procfile process (or ``command``) and wait until it is ready."""
+        """Start one Procfile process (or ``command``) and wait until it is ready (unless
+        ``ready`` is false: beat says nothing of the kind)."""
         log_path = self.var_dir / f"bench-{name}.log"
         self.logs[name] = str(log_path)
         worker = BenchWorker(
@@ -86,7 +88,8 @@ class BenchContext:
             command=command,
         )
         try:
-            worker.wait_ready()
+            if ready:
+                worker.wait_ready()
         except BaseException:
             worker.stop()
             raise
