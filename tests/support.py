@@ -207,6 +207,32 @@ def running_worker(
     assert not errors, "the worker logged errors:\n" + "\n".join(errors[:20])
 
 
+# Four models of four providers: a trigger of R runs over Q queries is 4 x Q x R executions.
+FOUR_MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
+
+# What kombu logs, at ERROR and CRITICAL, while the broker is away: expected where a test
+# takes Redis away.
+REDIS_OUTAGE_ERRORS = (
+    r"Couldn't ack",
+    r"consumer: Cannot connect to",
+    r"Connection to broker lost",
+    r"Error while reading from",
+)
+
+
+def trigger_runs(client: Any, tenant: Tenant, runs: int, models: list[str] = FOUR_MODELS) -> str:
+    """Trigger a run of every query of the tenant's project on ``models``, ``runs`` times
+    each, through the API's test client; the job's id."""
+    response = client.post(
+        "/api/jobs/trigger",
+        headers=tenant.headers(),
+        json={"aiModels": models, "executionCount": runs},
+    )
+    assert response.status_code == 201, response.json
+    job_id: str = response.json["id"]
+    return job_id
+
+
 def remove_all_jobs(session: Session) -> None:
     """Delete every job, execution and worker heartbeat row, with every row that refers to
     them (PostgreSQL: one TRUNCATE ... CASCADE; SQLite: DELETEs, dependants first)."""

@@ -23,31 +23,21 @@ from shared.messaging import publisher
 from shared.models import Execution, utcnow
 from shared.settings import reset_settings_cache
 from tests.support import (
-    Tenant,
+    FOUR_MODELS,
     assert_counters_exact,
     job_row,
     log_messages,
     make_tenant,
     running_beat,
     running_worker,
+    trigger_runs,
     wait_for_job,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
-
-
-def trigger(client: FlaskClient, tenant: Tenant, runs: int, models: list[str] = MODELS) -> str:
-    response = client.post(
-        "/api/jobs/trigger",
-        headers=tenant.headers(),
-        json={"aiModels": models, "executionCount": runs},
-    )
-    assert response.status_code == 201, response.json
-    job_id: str = response.json["id"]
-    return job_id
+MODELS = FOUR_MODELS
 
 
 @pytest.fixture
@@ -104,7 +94,7 @@ def test_kill_9_after_fan_out_runs_every_held_execution_again_within_a_minute(
     (tmp_path / "rescuer").mkdir()
     with running_beat(tmp_path, **env):
         with running_worker(tmp_path / "doomed", 2, **env) as doomed:
-            job_id = trigger(client, tenant, runs=50)
+            job_id = trigger_runs(client, tenant, runs=50)
             assert job_row(job_id).total == 10_000
             wait_until(
                 lambda: (
@@ -143,7 +133,7 @@ def test_duplicate_messages_are_dropped(
     """Every group is delivered twice, and one retried execution's message three times:
     each execution runs once per attempt, and no worker logs an error."""
     tenant = make_tenant(n_queries=5)
-    job_id = trigger(client, tenant, runs=5)  # 100 executions
+    job_id = trigger_runs(client, tenant, runs=5)  # 100 executions
     fan_out_job(uuid.UUID(job_id))  # in this process: it also dispatches the groups
     with session_scope() as session:
         ids = list(
@@ -194,7 +184,7 @@ def test_two_workers_share_one_job(
         running_worker(tmp_path / "1", 2, **env) as first,
         running_worker(tmp_path / "2", 2, **env) as second,
     ):
-        job_id = trigger(client, tenant, runs=50)  # 4,000 executions
+        job_id = trigger_runs(client, tenant, runs=50)  # 4,000 executions
         job = wait_for_job(job_id, timeout=120)
     assert job.status == "completed" and job.success == 4000
     assert_counters_exact(job_id)
@@ -210,10 +200,10 @@ def test_a_small_job_does_not_wait_for_a_big_one(
     big, small = make_tenant(n_queries=100), make_tenant(n_queries=5, name="Small")
     env = {"JOBYARD_SIMULATED_LATENCY_MS": 20}
     with running_worker(tmp_path, 4, **env):
-        big_job = trigger(client, big, runs=50)  # 20,000 executions
+        big_job = trigger_runs(client, big, runs=50)  # 20,000 executions
         wait_until(lambda: job_row(big_job).success >= 2000, 60, "the big job to be running")
         started = time.monotonic()
-        small_job = trigger(client, small, runs=5, models=MODELS[:2])  # 50 executions
+        small_job = trigger_runs(client, small, runs=5, models=MODELS[:2])  # 50 executions
         wait_for_job(small_job, timeout=60)
         small_seconds = time.monotonic() - started
         big_at_that_moment = job_row(big_job)

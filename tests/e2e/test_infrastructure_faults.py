@@ -3,7 +3,6 @@ still ends with exact counters. Every test runs real workers and a real beat."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,15 +12,16 @@ from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.models import Execution
-from shared.settings import get_settings, reset_settings_cache
+from shared.settings import get_settings
 from tests.support import (
+    REDIS_OUTAGE_ERRORS,
     RedisServer,
-    Tenant,
     assert_counters_exact,
     job_row,
     make_tenant,
     running_beat,
     running_worker,
+    trigger_runs,
     wait_for_job,
     wait_until,
 )
@@ -44,39 +44,6 @@ RECOVERY_ENV = {
 SLOTS = 2
 JOB_SIZE = 2000  # 10 queries x 4 models x 50 runs
 
-# What kombu logs, at ERROR and CRITICAL, while the broker is away: expected here.
-REDIS_OUTAGE_ERRORS = (
-    r"Couldn't ack",
-    r"consumer: Cannot connect to",
-    r"Connection to broker lost",
-    r"Error while reading from",
-)
-MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """A Redis of this test's own, used by the API here and by the workers it starts."""
-    server = RedisServer(tmp_path)
-    server.start()
-    monkeypatch.setenv("REDIS_URL", server.url)
-    reset_settings_cache()
-    yield server
-    server.kill()
-    monkeypatch.undo()
-    reset_settings_cache()
-
-
-def trigger(client: FlaskClient, tenant: Tenant, runs: int) -> str:
-    response = client.post(
-        "/api/jobs/trigger",
-        headers=tenant.headers(),
-        json={"aiModels": MODELS, "executionCount": runs},
-    )
-    assert response.status_code == 201, response.json
-    job_id: str = response.json["id"]
-    return job_id
-
 
 @pytest.mark.parametrize("fault", ["restart", "flush"])
 def test_redis_lost_mid_job(
@@ -90,7 +57,7 @@ def test_redis_lost_mid_job(
         ) as worker,
         running_beat(tmp_path, **RECOVERY_ENV),
     ):
-        job_id = trigger(client, tenant, runs=50)
+        job_id = trigger_runs(client, tenant, runs=50)
         wait_until(lambda: job_row(job_id).success >= 300, 60, "the first executions")
         if fault == "restart":
             own_redis.kill()
@@ -115,7 +82,7 @@ def test_postgres_connections_killed_mid_job(
     admin_url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://")
     terminated = 0
     with running_worker(tmp_path, SLOTS, **RECOVERY_ENV), running_beat(tmp_path, **RECOVERY_ENV):
-        job_id = trigger(client, tenant, runs=50)
+        job_id = trigger_runs(client, tenant, runs=50)
         for round_ in range(1, 4):
             wait_until(lambda r=round_: job_row(job_id).success >= 400 * r, 60, "progress")
             with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -9,7 +9,6 @@ the broker's missing mark, and the fan-out owner's stopped heartbeat.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +21,23 @@ from shared.messaging.queues import (
     MAINTENANCE_QUEUE,
     WEBHOOKS_QUEUE,
 )
-from shared.settings import get_settings, reset_settings_cache
+from shared.settings import get_settings
 from tests.support import (
+    REDIS_OUTAGE_ERRORS,
     RedisServer,
-    Tenant,
     assert_counters_exact,
     execution_status_counts,
     job_row,
     make_tenant,
     running_beat,
     running_worker,
+    trigger_runs,
     wait_for_job,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-MODELS = ["gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "sonar"]
 DISPATCHER_QUEUES = (FANOUT_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
 # Fast beats and sweeps; the redispatch and stall rules stay at their defaults.
 FAST_SWEEP = {
@@ -46,36 +45,6 @@ FAST_SWEEP = {
     "JOBYARD_WORKER_DEAD_AFTER_SECONDS": 2,
     "JOBYARD_SWEEP_INTERVAL_SECONDS": 1,
 }
-REDIS_OUTAGE_ERRORS = (
-    r"Couldn't ack",
-    r"consumer: Cannot connect to",
-    r"Connection to broker lost",
-    r"Error while reading from",
-)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """A Redis without persistence of this test's own, for the API here and the workers."""
-    server = RedisServer(tmp_path)
-    server.start()
-    monkeypatch.setenv("REDIS_URL", server.url)
-    reset_settings_cache()
-    yield server
-    server.kill()
-    monkeypatch.undo()
-    reset_settings_cache()
-
-
-def trigger(client: FlaskClient, tenant: Tenant, runs: int) -> str:
-    response = client.post(
-        "/api/jobs/trigger",
-        headers=tenant.headers(),
-        json={"aiModels": MODELS, "executionCount": runs},
-    )
-    assert response.status_code == 201, response.json
-    job_id: str = response.json["id"]
-    return job_id
 
 
 def test_redis_back_empty_is_noticed_and_everything_handed_out_again(
@@ -91,10 +60,10 @@ def test_redis_back_empty_is_noticed_and_everything_handed_out_again(
         running_worker(tmp_path, 2, allowed_errors=REDIS_OUTAGE_ERRORS, **env),
         running_beat(tmp_path, **env),
     ):
-        job_id = trigger(client, tenant, runs=50)  # 2,000 executions
+        job_id = trigger_runs(client, tenant, runs=50)  # 2,000 executions
         wait_until(lambda: job_row(job_id).success >= 300, 60, "the first executions")
         own_redis.kill()
-        during_outage = trigger(client, tenant, runs=5)  # accepted while Redis is down
+        during_outage = trigger_runs(client, tenant, runs=5)  # accepted while Redis is down
         own_redis.start()
         back = time.monotonic()
         assert job_row(job_id).success < 2000  # the outage hit the job in the middle
@@ -126,7 +95,7 @@ def test_a_killed_dispatchers_fan_out_is_taken_over_within_the_dead_worker_windo
         running_beat(tmp_path, **env),
     ):
         with running_worker(tmp_path / "doomed", 2, queues=DISPATCHER_QUEUES, **env) as doomed:
-            job_id = trigger(client, tenant, runs=50)  # 20,000 executions
+            job_id = trigger_runs(client, tenant, runs=50)  # 20,000 executions
             wait_until(
                 lambda: sum(execution_status_counts(job_id).values()) >= 2000,
                 60,
