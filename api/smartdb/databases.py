@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok
+from api.smartdb.envelope import Answer, documents_check_refusals, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sources
 from shared.models import DataSource
@@ -65,14 +65,7 @@ class Databases(MethodView):
         "or no answer within JOBYARD_SOURCE_CHECK_SECONDS",
     )
     @blp.alt_response(409, description="DUPLICATE_DATABASE: the name is taken")
-    @blp.alt_response(
-        429,
-        description="LIMIT_EXCEEDED: the organisation runs as many connection checks as it "
-        "may at once (JOBYARD_SOURCE_CHECKS_PER_ORGANISATION); retry after Retry-After",
-    )
-    @blp.alt_response(
-        503, description="SERVICE_UNAVAILABLE: connection checks cannot be counted now"
-    )
+    @documents_check_refusals(blp)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a source database (the connection is checked first)"""
         with session_scope() as session:

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # The code of an error that carries none of its own, by status.
 CODES = {
@@ -57,3 +61,20 @@ Answer = Schema.from_dict(
     {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
     name="SmartDbAnswer",
 )
+
+
+def documents_check_refusals(blp: Blueprint) -> Callable[[F], F]:
+    """The answers of an operation that checks a source connection first: 429 when the
+    organisation runs as many checks as it may, 503 when they cannot be counted."""
+
+    def decorate(view: F) -> F:
+        view = blp.alt_response(
+            429,
+            description="LIMIT_EXCEEDED: the organisation runs as many connection checks as "
+            "it may at once (JOBYARD_SOURCE_CHECKS_PER_ORGANISATION); retry after Retry-After",
+        )(view)
+        return blp.alt_response(
+            503, description="SERVICE_UNAVAILABLE: connection checks cannot be counted now"
+        )(view)
+
+    return decorate

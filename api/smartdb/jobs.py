@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok
+from api.smartdb.envelope import Answer, documents_check_refusals, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sync
 from shared.kb.reading import decode
@@ -164,14 +164,7 @@ class CreateJob(MethodView):
         description="INVALID_REQUEST, DUPLICATE_JOB, INVALID_TABLE, INVALID_KB, "
         "INVALID_INTERVAL, INVALID_DATETIME or LIMIT_EXCEEDED, with every problem in details",
     )
-    @blp.alt_response(
-        429,
-        description="LIMIT_EXCEEDED: the organisation runs as many connection checks as it "
-        "may at once (JOBYARD_SOURCE_CHECKS_PER_ORGANISATION); retry after Retry-After",
-    )
-    @blp.alt_response(
-        503, description="SERVICE_UNAVAILABLE: connection checks cannot be counted now"
-    )
+    @documents_check_refusals(blp)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a scheduled job syncing a source table into a knowledge base"""
         problems = sync.Problems()
