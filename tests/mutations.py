@@ -200,8 +200,26 @@ MUTATIONS = [
     Mutation(
         "sweep: not a canceled job's fan-out",
         "shared/engine/recovery.py",
-        "                Job.canceled_at.is_(None),\n                or_(never_published, stalled),",
-        "                or_(never_published, stalled),",
+        "                Job.canceled_at.is_(None),\n                due,",
+        "                due,",
+    ),
+    Mutation(
+        "sweep: a fan-out whose process stopped beating is taken over",
+        "shared/engine/recovery.py",
+        "or_(never_published, owner_gone, stalled)",
+        "or_(never_published, stalled)",
+    ),
+    Mutation(
+        "sweep: a fan-out whose process beats is left to it",
+        "shared/engine/recovery.py",
+        "    owner_gone = and_(Job.fan_out_owner.is_not(None), ~owner_alive)",
+        "    owner_gone = Job.fan_out_owner.is_not(None)",
+    ),
+    Mutation(
+        "sweep: everything unclaimed again when the broker lost its data",
+        "shared/engine/recovery.py",
+        "    if all_unclaimed:\n        lost = true()",
+        "    if False:\n        lost = true()",
     ),
     Mutation(
         "dispatch: bounded by the target",
