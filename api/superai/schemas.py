@@ -324,12 +324,20 @@ class ResendFailedSchema(Schema):
 
 class SecretSchema(Schema):
     secret = fields.String(
-        metadata={"description": "whsec_…: shown this once; verify deliveries with it"}
+        required=True,
+        metadata={
+            "description": "whsec_…: every callback is signed with it (Standard Webhooks); "
+            "GET /v1/webhooks/secret shows it again"
+        },
     )
-    createdAt = fields.String()
+    createdAt = fields.String(required=True)
     previousSecretsExpireAt = fields.String(
+        required=True,
         allow_none=True,
-        metadata={"description": "Until then deliveries are also signed by the previous secret"},
+        metadata={
+            "description": "Until then callbacks are also signed by the previous secret(s) "
+            "(null: no previous secret signs)"
+        },
     )
 
 

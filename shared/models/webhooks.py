@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp, uuid_pk
@@ -15,9 +15,19 @@ from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp,
 class WebhookSecret(Base):
     """An organisation's signing secret (``whsec_…``, Standard Webhooks). A rotation gives
     the previous secrets an ``expires_at`` 24 h ahead: until then deliveries carry a
-    signature by each, so receivers verify with either."""
+    signature by each, so receivers verify with either. The current one (no
+    ``expires_at``) is one per organisation."""
 
     __tablename__ = "webhook_secrets"
+    __table_args__ = (
+        Index(
+            "uq_webhook_secrets_current",
+            "organisation_id",
+            unique=True,
+            postgresql_where=text("expires_at IS NULL"),
+            sqlite_where=text("expires_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid_pk]
     organisation_id: Mapped[uuid.UUID] = mapped_column(
