@@ -1,9 +1,13 @@
-"""Sending due webhook messages: signed, to the checked address, each attempt logged.
+"""Sending due webhook messages: signed, in order, to the checked address, each attempt
+logged.
 
 A call (a send round) takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases
 them (their ``next_attempt_at`` moves past the send timeout), so concurrent senders never
 send a message twice at once; a sender that dies leaves the lease to expire and the message
-is sent again (at least once, with the same ``webhook-id``).
+is sent again (at least once, with the same ``webhook-id``). A message is due only once
+what it waits for is settled (:func:`shared.webhooks.messages.sendable`): a data point's
+later callback never overtakes its earlier one, and a batch's callback leaves after every
+one of its data points' callbacks was delivered or given up.
 
 Every request is signed: a round signs with a :class:`Signer` per organisation, which
 cannot be made without a secret, and the organisations of the round get their secret
@@ -39,7 +43,7 @@ from shared.db import session_scope
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
 from shared.netguard import RefusedURL, resolve
 from shared.settings import get_settings
-from shared.webhooks.messages import MessageState
+from shared.webhooks.messages import MessageState, sendable
 from shared.webhooks.secrets import signing_secrets_of
 
 log = logging.getLogger(__name__)
@@ -92,10 +96,7 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
         due = list(
             session.scalars(
                 select(WebhookMessage)
-                .where(
-                    WebhookMessage.state == MessageState.SENDING,
-                    WebhookMessage.next_attempt_at <= now,
-                )
+                .where(sendable(now))
                 .order_by(WebhookMessage.next_attempt_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -127,11 +128,13 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
 
 
 def soonest_retry() -> float | None:
-    """Seconds until the next message is due (None: nothing waits)."""
+    """Seconds until the next message is due (None: nothing waits, or only messages
+    waiting for others, which a round that settles those looks at again)."""
+    far = utcnow() + timedelta(days=3650)
     with session_scope() as session:
         due = session.scalar(
             select(WebhookMessage.next_attempt_at)
-            .where(WebhookMessage.state == MessageState.SENDING)
+            .where(sendable(far))
             .order_by(WebhookMessage.next_attempt_at)
             .limit(1)
         )
