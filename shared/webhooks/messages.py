@@ -98,7 +98,7 @@ def enqueue_all(
     """Messages to send at once, in the caller's transaction (an outbox consumer's), in
     order: a message about an execution follows the last one written about it, and is not
     sent before that one is settled."""
-    tails = _chain_tails(session, {m.execution_id for m in messages} - {None})
+    tails = _chain_tails(session, {m.execution_id for m in messages if m.execution_id})
     written = []
     for new in messages:
         message = WebhookMessage(
@@ -106,7 +106,7 @@ def enqueue_all(
             organisation_id=new.organisation_id,
             job_id=new.job_id,
             execution_id=new.execution_id,
-            follows_id=tails.get(new.execution_id),
+            follows_id=tails.get(new.execution_id) if new.execution_id else None,
             closes_job=new.closes_job,
             event=new.event,
             url=new.url,
@@ -117,7 +117,7 @@ def enqueue_all(
             created_at=now,
             updated_at=now,
         )
-        if new.execution_id is not None:
+        if new.execution_id:
             tails[new.execution_id] = message.id
         written.append(message)
     session.add_all(written)
@@ -142,9 +142,7 @@ def enqueue(
     return message
 
 
-def _chain_tails(
-    session: Session, execution_ids: set[uuid.UUID | None]
-) -> dict[uuid.UUID | None, uuid.UUID]:
+def _chain_tails(session: Session, execution_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """The last message written about each of these executions (the one no other
     follows): one query, the session's unwritten messages flushed first."""
     if not execution_ids:
@@ -156,7 +154,7 @@ def _chain_tails(
             ~exists().where(later.follows_id == WebhookMessage.id),
         )
     )
-    return {execution_id: message_id for execution_id, message_id in rows}
+    return {execution_id: message_id for execution_id, message_id in rows if execution_id}
 
 
 def sendable(now: datetime) -> ColumnElement[bool]:
@@ -169,13 +167,24 @@ def sendable(now: datetime) -> ColumnElement[bool]:
     unsettled_predecessor = exists().where(
         followed.id == WebhookMessage.follows_id, followed.state == MessageState.SENDING
     )
-    unsettled_execution_message = exists().where(
-        about_execution.job_id == WebhookMessage.job_id,
-        about_execution.execution_id.is_not(None),
-        about_execution.state == MessageState.SENDING,
+    # A closing message's checks look up its own job by index. ``OFFSET 0`` keeps
+    # PostgreSQL from hashing them instead: a hashed check reads every message being tried
+    # (every job's) once per claim, 150 ms with 100,000 of them.
+    unsettled_execution_message = (
+        select(about_execution.id)
+        .where(
+            about_execution.job_id == WebhookMessage.job_id,
+            about_execution.execution_id.is_not(None),
+            about_execution.state == MessageState.SENDING,
+        )
+        .offset(0)
+        .exists()
     )
-    unwritten_execution_message = exists().where(
-        OutboxEvent.job_id == WebhookMessage.job_id, OutboxEvent.topic == EXECUTION_FINISHED
+    unwritten_execution_message = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.job_id == WebhookMessage.job_id, OutboxEvent.topic == EXECUTION_FINISHED)
+        .offset(0)
+        .exists()
     )
     return and_(
         WebhookMessage.state == MessageState.SENDING,

@@ -22,7 +22,7 @@ from shared.webhooks.messages import MessageState
 from shared.webhooks.secrets import current
 from shared.webhooks.sender import Signer, deliver_due
 from tests.engine.conftest import make_job
-from tests.fakes import Fail, FakeWebhookReceiver
+from tests.fakes import Fail, FakeWebhookReceiver, Reply
 from tests.support import remove_all_jobs
 from tests.webhook_signatures import verify
 
@@ -138,7 +138,10 @@ def test_a_closing_message_waits_for_every_message_about_the_jobs_executions(
         about(organisation_id, job_id, url, points[1], 2),
         about(organisation_id, job_id, url, None, 99, closes_job=True),
     )
-    receiver.script([Fail(500)])  # the first data point's callback fails once
+    # The first data point's callback fails once.
+    receiver.answer = lambda request, attempt: (
+        Fail(500) if (request.json["n"], attempt) == (1, 1) else Reply()
+    )
     assert sent_in_round(receiver) == [1, 2]
     assert sent_in_round(receiver) == [1]  # the batch's still waits for it
     # The third data point ended, but its callback is not written yet (its event waits
@@ -199,11 +202,6 @@ def test_a_chain_never_forks(organisation_id: uuid.UUID) -> None:
             pytest.skip("SQLite writers take turns from their first statement: none at once")
     job_id, point, url = make_job(organisation_id, 1), uuid.uuid4(), "https://h.example/"
     (first,) = write(about(organisation_id, job_id, url, point, 1))
-    holder = new_session()
-    holder.begin()
-    (mine,) = enqueue_all(holder, [about(organisation_id, job_id, url, point, 2)], utcnow())
-    holder.flush()
-    mine_id, mine_follows = mine.id, mine.follows_id
     outcome: list[Exception | None] = []
 
     def write_beside() -> None:
@@ -214,12 +212,17 @@ def test_a_chain_never_forks(organisation_id: uuid.UUID) -> None:
             outcome.append(exc)
 
     other = threading.Thread(target=write_beside)
-    other.start()
-    other.join(1.0)
-    assert other.is_alive()  # its insert waits for the first writer's follower
-    holder.commit()
-    holder.close()
+    with new_session() as holder:
+        holder.begin()
+        (mine,) = enqueue_all(holder, [about(organisation_id, job_id, url, point, 2)], utcnow())
+        holder.flush()
+        mine_id, mine_follows = mine.id, mine.follows_id
+        other.start()
+        other.join(1.0)
+        waited = other.is_alive()  # its insert waits for the first writer's follower
+        holder.commit()
     other.join(10)
+    assert waited
     assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError)
     assert mine_follows == first
     (third,) = write(about(organisation_id, job_id, url, point, 3))  # the retry
