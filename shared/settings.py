@@ -262,6 +262,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
     webhook_poll_seconds: float = Field(default=5.0, gt=0)  # beat looks for due retries
     webhook_concurrency: int = Field(default=32, ge=1)  # deliveries in flight per task
+    # A data point's callback carries its response (what GET .../jobs/{id}/response
+    # answers) when that is at most this many bytes of JSON, else a link to it.
+    callback_max_response_bytes: int = Field(default=256 * 1024, ge=0)
+    # The API's address as its clients reach it: links in callbacks start with it.
+    public_url: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://[^/?#]+(/.*)?$")
 
     # Auth
     jwt_ttl_seconds: int = 7 * 24 * 3600

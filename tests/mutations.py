@@ -23,6 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSTGRESQL = ("postgresql",)
 SQLITE = ("sqlite",)
 BOTH = POSTGRESQL + SQLITE
+WEBHOOK_CLAIM = "tests/engine/test_webhook_claim.py"
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,72 @@ MUTATIONS = [
         "",
         tests=("tests/api/test_idempotency.py",),
         databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhooks: no signer without a secret",
+        "shared/webhooks/sender.py",
+        '            raise ValueError("a callback is never sent unsigned: no signing secret")\n',
+        "            pass\n",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhooks: an organisation without a secret gets one before sending",
+        "shared/webhooks/secrets.py",
+        "    ensure_current(session, organisation_ids)\n    by_organisation",
+        "    by_organisation",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhooks: an organisation is made with its secret",
+        "shared/accounts/organisations.py",
+        "    ensure_current(session, [org.id])\n",
+        "",
+        tests=("tests/api/test_superai_webhooks.py",),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhooks: rotations take turns",
+        "shared/webhooks/secrets.py",
+        "        .with_for_update()\n",
+        "",
+        tests=("tests/api/test_superai_webhooks.py",),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhooks: a message follows the last one about its execution",
+        "shared/webhooks/messages.py",
+        "follows_id=tails.get(new.execution_id) if new.execution_id else None,",
+        "follows_id=None,",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhooks: not due before the message it follows is settled",
+        "shared/webhooks/messages.py",
+        "        ~unsettled_predecessor,\n",
+        "",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhooks: a chain never forks",
+        "shared/migrations/versions/20261203_a4b5c6d7e8f9_callbacks_in_order.py",
+        '["follows_id"], unique=True',
+        '["follows_id"]',
+        tests=(WEBHOOK_CLAIM,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhooks: a closing message waits for the execution messages being tried",
+        "shared/webhooks/messages.py",
+        "and_(~unsettled_execution_message, ~unwritten_execution_message)",
+        "~unwritten_execution_message",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhooks: a closing message waits for the execution messages not written yet",
+        "shared/webhooks/messages.py",
+        "and_(~unsettled_execution_message, ~unwritten_execution_message)",
+        "~unsettled_execution_message",
+        tests=(WEBHOOK_CLAIM,),
     ),
 ]
 

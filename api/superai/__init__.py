@@ -12,8 +12,10 @@ FAMILY = Family(
     title="jobyard — super.AI-compatible batches API",
     description="Submit batches of inputs to an app; each input becomes a data point that "
     "goes through the app's processor (a prompt template and a model). Read, cancel and "
-    "queue data points; read batches with their counters. Callbacks are signed (Standard "
-    "Webhooks), retried for about a day, logged and resendable.",
+    "queue data points; read batches with their counters. Callbacks carry each data point's "
+    "response (a link above a size cap), and the batch's comes after all of its data "
+    "points'; they are always signed (Standard Webhooks, with the organisation's secret: "
+    "GET /v1/webhooks/secret), retried for about a day, logged and resendable.",
     url_prefixes=("/v1/apps/", "/v1/webhooks/"),
     envelope=error_envelope,
     error_schema=SuperAiError,

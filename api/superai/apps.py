@@ -14,6 +14,7 @@ import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.params import path_uuid
+from api.superai.callbacks import callbacks_doc
 from api.superai.envelope import error_envelope
 from shared.batches import service
 from shared.batches.processor import Processor
@@ -54,7 +55,7 @@ def log_page(page: MessageLogPage, limit: int) -> tuple[list[Any], dict[str, str
 class Jobs(MethodView):
     @create_endpoint(error_envelope, creates_jobs=True)
     @blp.arguments(schemas.CreateJobsSchema)
-    @blp.doc(requestBody=schemas.create_jobs_body())
+    @blp.doc(requestBody=schemas.create_jobs_body(), callbacks=callbacks_doc())
     @blp.response(200, schemas.CreatedSchema)
     @blp.alt_response(400, description="No inputs, both kinds of inputs, or a bad field")
     @blp.alt_response(413, description="The request is larger than 4 MB")

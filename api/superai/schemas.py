@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates_schema
 
 from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
 from api.params import UtcDateTime
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
+from shared.batches.responses import data_point_response
 from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
 from shared.models import utcnow
 from shared.webhooks.messages import AttemptOutcome, attempt_error, attempt_outcome
@@ -43,7 +44,10 @@ ONE_SOURCE_OF_INPUTS = {
 class CreateJobsSchema(Schema):
     callbackUrl = Text(
         validate=[validate.Length(min=1, max=2048), validate.Regexp(HTTP_URL)],
-        metadata={"description": "Where each data point's and the batch's results are POSTed"},
+        metadata={
+            "description": "Where each data point's result and then the batch's end are "
+            "POSTed, signed (see this operation's callbacks)"
+        },
     )
     inputs = fields.Raw(
         metadata={
@@ -132,10 +136,6 @@ class PageArgs(Schema):
     size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
-def _result(dp: DataPoint, key: str) -> Any:
-    return (dp.execution.result or {}).get(key)
-
-
 class DataPointSchema(Schema):
     id = fields.UUID(attribute="execution.id")
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
@@ -157,28 +157,26 @@ class DataPointSchema(Schema):
 
 
 class DataPointResponseSchema(Schema):
-    id = fields.UUID(attribute="execution.id")
-    uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
-    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
-    response = fields.Function(
-        lambda dp: _result(dp, "output"),
-        metadata={
-            "type": "string",
-            "nullable": True,
-            "description": "The processor's output; null until done",
-        },
+    """What ``.../jobs/{id}/response`` answers, and a data point's callback carries as its
+    ``response`` (both made by :func:`shared.batches.responses.data_point_response`)."""
+
+    id = fields.UUID(required=True)
+    uuid = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": [s.value for s in DataPointState]})
+    response = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The processor's output; null until done"},
     )
-    model = fields.Function(
-        lambda dp: _result(dp, "servedModel"), metadata={"type": "string", "nullable": True}
-    )
-    usage = fields.Function(
-        lambda dp: _result(dp, "usage"), metadata={"type": "object", "nullable": True}
-    )
-    cost = fields.Float(attribute="execution.cost")
-    simulated = fields.Function(
-        lambda dp: bool(_result(dp, "simulated")), metadata={"type": "boolean"}
-    )
-    error = fields.String(attribute="execution.error", allow_none=True)
+    model = fields.String(required=True, allow_none=True)
+    usage = fields.Dict(required=True, allow_none=True)
+    cost = fields.Float(required=True)
+    simulated = fields.Boolean(required=True)
+    error = fields.String(required=True, allow_none=True)
+
+    @pre_dump
+    def of_data_point(self, data_point: DataPoint, **kwargs: Any) -> dict[str, Any]:
+        return data_point_response(data_point.execution)
 
 
 class BatchSchema(Schema):
@@ -306,7 +304,10 @@ class DeliverySchema(Schema):
         attribute="message.state",
         metadata={"enum": ["sending", "delivered", "failed", "gone"]},
     )
-    payload = fields.Dict(attribute="message.payload")
+    payload = fields.Dict(
+        attribute="message.payload",
+        metadata={"description": "The body sent (see the callbacks of POST .../jobs)"},
+    )
     attempts = fields.List(fields.Nested(AttemptSchema))
     nextAttemptAt = fields.Function(
         lambda log: iso(log.message.next_attempt_at) if log.message.state == "sending" else None,
@@ -324,12 +325,20 @@ class ResendFailedSchema(Schema):
 
 class SecretSchema(Schema):
     secret = fields.String(
-        metadata={"description": "whsec_…: shown this once; verify deliveries with it"}
+        required=True,
+        metadata={
+            "description": "whsec_…: every callback is signed with it (Standard Webhooks); "
+            "GET /v1/webhooks/secret shows it again"
+        },
     )
-    createdAt = fields.String()
+    createdAt = fields.String(required=True)
     previousSecretsExpireAt = fields.String(
+        required=True,
         allow_none=True,
-        metadata={"description": "Until then deliveries are also signed by the previous secret"},
+        metadata={
+            "description": "Until then callbacks are also signed by the previous secret(s) "
+            "(null: no previous secret signs)"
+        },
     )
 
 

@@ -1,4 +1,7 @@
-"""``/v1/webhooks/secret``: the organisation's callback signing secret (Standard Webhooks)."""
+"""``/v1/webhooks/secret``: the organisation's callback signing secret (Standard Webhooks).
+
+Every organisation has one from the start (callbacks are never sent unsigned); its owner
+reads it here at any time, like Svix's endpoint secret, and rotates it."""
 
 from __future__ import annotations
 
@@ -24,20 +27,27 @@ def authenticate_first() -> None:
     authenticate_request()
 
 
+def secret_answer(current: secrets.CurrentSecret) -> dict[str, Any]:
+    return {
+        "secret": current.secret.secret,
+        "createdAt": schemas.iso(current.secret.created_at),
+        "previousSecretsExpireAt": schemas.iso(current.previous_expire_at),
+    }
+
+
 @blp.route("/secret")
 class Secret(MethodView):
+    @blp.response(200, schemas.SecretSchema)
+    def get(self) -> dict[str, Any]:
+        """The signing secret every callback is signed with (the organisation has one from
+        the start)"""
+        with session_scope() as session:
+            return secret_answer(secrets.current(session, current_principal().organisation_id))
+
     @create_endpoint(error_envelope)
     @blp.response(201, schemas.SecretSchema)
     def post(self) -> dict[str, Any]:
-        """Create (or rotate) the signing secret; it is shown this once. The previous ones
-        keep signing for 24 h."""
+        """Rotate the signing secret: a new one signs from now on, and the previous ones
+        keep signing for 24 h"""
         with session_scope() as session:
-            organisation_id = current_principal().organisation_id
-            previous = secrets.signing_secrets(session, organisation_id, secrets.utcnow())
-            created = secrets.rotate(session, organisation_id)
-            expiry = created.created_at + secrets.ROTATION_OVERLAP if previous else None
-            return {
-                "secret": created.secret,
-                "createdAt": schemas.iso(created.created_at),
-                "previousSecretsExpireAt": schemas.iso(expiry),
-            }
+            return secret_answer(secrets.rotate(session, current_principal().organisation_id))

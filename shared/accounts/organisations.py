@@ -9,13 +9,15 @@ from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
 from shared.models import Membership, Organisation, User
+from shared.webhooks.secrets import ensure_current
 
 
 def create_organisation(session: Session, name: str) -> Organisation:
-    """Create an organisation."""
+    """Create an organisation, with the secret that signs its callbacks from the start."""
     org = Organisation(name=name)
     session.add(org)
     session.flush()
+    ensure_current(session, [org.id])
     return org
 
 

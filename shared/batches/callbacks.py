@@ -1,21 +1,32 @@
-"""Callbacks of batches: a data point's when it finishes, the batch's when it ends, as
-super.AI sends them, made into signed webhook messages from the engine's outbox events in
-the consumer's transaction (at least once, in the order the events were written)."""
+"""Callbacks of batches: a data point's when it finishes, with its response, and the
+batch's when it ends, as super.AI sends them, made into signed webhook messages from the
+engine's outbox events in the consumer's transaction.
+
+A data point's callback carries what ``GET .../jobs/{id}/response`` answers, or a link to
+it when that is larger than ``JOBYARD_CALLBACK_MAX_RESPONSE_BYTES``. The batch's callback
+closes its job: it is sent only after every data point's callback was delivered or given
+up (see :mod:`shared.webhooks.sender`).
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from shared import webhooks
+from shared.batches.responses import data_point_response, response_path
 from shared.batches.service import BATCH, batch_state
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.outbox import Event
 from shared.messaging.publisher import publish_webhook_delivery
-from shared.models import ExecutionStatus, Job, utcnow
+from shared.models import Execution, ExecutionStatus, Job, utcnow
+from shared.settings import get_settings
+from shared.webhooks.messages import NewMessage
 
 DATA_POINT_EVENT = "datapoint.finished"
 BATCH_EVENT = "batch.finished"
@@ -37,53 +48,87 @@ def data_point_state(status: str, error: str | None) -> str:
     return "CANCELED" if error == CANCELED_ERROR else "FAILED"
 
 
+def data_point_payload(job: Job, execution: Execution, state: str) -> dict[str, Any]:
+    """``{id, uuid, state, action}`` and the response (``responseIncluded``: true), or,
+    above the size cap, only the link to it (``responseIncluded``: false). The link is
+    there either way (``responseUrl``)."""
+    settings = get_settings()
+    execution_id = str(execution.id)
+    payload: dict[str, Any] = {
+        "id": execution_id,
+        "uuid": execution_id,
+        "state": state,
+        "action": "STATE_CHANGE",
+        "responseUrl": settings.public_url.rstrip("/")
+        + response_path(str(job.project_id), execution_id),
+    }
+    response = data_point_response(execution)
+    size = len(json.dumps(response, separators=(",", ":")).encode())
+    payload["responseIncluded"] = size <= settings.callback_max_response_bytes
+    if payload["responseIncluded"]:
+        payload["response"] = response
+    return payload
+
+
 def on_data_points_finished(session: Session, events: Sequence[Event]) -> None:
-    """``{id, uuid, state, action}`` to the batch's callback URL, per data point."""
+    """A callback per data point to the batch's callback URL, with its response."""
     jobs, now = _jobs(session, events), utcnow()
-    for item in events:
-        job = jobs.get(item.job_id) if item.job_id is not None else None
-        if job is None or job.callback_url is None:
-            continue
-        execution_id = item.payload["executionId"]
-        webhooks.enqueue(
-            session,
-            organisation_id=job.organisation_id,
-            job_id=job.id,
-            execution_id=uuid.UUID(execution_id),
-            event=DATA_POINT_EVENT,
-            url=job.callback_url,
-            payload={
-                "id": execution_id,
-                "uuid": execution_id,
-                "state": data_point_state(item.payload["status"], item.payload.get("error")),
-                "action": "STATE_CHANGE",
-            },
-            now=now,
+    wanted = [
+        (jobs[e.job_id], e, uuid.UUID(e.payload["executionId"]))
+        for e in events
+        if e.job_id is not None and e.job_id in jobs
+    ]
+    executions = {
+        e.id: e
+        for e in session.scalars(
+            select(Execution).where(Execution.id.in_([i for _, _, i in wanted]))
         )
+    }
+    messages = []
+    for job, item, execution_id in wanted:
+        execution = executions.get(execution_id)
+        if execution is None or job.callback_url is None:
+            continue
+        state = data_point_state(item.payload["status"], item.payload.get("error"))
+        messages.append(
+            NewMessage(
+                organisation_id=job.organisation_id,
+                job_id=job.id,
+                execution_id=execution_id,
+                event=DATA_POINT_EVENT,
+                url=job.callback_url,
+                payload=data_point_payload(job, execution, state),
+            )
+        )
+    webhooks.enqueue_all(session, messages, now)
     _deliver_after_commit(session)
 
 
 def on_batches_finished(session: Session, events: Sequence[Event]) -> None:
-    """``{version: "2", entityType: "batch", entityId, state, appId}`` per batch."""
+    """``{version: "2", entityType: "batch", entityId, state, appId}`` per batch, sent
+    after its data points' callbacks."""
     jobs, now = _jobs(session, events), utcnow()
+    messages = []
     for item in events:
         job = jobs.get(item.job_id) if item.job_id is not None else None
         if job is None or job.callback_url is None:
             continue
-        webhooks.enqueue(
-            session,
-            organisation_id=job.organisation_id,
-            job_id=job.id,
-            execution_id=None,
-            event=BATCH_EVENT,
-            url=job.callback_url,
-            payload={
-                "version": "2",
-                "entityType": "batch",
-                "entityId": str(job.id),
-                "state": batch_state(job).value,
-                "appId": str(job.project_id),
-            },
-            now=now,
+        messages.append(
+            NewMessage(
+                organisation_id=job.organisation_id,
+                job_id=job.id,
+                execution_id=None,
+                event=BATCH_EVENT,
+                url=job.callback_url,
+                payload={
+                    "version": "2",
+                    "entityType": "batch",
+                    "entityId": str(job.id),
+                    "state": batch_state(job).value,
+                    "appId": str(job.project_id),
+                },
+                closes_job=True,
+            )
         )
+    webhooks.enqueue_all(session, messages, now)
     _deliver_after_commit(session)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp, uuid_pk
@@ -15,9 +15,19 @@ from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp,
 class WebhookSecret(Base):
     """An organisation's signing secret (``whsec_…``, Standard Webhooks). A rotation gives
     the previous secrets an ``expires_at`` 24 h ahead: until then deliveries carry a
-    signature by each, so receivers verify with either."""
+    signature by each, so receivers verify with either. The current one (no
+    ``expires_at``) is one per organisation."""
 
     __tablename__ = "webhook_secrets"
+    __table_args__ = (
+        Index(
+            "uq_webhook_secrets_current",
+            "organisation_id",
+            unique=True,
+            postgresql_where=text("expires_at IS NULL"),
+            sqlite_where=text("expires_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid_pk]
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -29,7 +39,12 @@ class WebhookSecret(Base):
 
 
 class WebhookMessage(Base):
-    """One event to deliver to one URL, at least once; its id is the ``webhook-id``."""
+    """One event to deliver to one URL, at least once; its id is the ``webhook-id``.
+
+    Messages about one execution (a data point's callbacks) form a chain: each
+    ``follows`` the one written before it, and is sent only once that one is settled
+    (delivered, failed or gone). A message that ``closes_job`` (a batch's own callback) is
+    sent only once every message about the job's executions is settled."""
 
     __tablename__ = "webhook_messages"
     __table_args__ = (
@@ -37,6 +52,9 @@ class WebhookMessage(Base):
         Index("ix_webhook_messages_due", "state", "next_attempt_at"),
         # A job's delivery log, read in cursor pages ordered by (created_at, id).
         Index("ix_webhook_messages_job_id_created_at", "job_id", "created_at", "id"),
+        # Whether any message of a job is still being tried (what a closing message waits on).
+        Index("ix_webhook_messages_job_id_state", "job_id", "state"),
+        Index("uq_webhook_messages_follows_id", "follows_id", unique=True),
     )
 
     id: Mapped[uuid_pk]
@@ -45,6 +63,10 @@ class WebhookMessage(Base):
     )
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
     execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    # The message about the same execution written just before this one (None: the first).
+    # Unique: a chain never forks, so no two messages wait on the same one.
+    follows_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    closes_job: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     event: Mapped[str] = mapped_column(String(40))  # datapoint.finished | batch.finished
     url: Mapped[str] = mapped_column(String(2048))
     payload: Mapped[dict[str, Any]] = mapped_column()

@@ -1,8 +1,10 @@
 """Webhooks, for any domain that sends them: signing secrets per organisation (Standard
-Webhooks), messages delivered at least once with Svix's retry schedule, and a log of every
-attempt. A domain turns its events into messages with :func:`enqueue`; the ``webhooks``
-queue sends them (:func:`shared.webhooks.sender.deliver_due`)."""
+Webhooks), messages delivered at least once with Svix's retry schedule, in order, and a
+log of every attempt. A domain turns its events into messages with :func:`enqueue_all`
+(a message about an execution follows the one before it; a job's closing message waits
+for those of its executions); the ``webhooks`` queue sends them
+(:func:`shared.webhooks.sender.deliver_due`)."""
 
-from shared.webhooks.messages import enqueue
+from shared.webhooks.messages import NewMessage, enqueue, enqueue_all
 
-__all__ = ["enqueue"]
+__all__ = ["NewMessage", "enqueue", "enqueue_all"]

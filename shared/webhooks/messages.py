@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
+from shared.engine.outbox import EXECUTION_FINISHED
 from shared.errors import Conflict, NotFound
-from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.models import OutboxEvent, WebhookDelivery, WebhookMessage, utcnow
 from shared.paging import keyset_page
 from shared.settings import get_settings
 
@@ -76,6 +77,53 @@ class MessageState:
     GONE = "gone"  # the receiver answered 410: no more attempts
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to write: what to send where, about which job (and which of its
+    executions, if any). A message that ``closes_job`` is sent only after every message
+    about the job's executions is settled, those not written yet included."""
+
+    organisation_id: uuid.UUID
+    job_id: uuid.UUID
+    execution_id: uuid.UUID | None
+    event: str
+    url: str
+    payload: dict[str, Any]
+    closes_job: bool = False
+
+
+def enqueue_all(
+    session: Session, messages: Sequence[NewMessage], now: datetime
+) -> list[WebhookMessage]:
+    """Messages to send at once, in the caller's transaction (an outbox consumer's), in
+    order: a message about an execution follows the last one written about it, and is not
+    sent before that one is settled."""
+    tails = _chain_tails(session, {m.execution_id for m in messages if m.execution_id})
+    written = []
+    for new in messages:
+        message = WebhookMessage(
+            id=uuid.uuid4(),
+            organisation_id=new.organisation_id,
+            job_id=new.job_id,
+            execution_id=new.execution_id,
+            follows_id=tails.get(new.execution_id) if new.execution_id else None,
+            closes_job=new.closes_job,
+            event=new.event,
+            url=new.url,
+            payload=new.payload,
+            state=MessageState.SENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        if new.execution_id:
+            tails[new.execution_id] = message.id
+        written.append(message)
+    session.add_all(written)
+    return written
+
+
 def enqueue(
     session: Session,
     *,
@@ -86,24 +134,67 @@ def enqueue(
     url: str,
     payload: dict[str, Any],
     now: datetime,
+    closes_job: bool = False,
 ) -> WebhookMessage:
-    """A message to send at once, in the caller's transaction (an outbox consumer's)."""
-    message = WebhookMessage(
-        id=uuid.uuid4(),
-        organisation_id=organisation_id,
-        job_id=job_id,
-        execution_id=execution_id,
-        event=event,
-        url=url,
-        payload=payload,
-        state=MessageState.SENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(message)
+    """One message to send at once, in the caller's transaction (see :func:`enqueue_all`)."""
+    new = NewMessage(organisation_id, job_id, execution_id, event, url, payload, closes_job)
+    (message,) = enqueue_all(session, [new], now)
     return message
+
+
+def _chain_tails(session: Session, execution_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The last message written about each of these executions (the one no other
+    follows): one query, the session's unwritten messages flushed first."""
+    if not execution_ids:
+        return {}
+    later = aliased(WebhookMessage)
+    rows = session.execute(
+        select(WebhookMessage.execution_id, WebhookMessage.id).where(
+            WebhookMessage.execution_id.in_(execution_ids),
+            ~exists().where(later.follows_id == WebhookMessage.id),
+        )
+    )
+    return {execution_id: message_id for execution_id, message_id in rows if execution_id}
+
+
+def sendable(now: datetime) -> ColumnElement[bool]:
+    """SQL for "this message is due now": still being tried, its time has come, and what
+    it waits for is settled (delivered, failed or gone) — the message it follows, and for
+    a message that closes its job every message about the job's executions, including
+    those whose ``execution.finished`` events are not messages yet. A message in a
+    sender's hands is still being tried: what waits for it waits for its outcome."""
+    followed, about_execution = aliased(WebhookMessage), aliased(WebhookMessage)
+    unsettled_predecessor = exists().where(
+        followed.id == WebhookMessage.follows_id, followed.state == MessageState.SENDING
+    )
+    # A closing message's checks look up its own job by index. ``OFFSET 0`` keeps
+    # PostgreSQL from hashing them instead: a hashed check reads every message being tried
+    # (every job's) once per claim, 150 ms with 100,000 of them.
+    unsettled_execution_message = (
+        select(about_execution.id)
+        .where(
+            about_execution.job_id == WebhookMessage.job_id,
+            about_execution.execution_id.is_not(None),
+            about_execution.state == MessageState.SENDING,
+        )
+        .offset(0)
+        .exists()
+    )
+    unwritten_execution_message = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.job_id == WebhookMessage.job_id, OutboxEvent.topic == EXECUTION_FINISHED)
+        .offset(0)
+        .exists()
+    )
+    return and_(
+        WebhookMessage.state == MessageState.SENDING,
+        WebhookMessage.next_attempt_at <= now,
+        ~unsettled_predecessor,
+        or_(
+            WebhookMessage.closes_job == false(),
+            and_(~unsettled_execution_message, ~unwritten_execution_message),
+        ),
+    )
 
 
 def message_log(

@@ -1,9 +1,17 @@
-"""Sending due webhook messages: signed, to the checked address, each attempt logged.
+"""Sending due webhook messages: signed, in order, to the checked address, each attempt
+logged.
 
 A call (a send round) takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases
 them (their ``next_attempt_at`` moves past the send timeout), so concurrent senders never
 send a message twice at once; a sender that dies leaves the lease to expire and the message
-is sent again (at least once, with the same ``webhook-id``).
+is sent again (at least once, with the same ``webhook-id``). A message is due only once
+what it waits for is settled (:func:`shared.webhooks.messages.sendable`): a data point's
+later callback never overtakes its earlier one, and a batch's callback leaves after every
+one of its data points' callbacks was delivered or given up.
+
+Every request is signed: a round signs with a :class:`Signer` per organisation, which
+cannot be made without a secret, and the organisations of the round get their secret
+first if they have none.
 
 Every attempt is a :class:`WebhookDelivery` row written in the lease's transaction, before
 any request of the round leaves, and completed once the round's requests have ended: a
@@ -35,8 +43,8 @@ from shared.db import session_scope
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
 from shared.netguard import RefusedURL, resolve
 from shared.settings import get_settings
-from shared.webhooks.messages import MessageState
-from shared.webhooks.secrets import signing_secrets
+from shared.webhooks.messages import MessageState, sendable
+from shared.webhooks.secrets import signing_secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +72,18 @@ class _Result:
     permanent: bool = False  # an address we will not send to: no more attempts
 
 
-def sign(message_id: str, timestamp: datetime, body: str, secrets: Sequence[str]) -> str:
-    """The ``webhook-signature`` header: one ``v1,<base64>`` per secret, space-separated."""
-    return " ".join(Webhook(s).sign(message_id, timestamp, body) for s in secrets)
+class Signer:
+    """Signs for one organisation with every secret that signs now (current first); there
+    is no signer without a secret, so there is no request without a signature."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if not secrets:
+            raise ValueError("a callback is never sent unsigned: no signing secret")
+        self._keys = [Webhook(s) for s in secrets]
+
+    def sign(self, message_id: str, timestamp: datetime, body: str) -> str:
+        """The ``webhook-signature`` header: one ``v1,<base64>`` per secret, space-separated."""
+        return " ".join(key.sign(message_id, timestamp, body) for key in self._keys)
 
 
 def deliver_due(limit: int = BATCH) -> dict[str, int]:
@@ -79,10 +96,7 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
         due = list(
             session.scalars(
                 select(WebhookMessage)
-                .where(
-                    WebhookMessage.state == MessageState.SENDING,
-                    WebhookMessage.next_attempt_at <= now,
-                )
+                .where(sendable(now))
                 .order_by(WebhookMessage.next_attempt_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -90,12 +104,13 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
         )
         if not due:
             return {"sent": 0}
-        secrets_by_org: dict[uuid.UUID, list[str]] = {}
-        for organisation_id in {m.organisation_id for m in due}:
-            secrets_by_org[organisation_id] = [
-                s.secret for s in signing_secrets(session, organisation_id, now)
-            ]
-        sends = [_prepare(m, secrets_by_org[m.organisation_id], now) for m in due]
+        signers = {
+            organisation_id: Signer(secrets)
+            for organisation_id, secrets in signing_secrets_of(
+                session, {m.organisation_id for m in due}, now
+            ).items()
+        }
+        sends = [_prepare(m, signers[m.organisation_id], now) for m in due]
         session.execute(
             update(WebhookMessage)
             .where(WebhookMessage.id.in_([m.id for m in due]))
@@ -113,11 +128,13 @@ def deliver_due(limit: int = BATCH) -> dict[str, int]:
 
 
 def soonest_retry() -> float | None:
-    """Seconds until the next message is due (None: nothing waits)."""
+    """Seconds until the next message is due (None: nothing waits, or only messages
+    waiting for others, which a round that settles those looks at again)."""
+    far = utcnow() + timedelta(days=3650)
     with session_scope() as session:
         due = session.scalar(
             select(WebhookMessage.next_attempt_at)
-            .where(WebhookMessage.state == MessageState.SENDING)
+            .where(sendable(far))
             .order_by(WebhookMessage.next_attempt_at)
             .limit(1)
         )
@@ -126,16 +143,15 @@ def soonest_retry() -> float | None:
     return max(0.0, (due - utcnow()).total_seconds())
 
 
-def _prepare(message: WebhookMessage, secrets: list[str], now: datetime) -> _Send:
+def _prepare(message: WebhookMessage, signer: Signer, now: datetime) -> _Send:
     body = json.dumps(message.payload, separators=(",", ":"))
     headers = {
         "content-type": "application/json",
         "user-agent": "jobyard-webhooks",
         "webhook-id": str(message.id),
         "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signer.sign(str(message.id), now, body),
     }
-    if secrets:
-        headers["webhook-signature"] = sign(str(message.id), now, body, secrets)
     return _Send(uuid.uuid4(), message.id, message.attempts + 1, message.url, body, headers)
 
 

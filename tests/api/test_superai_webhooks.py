@@ -7,20 +7,22 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from shared.db import session_scope
+from shared.db import new_session, session_scope
 from shared.engine.fanout import fan_out_job
 from shared.models import Execution, WebhookDelivery, WebhookMessage, WebhookSecret, utcnow
 from shared.settings import get_settings
 from shared.webhooks import enqueue
 from shared.webhooks.messages import RECORDING_GRACE, UNKNOWN_OUTCOME, MessageState
+from shared.webhooks.secrets import rotate
 from tests.support import Tenant
 
 
@@ -68,20 +70,63 @@ def add_message(tenant: Tenant, batch_id: str, state: str, created: datetime) ->
         return message.id
 
 
-def test_a_secret_is_shown_once_and_a_rotation_overlaps_24_hours(
+def current_secrets(tenant: Tenant) -> list[WebhookSecret]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(WebhookSecret).where(
+                    WebhookSecret.organisation_id == tenant.org_id,
+                    WebhookSecret.expires_at.is_(None),
+                )
+            )
+        )
+
+
+def test_an_organisation_has_a_secret_from_the_start_and_its_owner_reads_it(
     client: FlaskClient, tenant: Tenant
 ) -> None:
-    first = client.post("/v1/webhooks/secret", headers=auth(tenant))
-    assert first.status_code == 201 and first.json["secret"].startswith("whsec_")
+    """No setup step: the organisation was made with its secret, and every credential of
+    the organisation (its API key, a member's token) reads the same one, again and again."""
+    (made,) = current_secrets(tenant)
+    first = client.get("/v1/webhooks/secret", headers=auth(tenant))
+    assert first.status_code == 200, first.json
+    assert first.json["secret"] == made.secret and made.secret.startswith("whsec_")
     assert first.json["previousSecretsExpireAt"] is None
-    second = client.post("/v1/webhooks/secret", headers=auth(tenant)).json
-    assert second["secret"] != first.json["secret"]
-    expires = datetime.fromisoformat(second["previousSecretsExpireAt"].replace("Z", "+00:00"))
+    assert len(base64.b64decode(made.secret.removeprefix("whsec_"))) == 24
+    again = client.get("/v1/webhooks/secret", headers={"Authorization": f"Bearer {tenant.token}"})
+    assert again.json == first.json
+    assert client.get("/v1/webhooks/secret").status_code == 401
+
+
+def test_an_organisation_without_a_secret_gets_one_when_it_is_read(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """An organisation made before secrets were (or by any other path) has none: the
+    first read makes it, and the next reads answer the same one."""
+    with session_scope() as session:
+        session.execute(delete(WebhookSecret).where(WebhookSecret.organisation_id == tenant.org_id))
+    first = client.get("/v1/webhooks/secret", headers=auth(tenant))
+    assert first.status_code == 200 and first.json["secret"].startswith("whsec_")
+    assert client.get("/v1/webhooks/secret", headers=auth(tenant)).json == first.json
+    assert [s.secret for s in current_secrets(tenant)] == [first.json["secret"]]
+
+
+def test_a_rotation_makes_a_new_secret_and_the_old_one_signs_24_hours_more(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    start = client.get("/v1/webhooks/secret", headers=auth(tenant)).json["secret"]
+    rotated = client.post("/v1/webhooks/secret", headers=auth(tenant))
+    assert rotated.status_code == 201 and rotated.json["secret"] != start
+    expires = datetime.fromisoformat(rotated.json["previousSecretsExpireAt"].replace("Z", "+00:00"))
     assert timedelta(hours=23, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=24)
+    read = client.get("/v1/webhooks/secret", headers=auth(tenant)).json
+    assert read == rotated.json
+    third = client.post("/v1/webhooks/secret", headers=auth(tenant)).json
     with session_scope() as session:
         rows = session.query(WebhookSecret).filter(WebhookSecret.organisation_id == tenant.org_id)
-        assert sorted(r.expires_at is None for r in rows) == [False, True]
-    assert client.get("/v1/webhooks/secret", headers=auth(tenant)).status_code == 405
+        by_secret = {r.secret: r.expires_at for r in rows}
+    assert by_secret[third["secret"]] is None  # one current secret, the others overlap
+    assert by_secret[start] is not None and by_secret[rotated.json["secret"]] is not None
     assert client.post("/v1/webhooks/secret").status_code == 401
 
 
@@ -337,3 +382,30 @@ def test_an_attempt_without_an_outcome_reads_as_sending_then_unknown(
         "unknown",
         "answered",
     ]
+
+
+def test_rotations_at_once_take_turns(tenant: Tenant) -> None:
+    """A rotation waits for one under way, then expires the secret it made: one current
+    secret, never a conflict (the second would insert beside the first's new secret)."""
+    holder = new_session()
+    holder.begin()
+    first = rotate(holder, tenant.org_id).secret.secret
+    outcome: list[Exception | str] = []
+
+    def rotate_too() -> None:
+        try:
+            with session_scope() as session:
+                outcome.append(rotate(session, tenant.org_id).secret.secret)
+        except Exception as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=rotate_too)
+    other.start()
+    other.join(0.5)
+    assert other.is_alive()  # waits for the rotation under way
+    holder.commit()
+    holder.close()
+    other.join(10)
+    (second,) = outcome
+    assert isinstance(second, str) and second != first, second
+    assert [s.secret for s in current_secrets(tenant)] == [second]

@@ -468,6 +468,7 @@ CASES: dict[tuple[str, str], Case] = {
         ),
     ],
     # The caller's own signing secret: no resource is named; A's stays A's.
+    ("/v1/webhooks/secret", "GET"): lambda w: [own("GET", "/v1/webhooks/secret")],
     ("/v1/webhooks/secret", "POST"): lambda w: [own("POST", "/v1/webhooks/secret")],
     # -- Valpay (a JWT only)
     ("/v1/jobs", "GET"): lambda w: [

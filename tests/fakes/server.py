@@ -114,7 +114,7 @@ class FakeServer:
 
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"server_fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = _Server(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -210,6 +210,12 @@ class FakeServer:
         A rejected request consumes no scripted behaviour."""
         return None
 
+    def behaviour_for(self, request: RecordedRequest) -> Behaviour:
+        """What answers ``request``: the next scripted behaviour, else :attr:`default`
+        (called under the fake's lock, in arrival order; a fake may choose by the request
+        instead)."""
+        return self._queue.popleft() if self._queue else self.default
+
     def side_route(self, request: RecordedRequest) -> Response | None:
         """An answer for a path that is not the API itself (e.g. a redirect link the
         vendor hands out), or None. Consumes no behaviour and is not recorded."""
@@ -248,7 +254,7 @@ class FakeServer:
         with self._arrived:
             behaviour: Behaviour | Response | None = rejection
             if self.serves(request) and rejection is None:
-                behaviour = self._queue.popleft() if self._queue else self.default
+                behaviour = self.behaviour_for(request)
             self._requests.append(request)
             self._answers.append(behaviour)
             self._arrived.notify_all()
@@ -282,6 +288,13 @@ class FakeServer:
                     return Response(status, body, tuple(headers.items()))
                 return Response.json(status, body, dict(headers))
         raise TypeError(f"unknown behaviour {behaviour!r}")
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a client opening more connections at once (a
+    # webhook sender's round, an SDK's pool) has the others' SYNs dropped and resent a
+    # second later, which a real server's backlog would not do.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,6 +1,8 @@
 """``webhooks.deliver``: send the webhook messages that are due (published after outbox
-events became messages, and by beat every few seconds). A retry due within a minute gets
-its own delayed delivery task, so a 5 s retry does not wait for beat's next look."""
+events became messages, and by beat every few seconds). After a round that sent anything,
+the next due message within a minute gets its own delayed delivery task: a 5 s retry does
+not wait for beat's next look, and a message that waited for the ones this round settled
+(a batch's callback after its data points') goes out at once."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ def deliver() -> dict[str, int]:
     counts = deliver_due()
     if counts.get("more"):
         publish_webhook_delivery()  # the rest, by whichever sender is free
-    elif counts.get("sending"):  # some were rescheduled: come back when the first is due
+    elif counts.get("sent"):  # retries were scheduled, or waiting messages may be free now
         wait = soonest_retry()
         if wait is not None and wait <= SOON_SECONDS:
             publish(WEBHOOKS_DELIVER_TASK, [], countdown=wait)
