@@ -1,9 +1,13 @@
 """Batches (super.AI-compatible): a batch is a Job of type ``batch`` in an app (a project),
 and each input is one Execution — a data point.
 
-A batch is accepted at once: with ``inputs`` the job counts them; with ``inputsFileUrl``
-it counts one placeholder until the worker's fan-out has fetched the file (the type's
-preparer), which sets the real count in one update — or fails the batch with the reason.
+A batch is accepted at once: with ``inputs`` its data points (the first
+``JOBYARD_EXECUTIONS_WRITTEN_AT_ACCEPT``, 1,000 by default; the fan-out writes the rest)
+are written in the transaction that accepts it, in bulk as a fan-out writes them, so the
+uuid a create returns can be read and canceled the moment it answers; with
+``inputsFileUrl`` it counts one placeholder until the worker's fan-out has fetched the
+file (the type's preparer), which sets the real count in one update — or fails the batch
+with the reason.
 The app's processor is copied onto the batch when it is accepted, so a later change of
 the app never alters a batch in flight.
 """
@@ -26,7 +30,7 @@ from shared.batches.processor import Processor, check
 from shared.db import session_scope, unit_of_work
 from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
-from shared.engine.fanout import execution_id_for
+from shared.engine.fanout import execution_id_for, fan_out_at_accept
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
 from shared.engine.registry import PlannedItem
 from shared.errors import NotFound
@@ -182,6 +186,10 @@ def create_batch(
         )
         work.session.add(job)
         work.session.flush()
+        if inputs is not None:
+            # Its data points exist when the create answers: a client reads (or cancels)
+            # the uuid it was given at once, not after a worker has fanned the batch out.
+            fan_out_at_accept(work.session.connection(), job.id, plan_batch(work.session, job))
         work.session.refresh(job)
         dispatch_after_commit(work, [job.id])
         single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
