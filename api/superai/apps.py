@@ -139,6 +139,18 @@ class QueueJob(MethodView):
         )
 
 
+@blp.route("/<app_id>/jobs/<job_id>/review")
+class ReviewJob(MethodView):
+    @blp.arguments(schemas.ReviewSchema)
+    @blp.response(200, schemas.DataPointResponseSchema)
+    @blp.alt_response(409, description="The data point has not finished")
+    def patch(self, body: dict[str, Any], app_id: str, job_id: str) -> DataPoint:
+        """Review a finished data point: is its response correct, what should it have been"""
+        return service.review_data_point(
+            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job"), **body
+        )
+
+
 @blp.route("/<app_id>/batches")
 class Batches(MethodView):
     @blp.arguments(schemas.PageArgs, location="query")

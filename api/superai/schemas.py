@@ -179,6 +179,34 @@ class DataPointResponseSchema(Schema):
         lambda dp: bool(_result(dp, "simulated")), metadata={"type": "boolean"}
     )
     error = fields.String(attribute="execution.error", allow_none=True)
+    review = fields.Function(
+        lambda dp: _result(dp, "review"),
+        metadata={
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "correct": {"type": "boolean"},
+                "response": {"description": "The response it should have been"},
+                "reviewedAt": {"type": "string"},
+            },
+            "description": "A person's review (PATCH /v1/jobs/{id}/review); null without one",
+        },
+    )
+
+
+class ReviewSchema(Schema):
+    """A review of a finished data point, as the super.AI client's ``review_job`` sends it."""
+
+    response = fields.Raw(
+        allow_none=True,
+        metadata={"description": "The response it should have been (the output is kept)"},
+    )
+    correct = StrictBoolean(metadata={"description": "Whether its response is correct"})
+
+    @validates_schema
+    def says_something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "response" not in data and "correct" not in data:
+            raise ValidationError("give response, correct or both", "response")
 
 
 class BatchSchema(Schema):
