@@ -90,6 +90,8 @@ class Jobs(MethodView):
                 descending=args["orderBy"] == "desc",
                 created_from=args.get("createdStartDate"),
                 created_to=args.get("createdEndDate"),
+                completed_from=args.get("completedStartDate"),
+                completed_to=args.get("completedEndDate"),
                 states=[DataPointState(s) for s in args.get("statusIn") or []],
             )
         return page_envelope(page, "jobs", args["size"])

@@ -149,7 +149,7 @@ def create_batch(
     inputs: list[dict[str, Any]] | None,
     inputs_file_url: str | None,
     callback_url: str | None,
-    metadata: dict[str, Any],
+    metadata: dict[str, Any] | list[Any],
     tags: list[str],
     parked: bool,
 ) -> tuple[Job, uuid.UUID | None]:
@@ -317,9 +317,13 @@ def list_data_points(
     descending: bool,
     created_from: datetime | None,
     created_to: datetime | None,
+    completed_from: datetime | None = None,
+    completed_to: datetime | None = None,
     states: list[DataPointState],
 ) -> Page:
-    """The app's data points, filtered, sorted, one page (``page`` counts from 0)."""
+    """The app's data points, filtered, sorted, one page (``page`` counts from 0). The
+    ``completed`` bounds keep finished data points only (completed, failed or canceled
+    in that time)."""
     get_app(session, principal, app_id)
     stmt = (
         select(Execution, Job)
@@ -330,6 +334,10 @@ def list_data_points(
         stmt = stmt.where(Execution.created_at >= created_from)
     if created_to is not None:
         stmt = stmt.where(Execution.created_at <= created_to)
+    if completed_from is not None:
+        stmt = stmt.where(Execution.finished_at >= completed_from)
+    if completed_to is not None:
+        stmt = stmt.where(Execution.finished_at <= completed_to)
     if states:
         stmt = stmt.where(or_(*(_state_condition(s) for s in states)))
     columns = DATA_POINT_SORTS[sort_by]

@@ -231,7 +231,7 @@ def test_the_docs_of_both_families_stay_open(client: FlaskClient) -> None:
     ]
 
 
-# -- super.AI's own 401, review -------------------------------------------------------
+# -- the client's other fields, the list's filters, review ---------------------------
 
 
 def test_super_ais_401_names_its_own_header(client: FlaskClient, tenant: Tenant) -> None:
@@ -239,6 +239,52 @@ def test_super_ais_401_names_its_own_header(client: FlaskClient, tenant: Tenant)
     assert superai_error(response, 401) == (
         "Missing credentials: send API-KEY or x-api-key or Authorization: Bearer <token>"
     )
+
+
+@pytest.mark.parametrize("metadata", [{"id": "mine-1"}, [{"id": "mine-1"}, {"k": "v"}], []])
+def test_metadata_is_an_object_or_an_array(
+    client: FlaskClient, tenant: Tenant, metadata: Any
+) -> None:
+    answer = create(client, tenant, {"inputs": [{"text": "a"}], "metadata": metadata})
+    point = client.get(f"/v1/jobs/{answer['uuid']}", headers=api_key(tenant)).json
+    assert point["metadata"] == metadata
+    batch = client.get(
+        f"/v1/apps/{tenant.project_id}/batches/{answer['batchId']}", headers=api_key(tenant)
+    ).json
+    assert batch["metadata"] == metadata
+
+
+def test_a_labeler_is_refused_by_name(client: FlaskClient, tenant: Tenant) -> None:
+    response = client.post(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers=api_key(tenant),
+        json={"inputs": [{"text": "a"}], "labeler": "crowd"},
+    )
+    superai_error(response, 400)
+    (detail,) = response.json["details"]
+    assert detail.startswith("labeler: not supported: ") and "processor" in detail
+
+
+def test_the_completed_dates_filter_finished_data_points(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    create(client, tenant, {"inputs": [{"n": i} for i in range(3)]})
+    path = f"/v1/apps/{tenant.project_id}/jobs"
+    points = client.get(path, headers=api_key(tenant)).json["jobs"]
+    client.post(f"/v1/jobs/{points[1]['uuid']}/cancel", headers=api_key(tenant))
+
+    def listed(**query: str) -> list[Any]:
+        response = client.get(path, headers=api_key(tenant), query_string=query)
+        assert response.status_code == 200, response.json
+        return [p["input"] for p in response.json["jobs"]]
+
+    assert listed(completedStartDate="2000-01-01T00:00:00Z") == [{"n": 1}]
+    assert listed(completedEndDate="2999-01-01T00:00:00Z") == [{"n": 1}]
+    assert listed(completedStartDate="2030-01-01T00:00:00Z") == []
+    assert listed(completedEndDate="2000-01-01T00:00:00Z") == []
+    assert len(listed()) == 3
+    bad = client.get(path, headers=api_key(tenant), query_string={"completedStartDate": "soon"})
+    assert any(d.startswith("completedStartDate") for d in bad.json["details"]), bad.json
 
 
 def test_only_a_finished_data_point_is_reviewed(client: FlaskClient, tenant: Tenant) -> None:
