@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHON := $(BIN)/python
 
-.PHONY: up test lint typecheck pytest bench mutations services browser clean
+.PHONY: up test lint typecheck pytest bench mutations services browser clients clean
 
 $(BIN)/python:
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -40,12 +40,25 @@ typecheck: $(VENV)/.installed-dev
 browser:
 	-deploy/scripts/ensure-chromium.sh >/dev/null
 
+# The official super.AI client (superai 0.2.1) in a virtualenv of its own, never in
+# .venv: it pulls pandas, scikit-learn, boto3... tests/e2e/test_superai_client.py drives
+# it unchanged against the API. Built once (about a minute, online); offline after that.
+CLIENTS := .venv-clients
+$(CLIENTS)/superai/.installed: tests/e2e/superai-client-constraints.txt
+	$(SYSTEM_PYTHON) -m venv $(CLIENTS)/superai
+	$(CLIENTS)/superai/bin/python -m pip install --quiet --upgrade pip
+	$(CLIENTS)/superai/bin/python -m pip install --quiet superai==0.2.1 \
+		--constraint tests/e2e/superai-client-constraints.txt
+	touch $@
+
+clients: $(CLIENTS)/superai/.installed
+
 # Two processes (pytest-xdist), whole files to each: every process has a database and a
 # Redis DB of its own (tests/conftest.py), and the e2e files mostly wait on workers.
 # Then the engine's race, fault and guard tests again on SQLite, the embedded default
 # (the tests marked every_database): the README offers both, with the same guarantees.
 PYTEST_PROCESSES ?= 2
-pytest: services browser
+pytest: services browser clients
 	$(BIN)/pytest -n $(PYTEST_PROCESSES) --dist loadfile
 	JOBYARD_TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_PROCESSES) --dist loadfile tests/engine tests/e2e
 

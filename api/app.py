@@ -13,15 +13,17 @@ from api.rate_limits import init_rate_limits
 from api.request_body import init_request_body
 from api.request_limits import init_request_limits
 from api.request_log import init_request_log
+from api.routing import FamilyRoutedFlask
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment (``FLASK_*``), then test overrides;
-    then every API family found under ``api/`` (see :mod:`api.families`)."""
+    then every API family found under ``api/`` (see :mod:`api.families`); where families
+    share a path, the credential routes the request (:mod:`api.routing`)."""
     settings = get_settings()
-    app = Flask(__name__)
+    app = FamilyRoutedFlask(__name__)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from flask import g, request
 
-from api.families import current_family
+from api.families import Family, current_family, sharing
 from shared import logs
 from shared.accounts.auth import Principal, authenticate
 from shared.db import session_scope
+from shared.errors import Unauthenticated
 
 
 def bearer_token() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def missing_credentials(family: Family | None) -> Unauthenticated:
+    """The 401 for a request without credentials: it names the family's own ways in (on
+    a path families share, each family's, the one that tells it apart)."""
+    shared = sharing(request.path)
+    if family is None and shared is not None:
+        ways = [f"{' or '.join(f.api_key_headers)} ({f.vendor})" for f in shared.keyed]
+        if shared.owner is not None and shared.owner.accepts_bearer:
+            ways.append(f"Authorization: Bearer <token> ({shared.owner.vendor})")
+        return Unauthenticated("Missing credentials: send " + " or ".join(ways))
+    hint = family.credentials_hint() if family else "x-api-key or Authorization: Bearer <token>"
+    return Unauthenticated(f"Missing credentials: send {hint}")
 
 
 def authenticate_request() -> Principal:
@@ -25,7 +39,10 @@ def authenticate_request() -> Principal:
     family = current_family()
     headers = family.api_key_headers if family else ()
     api_key = next((request.headers[h] for h in headers if request.headers.get(h)), None)
-    bearer = bearer_token() if family is None or family.accepts_bearer else None
+    takes_bearer = family.accepts_bearer if family else sharing(request.path) is None
+    bearer = bearer_token() if takes_bearer else None
+    if api_key is None and bearer is None:
+        raise missing_credentials(family)
     with session_scope() as session:
         principal = authenticate(session, api_key=api_key, bearer=bearer)
     g.principal = principal

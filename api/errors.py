@@ -18,7 +18,7 @@ import sqlalchemy.exc
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from api.families import Envelope, family_for
+from api.families import Envelope, RequestHeaders, family_for, sharing
 from shared.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,22 @@ def default_envelope(
     return {"statusCode": status, "message": message, "error": phrase(status)}
 
 
-def envelope_for(path: str) -> Envelope:
-    family = family_for(path)
-    return family.envelope if family is not None else default_envelope
+def envelope_for(path: str, headers: RequestHeaders | None = None) -> Envelope:
+    """The envelope of the family the request names (by path, and by credential where
+    families share the path). A shared path without credential names none: it answers in
+    the envelope of the family that keys it (super.AI's ``{statusCode, message,
+    details}``, which also holds the ``{statusCode, message}`` of Valpay's 401)."""
+    family = family_for(path, headers)
+    if family is not None:
+        return family.envelope
+    shared = sharing(path)
+    return shared.keyed[0].envelope if shared is not None else default_envelope
 
 
 def error_response(
     status: int, message: str, details: list[str] | None = None, code: str | None = None
 ) -> Response:
-    body = envelope_for(request.path)(status, message, details or [], code)
+    body = envelope_for(request.path, request.headers)(status, message, details or [], code)
     response = jsonify(body)
     response.status_code = status
     return response

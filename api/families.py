@@ -6,23 +6,32 @@ The app factory discovers the families (every ``api`` subpackage with a ``FAMILY
 each its own flask-smorest ``Api`` (``config_prefix``: one spec per family), and the error
 handlers and authentication look a request's family up by its path. Adding a family adds a
 package; no central list changes.
+
+Where two families share a path, the credential tells them apart: a family's
+``keyed_prefixes`` are paths under another family's prefix that it answers for a request
+that carries one of its API key headers and no bearer token (super.AI's data points
+under ``/v1/jobs/``, where a bearer token is Valpay's). :func:`family_for` decides, and :mod:`api.routing` routes
+the request among that family's routes only.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema
+from werkzeug.datastructures import Headers
 
 from api import swagger_assets
 from api.openapi import FamilyResponses, available_choices, no_nul
 
+# A request's headers (werkzeug's), or any mapping of them.
+RequestHeaders = Headers | Mapping[str, str]
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
 
@@ -44,6 +53,15 @@ class Family:
     blueprints: tuple[Blueprint, ...]
     docs_prefix: str  # <docs_prefix>openapi.json and <docs_prefix>docs
     security_schemes: dict[str, Any] = field(default_factory=dict)
+    # Paths under another family's prefix that this one answers when the request carries
+    # one of its API key headers and no bearer token (see the module docstring).
+    keyed_prefixes: tuple[str, ...] = ()
+    vendor: str = ""  # the API it is compatible with, as its clients know it: "super.AI"
+
+    def credentials_hint(self) -> str:
+        """Every way in, as a 401 names them: ``API-KEY or ... or Authorization: Bearer``."""
+        bearer = ("Authorization: Bearer <token>",) if self.accepts_bearer else ()
+        return " or ".join((*self.api_key_headers, *bearer))
 
 
 def discover() -> list[Family]:
@@ -109,13 +127,65 @@ def register(app: Flask, family: Family) -> Api:
     return api
 
 
-def family_for(path: str) -> Family | None:
-    """The family that answers ``path`` (None for the app's own paths: /healthz...)."""
-    for family in current_app.extensions.get(EXTENSION, []):
+def _registered(app: Flask | None) -> list[Family]:
+    families: list[Family] = (app or current_app).extensions.get(EXTENSION, [])
+    return families
+
+
+def carries_bearer(headers: RequestHeaders) -> bool:
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
+@dataclass(frozen=True)
+class SharedPath:
+    """The families that answer a shared path: those that key it (by API key), and the
+    family whose prefix it is under, its owner (by bearer token)."""
+
+    keyed: tuple[Family, ...]
+    owner: Family | None
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        return (*self.keyed, *((self.owner,) if self.owner is not None else ()))
+
+
+def sharing(path: str, app: Flask | None = None) -> SharedPath | None:
+    """Who shares ``path``; None when no family keys it."""
+    families = _registered(app)
+    keyed = tuple(f for f in families if any(path.startswith(p) for p in f.keyed_prefixes))
+    if not keyed:
+        return None
+    owner = next((f for f in families if any(path.startswith(p) for p in f.url_prefixes)), None)
+    return SharedPath(keyed, owner)
+
+
+def family_for(
+    path: str, headers: RequestHeaders | None = None, app: Flask | None = None
+) -> Family | None:
+    """The family that answers a request for ``path`` carrying ``headers``.
+
+    On a shared path (:func:`sharing`), the credential decides: a bearer token names the
+    path's owner (whatever else comes with it: the owner's clients are unchanged), else
+    the family whose API key header the request carries; with neither, None (its 401
+    names every way in). Elsewhere, the family whose prefix the path starts with (the
+    longest). None for the app's own paths (/healthz...).
+    """
+    headers = headers or {}
+    shared = sharing(path, app)
+    if shared is not None:
+        owner = shared.owner
+        if owner is not None and owner.accepts_bearer and carries_bearer(headers):
+            return owner
+        for family in shared.families:
+            if any(headers.get(h) for h in family.api_key_headers):
+                return family
+        return None
+    for family in _registered(app):
         if any(path.startswith(prefix) for prefix in family.url_prefixes):
             return family
     return None
 
 
 def current_family() -> Family | None:
-    return family_for(request.path)
+    return family_for(request.path, request.headers)

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     schedule_tick_seconds: float = Field(default=15.0, gt=0)
     fanout_chunk_size: int = Field(default=5000, ge=1)
+    # Executions a request writes itself when it accepts a job whose items it carries (a
+    # batch's inline inputs): they exist when it answers; the fan-out writes the rest.
+    executions_written_at_accept: int = Field(default=1000, ge=1)
     max_executions_per_job: int = Field(default=200_000, ge=1)
     # Quotas (shared/engine/quotas.py). What one request may create, across every job it
     # creates (a cached-jobs trigger makes one job per cached job)...

@@ -488,3 +488,12 @@ def running_api(tmp_path: Path, *, port: int | None = None, **env: Any) -> Itera
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def uncredentialed_path(family: Any, families: list[Any]) -> str:
+    """A path of ``family``'s for a request with no credential: under its first prefix
+    plus ``/x``, unless another family shares that path (``/v1/jobs/x`` is Valpay's and
+    super.AI's: the credential decides there), then the prefix itself."""
+    path: str = family.url_prefixes[0].rstrip("/") + "/x"
+    shared = any(path.startswith(p) for f in families for p in f.keyed_prefixes)
+    return family.url_prefixes[0].rstrip("/") if shared else path

@@ -91,6 +91,8 @@ class Jobs(MethodView):
                 descending=args["orderBy"] == "desc",
                 created_from=args.get("createdStartDate"),
                 created_to=args.get("createdEndDate"),
+                completed_from=args.get("completedStartDate"),
+                completed_to=args.get("completedEndDate"),
                 states=[DataPointState(s) for s in args.get("statusIn") or []],
             )
         return page_envelope(page, "jobs", args["size"])
@@ -137,6 +139,18 @@ class QueueJob(MethodView):
         """Queue a parked (PENDING) data point"""
         return service.queue_data_point(
             current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
+
+
+@blp.route("/<app_id>/jobs/<job_id>/review")
+class ReviewJob(MethodView):
+    @blp.arguments(schemas.ReviewSchema)
+    @blp.response(200, schemas.DataPointResponseSchema)
+    @blp.alt_response(409, description="The data point has not finished")
+    def patch(self, body: dict[str, Any], app_id: str, job_id: str) -> DataPoint:
+        """Review a finished data point: is its response correct, what should it have been"""
+        return service.review_data_point(
+            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job"), **body
         )
 
 

@@ -32,6 +32,39 @@ def iso(value: Any) -> str | None:
 HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
 
 
+OBJECT_OR_ARRAY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]}
+
+
+class ObjectOrArray(fields.Field):
+    """A JSON object or array, kept as given: super.AI's ``metadata`` (its docs type it as
+    an array of key-value pairs, its Python client sends an object)."""
+
+    default_error_messages = {"invalid": "Not a valid object or array."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {**OBJECT_OR_ARRAY, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict | list):
+            raise self.make_error("invalid")
+        return value
+
+
+class NotSupported(fields.Field):
+    """A field super.AI's client may send that means nothing here: refused, by name."""
+
+    def __init__(self, why: str, **kwargs: Any) -> None:
+        self.why = why
+        super().__init__(
+            metadata={"description": f"Not supported: a request with it is refused (400). {why}"},
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        raise ValidationError(f"not supported: {self.why}")
+
+
 # What CreateJobsSchema.one_source_of_inputs checks, as the spec says it.
 ONE_SOURCE_OF_INPUTS = {
     "oneOf": [
@@ -63,7 +96,13 @@ class CreateJobsSchema(Schema):
             "description": "A JSON array of input objects (at most 4 MB), fetched by the worker"
         },
     )
-    metadata = fields.Dict(load_default=dict)
+    metadata = ObjectOrArray(
+        load_default=dict,
+        metadata={
+            "description": "Your own key-value pairs, kept with the batch and shown on each "
+            "of its data points: an object, or an array"
+        },
+    )
     tags = fields.List(
         Text(validate=validate.Length(min=1, max=255)),
         load_default=list,
@@ -75,6 +114,11 @@ class CreateJobsSchema(Schema):
             "description": "true: the data points are parked (PENDING) until each is "
             "queued; by default they are queued at once"
         },
+    )
+    # What the official client sends for create_jobs(worker=...).
+    labeler = NotSupported(
+        "every input goes through the app's processor (PUT /v1/apps/{appId}/processor); "
+        "there is no labeler to choose"
     )
 
     @validates_schema
@@ -125,6 +169,12 @@ class ListJobsArgs(Schema):
     orderBy = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     createdStartDate = UtcDateTime()
     createdEndDate = UtcDateTime()
+    completedStartDate = UtcDateTime(
+        metadata={"description": "Data points finished (completed, failed or canceled) since"}
+    )
+    completedEndDate = UtcDateTime(
+        metadata={"description": "Data points finished (completed, failed or canceled) until"}
+    )
     statusIn = fields.List(
         fields.String(validate=validate.OneOf([s.value for s in DataPointState])),
         validate=validate.Length(max=MAX_LIST_VALUES),
@@ -151,7 +201,7 @@ class DataPointSchema(Schema):
         lambda dp: (dp.execution.item or {}).get("input"),
         metadata={"type": "object", "nullable": True},
     )
-    metadata = fields.Dict(attribute="batch.metadata_")
+    metadata = fields.Raw(attribute="batch.metadata_", metadata=OBJECT_OR_ARRAY)
     tags = fields.List(fields.String(), attribute="batch.tags")
     error = fields.String(attribute="execution.error", allow_none=True)
 
@@ -173,10 +223,37 @@ class DataPointResponseSchema(Schema):
     cost = fields.Float(required=True)
     simulated = fields.Boolean(required=True)
     error = fields.String(required=True, allow_none=True)
+    review = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={
+            "properties": {
+                "correct": {"type": "boolean"},
+                "response": {"description": "The response it should have been"},
+                "reviewedAt": {"type": "string"},
+            },
+            "description": "A person's review (PATCH /v1/jobs/{id}/review); null without one",
+        },
+    )
 
     @pre_dump
     def of_data_point(self, data_point: DataPoint, **kwargs: Any) -> dict[str, Any]:
         return data_point_response(data_point.execution)
+
+
+class ReviewSchema(Schema):
+    """A review of a finished data point, as the super.AI client's ``review_job`` sends it."""
+
+    response = fields.Raw(
+        allow_none=True,
+        metadata={"description": "The response it should have been (the output is kept)"},
+    )
+    correct = StrictBoolean(metadata={"description": "Whether its response is correct"})
+
+    @validates_schema
+    def says_something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "response" not in data and "correct" not in data:
+            raise ValidationError("give response, correct or both", "response")
 
 
 class BatchSchema(Schema):
@@ -194,7 +271,7 @@ class BatchSchema(Schema):
     completedCount = fields.Integer(attribute="success")
     failedCount = fields.Integer(attribute="failed")
     callbackUrl = fields.String(attribute="callback_url", allow_none=True)
-    metadata = fields.Dict(attribute="metadata_")
+    metadata = fields.Raw(attribute="metadata_", metadata=OBJECT_OR_ARRAY)
     tags = fields.List(fields.String())
     cost = fields.Float()
     error = fields.String(

@@ -23,6 +23,14 @@ class ValpayError(Schema):
     )
     message = fields.String(required=True)
     statusCode = fields.Integer(metadata={"description": "401 only"})
+    details = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Only in the 401 of /v1/jobs/{jobId} without any credential: "
+            "super.AI's data points share that path, so its message names both ways in "
+            "(Authorization: Bearer, or super.AI's API-KEY) in a body both APIs document"
+        },
+    )
 
 
 UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized - Invalid or missing token"}

@@ -11,7 +11,8 @@ from shared.models import Execution
 
 def data_point_response(execution: Execution) -> dict[str, Any]:
     """The data point's state and the processor's output (``response``: null until it is
-    done), the model that served it, its usage and cost, as JSON values."""
+    done), the model that served it, its usage and cost, and a person's review, as JSON
+    values."""
     result = execution.result or {}
     return {
         "id": str(execution.id),
@@ -23,6 +24,7 @@ def data_point_response(execution: Execution) -> dict[str, Any]:
         "cost": float(execution.cost or 0.0),
         "simulated": bool(result.get("simulated")),
         "error": execution.error,
+        "review": result.get("review"),  # PATCH .../review: what a person said of it
     }
 
 

@@ -1,9 +1,13 @@
 """Batches (super.AI-compatible): a batch is a Job of type ``batch`` in an app (a project),
 and each input is one Execution — a data point.
 
-A batch is accepted at once: with ``inputs`` the job counts them; with ``inputsFileUrl``
-it counts one placeholder until the worker's fan-out has fetched the file (the type's
-preparer), which sets the real count in one update — or fails the batch with the reason.
+A batch is accepted at once: with ``inputs`` its data points (the first
+``JOBYARD_EXECUTIONS_WRITTEN_AT_ACCEPT``, 1,000 by default; the fan-out writes the rest)
+are written in the transaction that accepts it, in bulk as a fan-out writes them, so the
+uuid a create returns can be read and canceled the moment it answers; with
+``inputsFileUrl`` it counts one placeholder until the worker's fan-out has fetched the
+file (the type's preparer), which sets the real count in one update — or fails the batch
+with the reason.
 The app's processor is copied onto the batch when it is accepted, so a later change of
 the app never alters a batch in flight.
 """
@@ -26,10 +30,10 @@ from shared.batches.processor import Processor, check
 from shared.db import session_scope, unit_of_work
 from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
-from shared.engine.fanout import execution_id_for
+from shared.engine.fanout import execution_id_for, fan_out_at_accept
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
 from shared.engine.registry import PlannedItem
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.messaging.publisher import publish_webhook_delivery
 from shared.models import (
     Execution,
@@ -38,6 +42,7 @@ from shared.models import (
     JobStatus,
     JobType,
     Project,
+    utcnow,
 )
 from shared.netguard import check_syntax
 from shared.paging import Page, paginate
@@ -62,6 +67,9 @@ class DataPointState(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+
+
+FINISHED_STATES = (DataPointState.COMPLETED, DataPointState.FAILED, DataPointState.CANCELED)
 
 
 class BatchState(StrEnum):
@@ -141,7 +149,7 @@ def create_batch(
     inputs: list[dict[str, Any]] | None,
     inputs_file_url: str | None,
     callback_url: str | None,
-    metadata: dict[str, Any],
+    metadata: dict[str, Any] | list[Any],
     tags: list[str],
     parked: bool,
 ) -> tuple[Job, uuid.UUID | None]:
@@ -182,6 +190,10 @@ def create_batch(
         )
         work.session.add(job)
         work.session.flush()
+        if inputs is not None:
+            # Its data points exist when the create answers: a client reads (or cancels)
+            # the uuid it was given at once, not after a worker has fanned the batch out.
+            fan_out_at_accept(work.session.connection(), job.id, plan_batch(work.session, job))
         work.session.refresh(job)
         dispatch_after_commit(work, [job.id])
         single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
@@ -261,19 +273,27 @@ class DataPoint:
 
 
 def get_data_point(
-    session: Session, principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+    session: Session,
+    principal: Principal,
+    app_id: uuid.UUID | None,
+    data_point_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> DataPoint:
-    row = session.execute(
-        select(Execution, Job)
-        .join(Job, Job.id == Execution.job_id)
-        .where(Execution.id == data_point_id)
-    ).one_or_none()
+    """The caller's data point, in the app ``app_id`` (None: in any of its apps, as
+    ``/v1/jobs/{id}`` reads it), or NotFound."""
+    stmt = select(Execution, Job).join(Job, Job.id == Execution.job_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Execution)
+    row = session.execute(stmt.where(Execution.id == data_point_id)).one_or_none()
     if row is None:
         raise NotFound(f"Job {data_point_id} not found")
     execution, job = row
-    if job.organisation_id != principal.organisation_id or job.project_id != app_id:
-        raise NotFound(f"Job {data_point_id} not found")
-    if job.type != BATCH:
+    if (
+        job.organisation_id != principal.organisation_id
+        or (app_id is not None and job.project_id != app_id)
+        or job.type != BATCH
+    ):
         raise NotFound(f"Job {data_point_id} not found")
     return DataPoint(execution, job)
 
@@ -297,9 +317,13 @@ def list_data_points(
     descending: bool,
     created_from: datetime | None,
     created_to: datetime | None,
+    completed_from: datetime | None = None,
+    completed_to: datetime | None = None,
     states: list[DataPointState],
 ) -> Page:
-    """The app's data points, filtered, sorted, one page (``page`` counts from 0)."""
+    """The app's data points, filtered, sorted, one page (``page`` counts from 0). The
+    ``completed`` bounds keep finished data points only (completed, failed or canceled
+    in that time)."""
     get_app(session, principal, app_id)
     stmt = (
         select(Execution, Job)
@@ -310,6 +334,10 @@ def list_data_points(
         stmt = stmt.where(Execution.created_at >= created_from)
     if created_to is not None:
         stmt = stmt.where(Execution.created_at <= created_to)
+    if completed_from is not None:
+        stmt = stmt.where(Execution.finished_at >= completed_from)
+    if completed_to is not None:
+        stmt = stmt.where(Execution.finished_at <= completed_to)
     if states:
         stmt = stmt.where(or_(*(_state_condition(s) for s in states)))
     columns = DATA_POINT_SORTS[sort_by]
@@ -322,18 +350,20 @@ def list_data_points(
 
 
 def cancel_data_point(
-    principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+    principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
 ) -> DataPoint:
     """Cancel a data point that has not finished (Conflict when it has)."""
     with session_scope() as session:
-        get_data_point(session, principal, app_id, data_point_id)  # the app's, or 404
+        point = get_data_point(session, principal, app_id, data_point_id)  # the app's, or 404
+    if point.state in FINISHED_STATES:  # said in the data point's own states
+        raise Conflict(f"Job {data_point_id} has already finished ({point.state.value})")
     cancel_one(principal.organisation_id, data_point_id, "Job")
     with session_scope() as session:
         return get_data_point(session, principal, app_id, data_point_id)
 
 
 def queue_data_point(
-    principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+    principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
 ) -> DataPoint:
     """Queue a parked data point (Conflict when it is not parked)."""
     with session_scope() as session:
@@ -341,6 +371,40 @@ def queue_data_point(
     queue_parked(principal.organisation_id, data_point_id, "Job")
     with session_scope() as session:
         return get_data_point(session, principal, app_id, data_point_id)
+
+
+_UNSET: Any = object()
+
+
+def review_data_point(
+    principal: Principal,
+    app_id: uuid.UUID | None,
+    data_point_id: uuid.UUID,
+    *,
+    response: Any = _UNSET,
+    correct: bool | None = None,
+) -> DataPoint:
+    """Record a person's review of a finished data point: whether its response is
+    correct, and the response it should have been. Each review keeps what an earlier one
+    said that it does not repeat; the processor's own output is never overwritten.
+    Conflict while the data point has not finished."""
+    with session_scope() as session:
+        point = get_data_point(session, principal, app_id, data_point_id, for_update=True)
+        if point.state not in (DataPointState.COMPLETED, DataPointState.FAILED):
+            raise Conflict(
+                f"Job {data_point_id} is {point.state.value}: only a COMPLETED or FAILED "
+                "job can be reviewed"
+            )
+        result = dict(point.execution.result or {})
+        review = dict(result.get("review") or {})
+        if response is not _UNSET:
+            review["response"] = response
+        if correct is not None:
+            review["correct"] = correct
+        review["reviewedAt"] = utcnow().isoformat().replace("+00:00", "Z")
+        point.execution.result = {**result, "review": review}
+        session.flush()
+        return point
 
 
 # -- callbacks: the delivery log ----------------------------------------------------------

@@ -5,6 +5,11 @@ skips rows already there, so a re-run or a concurrent duplicate fan-out writes n
 twice), taken under the job's lock, and stops at once when the job has been canceled.
 Nothing is published per execution: after each chunk, :func:`dispatch.fill` hands the
 broker as much as the workers can take, fairly across jobs.
+
+A job whose items come with its request (a batch's inline inputs) has its first
+executions written in the transaction that accepts it (:func:`fan_out_at_accept`), so
+that they can be read and canceled the moment the request is answered; when those are
+all of them, its fan-out message only starts dispatching them.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class FanOutPlan:
     should_run: bool
     reason: str = ""
     organisation_id: uuid.UUID | None = None
+    # Its executions are all written (at accept, or by an earlier fan-out): the message
+    # only has to start dispatching them.
+    written: bool = False
 
 
 def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
@@ -62,7 +70,7 @@ def check_fan_out(session: Any, job_id: uuid.UUID) -> FanOutPlan:
     if job is None:
         return FanOutPlan(False, "job does not exist")
     if job.fanned_out_at is not None:
-        return FanOutPlan(False, "already fanned out", job.organisation_id)
+        return FanOutPlan(False, "already fanned out", job.organisation_id, written=True)
     if job.canceled_at is not None:
         return FanOutPlan(False, "canceled", job.organisation_id)
     if job.parked:
@@ -84,6 +92,8 @@ def fan_out_job(job_id: uuid.UUID, owner: str | None = None) -> int:
 def _fan_out(job_id: uuid.UUID, plan: FanOutPlan, owner: str | None) -> int:
     if not plan.should_run:
         log.info("fan-out of job %s skipped: %s", job_id, plan.reason)
+        if plan.written:  # fanned out at accept: this message is what starts its work
+            dispatch.fill()
         return 0
     if not prepare(job_id):
         return 0
@@ -117,6 +127,32 @@ def _fan_out(job_id: uuid.UUID, plan: FanOutPlan, owner: str | None) -> int:
     if empty:  # planned to nothing (a sync run that found no new rows): it is done
         end_without_executions(job_id, JobStatus.COMPLETED.value, None)
     log.info("fan-out of job %s wrote %d executions", job_id, written)
+    return written
+
+
+def fan_out_at_accept(
+    connection: Executor, job_id: uuid.UUID, planned: Iterable[PlannedItem]
+) -> int:
+    """Write the first ``JOBYARD_EXECUTIONS_WRITTEN_AT_ACCEPT`` executions of a job in the
+    caller's transaction, the one that accepts it: they can be read and canceled the
+    moment the request is answered. Returns how many were written.
+
+    When that was all of them, the job is fanned out: its fan-out message only starts
+    dispatching. Otherwise the fan-out writes the rest as usual (the rows written here
+    are skipped, as in any repeated fan-out), so a request never writes more than that
+    bound, however big its job.
+    """
+    iterator = iter(planned)
+    first = list(itertools.islice(iterator, get_settings().executions_written_at_accept))
+    more = next(iterator, None) is not None
+    written = 0
+    for seq_start, chunk in _chunks(first, get_settings().fanout_chunk_size):
+        written += write_chunk(connection, job_id, seq_start, chunk) or 0
+    if not more:
+        now = utcnow()
+        connection.execute(
+            update(Job).where(Job.id == job_id).values(fanned_out_at=now, updated_at=now)
+        )
     return written
 
 

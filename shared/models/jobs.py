@@ -32,7 +32,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp, utcnow, uuid_pk
+from shared.models.base import (
+    Base,
+    JSONDocument,
+    UTCDateTime,
+    optional_timestamp,
+    timestamp,
+    utcnow,
+    uuid_pk,
+)
 from shared.models.tenancy import User
 
 
@@ -121,7 +129,10 @@ class Job(Base):
         Uuid, ForeignKey("users.id", ondelete="SET NULL")
     )
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # A client's own key-value pairs: an object, or an array (super.AI documents both).
+    metadata_: Mapped[dict[str, Any] | list[Any]] = mapped_column(
+        "metadata", JSONDocument, default=dict
+    )
     tags: Mapped[list[Any]] = mapped_column(default=list)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     parked: Mapped[bool] = mapped_column(Boolean, default=False)

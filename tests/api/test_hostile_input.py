@@ -27,7 +27,7 @@ from werkzeug.test import TestResponse
 from api.errors import default_envelope
 from api.families import EXTENSION, Family, discover
 from shared.settings import get_settings
-from tests.support import Tenant, running_api
+from tests.support import Tenant, running_api, uncredentialed_path
 
 FAMILIES = {family.name: family for family in discover()}
 DEPTH = 64  # JOBYARD_MAX_JSON_DEPTH
@@ -366,7 +366,7 @@ def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def family_path(family: Family) -> str:
-    return family.url_prefixes[0].rstrip("/") + "/x"
+    return uncredentialed_path(family, list(FAMILIES.values()))
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -93,7 +93,9 @@ def test_a_batch_is_accepted_with_its_id_and_a_single_inputs_uuid(
         ({"inputs": [{"a": 1}, "two"]}, "inputs"),
         ({"inputs": [{"a": 1}], "pending": "yes"}, "pending"),
         ({"inputs": [{"a": 1}], "tags": "t"}, "tags"),
-        ({"inputs": [{"a": 1}], "metadata": [1]}, "metadata"),
+        ({"inputs": [{"a": 1}], "metadata": "mine-1"}, "metadata"),
+        ({"inputs": [{"a": 1}], "metadata": 1}, "metadata"),
+        ({"inputs": [{"a": 1}], "labeler": "crowd"}, "labeler"),
     ],
 )
 def test_bad_input_is_400_in_the_envelope_and_creates_nothing(

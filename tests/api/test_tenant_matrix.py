@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Table, false, or_, select
 from werkzeug.test import TestResponse
 
 from api import create_app
-from api.families import Family, discover
+from api.families import Family, discover, family_for
 from shared.db import session_scope
 from shared.engine.fanout import fan_out_job
 from shared.models import Base, Execution, Job, WebhookMessage, utcnow
@@ -430,6 +430,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("/v1/apps/<app_id>/jobs/<job_id>/queue", "POST"): lambda w: app_children(
         w, "POST", "/jobs/{}/queue", "parked_point"
     ),
+    ("/v1/apps/<app_id>/jobs/<job_id>/review", "PATCH"): lambda w: app_children(
+        w, "PATCH", "/jobs/{}/review", "data_point", json={"correct": True}
+    ),
     ("/v1/apps/<app_id>/jobs/<job_id>/deliveries", "GET"): lambda w: app_children(
         w, "GET", "/jobs/{}/deliveries", "data_point"
     ),
@@ -485,8 +488,23 @@ CASES: dict[tuple[str, str], Case] = {
         valpay_create(w, "batch", {"appId": w.ids["project"], "inputs": [{"x": 1}]}),
         valpay_create(w, "kb_sync", {"jobName": w.ids["sync_job"]}),
     ],
+    # /v1/jobs/{id} is Valpay's with a JWT and super.AI's data points' with an API key:
+    # asked with each family's credentials there (see family_credentials).
     ("/v1/jobs/<job_id>", "GET"): lambda w: [
-        by_path("GET", f"/v1/jobs/{w.ids[k]}") for k in ("ai_job", "batch", "kb_sync_job")
+        by_path("GET", f"/v1/jobs/{w.ids[k]}")
+        for k in ("ai_job", "batch", "kb_sync_job", "data_point")
+    ],
+    ("/v1/jobs/<job_id>/response", "GET"): lambda w: [
+        by_path("GET", f"/v1/jobs/{w.ids['data_point']}/response")
+    ],
+    ("/v1/jobs/<job_id>/cancel", "POST"): lambda w: [
+        by_path("POST", f"/v1/jobs/{w.ids[k]}/cancel") for k in ("data_point", "parked_point")
+    ],
+    ("/v1/jobs/<job_id>/queue", "POST"): lambda w: [
+        by_path("POST", f"/v1/jobs/{w.ids['parked_point']}/queue")
+    ],
+    ("/v1/jobs/<job_id>/review", "PATCH"): lambda w: [
+        by_path("PATCH", f"/v1/jobs/{w.ids['data_point']}/review", json={"correct": True})
     ],
     # -- Smart DB: names are per organisation
     ("/databases", "GET"): lambda w: [own("GET", "/databases")],
@@ -578,6 +596,21 @@ def credentials(family: Family, tenant: Tenant) -> dict[str, dict[str, str]]:
     return found
 
 
+def family_credentials(
+    app: Flask, path: str, tenant: Tenant
+) -> list[tuple[Family, str, dict[str, str]]]:
+    """Every (family, credential) that reaches ``path``: each family's credentials that
+    name that family there. On most paths, those of the family whose prefix it is under;
+    on a path families share (``/v1/jobs/{id}``), each family's own (api.families)."""
+    found = []
+    for family in FAMILIES:
+        for name, auth in credentials(family, tenant).items():
+            if family_for(path, auth, app) is family:
+                found.append((family, name, auth))
+    assert found, f"no credential reaches {path}"
+    return found
+
+
 def send(client: FlaskClient, call: Call, auth: dict[str, str]) -> TestResponse:
     return client.open(
         call.path,
@@ -649,14 +682,15 @@ def test_another_tenants_resources_are_not_found_and_unchanged(
     client = matrix_app.test_client()
     calls = case(world)
     assert calls, f"{method} {rule}: a case with no call"
-    family = family_of(calls[0].path)
     before = snapshot(world.a.org_id)
-    for name, auth in credentials(family, world.b).items():
+    for family, name, auth in family_credentials(matrix_app, calls[0].path, world.b):
         for call in calls:
             try:
                 check(client, world, family, call, auth)
             except AssertionError as error:
-                raise AssertionError(f"{method} {rule} with {name}: {error}") from error
+                raise AssertionError(
+                    f"{method} {rule} with {family.name}'s {name}: {error}"
+                ) from error
     assert snapshot(world.a.org_id) == before, f"{method} {rule}: B changed A's rows"
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import select, text
 from api.families import Family, discover
 from shared.db import session_scope
 from shared.models import Project
-from tests.support import Tenant, make_tenant, running_api, wait_until
+from tests.support import Tenant, make_tenant, running_api, uncredentialed_path, wait_until
 
 FAMILIES = {family.name: family for family in discover()}
 # A path of each family that takes a JSON body (the refusals come before routing and
@@ -262,7 +262,7 @@ def test_a_request_line_over_the_limit_is_the_apps_414_in_json(
     family's envelope. The longest one is more than the kernel buffers between client
     and server hold: the client gets its answer only if the server reads the rest."""
     family = FAMILIES[name]
-    path = family.url_prefixes[0].rstrip("/") + "/x?q="
+    path = uncredentialed_path(family, list(FAMILIES.values())) + "?q="
     target = path + "a" * (target_bytes - len(path))
     answer = exchange(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     assert answer is not None
@@ -298,7 +298,7 @@ def test_headers_beyond_gunicorns_limits_are_431_in_json(server: Server, name: s
     """Past gunicorn's own header limits (1.5 x JOBYARD_MAX_HEADER_BYTES per field, 1.5 x
     JOBYARD_MAX_HEADER_COUNT fields) the app answers, in the family's envelope."""
     family = FAMILIES[name]
-    path = family.url_prefixes[0].rstrip("/") + "/x"
+    path = uncredentialed_path(family, list(FAMILIES.values()))
     long_field = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Padding: {'v' * 13_000}\r\n\r\n"
     answer = exchange(server.port, long_field.encode())
     assert answer is not None

@@ -12,14 +12,22 @@ from sqlalchemy import func, select
 
 from shared.db import get_engine, session_scope
 from shared.engine.cancel import cancel_executions
-from shared.engine.fanout import fan_out_job, write_chunk
+from shared.engine.fanout import fan_out_at_accept, fan_out_job, write_chunk
 from shared.engine.jobs import new_job
 from shared.engine.outcomes import Outcome
 from shared.engine.registry import PlannedItem, register_planner
 from shared.models import Execution, Job
 from shared.settings import reset_settings_cache
-from tests.engine.conftest import claim, execution_ids, finish, make_job, outbox_rows
-from tests.support import assert_counters_exact, job_row
+from tests.engine.conftest import (
+    TEST_TYPE,
+    claim,
+    execution_ids,
+    finish,
+    make_job,
+    outbox_rows,
+    plan_items,
+)
+from tests.support import assert_counters_exact, job_row, remove_all_jobs
 
 pytestmark = pytest.mark.every_database
 
@@ -175,3 +183,65 @@ def test_a_cancel_waits_for_a_chunk_being_written(organisation_id: uuid.UUID) ->
     assert done.is_set()
     job = assert_counters_exact(job_id)
     assert (job.status, job.total, job.failed, job.pending) == ("canceled", 5, 5, 0)
+
+
+def dispatched(job_id: uuid.UUID) -> int:
+    with session_scope() as session:
+        return (
+            session.scalar(
+                select(func.count()).where(
+                    Execution.job_id == job_id, Execution.dispatched_at.is_not(None)
+                )
+            )
+            or 0
+        )
+
+
+def accept(organisation_id: uuid.UUID, n: int) -> tuple[uuid.UUID, int]:
+    """Accept a ``test.items`` job of ``n`` items, its executions written with it."""
+    with session_scope() as session:
+        job = new_job(
+            organisation_id=organisation_id, job_type=TEST_TYPE, total=n, payload={"n": n}
+        )
+        session.add(job)
+        session.flush()
+        written = fan_out_at_accept(session.connection(), job.id, plan_items(session, job))
+        return job.id, written
+
+
+def test_a_job_fanned_out_at_accept_is_dispatched_by_its_fan_out_message(
+    organisation_id: uuid.UUID,
+) -> None:
+    """Its executions exist once the accepting transaction commits; the fan-out message
+    that follows writes nothing and starts dispatching them (nothing else would until
+    the next sweep)."""
+    with session_scope() as session:
+        remove_all_jobs(session)  # nothing else outstanding: the broker has room
+    job_id, written = accept(organisation_id, 5)
+    assert written == 5 and row_count(job_id) == 5
+    assert job_row(job_id).fanned_out_at is not None
+    assert_counters_exact(job_id)
+    assert dispatched(job_id) == 0
+    assert fan_out_job(job_id) == 0
+    assert dispatched(job_id) == 5
+
+
+def test_accept_writes_at_most_its_bound_and_the_fan_out_the_rest(
+    organisation_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBYARD_EXECUTIONS_WRITTEN_AT_ACCEPT", "3")
+    reset_settings_cache()
+    try:
+        job_id, written = accept(organisation_id, 8)
+        assert written == 3 and row_count(job_id) == 3
+        assert job_row(job_id).fanned_out_at is None
+        assert fan_out_job(job_id) == 5
+        with session_scope() as session:
+            rows = session.execute(
+                select(Execution.seq, Execution.item_key).where(Execution.job_id == job_id)
+            ).all()
+        assert sorted(rows) == [(i, f"item-{i}") for i in range(8)]
+        assert_counters_exact(job_id)
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
