@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.families import Family
-from api.mentionlab import cached_jobs, executions, jobs, projects, queries
+from api.mentionlab import cached_jobs, events, executions, jobs, projects, queries
 from api.mentionlab.envelope import NestError, nest_envelope
 
 FAMILY = Family(
@@ -17,7 +17,7 @@ FAMILY = Family(
     error_schema=NestError,
     api_key_headers=("x-api-key",),
     accepts_bearer=True,
-    blueprints=(projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp),
+    blueprints=(projects.blp, queries.blp, jobs.blp, events.blp, executions.blp, cached_jobs.blp),
     # The first family kept the root: /openapi.json and /docs.
     docs_prefix="/",
     security_schemes={

@@ -50,7 +50,7 @@ cat <<MSG
   jobyard is starting (Ctrl-C stops everything)
     API        http://127.0.0.1:$PORT        docs: http://127.0.0.1:$PORT/docs
                and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address)
-    Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
+    Flower     http://127.0.0.1:${FLOWER_PORT:-5555}        user $FLOWER_USER, password in var/jobyard.env
     Metrics    http://127.0.0.1:${JOBYARD_METRICS_PORT:-9100}/metrics (API)  http://127.0.0.1:${JOBYARD_WORKER_METRICS_PORT:-9101}/metrics (workers)
     Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
     CLI        'source .venv/bin/activate' puts jobyard on PATH (e.g. jobyard watch JOB_ID)

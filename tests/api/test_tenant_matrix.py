@@ -380,6 +380,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("/api/jobs/<uuid:job_id>/events", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/events") for k in ("ai_job", "batch", "kb_sync_job")
     ],
+    ("/api/jobs/<uuid:job_id>/events/token", "POST"): lambda w: [
+        by_path("POST", f"/api/jobs/{w.ids[k]}/events/token")
+        for k in ("ai_job", "batch", "kb_sync_job")
+    ],
     ("/api/jobs/<uuid:job_id>/executions", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/executions") for k in ("ai_job", "batch")
     ],
