@@ -18,8 +18,9 @@ FAMILY = Family(
     api_key_headers=("x-api-key",),
     accepts_bearer=True,
     blueprints=(projects.blp, queries.blp, jobs.blp, events.blp, executions.blp, cached_jobs.blp),
-    # The first family kept the root: /openapi.json and /docs.
-    docs_prefix="/",
+    # /api/openapi.json and /api/docs; the root's (api/docs_home.py) are these too, but
+    # on the Smart DB seed's port.
+    docs_prefix="/api/",
     security_schemes={
         "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
         "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

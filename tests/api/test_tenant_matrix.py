@@ -47,9 +47,11 @@ NO_TENANT_RESOURCE = {
     ("/static/<path:filename>", "GET"),  # Flask's static files
     ("/_swagger-ui/<filename>", "GET"),  # Swagger UI's own assets (api/swagger_assets.py)
     ("/metrics", "GET"),  # counts by route and status only, on the metrics listener
-    # Every family's OpenAPI spec and Swagger UI
+    # Every family's OpenAPI spec and Swagger UI, and the root's (api/docs_home.py)
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
+    ("/api/openapi.json", "GET"),
+    ("/api/docs", "GET"),
     ("/smartdb/openapi.json", "GET"),
     ("/smartdb/docs", "GET"),
     ("/v1/apps/openapi.json", "GET"),
