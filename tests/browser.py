@@ -2,7 +2,7 @@
 name but 127.0.0.1 resolving to nothing (no network beyond loopback).
 
 ``make test`` installs it (deploy/scripts/ensure-chromium.sh, as root); without it the
-tests that ask for the ``chromium`` fixture (tests/e2e/conftest.py) are skipped with the
+tests that ask for the ``chromium`` fixture (import it from here) are skipped with the
 script's reason.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.support import ROOT
 
@@ -22,6 +24,16 @@ def find_chromium() -> tuple[str | None, str]:
     if found.returncode != 0:
         return None, f"no headless browser: {found.stderr.strip().splitlines()[-1:]}"
     return found.stdout.strip().splitlines()[-1], ""
+
+
+@pytest.fixture(scope="session", name="chromium")
+def chromium_path() -> str:
+    """The ``chromium`` fixture: a headless chromium's path; the test is skipped without
+    one. A test module imports it (``chromium_path``) and asks for ``chromium``."""
+    path, why_not = find_chromium()
+    if path is None:
+        pytest.skip(why_not)
+    return path
 
 
 def rendered_dom(chromium: str, url: str, profile: Path, budget_ms: int = 20_000) -> str:

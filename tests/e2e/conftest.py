@@ -7,7 +7,6 @@ import pytest
 import redis
 
 from shared.db import session_scope
-from tests.browser import find_chromium
 from tests.support import remove_all_jobs
 
 
@@ -19,12 +18,3 @@ def clean_slate(broker: redis.Redis) -> None:
     broker.flushdb()
     with session_scope() as session:
         remove_all_jobs(session)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """A headless chromium's path (tests/browser.py); the test is skipped without one."""
-    path, why_not = find_chromium()
-    if path is None:
-        pytest.skip(why_not)
-    return path

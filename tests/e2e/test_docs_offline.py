@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from api.families import discover, docs_url
-from tests.browser import rendered_dom
+from tests.browser import chromium_path, rendered_dom  # noqa: F401 - the chromium fixture
 from tests.support import free_port, running_api
 
 

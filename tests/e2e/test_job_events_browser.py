@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.browser import rendered_dom
+from tests.browser import chromium_path, rendered_dom  # noqa: F401 - the chromium fixture
 from tests.support import Tenant, make_tenant, running_api, running_worker
 
 # 5 queries x 2 models x 12 = 120 executions of 40 ms, 2 groups of 5 at a time: seconds of
