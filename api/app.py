@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
-from api import errors, families, health
+from api import docs_home, errors, families, health
 from api.metrics import init_metrics
 from api.rate_limits import init_rate_limits
 from api.request_body import init_request_body
@@ -42,7 +42,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_rate_limits(app)
     init_request_limits(app)  # after the rate limit: a client over it is not parsed
     app.register_blueprint(health.blp)
-    for family in families.discover():
-        families.register(app, family)
+    found = families.discover()
+    for family in found:
+        families.register(app, family, found)
+    docs_home.register(app)  # /docs and /openapi.json: the docs of the port's family
     errors.register_error_handlers(app)
     return app

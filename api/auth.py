@@ -45,9 +45,23 @@ def authenticate_request() -> Principal:
         raise missing_credentials(family)
     with session_scope() as session:
         principal = authenticate(session, api_key=api_key, bearer=bearer)
+    use_principal(principal)
+    return principal
+
+
+def has_credentials() -> bool:
+    """Whether the request carries a credential its family takes (in its headers)."""
+    family = current_family()
+    headers = family.api_key_headers if family else ()
+    takes_bearer = family is None or family.accepts_bearer
+    return any(request.headers.get(h) for h in headers) or (takes_bearer and bool(bearer_token()))
+
+
+def use_principal(principal: Principal) -> None:
+    """Make ``principal`` this request's caller (also for one resolved another way than
+    from the headers: a stream token)."""
     g.principal = principal
     logs.bind(organisation_id=principal.organisation_id)
-    return principal
 
 
 def current_principal() -> Principal:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ RequestHeaders = Headers | Mapping[str, str]
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
 
 EXTENSION = "jobyard.families"
+TITLE_PREFIX = "jobyard — "  # every family's title starts so; links show the rest
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,24 @@ def discover() -> list[Family]:
     return families
 
 
-def register(app: Flask, family: Family) -> Api:
-    """Give the family its own Api (and OpenAPI spec) and register its blueprints."""
+def docs_url(family: Family) -> str:
+    """Where the family's Swagger UI page is."""
+    return f"{family.docs_prefix}docs"
+
+
+def links_to_the_others(family: Family, families: Sequence[Family]) -> str:
+    """A line of the family's spec description that links to every other family's docs
+    (relative links: they work on whichever address the page was read)."""
+    others = [f for f in families if f.name != family.name]
+    if not others:
+        return ""
+    links = " · ".join(f"[{f.title.removeprefix(TITLE_PREFIX)}]({docs_url(f)})" for f in others)
+    return f"\n\n**The other API families of this server:** {links}"
+
+
+def register(app: Flask, family: Family, families: Sequence[Family] = ()) -> Api:
+    """Give the family its own Api (and OpenAPI spec) and register its blueprints;
+    its description links to the docs of the other ``families``."""
     prefix = f"{family.name.upper()}_"
     docs = family.docs_prefix.rstrip("/")
     app.config.update(
@@ -109,7 +126,7 @@ def register(app: Flask, family: Family) -> Api:
         app,
         config_prefix=prefix,
         spec_kwargs={
-            "info": {"description": family.description},
+            "info": {"description": family.description + links_to_the_others(family, families)},
             "components": {"securitySchemes": family.security_schemes},
             "security": security,
             "extra_plugins": [FamilyResponses(error_schema)],

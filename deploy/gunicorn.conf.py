@@ -39,8 +39,8 @@ def _cpu_count() -> int:
 # Locally the whole API also answers on 127.0.0.1:8000 (SMARTDB_PORT; empty to turn it
 # off): that is the address the Smart DB seed's curl, requests and fetch examples call.
 bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"]
-_smartdb_port = os.environ.get("SMARTDB_PORT", "8000")
-if not os.environ.get("BIND") and _smartdb_port and _smartdb_port != os.environ.get("PORT"):
+_smartdb_port = get_settings().smartdb_port
+if not os.environ.get("BIND") and _smartdb_port and str(_smartdb_port) != os.environ.get("PORT"):
     bind.append(f"127.0.0.1:{_smartdb_port}")
 
 # The metrics listener: the app answers /metrics here and nothing else, and /metrics
@@ -93,10 +93,12 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 # Logs go to the process's streams (12-factor): access log to stdout, errors to stderr,
 # for honcho, docker logs and the cluster's log collector. %(M)s is the duration in ms.
+# The path without its query string (%(U)s, not the request line): a query may carry a
+# stream token (GET /api/jobs/{id}/events?token=...), and logs are no place for one.
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
 # JOBYARD_LOG_FORMAT=json (the default; shared/logs.py): every line one JSON object. The
 # app logs each request itself, with the organisation and job ids (api/request_log.py), so

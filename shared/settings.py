@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.pricing import DEFAULT_MODEL_PRICES, ModelPrice
@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     sse_max_streams_per_process: int = Field(default=100, ge=1)
     sse_max_stream_seconds: float = Field(default=3600.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # A browser's EventSource cannot send headers, and an API key never goes in a URL: a
+    # stream token (POST /api/jobs/{id}/events/token) opens one job's stream, for this long.
+    sse_token_ttl_seconds: int = Field(default=300, ge=10, le=3600)
 
     # Execution lifecycle
     max_attempts: int = Field(default=3, ge=1)
@@ -286,9 +289,22 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     worker_metrics_address: str = "127.0.0.1"
 
-    # Flower (monitoring) basic auth
+    # Flower (monitoring): its loopback port and basic auth
+    flower_port: int = Field(default=5555, ge=1, le=65535, validation_alias=_alias("FLOWER_PORT"))
     flower_user: str = Field(default="admin", validation_alias=_alias("FLOWER_USER"))
     flower_password: str = Field(default="admin", validation_alias=_alias("FLOWER_PASSWORD"))
+
+    # The API's second local port (make up; empty: none): the address the Smart DB seed's
+    # examples call, where /docs and /openapi.json are Smart DB's (api/docs_home.py).
+    # gunicorn binds it only when BIND is unset (deploy/gunicorn.conf.py).
+    smartdb_port: int | None = Field(
+        default=8000, ge=1, le=65535, validation_alias=_alias("SMARTDB_PORT")
+    )
+
+    @field_validator("smartdb_port", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,7 +12,7 @@ _settings = get_settings()
 
 basic_auth = [f"{_settings.flower_user}:{_settings.flower_password}"]
 address = "127.0.0.1"
-port = 5555
+port = _settings.flower_port  # FLOWER_PORT: this file wins over Flower's own variable
 persistent = False
 purge_offline_workers = 300
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.families import Family
-from api.mentionlab import cached_jobs, executions, jobs, projects, queries
+from api.mentionlab import cached_jobs, events, executions, jobs, projects, queries
 from api.mentionlab.envelope import NestError, nest_envelope
 
 FAMILY = Family(
@@ -17,9 +17,10 @@ FAMILY = Family(
     error_schema=NestError,
     api_key_headers=("x-api-key",),
     accepts_bearer=True,
-    blueprints=(projects.blp, queries.blp, jobs.blp, executions.blp, cached_jobs.blp),
-    # The first family kept the root: /openapi.json and /docs.
-    docs_prefix="/",
+    blueprints=(projects.blp, queries.blp, jobs.blp, events.blp, executions.blp, cached_jobs.blp),
+    # /api/openapi.json and /api/docs; the root's (api/docs_home.py) are these too, but
+    # on the Smart DB seed's port.
+    docs_prefix="/api/",
     security_schemes={
         "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
         "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

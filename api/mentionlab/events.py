@@ -12,6 +12,11 @@ while Redis was away (pub/sub is at-most-once).
 A stream holds a greenlet and a Redis connection while it is open, so a process serves
 at most ``JOBYARD_SSE_MAX_STREAMS_PER_PROCESS`` at once (503 beyond) for at most
 ``JOBYARD_SSE_MAX_STREAM_SECONDS`` each (then a ``timeout`` event: reconnect).
+
+A browser's ``EventSource`` cannot send headers: ``POST /api/jobs/{id}/events/token``
+gives a stream token (:mod:`shared.accounts.stream_tokens`) that opens the stream as
+``?token=...``, from any origin (the token is the only credential such a request carries,
+so ``Access-Control-Allow-Origin: *`` exposes nothing a cookie would).
 """
 
 from __future__ import annotations
@@ -21,14 +26,72 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
-from flask import Response
+from flask import Response, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
+from api.auth import current_principal, has_credentials, use_principal
+from api.mentionlab.context import CONTEXT_HEADERS, authenticate
+from api.mentionlab.schemas import IsoDateTime, Text
+from shared.accounts.auth import Principal
+from shared.accounts.stream_tokens import StreamToken, issue_stream_token, verify_stream_token
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
 from shared.engine import progress
 from shared.errors import Unavailable
 from shared.settings import get_settings
+
+blp = Blueprint(
+    "mentionlab-job-events",
+    __name__,
+    url_prefix="/api/jobs",
+    description="Live progress of a job (server-sent events), also from a browser",
+)
+STREAM_TOKEN = "token"
+
+
+@blp.before_request
+def authenticate_caller() -> None:
+    """The usual credentials; or, for the stream alone and only when the request carries
+    none (an ``EventSource``), a stream token for that job in ``?token=``."""
+    token = request.args.get(STREAM_TOKEN)
+    is_stream = request.method == "GET" and request.endpoint == f"{blp.name}.JobEvents"
+    if token is not None and is_stream and not has_credentials():
+        job_id = (request.view_args or {})["job_id"]
+        use_principal(Principal(verify_stream_token(token, job_id), None))
+        g.by_stream_token = True
+        return
+    authenticate()
+
+
+class StreamArgs(Schema):
+    token = Text(
+        metadata={
+            "description": "A stream token from POST /api/jobs/{jobId}/events/token, for a "
+            "client that cannot send headers (a browser's EventSource). Never put an API "
+            "key or a bearer token in a URL. Ignored when the request carries the usual "
+            "credentials."
+        }
+    )
+
+
+class StreamTokenSchema(Schema):
+    token = fields.String(
+        required=True,
+        metadata={"description": "Opens this job's stream as ?token=...; nothing else"},
+    )
+    expiresAt = IsoDateTime(
+        attribute="expires_at",
+        required=True,
+        metadata={
+            "description": "When the token stops opening the stream (a stream already open "
+            "goes on); ask for a new one to reconnect after this"
+        },
+    )
+
 
 _slots_lock = threading.Lock()
 _open_streams = {"count": 0}
@@ -51,6 +114,44 @@ def _release_slot() -> None:
 
 def sse(event: str, data: dict[str, object]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@blp.route("/<uuid:job_id>/events")
+class JobEvents(MethodView):
+    # (No @blp.doc(parameters=...) here: flask-smorest's manual parameters would replace
+    # the query's, and the token is the parameter a browser needs documented.)
+    @blp.arguments(StreamArgs, location="query")
+    @blp.response(
+        200,
+        content_type="text/event-stream",
+        description=(
+            "Server-sent events: `progress` (the job's counters and status: the current "
+            "ones first, then one per change), then `end` (the final counters) when the "
+            "job is finished, and the stream closes; a `timeout` event after "
+            "JOBYARD_SSE_MAX_STREAM_SECONDS (reconnect). Comment lines are heartbeats. "
+            "Opened with a stream token, it answers any origin "
+            "(`Access-Control-Allow-Origin: *`)."
+        ),
+    )
+    @blp.alt_response(503, description="Every progress stream slot of the server is taken")
+    def get(self, args: dict[str, Any], job_id: uuid.UUID) -> Response:
+        """Follow a job's progress live (server-sent events)"""
+        response = job_events(current_principal().organisation_id, job_id)
+        if g.get("by_stream_token"):
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+
+@blp.route("/<uuid:job_id>/events/token")
+class JobEventsToken(MethodView):
+    @blp.doc(parameters=CONTEXT_HEADERS)
+    @blp.response(200, StreamTokenSchema)
+    def post(self, job_id: uuid.UUID) -> StreamToken:
+        """Get a short-lived token that opens this job's progress stream from a browser"""
+        principal = current_principal()
+        with session_scope() as session:
+            engine_jobs.get_job(session, principal.organisation_id, job_id)  # the tenant check
+        return issue_stream_token(principal.organisation_id, job_id, principal.user_id)
 
 
 def job_events(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Response:

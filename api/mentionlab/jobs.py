@@ -1,11 +1,11 @@
-"""``/api/jobs``: trigger a run of every project query on AI models, and watch it."""
+"""``/api/jobs``: trigger a run of every project query on AI models, list, read and cancel
+jobs (their live progress: :mod:`api.mentionlab.events`)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -19,7 +19,6 @@ from api.mentionlab.context import (
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
-from api.mentionlab.events import job_events
 from api.mentionlab.schemas import (
     ExecutionSchema,
     JobDetailSchema,
@@ -99,25 +98,6 @@ class CancelJob(MethodView):
     def post(self, job_id: uuid.UUID) -> Job:
         """Cancel a job: unfinished executions end failed with error "canceled"."""
         return engine_jobs.cancel_job(current_principal().organisation_id, job_id)
-
-
-@blp.route("/<uuid:job_id>/events")
-class JobEvents(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
-    @blp.response(
-        200,
-        content_type="text/event-stream",
-        description=(
-            "Server-sent events: `progress` (the job's counters and status: the current "
-            "ones first, then one per change), then `end` (the final counters) when the "
-            "job is finished, and the stream closes; a `timeout` event after "
-            "JOBYARD_SSE_MAX_STREAM_SECONDS (reconnect). Comment lines are heartbeats."
-        ),
-    )
-    @blp.alt_response(503, description="Every progress stream slot of the server is taken")
-    def get(self, job_id: uuid.UUID) -> Response:
-        """Follow a job's progress live (server-sent events)"""
-        return job_events(current_principal().organisation_id, job_id)
 
 
 @blp.route("/<uuid:job_id>/executions")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The headless browser of the /docs check (tests/e2e/test_docs_offline.py): Debian's
-# chromium. Prints its path. Installs it with apt-get when it is missing and we may
-# (root, apt-get present); otherwise says why and exits 1, and the test is skipped with
-# that reason. CHROMIUM may name another executable.
+# The headless browser of the browser tests (tests/browser.py: /docs, the progress
+# stream): Debian's chromium. Prints its path. Installs it with apt-get when it is missing
+# and we may (root, apt-get present); otherwise says why and exits 1, and the tests are
+# skipped with that reason. CHROMIUM may name another executable.
 set -euo pipefail
 for candidate in "${CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
   if [ -n "$candidate" ] && [ -x "$candidate" ]; then

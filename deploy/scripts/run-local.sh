@@ -49,10 +49,10 @@ cat <<MSG
 
   jobyard is starting (Ctrl-C stops everything)
     API        http://127.0.0.1:$PORT        docs: http://127.0.0.1:$PORT/docs
-               and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address)
-    Flower     http://127.0.0.1:5555        user $FLOWER_USER, password in var/jobyard.env
+               and http://127.0.0.1:${SMARTDB_PORT:-8000} (the Smart DB seed's address; its /docs are Smart DB's)
+    Flower     http://127.0.0.1:${FLOWER_PORT:-5555}        user $FLOWER_USER, password in var/jobyard.env
     Metrics    http://127.0.0.1:${JOBYARD_METRICS_PORT:-9100}/metrics (API)  http://127.0.0.1:${JOBYARD_WORKER_METRICS_PORT:-9101}/metrics (workers)
-    Demo       credentials in var/demo.env  ('source var/demo.env', then see README)
+    Demo       credentials in var/demo.env  ('source var/demo.env', then the README's Quickstart)
     CLI        'source .venv/bin/activate' puts jobyard on PATH (e.g. jobyard watch JOB_ID)
     Database   ${DATABASE_URL:-SQLite at var/jobyard.db}
     Workers    $WORKER_PROCESSES execution-worker processes (WORKER_PROCESSES), one per core

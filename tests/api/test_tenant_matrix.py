@@ -47,9 +47,11 @@ NO_TENANT_RESOURCE = {
     ("/static/<path:filename>", "GET"),  # Flask's static files
     ("/_swagger-ui/<filename>", "GET"),  # Swagger UI's own assets (api/swagger_assets.py)
     ("/metrics", "GET"),  # counts by route and status only, on the metrics listener
-    # Every family's OpenAPI spec and Swagger UI
+    # Every family's OpenAPI spec and Swagger UI, and the root's (api/docs_home.py)
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
+    ("/api/openapi.json", "GET"),
+    ("/api/docs", "GET"),
     ("/smartdb/openapi.json", "GET"),
     ("/smartdb/docs", "GET"),
     ("/v1/apps/openapi.json", "GET"),
@@ -379,6 +381,10 @@ CASES: dict[tuple[str, str], Case] = {
     ],
     ("/api/jobs/<uuid:job_id>/events", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/events") for k in ("ai_job", "batch", "kb_sync_job")
+    ],
+    ("/api/jobs/<uuid:job_id>/events/token", "POST"): lambda w: [
+        by_path("POST", f"/api/jobs/{w.ids[k]}/events/token")
+        for k in ("ai_job", "batch", "kb_sync_job")
     ],
     ("/api/jobs/<uuid:job_id>/executions", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/executions") for k in ("ai_job", "batch")
