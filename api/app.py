@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, request
 
 import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import docs_home, errors, families, health
@@ -14,6 +14,7 @@ from api.request_body import init_request_body
 from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from api.routing import FamilyRoutedFlask
+from shared import sqlite
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
@@ -35,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(settings.log_format, settings.log_level)
     init_request_log(app)  # first: every request's context starts empty
+    init_read_only_requests(app)
     init_metrics(app)  # first: it times the requests the limits refuse too
     # Before the rate limit: a body the server already refused (too slow, too large) is
     # answered as such; its answer closes the connection.
@@ -48,3 +50,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     docs_home.register(app)  # /docs and /openapi.json: the docs of the port's family
     errors.register_error_handlers(app)
     return app
+
+
+def init_read_only_requests(app: Flask) -> None:
+    """``GET`` and ``HEAD`` only read: on SQLite their transactions are snapshots that
+    neither wait for the writers nor hold them up (:mod:`shared.sqlite`)."""
+
+    def start() -> None:
+        if request.method in ("GET", "HEAD"):
+            g.read_only = sqlite.read_only_from_here()
+
+    def end(_exc: BaseException | None) -> None:
+        token = g.pop("read_only", None)
+        if token is not None:
+            sqlite.end_read_only(token)
+
+    app.before_request(start)
+    app.teardown_request(end)

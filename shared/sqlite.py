@@ -19,16 +19,48 @@ sleeps inside C, and under gevent that sleep would stop the whole process — in
 the greenlet holding the write lock, which then never commits. Waiting on the Python
 lock instead yields to it. A second transaction opened by a thread that already holds
 one would wait for itself: it raises at once instead (:class:`NestedTransaction`).
+
+What only reads needs none of that: in WAL mode a deferred transaction reads a consistent
+snapshot without waiting for the writers (or making them wait). Code that only reads —
+the API's ``GET`` requests, the live progress stream — says so with :func:`reads_only`,
+and its transactions begin deferred, outside the queue. (Should one write after all, SQLite
+upgrades it when no writer committed since its snapshot, and refuses otherwise: a 503.)
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+_READS_ONLY: ContextVar[bool] = ContextVar("jobyard_sqlite_reads_only", default=False)
+
+
+@contextmanager
+def reads_only() -> Iterator[None]:
+    """Within this block (this thread or greenlet), transactions only read."""
+    token = _READS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READS_ONLY.reset(token)
+
+
+def read_only_from_here() -> Any:
+    """Mark the rest of this context as reading only; returns the token that ends it
+    (``end_read_only``): for code whose end is a callback, such as a request's teardown."""
+    return _READS_ONLY.set(True)
+
+
+def end_read_only(token: Any) -> None:
+    _READS_ONLY.reset(token)
 
 
 class NestedTransaction(RuntimeError):
@@ -81,6 +113,9 @@ def configure(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if _READS_ONLY.get():
+            connection.exec_driver_sql("BEGIN")  # a snapshot: no lock, no waiting
+            return
         dbapi_connection = connection.connection.dbapi_connection
         lock.acquire(dbapi_connection)
         try:

@@ -155,6 +155,14 @@ MUTATIONS = [
         databases=SQLITE,
     ),
     Mutation(
+        "SQLite: what only reads takes a snapshot, without the write lock",
+        "shared/sqlite.py",
+        "        if _READS_ONLY.get():\n",
+        "        if False:\n",
+        tests=("tests/unit/test_sqlite_transactions.py",),
+        databases=SQLITE,
+    ),
+    Mutation(
         "SQLite: one process's transactions queue on a lock, not in SQLite's busy wait",
         "shared/sqlite.py",
         "        lock.acquire(dbapi_connection)\n",

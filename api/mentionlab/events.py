@@ -43,6 +43,7 @@ from shared.engine import jobs as engine_jobs
 from shared.engine import progress
 from shared.errors import Unavailable
 from shared.settings import get_settings
+from shared.sqlite import reads_only
 
 blp = Blueprint(
     "mentionlab-job-events",
@@ -149,7 +150,7 @@ class JobEventsToken(MethodView):
     def post(self, job_id: uuid.UUID) -> StreamToken:
         """Get a short-lived token that opens this job's progress stream from a browser"""
         principal = current_principal()
-        with session_scope() as session:
+        with reads_only(), session_scope() as session:
             engine_jobs.get_job(session, principal.organisation_id, job_id)  # the tenant check
         return issue_stream_token(principal.organisation_id, job_id, principal.user_id)
 
@@ -195,7 +196,7 @@ def _stream(job_id: uuid.UUID, first: progress.Snapshot, pubsub: object) -> Iter
             if now >= next_beat:
                 next_beat = now + settings.sse_heartbeat_seconds
                 yield ": heartbeat\n\n"
-                with session_scope() as session:
+                with reads_only(), session_scope() as session:
                     current = progress.read(session, job_id)
                 if current is None:  # deleted with its project
                     return

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import build_engine
-from shared.sqlite import NestedTransaction
+from shared.sqlite import NestedTransaction, reads_only
 
 pytestmark = pytest.mark.every_database
 
@@ -117,3 +117,43 @@ def test_greenlets_of_one_process_queue_for_the_lock_instead_of_stopping_it(
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert float(run.stdout.strip().splitlines()[-1]) < 2.0
+
+
+# Another process's writer: takes the write lock, runs its statements (argv[3:]), says
+# "holding", keeps the lock argv[2] seconds, commits.
+HOLD_THE_WRITE_LOCK = (
+    "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+    "c.execute('BEGIN IMMEDIATE'); [c.execute(sql) for sql in sys.argv[3:]]; "
+    "print('holding', flush=True); time.sleep(float(sys.argv[2])); c.execute('COMMIT')"
+)
+
+
+def test_a_read_only_transaction_takes_a_snapshot_without_waiting_for_a_writer(
+    tmp_path: Path,
+) -> None:
+    """What only reads neither waits for the write lock nor holds it: while another process
+    holds it for 3 s, a read answers at once, from before that writer's commit."""
+    engine = make_engine(tmp_path)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLD_THE_WRITE_LOCK,
+            str(tmp_path / "x.db"),
+            "3",
+            "INSERT INTO t VALUES (9)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with reads_only(), engine.begin() as connection:  # type: ignore[attr-defined]
+            assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        assert time.monotonic() - started < 1.0
+    finally:
+        assert writer.wait(30) == 0
+        writer.stdout.close()  # type: ignore[union-attr]
+    with engine.begin() as connection:  # type: ignore[attr-defined]
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
