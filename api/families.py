@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,8 @@ from flask import Flask, current_app, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema
 
-from api import swagger_assets
-from api.openapi import FamilyResponses, available_choices, no_nul
+from api import operations, swagger_assets
+from api.openapi import FamilyFields, FamilyResponses
 
 # (status, message, details, code) -> body; ``code`` is a domain error's own code, if any.
 Envelope = Callable[[int, str, list[str], str | None], dict[str, Any]]
@@ -94,15 +95,15 @@ def register(app: Flask, family: Family) -> Api:
             "info": {"description": family.description},
             "components": {"securitySchemes": family.security_schemes},
             "security": security,
+            "marshmallow_plugin": FamilyFields(),
             "extra_plugins": [FamilyResponses(error_schema)],
         },
     )
-    api.ma_plugin.converter.add_attribute_function(available_choices)
-    api.ma_plugin.converter.add_attribute_function(no_nul)
     if error_schema not in api.spec.components.schemas:  # (the lazy responses may have)
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:
         api.register_blueprint(blueprint)
+    operations.index(app, api.spec.to_dict())
     app.extensions.setdefault(EXTENSION, []).append(family)
     # Longest prefix first, so that a more specific family wins.
     app.extensions[EXTENSION].sort(key=lambda f: -max(len(p) for p in f.url_prefixes))
@@ -110,7 +111,10 @@ def register(app: Flask, family: Family) -> Api:
 
 
 def family_for(path: str) -> Family | None:
-    """The family that answers ``path`` (None for the app's own paths: /healthz...)."""
+    """The family that answers ``path`` (None for the app's own paths: /healthz...). A
+    path with repeated slashes (``/v1//jobs``) is its family's too: it gets the 404 of
+    its family's envelope."""
+    path = re.sub("/{2,}", "/", path)
     for family in current_app.extensions.get(EXTENSION, []):
         if any(path.startswith(prefix) for prefix in family.url_prefixes):
             return family

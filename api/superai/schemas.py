@@ -9,10 +9,17 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
+from api.openapi import Answer
 from api.params import UtcDateTime
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
-from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
+from shared.batches.service import (
+    DATA_POINT_SORTS,
+    BatchState,
+    DataPoint,
+    DataPointState,
+    batch_state,
+)
 from shared.models import utcnow
 from shared.webhooks.messages import AttemptOutcome, attempt_error, attempt_outcome
 
@@ -96,7 +103,15 @@ def create_jobs_body() -> dict[str, Any]:
     }
 
 
-class CreatedSchema(Schema):
+# What the answers' times, states and statuses are, as their specs say it.
+INSTANT = {"type": "string", "format": "date-time"}
+MAYBE_INSTANT = {**INSTANT, "nullable": True}
+DATA_POINT_STATES = {"type": "string", "enum": [s.value for s in DataPointState]}
+
+
+class CreatedSchema(Answer):
+    optional = frozenset({"uuid"})
+
     message = fields.String()
     batchId = fields.UUID()
     uuid = fields.UUID(metadata={"description": "The data point's id, when there was one input"})
@@ -136,17 +151,15 @@ def _result(dp: DataPoint, key: str) -> Any:
     return (dp.execution.result or {}).get(key)
 
 
-class DataPointSchema(Schema):
+class DataPointSchema(Answer):
     id = fields.UUID(attribute="execution.id")
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
-    created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata={"type": "string"})
-    completed = fields.Function(
-        lambda dp: iso(dp.execution.finished_at), metadata={"type": "string", "nullable": True}
-    )
+    created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata=INSTANT)
+    completed = fields.Function(lambda dp: iso(dp.execution.finished_at), metadata=MAYBE_INSTANT)
     callbackUrl = fields.String(attribute="batch.callback_url", allow_none=True)
     appId = fields.UUID(attribute="batch.project_id")
     batchId = fields.UUID(attribute="batch.id")
-    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
+    status = fields.Function(lambda dp: dp.state.value, metadata=DATA_POINT_STATES)
     input = fields.Function(
         lambda dp: (dp.execution.item or {}).get("input"),
         metadata={"type": "object", "nullable": True},
@@ -156,10 +169,10 @@ class DataPointSchema(Schema):
     error = fields.String(attribute="execution.error", allow_none=True)
 
 
-class DataPointResponseSchema(Schema):
+class DataPointResponseSchema(Answer):
     id = fields.UUID(attribute="execution.id")
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
-    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
+    status = fields.Function(lambda dp: dp.state.value, metadata=DATA_POINT_STATES)
     response = fields.Function(
         lambda dp: _result(dp, "output"),
         metadata={
@@ -181,15 +194,16 @@ class DataPointResponseSchema(Schema):
     error = fields.String(attribute="execution.error", allow_none=True)
 
 
-class BatchSchema(Schema):
+class BatchSchema(Answer):
     id = fields.UUID()
     batchId = fields.Function(lambda job: str(job.id), metadata={"type": "string"})
     appId = fields.UUID(attribute="project_id")
-    state = fields.Function(lambda j: batch_state(j).value, metadata={"type": "string"})
-    created = fields.Function(lambda j: iso(j.created_at), metadata={"type": "string"})
-    completed = fields.Function(
-        lambda j: iso(j.finished_at), metadata={"type": "string", "nullable": True}
+    state = fields.Function(
+        lambda j: batch_state(j).value,
+        metadata={"type": "string", "enum": [s.value for s in BatchState]},
     )
+    created = fields.Function(lambda j: iso(j.created_at), metadata=INSTANT)
+    completed = fields.Function(lambda j: iso(j.finished_at), metadata=MAYBE_INSTANT)
     total = fields.Integer()
     pending = fields.Integer()
     retrying = fields.Integer()
@@ -206,7 +220,7 @@ class BatchSchema(Schema):
 
 
 def page_schema(item: type[Schema], key: str) -> type[Schema]:
-    return Schema.from_dict(
+    return Answer.from_dict(
         {
             key: fields.List(fields.Nested(item)),
             "page": fields.Integer(),
@@ -253,11 +267,11 @@ NEXT_PAGE_HEADERS = {
 }
 
 
-class AttemptSchema(Schema):
+class AttemptSchema(Answer):
     attempt = fields.Integer(metadata={"description": "1, 2, ... per callback"})
     attemptedAt = fields.Function(
         lambda d: iso(d.attempted_at),
-        metadata={"type": "string", "description": "When the request was about to leave"},
+        metadata={**INSTANT, "description": "When the request was about to leave"},
     )
     url = fields.String()
     outcome = fields.Function(
@@ -273,11 +287,7 @@ class AttemptSchema(Schema):
     )
     completedAt = fields.Function(
         lambda d: iso(d.completed_at),
-        metadata={
-            "type": "string",
-            "nullable": True,
-            "description": "When the outcome was recorded",
-        },
+        metadata={**MAYBE_INSTANT, "description": "When the outcome was recorded"},
     )
     statusCode = fields.Integer(attribute="status_code", allow_none=True)
     responseBody = fields.String(
@@ -296,7 +306,7 @@ class AttemptSchema(Schema):
     latencyMs = fields.Integer(attribute="latency_ms", allow_none=True)
 
 
-class DeliverySchema(Schema):
+class DeliverySchema(Answer):
     """A callback message (its ``id`` is the ``webhook-id`` header) and every attempt."""
 
     id = fields.UUID(attribute="message.id")
@@ -310,9 +320,9 @@ class DeliverySchema(Schema):
     attempts = fields.List(fields.Nested(AttemptSchema))
     nextAttemptAt = fields.Function(
         lambda log: iso(log.message.next_attempt_at) if log.message.state == "sending" else None,
-        metadata={"type": "string", "nullable": True},
+        metadata=MAYBE_INSTANT,
     )
-    created = fields.Function(lambda log: iso(log.message.created_at), metadata={"type": "string"})
+    created = fields.Function(lambda log: iso(log.message.created_at), metadata=INSTANT)
 
 
 class ResendFailedSchema(Schema):
@@ -322,15 +332,18 @@ class ResendFailedSchema(Schema):
     )
 
 
-class SecretSchema(Schema):
+class SecretSchema(Answer):
     secret = fields.String(
         metadata={"description": "whsec_…: shown this once; verify deliveries with it"}
     )
-    createdAt = fields.String()
+    createdAt = fields.String(metadata={"format": "date-time"})
     previousSecretsExpireAt = fields.String(
         allow_none=True,
-        metadata={"description": "Until then deliveries are also signed by the previous secret"},
+        metadata={
+            "format": "date-time",
+            "description": "Until then deliveries are also signed by the previous secret",
+        },
     )
 
 
-ResentSchema = Schema.from_dict({"resent": fields.Integer()}, name="Resent")
+ResentSchema = Answer.from_dict({"resent": fields.Integer()}, name="Resent")
