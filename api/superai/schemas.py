@@ -129,6 +129,10 @@ class ProcessorSchema(Schema):
     webSearch = StrictBoolean(load_default=False)
 
 
+class ProcessorAnswer(Answer, ProcessorSchema):
+    """The processor as answered: every field, webSearch included."""
+
+
 class ListJobsArgs(Schema):
     page = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
     size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -94,6 +95,7 @@ def test_a_generated_client_per_family_creates_and_reads(
         source_table() as (engine, table),
         running_api(tmp_path, **ENV) as base_url,
         running_worker(tmp_path, concurrency=8, **ENV),
+        ExitStack() as clients,  # each generated client closes its connections
     ):
         insert_orders(engine, table, 20, start=1, at=datetime(2026, 1, 1))
         generated = {name: generate(f, base_url, clients_dir) for name, f in FAMILIES.items()}
@@ -101,7 +103,9 @@ def test_a_generated_client_per_family_creates_and_reads(
 
         # -- Smart DB: a source, a KB and a sync job; a run of it makes a kb_sync job
         smartdb = generated["smartdb"]
-        sdb = smartdb.Client(base_url=base_url, headers=api_key, raise_on_unexpected_status=True)
+        sdb = clients.enter_context(
+            smartdb.Client(base_url=base_url, headers=api_key, raise_on_unexpected_status=True)
+        )
         models = module(smartdb, "models")
         database = f"db_{uuid.uuid4().hex[:6]}"
         module(smartdb, "api.smartdb_databases.post_databases").sync(
@@ -133,7 +137,9 @@ def test_a_generated_client_per_family_creates_and_reads(
 
         # -- Mentionlab: trigger a run (x-project-id is a header), read it, list runs
         mentionlab = generated["mentionlab"]
-        ml = mentionlab.Client(base_url=base_url, headers=api_key, raise_on_unexpected_status=True)
+        ml = clients.enter_context(
+            mentionlab.Client(base_url=base_url, headers=api_key, raise_on_unexpected_status=True)
+        )
         models = module(mentionlab, "models")
         run = module(mentionlab, "api.mentionlab_jobs.post_api_jobs_trigger").sync(
             client=ml,
@@ -157,8 +163,12 @@ def test_a_generated_client_per_family_creates_and_reads(
 
         # -- super.AI: a processor, a batch, and the batch read back
         superai = generated["superai"]
-        sai = superai.Client(
-            base_url=base_url, headers={"API-KEY": tenant.api_key}, raise_on_unexpected_status=True
+        sai = clients.enter_context(
+            superai.Client(
+                base_url=base_url,
+                headers={"API-KEY": tenant.api_key},
+                raise_on_unexpected_status=True,
+            )
         )
         models = module(superai, "models")
         app_id = str(tenant.project_id)
@@ -183,8 +193,10 @@ def test_a_generated_client_per_family_creates_and_reads(
 
         # -- Valpay: a run created with a bearer token, read, and every type listed
         valpay = generated["valpay"]
-        vp = valpay.AuthenticatedClient(
-            base_url=base_url, token=tenant.token, raise_on_unexpected_status=True
+        vp = clients.enter_context(
+            valpay.AuthenticatedClient(
+                base_url=base_url, token=tenant.token, raise_on_unexpected_status=True
+            )
         )
         models = module(valpay, "models")
         answer = module(valpay, "api.valpay_jobs.post_v1_jobs").sync(
