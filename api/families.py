@@ -103,7 +103,7 @@ def register(app: Flask, family: Family) -> Api:
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:
         api.register_blueprint(blueprint)
-    operations.index(app, api.spec.to_dict())
+    operations.index(app, family.name, [b.name for b in family.blueprints], api.spec.to_dict())
     app.extensions.setdefault(EXTENSION, []).append(family)
     # Longest prefix first, so that a more specific family wins.
     app.extensions[EXTENSION].sort(key=lambda f: -max(len(p) for p in f.url_prefixes))

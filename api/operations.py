@@ -30,7 +30,8 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from shared.errors import InvalidInput
 
-EXTENSION = "jobyard.operations"
+EXTENSION = "jobyard.operations"  # (family, path, METHOD) -> Operation
+BLUEPRINTS = "jobyard.operations.blueprints"  # blueprint name -> its family's name
 JSON = "application/json"
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
@@ -43,15 +44,19 @@ class Operation:
     json_body: bool
 
 
-def index(app: Flask, spec: dict[str, Any]) -> None:
-    """Add the operations of a family's spec to the app's index."""
-    known: dict[tuple[str, str], Operation] = app.extensions.setdefault(EXTENSION, {})
+def index(app: Flask, family: str, blueprints: list[str], spec: dict[str, Any]) -> None:
+    """Add the operations of a family's spec to the app's index. They are looked up by
+    the family of the blueprint that routed the request: two families may serve one path
+    (super.AI's and Valpay's ``/v1/jobs/{id}``), each with its own spec."""
+    for blueprint in blueprints:
+        app.extensions.setdefault(BLUEPRINTS, {})[blueprint] = family
+    known: dict[tuple[str, str, str], Operation] = app.extensions.setdefault(EXTENSION, {})
     for path, item in spec.get("paths", {}).items():
         for method, operation in item.items():
             if method not in METHODS:
                 continue
             parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
-            known[(path, method.upper())] = Operation(
+            known[(family, path, method.upper())] = Operation(
                 query_parameters=frozenset(
                     p["name"] for p in parameters if isinstance(p, dict) and p.get("in") == "query"
                 ),
@@ -63,11 +68,13 @@ def current_operation() -> Operation | None:
     """The spec's operation for this request (None where no route matched, and for the
     routes of no spec: /healthz, /docs, OPTIONS...)."""
     rule = request.url_rule
-    if rule is None:
+    family = current_app.extensions.get(BLUEPRINTS, {}).get(request.blueprint)
+    if rule is None or family is None:
         return None
     method = "GET" if request.method == "HEAD" else request.method
-    known: dict[tuple[str, str], Operation] = current_app.extensions.get(EXTENSION, {})
-    return known.get((FlaskPlugin.flaskpath2openapi(rule.rule), method))
+    path = FlaskPlugin.flaskpath2openapi(rule.rule)
+    known: dict[tuple[str, str, str], Operation] = current_app.extensions.get(EXTENSION, {})
+    return known.get((family, path, method))
 
 
 def check_query_parameters(operation: Operation) -> None:
