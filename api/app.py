@@ -9,6 +9,7 @@ from flask import Flask, g, request
 import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import docs_home, errors, families, health
 from api.metrics import init_metrics
+from api.operations import init_operation_checks
 from api.rate_limits import init_rate_limits
 from api.request_body import init_request_body
 from api.request_limits import init_request_limits
@@ -43,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_request_body(app)
     init_rate_limits(app)
     init_request_limits(app)  # after the rate limit: a client over it is not parsed
+    init_operation_checks(app)  # what the spec declares: query parameters, a JSON body
     app.register_blueprint(health.blp)
     found = families.discover()
     for family in found:

@@ -16,7 +16,8 @@ from typing import Any
 
 import sqlalchemy.exc
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from api.families import Envelope, RequestHeaders, family_for, sharing
 from shared.errors import DomainError, Unavailable
@@ -147,6 +148,16 @@ def handle_database_unavailable(exc: Exception) -> Response:
     )
 
 
+def no_redirects() -> None:
+    """``before_request``: a path Werkzeug would redirect to its canonical form (``//``
+    merged, a missing trailing slash) is a 404 like any path no route has. Flask answers
+    a routing redirect itself, past every error handler: an HTML 308 page that no
+    family's client parses, and that clients which do not resend a body on a redirect
+    would follow without it."""
+    if isinstance(request.routing_exception, RequestRedirect):
+        request.routing_exception = NotFound()
+
+
 def handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "Internal server error")
@@ -154,6 +165,7 @@ def handle_unexpected(exc: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers (after flask-smorest's, so ours win)."""
+    app.before_request(no_redirects)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
     for database_error in DATABASE_UNAVAILABLE:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,8 @@ from flask_smorest import Api, Blueprint
 from marshmallow import Schema
 from werkzeug.datastructures import Headers
 
-from api import swagger_assets
-from api.openapi import FamilyResponses, available_choices, no_nul
+from api import operations, swagger_assets
+from api.openapi import FamilyFields, FamilyResponses
 
 # A request's headers (werkzeug's), or any mapping of them.
 RequestHeaders = Headers | Mapping[str, str]
@@ -129,15 +130,15 @@ def register(app: Flask, family: Family, families: Sequence[Family] = ()) -> Api
             "info": {"description": family.description + links_to_the_others(family, families)},
             "components": {"securitySchemes": family.security_schemes},
             "security": security,
+            "marshmallow_plugin": FamilyFields(),
             "extra_plugins": [FamilyResponses(error_schema)],
         },
     )
-    api.ma_plugin.converter.add_attribute_function(available_choices)
-    api.ma_plugin.converter.add_attribute_function(no_nul)
     if error_schema not in api.spec.components.schemas:  # (the lazy responses may have)
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:
         api.register_blueprint(blueprint)
+    operations.index(app, family.name, [b.name for b in family.blueprints], api.spec.to_dict())
     app.extensions.setdefault(EXTENSION, []).append(family)
     # Longest prefix first, so that a more specific family wins.
     app.extensions[EXTENSION].sort(key=lambda f: -max(len(p) for p in f.url_prefixes))
@@ -186,8 +187,10 @@ def family_for(
     path's owner (whatever else comes with it: the owner's clients are unchanged), else
     the family whose API key header the request carries; with neither, None (its 401
     names every way in). Elsewhere, the family whose prefix the path starts with (the
-    longest). None for the app's own paths (/healthz...).
+    longest). None for the app's own paths (/healthz...). A path with repeated slashes
+    (``/v1//jobs``) is its family's too: it gets the 404 of its family's envelope.
     """
+    path = re.sub("/{2,}", "/", path)
     headers = headers or {}
     shared = sharing(path, app)
     if shared is not None:

@@ -144,9 +144,10 @@ def create_endpoint(envelope: Envelope, *, creates_jobs: bool = False) -> Callab
             return run_once(view, *args, **kwargs)
 
         apidoc = deepcopy(getattr(view, "_apidoc", {}))
-        manual = apidoc.setdefault("manual_doc", {})
-        manual["parameters"] = [
-            *manual.get("parameters", []),
+        # Beside the parameters the view's schemas document (a manual_doc "parameters"
+        # list would replace them: api.openapi.documented_parameters).
+        documented = apidoc.setdefault("arguments", {}).setdefault("parameters", [])
+        documented += [
             {
                 "in": "header",
                 "name": HEADER,

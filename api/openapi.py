@@ -10,7 +10,8 @@ them in tests/api/test_schemathesis.py):
 - the answers of the checks every request goes through, on every operation: 400 (a
   malformed JSON body or context header), 401 (no or bad credentials), 414 and 431
   (:mod:`api.request_limits`), 429 (:mod:`api.rate_limits`); 408 and 413 where there
-  is a body (:mod:`api.request_body`);
+  is a body (:mod:`api.request_body`), and 415 for one that is not JSON
+  (:mod:`api.operations`);
   404 where the path or a context header names something that may not exist (or may be
   another organisation's); 503 with ``Retry-After`` when the database cannot be reached
   (:func:`api.errors.handle_database_unavailable`).
@@ -21,20 +22,85 @@ A view documents its own other answers (409, 422, 502, or 429 for a quota) with
 Every string a request carries says that it holds no NUL (:data:`NO_NUL`, where it has no
 pattern, format or enum of its own): marshmallow fields through :func:`no_nul`, path and
 hand-written parameters through the plugin.
+
+What the specs say must be what clients generated from them can use (openapi-python-client:
+tests/e2e/test_generated_clients.py):
+
+- an answer's fields are ``required`` where every answer has them (:class:`Answer`), and
+  ``nullable`` where they may be null: a nullable object is ``{allOf: [$ref], nullable}``
+  (:func:`nullable_reference`), which generators read as "that object or null";
+- ids in headers are strings with a UUID ``pattern`` (:data:`UUID_HEADER`), not ``format:
+  uuid``: a generated client would pass a ``UUID`` object to its HTTP library as a header
+  value, which refuses it;
+- parameters read by hand (headers) are documented with :func:`documented_parameters`,
+  beside those of the view's schemas (``@blp.doc(parameters=...)`` would replace them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from copy import deepcopy
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from apispec import APISpec, BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+from marshmallow.fields import Field
 
 # Headers that name an organisation's resource (Mentionlab's context headers).
 RESOURCE_HEADERS = ("x-organisation-id", "x-project-id")
 # flask-smorest's reference for the validation answer it documents (422).
 SMOREST_VALIDATION = HTTPStatus.UNPROCESSABLE_ENTITY.name
 EVERY_OPERATION = (400, 401, 414, 429, 431)
+# A UUID as a header carries it: the canonical 8-4-4-4-12 hex digits, either case.
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+UUID_HEADER = {"type": "string", "pattern": UUID_PATTERN}
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+class Answer(Schema):
+    """The shape of an answer (or of an object in one): every field is in every answer,
+    so the spec lists each as ``required``, but those named in ``optional`` (which some
+    answers leave out). A field that may be null says so (``allow_none`` or a
+    ``nullable`` in its metadata): required is about the key, not its value."""
+
+    optional: ClassVar[frozenset[str]] = frozenset()
+
+    def on_bind_field(self, field_name: str, field_obj: Field) -> None:
+        # Dumping ignores ``required``; apispec reads it from the bound fields.
+        field_obj.required = (field_obj.data_key or field_name) not in self.optional
+
+
+def documented_parameters(*parameters: dict[str, Any]) -> Callable[[View], View]:
+    """Document parameters a view reads by hand (headers), beside those its
+    ``@blp.arguments`` schemas document: flask-smorest's ``@blp.doc(parameters=...)``
+    replaces that list, which left the query parameters of every Mentionlab list out of
+    its spec. (flask-smorest documents the entries of ``_apidoc["arguments"]`` first and
+    keeps an entry that is already a parameter as it is.)"""
+
+    def decorate(view: View) -> View:
+        apidoc = deepcopy(getattr(view, "_apidoc", {}))
+        documented = apidoc.setdefault("arguments", {}).setdefault("parameters", [])
+        documented.extend(deepcopy(parameters))
+        view._apidoc = apidoc  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """An apispec attribute function: a nested object that may be null documents as
+    ``{allOf: [$ref], nullable: true}`` rather than apispec's ``anyOf`` of the object and
+    an empty nullable object, which a generated client reads as "any object" (so it never
+    gets the nested model)."""
+    null = {"type": "object", "nullable": True}
+    choices = ret.get("anyOf")
+    if isinstance(choices, list) and len(choices) == 2 and null in choices:
+        del ret["anyOf"]
+        return {"allOf": [c for c in choices if c != null], "nullable": True}
+    return {}
 
 
 def available_choices(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -61,6 +127,17 @@ def _is_plain_string(schema: dict[str, Any]) -> bool:
 def no_nul(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """An apispec attribute function: a string field documents that it holds no NUL."""
     return {"pattern": NO_NUL} if _is_plain_string(ret) else {}
+
+
+class FamilyFields(MarshmallowPlugin):
+    """The marshmallow plugin of every family's spec: fields documented with the attribute
+    functions above, from the first schema on (the error envelope is documented when the
+    spec is made, before an ``Api`` could be given them)."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        for attribute_function in (available_choices, no_nul, nullable_reference):
+            self.converter.add_attribute_function(attribute_function)  # type: ignore[union-attr]
 
 
 def _status(code: Any) -> int | None:
@@ -142,7 +219,7 @@ class FamilyResponses(BasePlugin):
             documented[str(code)] = response
         wanted = list(EVERY_OPERATION)
         if "requestBody" in operation:
-            wanted += [408, 413]
+            wanted += [408, 413, 415]
         headers = {
             p.get("name", "").lower()
             for p in operation.get("parameters", [])

@@ -21,7 +21,8 @@
 Every answer is in the family's envelope (:mod:`api.errors`), before authentication
 (but after the rate limit). A body within the limits is parsed a second time by webargs
 (tens of milliseconds for 4 MB), which can then only succeed; a body that is not JSON
-at all is left to webargs, so its answer stays "Invalid JSON body.". Array lengths are
+at all is a 400 that says where it broke, as the parser does ("Invalid JSON body:
+Expecting value at line 1, column 15 (offset 14)"). Array lengths are
 each schema's business: every ``fields.List`` of a request schema has a
 ``Length(max=...)`` (tests/api/test_hostile_input.py checks them all).
 
@@ -208,6 +209,16 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def where_json_broke(exc: ValueError) -> str:
+    """What the parser said and where, for a body that is not JSON: the line, column and
+    offset of a syntax error, the offset of a byte that is not UTF-8."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno} (offset {exc.pos})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+    return str(exc)
+
+
 def check_json_body() -> None:
     if not request.is_json:
         return
@@ -216,8 +227,9 @@ def check_json_body() -> None:
         return
     try:
         load_json(data)
-    except ValueError:  # not JSON at all (or not UTF-8): webargs answers "Invalid JSON body."
-        return
+    except ValueError as exc:  # not JSON at all, or not UTF-8
+        line = f"Invalid JSON body: {where_json_broke(exc)}"
+        raise InvalidInput(line, details=[line]) from None
 
 
 def check_request() -> None:

@@ -11,9 +11,9 @@ from flask_smorest import Blueprint
 from api.auth import current_principal
 from api.idempotency import create_endpoint
 from api.mentionlab.context import (
-    CONTEXT_HEADERS,
-    PROJECT_HEADERS,
     authenticate_first,
+    context_headers,
+    project_headers,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -46,7 +46,7 @@ blp.before_request(authenticate_first)
 @blp.route("/many")
 class CachedJobsMany(MethodView):
     @create_endpoint(nest_envelope, creates_jobs=True)
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(CachedJobManySchema)
     @blp.response(201, CachedJobSchema(many=True))
     @blp.alt_response(404, description="A queryId is not a query of the project")
@@ -73,7 +73,7 @@ class CachedJobsMany(MethodView):
 @blp.route("/trigger")
 class CachedJobsTrigger(MethodView):
     @create_endpoint(nest_envelope, creates_jobs=True)
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(CachedJobTriggerSchema)
     @blp.response(201, JobSchema(many=True))
     @blp.alt_response(
@@ -91,7 +91,7 @@ class CachedJobsTrigger(MethodView):
 
 @blp.route("/list")
 class CachedJobList(MethodView):
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(JobPageArgs, location="query")
     @blp.arguments(CachedJobListFilterSchema)
     @blp.response(200, page_schema(CachedJobSchema))
@@ -111,7 +111,7 @@ class CachedJobList(MethodView):
 
 @blp.route("/<uuid:cached_job_id>")
 class CachedJobById(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, CachedJobSchema)
     def get(self, cached_job_id: uuid.UUID) -> CachedJob:
         """Get one cached job"""

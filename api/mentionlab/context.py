@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from flask import request
 
 from api.auth import authenticate_request
+from api.openapi import UUID_HEADER, UUID_PATTERN, documented_parameters
 from shared.accounts.auth import Principal
 from shared.errors import InvalidInput, NotFound
 
-CONTEXT_HEADERS = [
+# Typed as strings with a UUID pattern, which is what the server checks (_header_uuid):
+# a client generated from ``format: uuid`` would send a UUID object as a header value.
+ORGANISATION_HEADER = {
+    "in": "header",
+    "name": "x-organisation-id",
+    "required": False,
+    "schema": UUID_HEADER,
+    "description": "Organisation context (a UUID); must be the caller's organisation",
+}
+PROJECT_HEADER = {
+    "in": "header",
+    "name": "x-project-id",
+    "required": True,
+    "schema": UUID_HEADER,
+    "description": "Project context (a UUID); must belong to the organisation",
+}
+# Decorators of the views: the headers each reads, documented.
+context_headers = documented_parameters(ORGANISATION_HEADER)
+project_headers = documented_parameters(ORGANISATION_HEADER, PROJECT_HEADER)
+listing_headers = documented_parameters(
+    ORGANISATION_HEADER,
     {
-        "in": "header",
-        "name": "x-organisation-id",
+        **PROJECT_HEADER,
         "required": False,
-        "schema": {"type": "string", "format": "uuid"},
-        "description": "Organisation context; must be the caller's organisation",
+        "description": "Only the jobs of this project (a UUID of the organisation's)",
     },
-]
-PROJECT_HEADERS = [
-    *CONTEXT_HEADERS,
-    {
-        "in": "header",
-        "name": "x-project-id",
-        "required": True,
-        "schema": {"type": "string", "format": "uuid"},
-        "description": "Project context; must belong to the organisation",
-    },
-]
+)
+UUID_TEXT = re.compile(UUID_PATTERN)
 
 
 def _header_uuid(name: str, *, required: bool) -> uuid.UUID | None:
@@ -39,10 +50,9 @@ def _header_uuid(name: str, *, required: bool) -> uuid.UUID | None:
                 f"{name} header is required", details=[f"{name}: header is required"]
             )
         return None
-    try:
-        return uuid.UUID(raw.strip())
-    except ValueError:
-        raise InvalidInput(f"{name} must be a UUID", details=[f"{name}: must be a UUID"]) from None
+    if not UUID_TEXT.match(raw.strip()):
+        raise InvalidInput(f"{name} must be a UUID", details=[f"{name}: must be a UUID"])
+    return uuid.UUID(raw.strip())
 
 
 def authenticate() -> Principal:

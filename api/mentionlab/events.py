@@ -34,7 +34,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.auth import current_principal, has_credentials, use_principal
-from api.mentionlab.context import CONTEXT_HEADERS, authenticate
+from api.mentionlab.context import authenticate, context_headers
 from api.mentionlab.schemas import IsoDateTime, Text
 from shared.accounts.auth import Principal
 from shared.accounts.stream_tokens import StreamToken, issue_stream_token, verify_stream_token
@@ -119,8 +119,7 @@ def sse(event: str, data: dict[str, object]) -> str:
 
 @blp.route("/<uuid:job_id>/events")
 class JobEvents(MethodView):
-    # (No @blp.doc(parameters=...) here: flask-smorest's manual parameters would replace
-    # the query's, and the token is the parameter a browser needs documented.)
+    @context_headers
     @blp.arguments(StreamArgs, location="query")
     @blp.response(
         200,
@@ -145,7 +144,7 @@ class JobEvents(MethodView):
 
 @blp.route("/<uuid:job_id>/events/token")
 class JobEventsToken(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, StreamTokenSchema)
     def post(self, job_id: uuid.UUID) -> StreamToken:
         """Get a short-lived token that opens this job's progress stream from a browser"""

@@ -8,11 +8,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
-from api.mentionlab.context import CONTEXT_HEADERS, authenticate_first
+from api.mentionlab.context import authenticate_first, context_headers
 from api.mentionlab.schemas import ExecutionSchema
 from shared.db import session_scope
 from shared.engine import jobs
-from shared.models import Execution
+from shared.models import Execution, JobType
 
 blp = Blueprint(
     "mentionlab-executions",
@@ -25,14 +25,15 @@ blp.before_request(authenticate_first)
 
 @blp.route("/<uuid:execution_id>")
 class ExecutionById(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, ExecutionSchema)
     def get(self, execution_id: uuid.UUID) -> Execution:
-        """Get one job execution"""
+        """Get one execution of an AI run"""
         with session_scope() as session:
             return jobs.get_execution(
                 session,
                 current_principal().organisation_id,
                 execution_id,
                 "Job execution",
+                JobType.AI_QUERIES.value,
             )

@@ -12,9 +12,10 @@ from flask_smorest import Blueprint
 from api.auth import current_principal
 from api.idempotency import create_endpoint
 from api.mentionlab.context import (
-    CONTEXT_HEADERS,
-    PROJECT_HEADERS,
     authenticate_first,
+    context_headers,
+    listing_headers,
+    project_headers,
     project_id_header,
     required_project_id,
 )
@@ -32,7 +33,7 @@ from api.mentionlab.schemas import (
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
 from shared.mentionlab import runs
-from shared.models import Job
+from shared.models import Job, JobType
 
 blp = Blueprint(
     "mentionlab-jobs", __name__, url_prefix="/api/jobs", description="Jobs (Mentionlab)"
@@ -43,7 +44,7 @@ blp.before_request(authenticate_first)
 @blp.route("/trigger")
 class TriggerJob(MethodView):
     @create_endpoint(nest_envelope, creates_jobs=True)
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(TriggerJobSchema)
     @blp.response(201, JobSchema)
     @blp.alt_response(
@@ -60,12 +61,17 @@ class TriggerJob(MethodView):
 
 @blp.route("/list")
 class JobList(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @listing_headers
     @blp.arguments(JobPageArgs, location="query")
     @blp.arguments(JobListFilterSchema)
     @blp.response(200, page_schema(JobSchema))
     def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
-        """List jobs (of the x-project-id project when given)"""
+        """List AI runs (of the x-project-id project when given)
+
+        The organisation's jobs of type ai_queries: batches (super.AI's family) and
+        knowledge-base sync runs (Smart DB's) are listed there, and every type in
+        Valpay's GET /v1/jobs.
+        """
         with session_scope() as session:
             page = runs.list_jobs(
                 session,
@@ -82,31 +88,37 @@ class JobList(MethodView):
 
 @blp.route("/<uuid:job_id>")
 class JobById(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, JobDetailSchema)
     def get(self, job_id: uuid.UUID) -> Job:
-        """Get one job with its counters and a summary per AI model"""
+        """Get one AI run with its counters and a summary per AI model
+
+        A job of another type (a batch, a sync run) is a 404 here: read it with
+        GET /v1/jobs/{jobId}.
+        """
         with session_scope() as session:
             return runs.get_job_detail(session, current_principal(), job_id)
 
 
 @blp.route("/<uuid:job_id>/cancel")
 class CancelJob(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, JobSchema)
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: uuid.UUID) -> Job:
-        """Cancel a job: unfinished executions end failed with error "canceled"."""
-        return engine_jobs.cancel_job(current_principal().organisation_id, job_id)
+        """Cancel an AI run: unfinished executions end failed with error "canceled"."""
+        return engine_jobs.cancel_job(
+            current_principal().organisation_id, job_id, JobType.AI_QUERIES.value
+        )
 
 
 @blp.route("/<uuid:job_id>/executions")
 class JobExecutions(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.arguments(JobPageArgs, location="query")
     @blp.response(200, page_schema(ExecutionSchema))
     def get(self, paging: dict[str, Any], job_id: uuid.UUID) -> dict[str, Any]:
-        """List a job's executions"""
+        """List an AI run's executions"""
         with session_scope() as session:
             page = engine_jobs.list_executions(
                 session,
@@ -114,5 +126,6 @@ class JobExecutions(MethodView):
                 job_id,
                 limit=paging["limit"],
                 page=paging["page"],
+                job_type=JobType.AI_QUERIES.value,
             )
             return page_envelope(page)

@@ -11,9 +11,9 @@ from flask_smorest import Blueprint
 from api.auth import current_principal
 from api.idempotency import create_endpoint
 from api.mentionlab.context import (
-    CONTEXT_HEADERS,
-    PROJECT_HEADERS,
     authenticate_first,
+    context_headers,
+    project_headers,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -31,7 +31,7 @@ blp.before_request(authenticate_first)
 @blp.route("")
 class Projects(MethodView):
     @create_endpoint(nest_envelope)
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.arguments(ProjectCreateSchema)
     @blp.response(201, ProjectSchema)
     def post(self, fields: dict[str, Any]) -> Project:
@@ -39,7 +39,7 @@ class Projects(MethodView):
         with session_scope() as session:
             return projects.create_project(session, current_principal(), fields)
 
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(ProjectFieldsSchema)
     @blp.response(200, ProjectSchema)
     def patch(self, fields: dict[str, Any]) -> Project:
@@ -52,7 +52,7 @@ class Projects(MethodView):
 
 @blp.route("/list")
 class ProjectList(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, ProjectSchema(many=True))
     def get(self) -> list[Project]:
         """List the organisation's projects"""
@@ -62,7 +62,7 @@ class ProjectList(MethodView):
 
 @blp.route("/<uuid:project_id>")
 class ProjectById(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, ProjectSchema)
     def get(self, project_id: uuid.UUID) -> Project:
         """Get one project"""

@@ -11,9 +11,9 @@ from flask_smorest import Blueprint
 from api.auth import current_principal
 from api.idempotency import create_endpoint
 from api.mentionlab.context import (
-    CONTEXT_HEADERS,
-    PROJECT_HEADERS,
     authenticate_first,
+    context_headers,
+    project_headers,
     required_project_id,
 )
 from api.mentionlab.envelope import nest_envelope
@@ -39,7 +39,7 @@ blp.before_request(authenticate_first)
 @blp.route("")
 class Queries(MethodView):
     @create_endpoint(nest_envelope)
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(QueryCreateSchema)
     @blp.response(201, QuerySchema)
     def post(self, item: dict[str, Any]) -> Query:
@@ -52,7 +52,7 @@ class Queries(MethodView):
 @blp.route("/many")
 class QueriesMany(MethodView):
     @create_endpoint(nest_envelope)
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(QueryManySchema)
     @blp.response(201, QuerySchema(many=True))
     def post(self, body: dict[str, Any]) -> list[Query]:
@@ -64,7 +64,7 @@ class QueriesMany(MethodView):
 
 @blp.route("/list")
 class QueryList(MethodView):
-    @blp.doc(parameters=PROJECT_HEADERS)
+    @project_headers
     @blp.arguments(QueryPageArgs, location="query")
     @blp.arguments(QueryListFilterSchema)
     @blp.response(200, page_schema(QuerySchema))
@@ -87,7 +87,7 @@ class QueryList(MethodView):
 
 @blp.route("/<uuid:query_id>")
 class QueryById(MethodView):
-    @blp.doc(parameters=CONTEXT_HEADERS)
+    @context_headers
     @blp.response(200, QuerySchema)
     def get(self, query_id: uuid.UUID) -> Query:
         """Get one query"""

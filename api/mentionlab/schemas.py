@@ -6,10 +6,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 
+from api.openapi import Answer
+from api.params import WholeNumber
 from shared.ai_models import AI_MODELS, PROVIDERS
 from shared.mentionlab.cached_jobs import effective_status
+from shared.models import CachedJobStatus, ExecutionStatus, JobStatus, JobType
 from shared.paging import Page
 
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
@@ -23,8 +26,9 @@ MAX_SORT_TERMS = 10
 MAX_LIST_VALUES = 100
 
 
-class IsoDateTime(fields.Field):
-    """``2026-06-08T12:00:00.000Z``: UTC with milliseconds, as Mentionlab writes them."""
+class IsoDateTime(fields.DateTime):
+    """``2026-06-08T12:00:00.000Z``: UTC with milliseconds, as Mentionlab writes them
+    (documented as a ``date-time`` string)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
@@ -49,10 +53,6 @@ class Text(fields.String):
         except UnicodeEncodeError:
             raise ValidationError("Not valid Unicode text.") from None
         return text
-
-
-def strict_int(**kwargs: Any) -> fields.Integer:
-    return fields.Integer(strict=True, **kwargs)
 
 
 class StrictBoolean(fields.Boolean):
@@ -91,7 +91,9 @@ class ProjectFieldsSchema(Schema):
         data_key="llmProviders",
         validate=validate.Length(max=MAX_LIST_VALUES),
     )
-    execution_count = strict_int(data_key="executionCount", validate=validate.Range(min=1, max=100))
+    execution_count = WholeNumber(
+        data_key="executionCount", validate=validate.Range(min=1, max=100)
+    )
     recurrence = fields.String(validate=validate.OneOf(RECURRENCES))
     recurrence_status = fields.String(
         data_key="recurrenceStatus", validate=validate.OneOf(RECURRENCE_STATUSES)
@@ -110,7 +112,7 @@ class ProjectCreateSchema(ProjectFieldsSchema):
     name = Text(required=True, validate=validate.Length(min=1, max=255))
 
 
-class ProjectSchema(Schema):
+class ProjectSchema(Answer):
     id = fields.UUID(dump_only=True)
     organisation = fields.UUID(attribute="organisation_id", dump_only=True)
     name = fields.String()
@@ -121,8 +123,10 @@ class ProjectSchema(Schema):
     competitors = fields.List(fields.String())
     llmProviders = fields.List(fields.String(), attribute="llm_providers")
     executionCount = fields.Integer(attribute="execution_count")
-    recurrence = fields.String()
-    recurrenceStatus = fields.String(attribute="recurrence_status")
+    recurrence = fields.String(metadata={"enum": list(RECURRENCES)})
+    recurrenceStatus = fields.String(
+        attribute="recurrence_status", metadata={"enum": list(RECURRENCE_STATUSES)}
+    )
     webSearch = fields.Boolean(attribute="web_search", allow_none=True)
     createdAt = IsoDateTime(attribute="created_at")
     updatedAt = IsoDateTime(attribute="updated_at")
@@ -149,7 +153,7 @@ class QueryManySchema(Schema):
     )
 
 
-class QuerySchema(Schema):
+class QuerySchema(Answer):
     id = fields.UUID()
     project = fields.UUID(attribute="project_id")
     query = fields.String(attribute="text")
@@ -214,47 +218,64 @@ class TriggerJobSchema(Schema):
         validate=[validate.Length(min=1), validate.Length(max=MAX_LIST_VALUES)],
         metadata={"description": "AI model identifiers to run each query on"},
     )
-    executionCount = strict_int(
+    executionCount = WholeNumber(
         required=True,
         validate=validate.Range(min=1),
         metadata={
-            "description": "Runs per query and model (>= 1): the job has queries x aiModels x "
-            "executionCount executions, at most JOBYARD_MAX_EXECUTIONS_PER_JOB (default "
-            "200,000); a larger job is refused with 422."
+            "description": "Runs per query and model (>= 1; a number, whole: 3 or 3.0): the "
+            "job has queries x aiModels x executionCount executions, at most "
+            "JOBYARD_MAX_EXECUTIONS_PER_JOB (default 200,000); a larger job is refused with 422."
         },
     )
 
 
-class UserSchema(Schema):
+class UserSchema(Answer):
     id = fields.UUID()
     email = fields.String()
     firstName = fields.String(attribute="first_name")
     lastName = fields.String(attribute="last_name")
 
 
-class JobSchema(Schema):
+JOB_STATUSES = [s.value for s in JobStatus]
+
+
+class JobSchema(Answer):
+    """An AI run (a job of type ai_queries: the only type this family answers)."""
+
     id = fields.UUID()
     project = fields.UUID(attribute="project_id")
-    type = fields.String()
+    type = fields.String(metadata={"enum": [JobType.AI_QUERIES.value]})
     totalExecutions = fields.Integer(attribute="total")
     pendingExecutions = fields.Integer(attribute="pending")
     retryingExecutions = fields.Integer(attribute="retrying")
     successExecutions = fields.Integer(attribute="success")
     failedExecutions = fields.Integer(attribute="failed")
-    status = fields.String()
-    aiModels = fields.Function(lambda job: job.payload.get("aiModels"))
-    executionCount = fields.Function(lambda job: job.payload.get("executionCount"))
+    status = fields.String(metadata={"enum": JOB_STATUSES})
+    aiModels = fields.Function(
+        lambda job: job.payload["aiModels"],
+        # Plain strings, not the trigger's enum: models come and go, and a client
+        # generated with today's list would fail to read an older job's.
+        metadata={"type": "array", "items": {"type": "string"}},
+    )
+    executionCount = fields.Function(
+        lambda job: job.payload["executionCount"], metadata={"type": "integer"}
+    )
     createdAt = IsoDateTime(attribute="created_at")
     updatedAt = IsoDateTime(attribute="updated_at")
-    startedAt = IsoDateTime(attribute="started_at")
-    finishedAt = IsoDateTime(attribute="finished_at")
-    createdBy = fields.Nested(UserSchema, attribute="created_by", allow_none=True)
+    startedAt = IsoDateTime(attribute="started_at", allow_none=True)
+    finishedAt = IsoDateTime(attribute="finished_at", allow_none=True)
+    createdBy = fields.Nested(
+        UserSchema,
+        attribute="created_by",
+        allow_none=True,
+        metadata={"description": "Who triggered the run; null for a scheduled run"},
+    )
     cost = fields.Float(
         metadata={"description": "USD spent on the job's model calls so far, failed ones too"}
     )
 
 
-class ModelSummarySchema(Schema):
+class ModelSummarySchema(Answer):
     model = fields.String()
     totalExecutions = fields.Integer(attribute="total")
     pendingExecutions = fields.Integer(attribute="pending")
@@ -283,11 +304,7 @@ class JobSortSchema(SortSchema):
 
 
 class JobListFilterSchema(Schema):
-    status = fields.String(
-        validate=validate.OneOf(
-            ("pending", "processing", "completed", "failed", "partial_failed", "canceled")
-        )
-    )
+    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
     createdBy = fields.UUID()
     sort = fields.List(
         fields.Nested(JobSortSchema),
@@ -299,46 +316,106 @@ class JobListFilterSchema(Schema):
 # --------------------------------------------------------------------------- executions
 
 
-def _result(execution: Any, key: str, default: Any = None) -> Any:
-    return (execution.result or {}).get(key, default)
+class SourceSchema(Answer):
+    """A web page behind an answer, at its 1-based position in its list."""
 
+    optional = frozenset({"redirectUrl"})
 
-def _item(key: str) -> Any:
-    return lambda execution: (execution.item or {}).get(key)
-
-
-class ExecutionSchema(Schema):
-    jobExecutionId = fields.UUID(attribute="id")
-    jobId = fields.UUID(attribute="job_id")
-    queryId = fields.Function(_item("queryId"), metadata={"type": "string", "format": "uuid"})
-    model = fields.Function(_item("model"), metadata={"type": "string"})
-    status = fields.String()
-    executionNumber = fields.Integer(
-        attribute="attempts", metadata={"description": "Attempts made so far"}
+    position = fields.Integer()
+    url = fields.String(
+        allow_none=True,
+        metadata={"description": "The page; null when only a redirect link was given"},
     )
-    runNumber = fields.Function(_item("run"), metadata={"type": "integer"})
-    initiatedAt = IsoDateTime(attribute="started_at")
-    createdAt = IsoDateTime(attribute="created_at")
-    finishedAt = IsoDateTime(attribute="finished_at")
-    country = fields.Function(_item("country"), metadata={"type": "string"})
-    language = fields.Function(_item("language"), metadata={"type": "string"})
-    text = fields.Function(lambda e: _result(e, "text"))
-    hasSources = fields.Function(lambda e: bool(_result(e, "sources")))
-    sources = fields.Function(lambda e: _result(e, "sources", []))
-    entities = fields.Function(lambda e: _result(e, "entities", []))
-    retrievedSources = fields.Function(lambda e: _result(e, "retrievedSources", []))
-    webSearch = fields.Function(lambda e: _result(e, "webSearch"), metadata={"type": "string"})
-    servedModel = fields.Function(lambda e: _result(e, "servedModel"), metadata={"type": "string"})
-    usage = fields.Function(lambda e: _result(e, "usage"), metadata={"type": "object"})
+    domain = fields.String()
+    title = fields.String(allow_none=True)
+    redirectUrl = fields.String(metadata={"description": "The vendor's redirect link"})
+    cited = fields.Boolean(metadata={"description": "Whether the answer cites it"})
+
+
+class EntitySchema(Answer):
+    """A brand of the project (its name, an alias or a competitor) in an answer."""
+
+    displayName = fields.String()
+    isPrimary = fields.Boolean()
+    mentioned = fields.Boolean()
+    mentionCount = fields.Integer()
+    position = fields.Integer(
+        allow_none=True, metadata={"description": "1 for the first brand named; null if absent"}
+    )
+
+
+class ExecutionSchema(Answer):
+    """One execution of an AI run: its answer, once it has one."""
+
+    jobExecutionId = fields.UUID()
+    jobId = fields.UUID()
+    queryId = fields.UUID()
+    model = fields.String()
+    status = fields.String(metadata={"enum": [s.value for s in ExecutionStatus]})
+    executionNumber = fields.Integer(metadata={"description": "Attempts made so far"})
+    runNumber = fields.Integer()
+    initiatedAt = IsoDateTime(allow_none=True)
+    createdAt = IsoDateTime()
+    finishedAt = IsoDateTime(allow_none=True)
+    country = fields.String(allow_none=True)
+    language = fields.String(allow_none=True)
+    text = fields.String(allow_none=True, metadata={"description": "The answer; null until done"})
+    hasSources = fields.Boolean()
+    sources = fields.List(fields.Nested(SourceSchema), metadata={"description": "Cited"})
+    entities = fields.List(fields.Nested(EntitySchema))
+    retrievedSources = fields.List(
+        fields.Nested(SourceSchema), metadata={"description": "Retrieved by its web search"}
+    )
+    webSearch = fields.String(
+        allow_none=True,
+        metadata={"description": "on, off or unavailable (the provider has no search)"},
+    )
+    servedModel = fields.String(allow_none=True)
+    usage = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        allow_none=True,
+        metadata={"description": "Tokens and search calls, as the vendor reported them"},
+    )
     cost = fields.Float(metadata={"description": "USD spent on this execution, every attempt"})
-    simulated = fields.Function(lambda e: bool(_result(e, "simulated", False)))
-    error = fields.String()
+    simulated = fields.Boolean()
+    error = fields.String(allow_none=True)
+
+    @pre_dump
+    def read_execution(self, execution: Any, **kwargs: Any) -> dict[str, Any]:
+        """The row's columns, its item (what was asked) and its result (the answer)."""
+        item, result = execution.item or {}, execution.result or {}
+        return {
+            "jobExecutionId": execution.id,
+            "jobId": execution.job_id,
+            "queryId": item.get("queryId"),
+            "model": item.get("model"),
+            "status": execution.status,
+            "executionNumber": execution.attempts,
+            "runNumber": item.get("run"),
+            "initiatedAt": execution.started_at,
+            "createdAt": execution.created_at,
+            "finishedAt": execution.finished_at,
+            "country": item.get("country"),
+            "language": item.get("language"),
+            "text": result.get("text"),
+            "hasSources": bool(result.get("sources")),
+            "sources": result.get("sources", []),
+            "entities": result.get("entities", []),
+            "retrievedSources": result.get("retrievedSources", []),
+            "webSearch": result.get("webSearch"),
+            "servedModel": result.get("servedModel"),
+            "usage": result.get("usage"),
+            "cost": execution.cost,
+            "simulated": bool(result.get("simulated", False)),
+            "error": execution.error,
+        }
 
 
 # ---------------------------------------------------------------------------- paging
 
 
-class PageInfoSchema(Schema):
+class PageInfoSchema(Answer):
     totalRecords = fields.Integer()
     limit = fields.Integer()
     currentPage = fields.Integer()
@@ -365,7 +442,7 @@ def page_envelope(page: Page) -> dict[str, Any]:
 
 def page_schema(item: type[Schema]) -> type[Schema]:
     """An OpenAPI-documented page of ``item``."""
-    return Schema.from_dict(
+    return Answer.from_dict(
         {"page": fields.Nested(PageInfoSchema), "results": fields.List(fields.Nested(item))},
         name=f"{item.__name__.removesuffix('Schema')}Page",
     )
@@ -389,11 +466,12 @@ class CachedJobCreateSchema(Schema):
             "(the response lists the concrete model ids)"
         },
     )
-    executionCount = strict_int(
+    executionCount = WholeNumber(
         required=True,
         validate=validate.Range(min=1),
         metadata={
-            "description": "Runs per model on every run of the plan (>= 1): a run has aiModels "
+            "description": "Runs per model on every run of the plan (>= 1; a number, whole: "
+            "3 or 3.0): a run has aiModels "
             "x executionCount executions, at most JOBYARD_MAX_EXECUTIONS_PER_JOB (default "
             "200,000); a larger plan is refused with 422."
         },
@@ -413,7 +491,7 @@ class CachedJobTriggerSchema(Schema):
     """No fields: the project comes from x-project-id (an empty or absent body)."""
 
 
-class CachedJobSchema(Schema):
+class CachedJobSchema(Answer):
     id = fields.UUID()
     project = fields.UUID(attribute="project_id")
     query_id = fields.UUID()
@@ -433,7 +511,7 @@ class CachedJobSchema(Schema):
             "description": "pending (never run), active (its last run is in progress), "
             "ended (its last run finished; it may contain failures), inactive (the "
             "project's recurrenceStatus is paused)",
-            "enum": ["pending", "active", "ended", "inactive"],
+            "enum": [s.value for s in CachedJobStatus],
         },
     )
     updatedAt = IsoDateTime(attribute="updated_at")

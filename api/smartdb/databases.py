@@ -10,7 +10,8 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, documents_check_refusals, error_envelope, ok
+from api.smartdb import schemas
+from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sources
 from shared.models import DataSource
@@ -58,7 +59,7 @@ def describe(source: DataSource) -> dict[str, Any]:
 class Databases(MethodView):
     @create_endpoint(error_envelope)
     @blp.arguments(CreateDatabaseSchema)
-    @blp.response(201, Answer)
+    @blp.response(201, schemas.DatabaseAnswer)
     @blp.alt_response(
         400,
         description="INVALID_REQUEST: a bad name or URL (an option not accepted is named), "
@@ -74,7 +75,7 @@ class Databases(MethodView):
             )
             return ok(describe(source), "Database created successfully")
 
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.DatabaseListAnswer)
     def get(self) -> dict[str, Any]:
         """List the registered databases"""
         with session_scope() as session:
@@ -84,14 +85,14 @@ class Databases(MethodView):
 
 @blp.route("/<name>")
 class DatabaseByName(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.DatabaseAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One registered database"""
         with session_scope() as session:
             source = sources.get_source(session, current_principal().organisation_id, name)
             return ok(describe(source), "Database retrieved successfully")
 
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.DatabaseDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Forget a registered database"""
         with session_scope() as session:

@@ -21,6 +21,7 @@ CODES = {
     409: "CONFLICT",
     413: "INVALID_REQUEST",
     414: "INVALID_REQUEST",
+    415: "INVALID_REQUEST",
     431: "INVALID_REQUEST",
     429: "LIMIT_EXCEEDED",
     503: "SERVICE_UNAVAILABLE",
@@ -55,12 +56,6 @@ def error_envelope(
             "details": details,
         },
     }
-
-
-Answer = Schema.from_dict(
-    {"success": fields.Boolean(), "message": fields.String(), "data": fields.Raw()},
-    name="SmartDbAnswer",
-)
 
 
 def documents_check_refusals(blp: Blueprint) -> Callable[[F], F]:

@@ -12,7 +12,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, documents_check_refusals, error_envelope, ok
+from api.smartdb import schemas
+from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
 from shared.db import session_scope
 from shared.kb import sync
 from shared.kb.reading import decode
@@ -158,7 +159,7 @@ class HistoryArgs(Schema):
 class CreateJob(MethodView):
     @create_endpoint(error_envelope)
     @blp.arguments(CreateSyncJobSchema)
-    @blp.response(201, Answer)
+    @blp.response(201, schemas.SyncJobCreatedAnswer)
     @blp.alt_response(
         400,
         description="INVALID_REQUEST, DUPLICATE_JOB, INVALID_TABLE, INVALID_KB, "
@@ -185,7 +186,7 @@ class CreateJob(MethodView):
 
 @blp.route("")
 class Jobs(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SyncJobListAnswer)
     def get(self) -> dict[str, Any]:
         """List the sync jobs"""
         with session_scope() as session:
@@ -195,14 +196,14 @@ class Jobs(MethodView):
 
 @blp.route("/<name>")
 class JobByName(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SyncJobAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One sync job, with its last run"""
         with session_scope() as session:
             job = sync.get_sync_job(session, current_principal().organisation_id, name)
             return ok(describe(session, job), "Job retrieved successfully")
 
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SyncJobDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Delete a sync job and its history (a run going now is canceled)"""
         sync.delete(current_principal().organisation_id, name)
@@ -217,7 +218,7 @@ def _after(name: str, message: str) -> dict[str, Any]:
 
 @blp.route("/<name>/pause")
 class PauseJob(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SyncJobAnswer)
     @blp.alt_response(409, description="CONFLICT: the job has completed")
     def post(self, name: str) -> dict[str, Any]:
         """Pause: no slot runs until resumed"""
@@ -227,7 +228,7 @@ class PauseJob(MethodView):
 
 @blp.route("/<name>/resume")
 class ResumeJob(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SyncJobAnswer)
     @blp.alt_response(409, description="CONFLICT: the job has completed")
     def post(self, name: str) -> dict[str, Any]:
         """Resume from the next slot (missed slots are not caught up)"""
@@ -238,7 +239,7 @@ class ResumeJob(MethodView):
 @blp.route("/<name>/run")
 class RunJob(MethodView):
     @create_endpoint(error_envelope, creates_jobs=True)
-    @blp.response(202, Answer)
+    @blp.response(202, schemas.RunStartedAnswer)
     @blp.alt_response(409, description="RUN_IN_PROGRESS: the job's run is going")
     def post(self, name: str) -> dict[str, Any]:
         """Run now, outside the schedule (the slots stay as they are)"""
@@ -253,7 +254,7 @@ class RunJob(MethodView):
 @blp.route("/<name>/history")
 class JobHistory(MethodView):
     @blp.arguments(HistoryArgs, location="query")
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.HistoryAnswer)
     def get(self, args: dict[str, Any], name: str) -> dict[str, Any]:
         """The job's runs, newest first: run_start, run_end, rows_read, rows_written, error"""
         with session_scope() as session:

@@ -10,7 +10,9 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
-from api.smartdb.envelope import Answer, error_envelope, ok
+from api.params import WholeNumber
+from api.smartdb import schemas
+from api.smartdb.envelope import error_envelope, ok
 from shared.db import session_scope
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
@@ -51,7 +53,7 @@ class CreateKbSchema(Schema):
 
 class SearchSchema(Schema):
     query = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
-    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+    limit = WholeNumber(load_default=10, validate=validate.Range(min=1, max=1000))
     relevance_threshold = fields.Float(
         load_default=None, allow_none=True, validate=validate.Range(min=0, max=1)
     )
@@ -78,7 +80,7 @@ def describe(kb: KnowledgeBase, chunks: int | None = None) -> dict[str, Any]:
 class KnowledgeBases(MethodView):
     @create_endpoint(error_envelope)
     @blp.arguments(CreateKbSchema)
-    @blp.response(201, Answer)
+    @blp.response(201, schemas.KnowledgeBaseAnswer)
     @blp.alt_response(
         400, description="INVALID_REQUEST: a bad field, or an embedder not available here"
     )
@@ -96,7 +98,7 @@ class KnowledgeBases(MethodView):
             )
             return ok(describe(kb, 0), "Knowledge base created successfully")
 
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.KnowledgeBaseListAnswer)
     def get(self) -> dict[str, Any]:
         """List the knowledge bases"""
         with session_scope() as session:
@@ -106,7 +108,7 @@ class KnowledgeBases(MethodView):
 
 @blp.route("/<name>")
 class KnowledgeBaseByName(MethodView):
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.KnowledgeBaseAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One knowledge base, with its chunk count"""
         with session_scope() as session:
@@ -116,7 +118,7 @@ class KnowledgeBaseByName(MethodView):
                 "Knowledge base retrieved successfully",
             )
 
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.KnowledgeBaseDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Delete a knowledge base and its chunks"""
         with session_scope() as session:
@@ -127,7 +129,7 @@ class KnowledgeBaseByName(MethodView):
 @blp.route("/<name>/search")
 class Search(MethodView):
     @blp.arguments(SearchSchema)
-    @blp.response(200, Answer)
+    @blp.response(200, schemas.SearchAnswer)
     @blp.alt_response(502, description="EMBEDDING_FAILED: the KB's embedder could not embed")
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Search by cosine similarity; metadata filters apply before ranking"""

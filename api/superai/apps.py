@@ -187,7 +187,7 @@ class BatchById(MethodView):
 
 @blp.route("/<app_id>/processor")
 class AppProcessor(MethodView):
-    @blp.response(200, schemas.ProcessorSchema)
+    @blp.response(200, schemas.ProcessorAnswer)
     def get(self, app_id: str) -> dict[str, Any]:
         """How the app processes each input (jobyard's own: not in super.AI's API)"""
         with session_scope() as session:
@@ -195,7 +195,7 @@ class AppProcessor(MethodView):
             return Processor.from_json(app.processor).as_json()
 
     @blp.arguments(schemas.ProcessorSchema)
-    @blp.response(200, schemas.ProcessorSchema)
+    @blp.response(200, schemas.ProcessorAnswer)
     def put(self, body: dict[str, Any], app_id: str) -> dict[str, Any]:
         """Set how the app processes each input: a prompt template and a model"""
         processor = Processor(body["promptTemplate"], body["model"], body["webSearch"])

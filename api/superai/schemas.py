@@ -9,11 +9,18 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates_schema
 
 from api.mentionlab.schemas import MAX_LIST_VALUES, StrictBoolean, Text
+from api.openapi import Answer
 from api.params import UtcDateTime
 from shared.ai_models import AI_MODELS
 from shared.batches.inputs import check_inputs
 from shared.batches.responses import data_point_response
-from shared.batches.service import DATA_POINT_SORTS, DataPoint, DataPointState, batch_state
+from shared.batches.service import (
+    DATA_POINT_SORTS,
+    BatchState,
+    DataPoint,
+    DataPointState,
+    batch_state,
+)
 from shared.models import utcnow
 from shared.webhooks.messages import AttemptOutcome, attempt_error, attempt_outcome
 
@@ -144,7 +151,15 @@ def create_jobs_body() -> dict[str, Any]:
     }
 
 
-class CreatedSchema(Schema):
+# What the answers' times, states and statuses are, as their specs say it.
+INSTANT = {"type": "string", "format": "date-time"}
+MAYBE_INSTANT = {**INSTANT, "nullable": True}
+DATA_POINT_STATES = {"type": "string", "enum": [s.value for s in DataPointState]}
+
+
+class CreatedSchema(Answer):
+    optional = frozenset({"uuid"})
+
     message = fields.String()
     batchId = fields.UUID()
     uuid = fields.UUID(metadata={"description": "The data point's id, when there was one input"})
@@ -160,6 +175,10 @@ class ProcessorSchema(Schema):
     )
     model = fields.String(required=True, validate=validate.OneOf(AI_MODELS))
     webSearch = StrictBoolean(load_default=False)
+
+
+class ProcessorAnswer(Answer, ProcessorSchema):
+    """The processor as answered: every field, webSearch included."""
 
 
 class ListJobsArgs(Schema):
@@ -186,17 +205,15 @@ class PageArgs(Schema):
     size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
-class DataPointSchema(Schema):
+class DataPointSchema(Answer):
     id = fields.UUID(attribute="execution.id")
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
-    created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata={"type": "string"})
-    completed = fields.Function(
-        lambda dp: iso(dp.execution.finished_at), metadata={"type": "string", "nullable": True}
-    )
+    created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata=INSTANT)
+    completed = fields.Function(lambda dp: iso(dp.execution.finished_at), metadata=MAYBE_INSTANT)
     callbackUrl = fields.String(attribute="batch.callback_url", allow_none=True)
     appId = fields.UUID(attribute="batch.project_id")
     batchId = fields.UUID(attribute="batch.id")
-    status = fields.Function(lambda dp: dp.state.value, metadata={"type": "string"})
+    status = fields.Function(lambda dp: dp.state.value, metadata=DATA_POINT_STATES)
     input = fields.Function(
         lambda dp: (dp.execution.item or {}).get("input"),
         metadata={"type": "object", "nullable": True},
@@ -206,13 +223,13 @@ class DataPointSchema(Schema):
     error = fields.String(attribute="execution.error", allow_none=True)
 
 
-class DataPointResponseSchema(Schema):
+class DataPointResponseSchema(Answer):
     """What ``.../jobs/{id}/response`` answers, and a data point's callback carries as its
     ``response`` (both made by :func:`shared.batches.responses.data_point_response`)."""
 
     id = fields.UUID(required=True)
     uuid = fields.String(required=True)
-    status = fields.String(required=True, metadata={"enum": [s.value for s in DataPointState]})
+    status = fields.String(required=True, metadata=DATA_POINT_STATES)
     response = fields.String(
         required=True,
         allow_none=True,
@@ -256,15 +273,16 @@ class ReviewSchema(Schema):
             raise ValidationError("give response, correct or both", "response")
 
 
-class BatchSchema(Schema):
+class BatchSchema(Answer):
     id = fields.UUID()
     batchId = fields.Function(lambda job: str(job.id), metadata={"type": "string"})
     appId = fields.UUID(attribute="project_id")
-    state = fields.Function(lambda j: batch_state(j).value, metadata={"type": "string"})
-    created = fields.Function(lambda j: iso(j.created_at), metadata={"type": "string"})
-    completed = fields.Function(
-        lambda j: iso(j.finished_at), metadata={"type": "string", "nullable": True}
+    state = fields.Function(
+        lambda j: batch_state(j).value,
+        metadata={"type": "string", "enum": [s.value for s in BatchState]},
     )
+    created = fields.Function(lambda j: iso(j.created_at), metadata=INSTANT)
+    completed = fields.Function(lambda j: iso(j.finished_at), metadata=MAYBE_INSTANT)
     total = fields.Integer()
     pending = fields.Integer()
     retrying = fields.Integer()
@@ -281,7 +299,7 @@ class BatchSchema(Schema):
 
 
 def page_schema(item: type[Schema], key: str) -> type[Schema]:
-    return Schema.from_dict(
+    return Answer.from_dict(
         {
             key: fields.List(fields.Nested(item)),
             "page": fields.Integer(),
@@ -328,11 +346,11 @@ NEXT_PAGE_HEADERS = {
 }
 
 
-class AttemptSchema(Schema):
+class AttemptSchema(Answer):
     attempt = fields.Integer(metadata={"description": "1, 2, ... per callback"})
     attemptedAt = fields.Function(
         lambda d: iso(d.attempted_at),
-        metadata={"type": "string", "description": "When the request was about to leave"},
+        metadata={**INSTANT, "description": "When the request was about to leave"},
     )
     url = fields.String()
     outcome = fields.Function(
@@ -348,11 +366,7 @@ class AttemptSchema(Schema):
     )
     completedAt = fields.Function(
         lambda d: iso(d.completed_at),
-        metadata={
-            "type": "string",
-            "nullable": True,
-            "description": "When the outcome was recorded",
-        },
+        metadata={**MAYBE_INSTANT, "description": "When the outcome was recorded"},
     )
     statusCode = fields.Integer(attribute="status_code", allow_none=True)
     responseBody = fields.String(
@@ -371,7 +385,7 @@ class AttemptSchema(Schema):
     latencyMs = fields.Integer(attribute="latency_ms", allow_none=True)
 
 
-class DeliverySchema(Schema):
+class DeliverySchema(Answer):
     """A callback message (its ``id`` is the ``webhook-id`` header) and every attempt."""
 
     id = fields.UUID(attribute="message.id")
@@ -388,9 +402,9 @@ class DeliverySchema(Schema):
     attempts = fields.List(fields.Nested(AttemptSchema))
     nextAttemptAt = fields.Function(
         lambda log: iso(log.message.next_attempt_at) if log.message.state == "sending" else None,
-        metadata={"type": "string", "nullable": True},
+        metadata=MAYBE_INSTANT,
     )
-    created = fields.Function(lambda log: iso(log.message.created_at), metadata={"type": "string"})
+    created = fields.Function(lambda log: iso(log.message.created_at), metadata=INSTANT)
 
 
 class ResendFailedSchema(Schema):
@@ -400,7 +414,7 @@ class ResendFailedSchema(Schema):
     )
 
 
-class SecretSchema(Schema):
+class SecretSchema(Answer):
     secret = fields.String(
         required=True,
         metadata={
@@ -408,15 +422,16 @@ class SecretSchema(Schema):
             "GET /v1/webhooks/secret shows it again"
         },
     )
-    createdAt = fields.String(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
     previousSecretsExpireAt = fields.String(
         required=True,
         allow_none=True,
         metadata={
+            "format": "date-time",
             "description": "Until then callbacks are also signed by the previous secret(s) "
-            "(null: no previous secret signs)"
+            "(null: no previous secret signs)",
         },
     )
 
 
-ResentSchema = Schema.from_dict({"resent": fields.Integer()}, name="Resent")
+ResentSchema = Answer.from_dict({"resent": fields.Integer()}, name="Resent")

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.mentionlab.schemas import TriggerJobSchema
+from api.openapi import Answer
 from api.superai.schemas import ONE_SOURCE_OF_INPUTS, CreateJobsSchema
 from shared import instants
 from shared.engine.jobs import JOB_SORTS
@@ -150,7 +151,7 @@ def create_job_body() -> dict[str, Any]:
     }
 
 
-class ProgressSchema(Schema):
+class ProgressSchema(Answer):
     total = fields.Integer()
     pending = fields.Integer()
     retrying = fields.Integer()
@@ -158,13 +159,23 @@ class ProgressSchema(Schema):
     failed = fields.Integer()
 
 
-class JobSchema(Schema):
+class OwnCounters(fields.Nested):
+    """The object's own counters, as a nested object (``progress``)."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = None) -> Any:
+        return obj
+
+
+class JobSchema(Answer):
     jobId = fields.UUID(attribute="id")
-    jobType = fields.String(attribute="type")
-    status = fields.String()
-    resultType = fields.Function(lambda job: RESULT_TYPES.get(job.type))
-    payload = fields.Dict()
-    progress = fields.Function(lambda job: ProgressSchema().dump(job), metadata={"type": "object"})
+    jobType = fields.String(attribute="type", metadata={"enum": list(RESULT_TYPES)})
+    status = fields.String(metadata={"enum": [s.value for s in JobStatus]})
+    resultType = fields.Function(
+        lambda job: RESULT_TYPES[job.type],
+        metadata={"type": "string", "enum": sorted(set(RESULT_TYPES.values()))},
+    )
+    payload = fields.Dict(metadata={"description": "What the job was created with"})
+    progress = OwnCounters(ProgressSchema)
     cost = fields.Float(metadata={"description": "USD spent on the job's calls so far"})
     projectId = fields.UUID(attribute="project_id", allow_none=True)
     createdAt = fields.Function(lambda job: millis(job.created_at), metadata={"type": "integer"})
@@ -179,9 +190,9 @@ class JobSchema(Schema):
 
 def answer_schema(data: type[Schema] | Schema, name: str) -> type[Schema]:
     """The documented ``{success, data, message}`` answer around ``data``."""
-    return Schema.from_dict(
+    return Answer.from_dict(
         {
-            "success": fields.Boolean(),
+            "success": fields.Boolean(metadata={"enum": [True]}),
             "data": fields.Nested(data),
             "message": fields.String(),
         },
@@ -189,15 +200,15 @@ def answer_schema(data: type[Schema] | Schema, name: str) -> type[Schema]:
     )
 
 
-JobListData = Schema.from_dict(
-    {
-        "jobs": fields.List(fields.Nested(JobSchema)),
-        "count": fields.Integer(),
-        "lastEvaluatedKey": fields.String(
-            metadata={"description": "Pass it back for the next page; absent at the end"}
-        ),
-    },
-    name="JobListData",
-)
+class JobListData(Answer):
+    optional = frozenset({"lastEvaluatedKey"})
+
+    jobs = fields.List(fields.Nested(JobSchema))
+    count = fields.Integer()
+    lastEvaluatedKey = fields.String(
+        metadata={"description": "Pass it back for the next page; absent at the end"}
+    )
+
+
 JobAnswer = answer_schema(JobSchema, "JobAnswer")
 JobListAnswer = answer_schema(JobListData, "JobListAnswer")

@@ -100,18 +100,25 @@ def dispatch_after_commit(
         work.after_commit(publish)
 
 
-def get_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
-    """The organisation's job, or NotFound (also for another tenant's)."""
-    return get_owned(session, Job, job_id, organisation_id, "Job")
+def get_job(
+    session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID, job_type: str | None = None
+) -> Job:
+    """The organisation's job, or NotFound (also for another tenant's, and for a job of
+    another type than ``job_type`` when one is given: an API family that serves one job
+    type does not know the others)."""
+    job = get_owned(session, Job, job_id, organisation_id, "Job")
+    if job_type is not None and job.type != job_type:
+        raise NotFound(f"Job {job_id} not found")
+    return job
 
 
-def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
-    """Cancel the organisation's job: no new attempt starts, no more executions are
-    written, and every unfinished one ends failed with error ``canceled``. Canceling a
-    canceled job changes nothing; a finished job cannot be canceled (Conflict). Returns
-    the job as the cancel left it."""
+def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID, job_type: str | None = None) -> Job:
+    """Cancel the organisation's job (of ``job_type``, when given): no new attempt
+    starts, no more executions are written, and every unfinished one ends failed with
+    error ``canceled``. Canceling a canceled job changes nothing; a finished job cannot
+    be canceled (Conflict). Returns the job as the cancel left it."""
     with unit_of_work() as work:
-        job = get_job(work.session, organisation_id, job_id)
+        job = get_job(work.session, organisation_id, job_id, job_type)
         if job.canceled_at is None:
             if job.status in TERMINAL_JOB_STATUSES:
                 raise Conflict(f"Job {job_id} has already finished ({job.status})")
@@ -122,25 +129,35 @@ def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 
 def get_execution(
-    session: Session, organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str
+    session: Session,
+    organisation_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    what: str,
+    job_type: str | None = None,
 ) -> Execution:
-    """The organisation's execution, or NotFound."""
+    """The organisation's execution (of a job of ``job_type``, when given), or NotFound."""
     row = session.execute(
-        select(Execution, Job.organisation_id)
+        select(Execution, Job.organisation_id, Job.type)
         .join(Job, Job.id == Execution.job_id)
         .where(Execution.id == execution_id)
     ).one_or_none()
-    if row is None or row[1] != organisation_id:
+    if row is None or row[1] != organisation_id or job_type not in (None, row[2]):
         raise NotFound(f"{what} {execution_id} not found")
     execution: Execution = row[0]
     return execution
 
 
 def list_executions(
-    session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID, *, limit: int, page: int
+    session: Session,
+    organisation_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    limit: int,
+    page: int,
+    job_type: str | None = None,
 ) -> Page:
-    """A job's executions in plan order, one page."""
-    job = get_job(session, organisation_id, job_id)
+    """A job's executions in plan order, one page (of a job of ``job_type``, when given)."""
+    job = get_job(session, organisation_id, job_id, job_type)
     stmt = select(Execution).where(Execution.job_id == job.id).order_by(Execution.seq)
     return paginate(session, stmt, limit, page)
 

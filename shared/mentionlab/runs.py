@@ -192,8 +192,9 @@ def summarize_models(session: Session, job: Job) -> list[ModelSummary]:
 
 
 def get_job_detail(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
-    """The caller's job with ``model_summaries`` (per-model counts and mention rate)."""
-    job = get_job(session, principal.organisation_id, job_id)
+    """The caller's AI run with ``model_summaries`` (per-model counts and mention rate);
+    a job of another type is not one of Mentionlab's (NotFound)."""
+    job = get_job(session, principal.organisation_id, job_id, AI_QUERIES)
     job.model_summaries = summarize_models(session, job)  # type: ignore[attr-defined]
     return job
 
@@ -216,8 +217,13 @@ def list_jobs(
     limit: int,
     page: int,
 ) -> Page:
-    """The caller's jobs (of one project when given), filtered and sorted, one page."""
-    stmt = select(Job).where(Job.organisation_id == principal.organisation_id)
+    """The caller's AI runs (of one project when given), filtered and sorted, one page.
+    Mentionlab's API is about AI-visibility runs: batches and sync runs have no models
+    or execution count and sync runs no project, so they are listed by their own
+    families (and every type by Valpay's ``/v1/jobs``)."""
+    stmt = select(Job).where(
+        Job.organisation_id == principal.organisation_id, Job.type == AI_QUERIES
+    )
     if project_id is not None:
         project: Project = get_project(session, principal, project_id)
         stmt = stmt.where(Job.project_id == project.id)

@@ -73,24 +73,41 @@ def test_body_just_under_4_mb_is_parsed(client: FlaskClient, tenant: Tenant) -> 
     assert_error(response, 400, ["padding: Unknown field."])
 
 
-@pytest.mark.parametrize("raw", ['{"aiModels": [', "{'a': 1}", "nope", '{"a": 1,}'])
-def test_invalid_json_is_400(client: FlaskClient, tenant: Tenant, raw: str) -> None:
-    """A body that is not JSON is a 400 envelope, not a 500 or an HTML page."""
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ('{"aiModels": [', "Expecting value at line 1, column 15 (offset 14)"),
+        (
+            "{'a': 1}",
+            "Expecting property name enclosed in double quotes at line 1, column 2 (offset 1)",
+        ),
+        ("nope", "Expecting value at line 1, column 1 (offset 0)"),
+        (
+            '{"a": 1,\n}',
+            "Expecting property name enclosed in double quotes at line 2, column 1 (offset 9)",
+        ),
+    ],
+)
+def test_invalid_json_is_400_saying_where_it_broke(
+    client: FlaskClient, tenant: Tenant, raw: str, where: str
+) -> None:
+    """A body that is not JSON is a 400 envelope that says what the parser found and
+    where (line, column, offset), not a 500, an HTML page or a bare "Invalid JSON body."."""
     response = client.post(
         "/api/jobs/trigger", headers=tenant.headers(), data=raw, content_type="application/json"
     )
-    assert_error(response, 400, ["Invalid JSON body."])
+    assert_error(response, 400, [f"Invalid JSON body: {where}"])
 
 
 def test_invalid_utf8_body_is_400(client: FlaskClient, tenant: Tenant) -> None:
-    """Bytes that are not UTF-8 are an invalid JSON body."""
+    """Bytes that are not UTF-8 are an invalid JSON body: the first bad byte is named."""
     response = client.post(
         "/api/projects",
         headers=tenant.headers(),
-        data=b"\xff\xfe{",
+        data=b'{"name": "caf\xe9"}',
         content_type="application/json",
     )
-    assert_error(response, 400, ["Invalid JSON body."])
+    assert_error(response, 400, ["Invalid JSON body: not UTF-8: byte 0xe9 at offset 13"])
 
 
 def test_json_array_body_is_400(client: FlaskClient, tenant: Tenant) -> None:

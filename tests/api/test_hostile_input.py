@@ -97,10 +97,12 @@ def family_of(app: Flask, path: str) -> Family | None:
 
 
 def arguments(view_method: Any) -> list[dict[str, Any]]:
-    """The flask-smorest ``@blp.arguments`` of a view method (location and schema)."""
+    """The flask-smorest ``@blp.arguments`` of a view method (location and schema), not
+    the parameters documented beside them (api.openapi.documented_parameters), which
+    carry a JSON schema, not a marshmallow one."""
     doc = getattr(view_method, "_apidoc", {}) if view_method is not None else {}
     parameters: list[dict[str, Any]] = doc.get("arguments", {}).get("parameters", [])
-    return parameters
+    return [p for p in parameters if not isinstance(p["schema"], dict)]
 
 
 def credentials(tenant: Tenant) -> dict[str, str]:

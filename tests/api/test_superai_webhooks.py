@@ -319,8 +319,8 @@ def crafted_cursor(value: Any, row_id: str = "0c4f5a40-3b1e-4c3e-9f55-3c1f0c8d9e
         ({"cursor": crafted_cursor(12)}, None),
         ({"cursor": crafted_cursor({"t": "2026-12-01T00:00:00"}, "x")}, None),
         ({"cursor": ""}, "cursor: "),
-        ({"page": 2}, "page: Unknown field."),
-        ({"size": 10, "limit": 10}, "size: Unknown field."),
+        ({"page": 2}, "query.page: Unknown query parameter"),
+        ({"size": 10, "limit": 10}, "query.size: Unknown query parameter"),
     ],
 )
 def test_bad_paging_parameters_are_400_in_the_envelope(
