@@ -246,7 +246,17 @@ class DataPointResponseSchema(Answer):
         metadata={
             "properties": {
                 "correct": {"type": "boolean"},
-                "response": {"description": "The response it should have been"},
+                "response": {
+                    "description": "The response it should have been (any JSON value)",
+                    "nullable": True,
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "number"},
+                        {"type": "boolean"},
+                        {"type": "object"},
+                        {"type": "array", "items": {}},
+                    ],
+                },
                 "reviewedAt": {"type": "string"},
             },
             "description": "A person's review (PATCH /v1/jobs/{id}/review); null without one",

@@ -165,6 +165,7 @@ def test_every_answer_of_every_operation_matches_its_spec(
             json={"promptTemplate": "Summarise: {{ text }}", "model": "sonar"},
         )
         walk.call("superai", "GET", "/v1/apps/{app_id}/processor", app_id=app_id)
+        walk.call("superai", "GET", "/v1/webhooks/secret")
         walk.call("superai", "POST", "/v1/webhooks/secret")
         batch = walk.call(
             "superai",
@@ -178,7 +179,11 @@ def test_every_answer_of_every_operation_matches_its_spec(
             "POST",
             "/v1/apps/{app_id}/jobs",
             app_id=app_id,
-            json={"inputs": [{"text": "a"}, {"text": "b"}], "pending": True, "metadata": {"k": 1}},
+            json={
+                "inputs": [{"text": "a"}, {"text": "b"}, {"text": "c"}, {"text": "d"}],
+                "pending": True,
+                "metadata": {"k": 1},
+            },
         )
 
         # -- Smart DB: a source, a knowledge base, a sync job and a run of it
@@ -220,6 +225,7 @@ def test_every_answer_of_every_operation_matches_its_spec(
             execution_id=page["results"][0]["jobExecutionId"],
         )
         walk.call("mentionlab", "GET", "/api/jobs/{job_id}/events", job_id=run["id"])
+        walk.call("mentionlab", "POST", "/api/jobs/{job_id}/events/token", job_id=run["id"])
         walk.call("mentionlab", "POST", "/api/jobs/{job_id}/cancel", 409, job_id=run["id"])
         cached = walk.call("mentionlab", "POST", "/api/cached-jobs/list", json={})
         walk.call(
@@ -253,6 +259,23 @@ def test_every_answer_of_every_operation_matches_its_spec(
             "/v1/apps/{app_id}/jobs/{job_id}/queue",
             app_id=app_id,
             job_id=waiting[1],
+        )
+        # The same data points where super.AI's own client reads them (/v1/jobs/{id}).
+        for template in ("/v1/jobs/{job_id}", "/v1/jobs/{job_id}/response"):
+            walk.call("superai", "GET", template, job_id=finished["id"])
+        walk.call("superai", "POST", "/v1/jobs/{job_id}/cancel", job_id=waiting[2])
+        walk.call("superai", "POST", "/v1/jobs/{job_id}/queue", job_id=waiting[3])
+        review = {"correct": False, "response": "a better summary"}
+        walk.call(
+            "superai", "PATCH", "/v1/jobs/{job_id}/review", json=review, job_id=finished["id"]
+        )
+        walk.call(
+            "superai",
+            "PATCH",
+            "/v1/apps/{app_id}/jobs/{job_id}/review",
+            app_id=app_id,
+            job_id=finished["id"],
+            json={"correct": True},
         )
         walk.call("superai", "GET", "/v1/apps/{app_id}/batches", app_id=app_id)
         for batch_id in (batch["batchId"], parked["batchId"]):
@@ -329,4 +352,5 @@ def test_every_answer_of_every_operation_matches_its_spec(
         walk.call("smartdb", "DELETE", "/knowledge_bases/{name}", name="orders_kb")
         walk.call("smartdb", "DELETE", "/databases/{name}", name=database)
 
-    assert not walk.not_validated(), "operations no answer was validated for"
+    missed = walk.not_validated()
+    assert not missed, f"operations no answer was validated for: {missed}"
