@@ -53,10 +53,12 @@ _metrics_port = get_settings().metrics_port
 if _metrics_port and (os.environ.get("METRICS_BIND") or not os.environ.get("BIND")):
     bind.append(os.environ.get("METRICS_BIND") or f"127.0.0.1:{_metrics_port}")
 
-# Processes: the classic 2 x cores + 1, capped at 8 because each process keeps its own
-# SQLAlchemy pool (up to 2 x JOBYARD_DB_POOL_SIZE connections) and PostgreSQL's
-# max_connections is shared with every worker. Scale the API with more replicas instead.
-workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _cpu_count() + 1, 8))
+# Processes: one per core (at least two, so that one restarting never leaves none). A
+# gevent process serves its connections concurrently on its own, so more processes than
+# cores only add database pools: each keeps its own (up to 2 x JOBYARD_API_DB_POOL_SIZE
+# connections), and PostgreSQL's max_connections is shared with every worker. Capped at
+# 8: scale the API with more replicas instead.
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(max(_cpu_count(), 2), 8))
 
 # The worker model: gevent (api/gunicorn_worker.py, gunicorn's gevent worker plus JSON
 # for gunicorn's own errors). Each connection is a greenlet, and whatever would block

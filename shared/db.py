@@ -60,10 +60,12 @@ def build_engine(url: str | None = None) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     worker = _worker_mode["enabled"]
+    pool_size = settings.db_pool_size if worker else settings.api_db_pool_size
     return create_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=not worker,
         pool_recycle=1800,
         connect_args={"options": "-c synchronous_commit=off"} if worker else {},

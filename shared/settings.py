@@ -51,7 +51,15 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
     secret_key: str = Field(default=DEVELOPMENT_SECRET_KEY, validation_alias=_alias("SECRET_KEY"))
-    db_pool_size: int = 20
+    # PostgreSQL connections per process, and as many again when busy. A worker process's
+    # threads (claimers, completer, heartbeat, fan-outs) each hold one at a time.
+    db_pool_size: int = Field(default=20, ge=1)
+    # An API process serves up to WORKER_CONNECTIONS requests at once on gevent, and would
+    # open a connection for each: its requests queue for these instead (at most twice
+    # this many open), waiting at most the pool timeout (then 503 with Retry-After), so
+    # that API processes x this x 2 stays within PostgreSQL's max_connections.
+    api_db_pool_size: int = Field(default=5, ge=1)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     max_request_bytes: int = 4 * 1024 * 1024
     # A request's body is read whole before the app sees it (api/request_body.py): in at
     # most this long, with no wait for data longer than the idle time, else 408 in the

@@ -241,13 +241,12 @@ def test_a_pool_with_no_connection_to_give_in_time_is_503(
 ) -> None:
     """Every connection of the pool taken, and none given back in time (SQLAlchemy's
     TimeoutError): a 503 too, and the request after it works once one is free."""
-    monkeypatch.setenv("JOBYARD_DB_POOL_SIZE", "1")  # 1, and as many again in overflow
+    monkeypatch.setenv("JOBYARD_API_DB_POOL_SIZE", "1")  # 1, and as many again in overflow
+    monkeypatch.setenv("JOBYARD_DB_POOL_TIMEOUT_SECONDS", "0.3")
     reset_settings_cache()
     dispose_engine(close=True)
     try:
         engine = get_engine()
-        # SQLAlchemy waits 30 s for a free connection, and has no setter for it.
-        engine.pool._timeout = 0.3  # type: ignore[attr-defined]
         held = [engine.connect(), engine.connect()]
         try:
             response = client.get("/jobs", headers={"x-api-key": tenant.api_key})
