@@ -36,13 +36,12 @@ class TcpFake:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stopped.set()
+        with self._lock:  # under the lock: track() closes what comes after this
+            self.stopped.set()
+            sockets, self._open = self._open, []
         self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+        for sock in sockets:
+            _close(sock)
 
     def _accept(self) -> None:
         while not self.stopped.is_set():
@@ -50,14 +49,30 @@ class TcpFake:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
+            if not self.track(sock):
+                return
             with self._lock:
                 self.connections += 1
-                self._open.append(sock)
             threading.Thread(target=self._serve_quietly, args=(sock,), daemon=True).start()
 
+    def track(self, sock: socket.socket) -> bool:
+        """Keep ``sock`` to be closed at stop; if the fake has stopped already (a
+        connection accepted, or opened, while it stopped), close it now and say so.
+        Otherwise a socket no one closes is left to the garbage collector, whose
+        ResourceWarning lands in whichever test runs then."""
+        with self._lock:
+            if not self.stopped.is_set():
+                self._open.append(sock)
+                return True
+        _close(sock)
+        return False
+
     def _serve_quietly(self, sock: socket.socket) -> None:
-        with contextlib.suppress(OSError, ConnectionError, EOFError):
-            self.serve(sock)
+        try:
+            with contextlib.suppress(OSError, ConnectionError, EOFError):
+                self.serve(sock)
+        finally:
+            _close(sock)
 
     def serve(self, sock: socket.socket) -> None:
         """Serve one connection (here: hold it open, answering nothing)."""
@@ -81,6 +96,12 @@ class TcpFake:
         return data
 
 
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 class SilentServer(TcpFake):
     """Accepts every connection and never sends a byte (a server that hangs)."""
 
@@ -99,8 +120,8 @@ class FreezableProxy(TcpFake):
 
     def serve(self, sock: socket.socket) -> None:
         upstream = socket.create_connection(self.target)
-        with self._lock:
-            self._open.append(upstream)
+        if not self.track(upstream):
+            return
         threading.Thread(target=self._pump, args=(upstream, sock), daemon=True).start()
         self._pump(sock, upstream)
 
