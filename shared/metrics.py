@@ -30,6 +30,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -92,6 +93,12 @@ CLAIM_BATCH_SIZE = Histogram(
     "jobyard_claim_batch_size",
     "Executions leased by one claim (one group message)",
     buckets=BATCH_BUCKETS,
+)
+# Summed over a host's live worker processes (each sets its own).
+WORKER_IN_FLIGHT = Gauge(
+    "jobyard_worker_executions_in_flight",
+    "Executions the worker processes hold in flight (of JOBYARD_WORKER_CAPACITY each)",
+    multiprocess_mode="livesum",
 )
 FINISH_BATCH_SIZE = Histogram(
     "jobyard_finish_batch_size",

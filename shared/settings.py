@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.pricing import DEFAULT_MODEL_PRICES, ModelPrice
+from shared.simulated_latency import parse_latency
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,13 +107,24 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=600, ge=1)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     worker_dead_after_seconds: float = Field(default=20.0, gt=0)
-    # Executions per ``executions.run`` message: claimed in one statement, run at once.
+    # Executions per ``executions.run`` message: claimed in one statement.
     group_size: int = Field(default=100, ge=1, le=10_000)
-    # The broker holds about (live worker slots x group size x this factor) executions:
-    # enough to keep every slot busy between groups, never a whole big job.
-    dispatch_queue_factor: float = Field(default=1.5, ge=1.0)
-    # Slots assumed while no execution worker has registered yet.
-    dispatch_min_slots: int = Field(default=2, ge=1)
+    # Executions one worker process holds in flight at once (claimed, their calls on its
+    # event loop). A call that ends frees its place; the worker claims the next group as
+    # soon as a group's worth is free. Bounded by memory: about 10 MB of RSS per 1,000 in
+    # flight with the simulated provider (docs/configuration.md), more with real SDKs.
+    worker_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
+    # On a warm shutdown (SIGTERM) a worker stops claiming and lets its calls end for up
+    # to this long; it then hands what is still running back (leases released, attempt
+    # not spent), so another worker runs it at once.
+    worker_drain_seconds: float = Field(default=20.0, ge=0)
+    # The broker holds about this many groups per live worker process, unclaimed (never
+    # more than its capacity): enough to refill a worker's freed capacity at once, few
+    # enough that a small job waits behind little. What is in flight is bounded by the
+    # workers' capacity, not here.
+    dispatch_queue_groups: int = Field(default=8, ge=1)
+    # A worker tops dispatch up after it claims, at most this often.
+    refill_interval_seconds: float = Field(default=0.05, ge=0)
     # Outcomes are written in batches: at most this many, or after this long.
     finish_batch_size: int = Field(default=500, ge=1)
     finish_flush_seconds: float = Field(default=0.05, gt=0)
@@ -157,13 +169,16 @@ class Settings(BaseSettings):
     simulate_providers: bool = Field(default=False, validation_alias=_alias("SIMULATE"))
     simulated_latency_ms: float = Field(default=200.0, ge=0)
     simulated_latency_jitter_ms: float = Field(default=0.0, ge=0)  # extra, uniform in [0, j]
+    # A distribution instead of the two above (shared/simulated_latency.py):
+    # "constant:MS", "uniform:MIN_MS:MAX_MS" or "lognormal:MEDIAN_MS:P99_MS".
+    simulated_latency: str | None = None
     simulated_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     # Real AI providers: a provider is configured when its key (or endpoint) is set. Base
     # URLs default to each vendor's own (None = the SDK's default).
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
-    # Connections per vendor client and process: at least the calls one process holds in
-    # flight (worker slots x group size); a smaller pool queues calls inside the client.
+    # Connections per vendor client and process: a smaller pool than the calls one process
+    # holds in flight (JOBYARD_WORKER_CAPACITY) queues calls inside the client.
     provider_max_connections: int = Field(default=1000, ge=1)
     openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL"))
     anthropic_base_url: str | None = Field(
@@ -308,6 +323,14 @@ class Settings(BaseSettings):
     smartdb_port: int | None = Field(
         default=8000, ge=1, le=65535, validation_alias=_alias("SMARTDB_PORT")
     )
+
+    @field_validator("simulated_latency")
+    @classmethod
+    def _latency_distribution(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_latency(value)  # a clear error at start-up, not at the first call
+            return value.strip()
+        return None
 
     @field_validator("smartdb_port", mode="before")
     @classmethod

@@ -233,7 +233,7 @@ MUTATIONS = [
     Mutation(
         "dispatch: bounded by the target",
         "shared/engine/dispatch.py",
-        "    room = target(connection, now) - outstanding(connection, now)",
+        "    room = target(connection, now) - queued(connection, now)",
         "    room = 10**9",
     ),
     Mutation(

@@ -6,8 +6,9 @@ message is claimed as soon as it is received, so a killed worker holds nothing u
 results ignored, JSON only, and one queue per kind of work.
 
 A process that consumes the ``executions`` queue starts the execution runtime when it is
-ready (event loop, batch completer, heartbeat; see :mod:`worker.runtime`) with one slot
-per pool thread.
+ready (event loop, batch completer, heartbeat, capacity; see :mod:`worker.runtime`): it
+holds up to ``JOBYARD_WORKER_CAPACITY`` executions in flight, and its pool threads are
+the claimers that fill it. A warm shutdown stops the claimers first, then drains.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from celery.signals import (
     worker_process_init,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 
 import shared.domains  # noqa: F401 - registers every job type's planner and consumers
@@ -163,9 +165,18 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
     from worker.runtime import start_presence, start_runtime
 
     if EXECUTIONS_QUEUE in queues:
-        start_runtime(int(getattr(sender.pool, "limit", None) or 1))
+        start_runtime(get_settings().worker_capacity)
     else:
         start_presence()
+
+
+@worker_shutting_down.connect
+def _stop_claiming(**_: Any) -> None:
+    """SIGTERM: claim nothing more (claimers waiting for room give their groups back to
+    dispatch), so Celery's pool stops at once; the calls in flight drain afterwards."""
+    from worker.runtime import stop_claiming
+
+    stop_claiming()
 
 
 @worker_shutdown.connect

@@ -30,8 +30,8 @@ export JOBYARD_LOG_FORMAT="${JOBYARD_LOG_FORMAT:-text}"
 # On a laptop the sources and webhook receivers are local: allow private addresses (the
 # KB demo's orders_db is a SQLite file under var/). Production leaves this off.
 export JOBYARD_ALLOW_PRIVATE_URLS="${JOBYARD_ALLOW_PRIVATE_URLS:-true}"
-# One execution-worker process per core (each runs WORKER_SLOTS groups at a time on its own
-# event loop): Python runs one thread at a time per process, so cores need processes.
+# One execution-worker process per core (each holds up to JOBYARD_WORKER_CAPACITY
+# executions in flight on its own event loop): Python runs one thread at a time per process, so cores need processes.
 WORKER_PROCESSES="${WORKER_PROCESSES:-$(nproc 2>/dev/null || echo 2)}"
 
 # Metrics: the worker and dispatcher processes of this machine share one multiprocess

@@ -1,5 +1,5 @@
 """What the engine holds unfinished, read when Prometheus scrapes: the queues' depths, the
-executions' backlog, the oldest unclaimed execution's age, and the workers' slots (see
+executions' backlog, the oldest unclaimed execution's age, and the workers' capacity (see
 :mod:`shared.metrics` for the metrics counted as things happen)."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class BacklogCollector(Collector):
             with connection_scope() as connection:
                 since = oldest_unclaimed_since(connection, now)
                 backlog = executions_backlog(connection)
-                live = workers.live_slots(connection, now)
+                capacity = sum(workers.live_capacities(connection, now))
                 dead = len(workers.dead_workers(connection, now))
             yield GaugeMetricFamily(
                 "jobyard_oldest_unclaimed_execution_age_seconds",
@@ -119,9 +119,9 @@ class BacklogCollector(Collector):
                 value=backlog,
             )
             yield GaugeMetricFamily(
-                "jobyard_worker_slots",
-                "Groups the execution workers with a live heartbeat can run at once",
-                value=live,
+                "jobyard_worker_capacity",
+                "Executions the execution workers with a live heartbeat can hold in flight",
+                value=capacity,
             )
             yield GaugeMetricFamily(
                 "jobyard_dead_worker_processes",

@@ -1,17 +1,21 @@
 """Dispatch: hand executions to the broker in groups, bounded and fair.
 
-The broker never holds a job's whole fan-out. It holds about what the live workers can
-run — their slots (groups at a time) times the group size, plus a little to keep them
-busy between groups (``JOBYARD_DISPATCH_QUEUE_FACTOR``) — whatever the size of the jobs.
-Each time room appears (a group finishes, a fan-out writes a chunk, the sweep runs),
-:func:`fill` tops it up one group at a time, serving the organisation served least
-recently, then that organisation's job served least recently: round-robin over
-organisations, then over their jobs. A small job submitted beside a 200,000-execution job
-therefore waits for a slot, not for the big job.
+The broker never holds a job's whole fan-out. It holds a few groups per live execution
+worker (``JOBYARD_DISPATCH_QUEUE_GROUPS``, never more than the worker's capacity),
+unclaimed: enough for each worker to refill its freed capacity at once, whatever the size
+of the jobs. What is in flight is bounded by the workers themselves (each holds at most
+its ``JOBYARD_WORKER_CAPACITY`` executions, claimed), so claimed executions do not count
+here: a worker full of long calls does not starve the broker, and a broker never holds a
+worker's whole capacity ahead of a small job when calls are fast. Each time room appears (a
+worker claims, a fan-out writes a chunk, the sweep runs), :func:`fill` tops it up one group
+at a time, serving the organisation served least recently, then that organisation's job
+served least recently: round-robin over organisations, then over their jobs. A small job
+submitted beside a 200,000-execution job therefore waits behind a few groups, not the big
+job.
 
-What counts as outstanding: executions handed out (``dispatched_at`` set) and not
-finished, except retries still waiting for their time. Those rows are few (about the
-workers' capacity), and an index covers exactly them.
+What counts as queued: executions handed out (``dispatched_at`` set), not claimed and not
+finished, except retries still waiting for their time. Those rows are few, and an index
+covers the handed-out ones.
 
 A job type may hand out smaller groups (``registry.register_group_size``: a ``kb_sync``
 execution is a batch of a thousand rows, so it goes alone). Each of its executions then
@@ -51,8 +55,8 @@ def weight(job_type: str) -> int:
     return max(1, default // own) if own else 1
 
 
-def outstanding(connection: Executor, now: datetime) -> int:
-    """Executions in the broker or in a worker's hands (retries waiting their turn apart),
+def queued(connection: Executor, now: datetime) -> int:
+    """Executions in the broker, not yet claimed (retries waiting their turn apart),
     weighted by their type."""
     rows = connection.execute(
         select(Job.type, func.count())
@@ -61,6 +65,7 @@ def outstanding(connection: Executor, now: datetime) -> int:
         .where(
             EXECUTIONS.c.dispatched_at.is_not(None),
             EXECUTIONS.c.status.in_(ACTIVE_EXECUTION_STATUSES),
+            EXECUTIONS.c.lease_token.is_(None),
             or_(
                 EXECUTIONS.c.next_attempt_at.is_(None),
                 EXECUTIONS.c.next_attempt_at <= now,
@@ -72,10 +77,12 @@ def outstanding(connection: Executor, now: datetime) -> int:
 
 
 def target(connection: Executor, now: datetime) -> int:
-    """How many executions the broker and the workers should hold between them."""
+    """How many executions the broker should hold unclaimed: a few groups per live worker,
+    at most its capacity (one worker's worth while none is registered yet)."""
     settings = get_settings()
-    slots = workers.live_slots(connection, now) or settings.dispatch_min_slots
-    return int(slots * settings.group_size * settings.dispatch_queue_factor)
+    queue = settings.dispatch_queue_groups * settings.group_size
+    capacities = workers.live_capacities(connection, now) or [queue]
+    return sum(min(capacity, queue) for capacity in capacities)
 
 
 @dataclass
@@ -137,7 +144,7 @@ def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: dateti
 def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
     """Mark the next groups as dispatched (in the caller's transaction) and return them."""
     lock_dispatch(connection)
-    room = target(connection, now) - outstanding(connection, now)
+    room = target(connection, now) - queued(connection, now)
     if room <= 0:
         return []
     default_size = get_settings().group_size

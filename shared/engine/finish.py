@@ -267,6 +267,14 @@ def ended_failed(error: Any, now: datetime) -> dict[str, Any]:
     }
 
 
+def attempt_given_back(connection: Executor) -> Any:
+    """``attempts - 1`` (never below 0): for an attempt that did not run to its end."""
+    fewer = EXECUTIONS.c.attempts - 1
+    if dialect_name(connection) == "postgresql":
+        return func.greatest(fewer, 0)
+    return func.max(fewer, 0)
+
+
 def release_deferred(
     connection: Executor, deferred: Sequence[tuple[Claim, Outcome]], now: datetime
 ) -> list[Finished]:
@@ -285,9 +293,7 @@ def release_deferred(
                 EXECUTIONS.c.lease_token == claim.lease_token,
             )
             .values(
-                attempts=func.greatest(EXECUTIONS.c.attempts - 1, 0)
-                if dialect_name(connection) == "postgresql"
-                else func.max(EXECUTIONS.c.attempts - 1, 0),
+                attempts=attempt_given_back(connection),
                 lease_token=None,
                 lease_owner=None,
                 lease_expires_at=None,

@@ -17,8 +17,8 @@ class WorkerProcess(Base):
 
     A worker owns the leases it takes (``executions.lease_owner``); when its heartbeat
     stops, the recovery sweep releases them at once instead of waiting for them to expire.
-    ``slots`` is how many groups it runs at a time: dispatch keeps about that much work
-    in the broker for it.
+    ``capacity`` is how many executions it holds in flight at most (0: a dispatcher,
+    which runs none): dispatch keeps a few groups in the broker for each live worker.
     """
 
     __tablename__ = "worker_processes"
@@ -26,7 +26,7 @@ class WorkerProcess(Base):
     id: Mapped[str] = mapped_column(String(120), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
-    slots: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[timestamp]
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

@@ -112,7 +112,8 @@ def test_a_worker_reports_its_executions_batches_queues_and_the_oldest_wait(
         for queue in ALL_QUEUES:
             assert has(text, "jobyard_queue_depth", queue=queue)
         assert value(text, AGE) == 0  # nothing waits
-        assert value(text, "jobyard_worker_slots") == 16  # the worker's pool threads
+        assert value(text, "jobyard_worker_capacity") == 10_000  # JOBYARD_WORKER_CAPACITY
+        assert value(text, "jobyard_worker_executions_in_flight") == 0  # all given back
         assert value(text, "jobyard_dead_worker_processes") == 0
 
         waiting_execution(tenant, job_type, handed_out_ago=30)

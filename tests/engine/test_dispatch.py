@@ -1,5 +1,6 @@
-"""Dispatch: the broker holds about the workers' capacity, handed out round-robin over
-organisations, then over each organisation's jobs."""
+"""Dispatch: the broker holds a few groups per live worker, unclaimed (what is in flight is
+the workers' own bound), handed out round-robin over organisations, then over each
+organisation's jobs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select, update
 from shared.accounts.organisations import create_organisation
 from shared.db import connection_scope, new_session, session_scope
 from shared.engine import dispatch, workers
+from shared.engine.claim import claim_group
 from shared.engine.fanout import write_chunk
 from shared.engine.jobs import new_job
 from shared.engine.registry import planner_for, register_group_size, register_planner
@@ -26,14 +28,15 @@ pytestmark = pytest.mark.every_database
 
 @pytest.fixture
 def quiet_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No other job or worker in the database; groups of 10; one live worker with 2 slots
-    (so the broker should hold about 2 x 10 x 1.5 = 30 executions)."""
+    """No other job or worker in the database; groups of 10; one live worker holding up to
+    1,000 executions in flight, 3 groups queued for it (so the broker should hold about
+    3 x 10 = 30 executions unclaimed)."""
     monkeypatch.setenv("JOBYARD_GROUP_SIZE", "10")
-    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_FACTOR", "1.5")
+    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_GROUPS", "3")
     reset_settings_cache()
     with session_scope() as session:
         remove_all_jobs(session)
-        workers.register(session, "dispatch-test", 2, utcnow())
+        workers.register(session, "dispatch-test", 1000, utcnow())
     yield
     monkeypatch.undo()
     reset_settings_cache()
@@ -86,6 +89,40 @@ def test_the_broker_holds_the_capacity_not_the_job(quiet_engine: None) -> None:
     assert outstanding == dispatched + 10
 
 
+def claim_all(groups: list[list[uuid.UUID]], owner: str = "dispatch-test") -> None:
+    with connection_scope() as connection:
+        for group in groups:
+            assert len(claim_group(connection, group, owner)) == len(group)
+
+
+def test_claimed_executions_leave_the_broker_room_to_refill(quiet_engine: None) -> None:
+    """A worker that claims a group has room for the next at once, whether or not its
+    calls have ended: the broker's bound is what waits unclaimed, and what is in flight
+    is bounded by the worker's capacity."""
+    job_id = make_job(new_organisation(), 10_000)
+    write_rows(job_id)
+    groups = take()
+    assert sum(len(g) for g in groups) == 30
+    claim_all(groups[:2])  # in flight now, nothing finished
+    refill = take()
+    assert sum(len(g) for g in refill) == 20  # two groups claimed: two groups more
+    assert take() == []  # the broker holds 30 unclaimed again
+
+
+def test_a_worker_with_little_capacity_gets_no_more_queued_than_it_holds(
+    quiet_engine: None,
+) -> None:
+    """The broker's share for a worker is the smaller of its capacity and the configured
+    groups; a dispatcher (capacity 0) adds none."""
+    with session_scope() as session:
+        remove_all_jobs(session)
+        workers.register(session, "small-worker", 12, utcnow())
+        workers.register(session, "a-dispatcher", 0, utcnow())
+    job_id = make_job(new_organisation(), 1000)
+    write_rows(job_id)
+    assert sum(len(g) for g in take()) == 20  # 12, rounded up to whole groups of 10
+
+
 def new_organisation() -> uuid.UUID:
     with session_scope() as session:
         return create_organisation(session, "dispatch").id
@@ -94,7 +131,7 @@ def new_organisation() -> uuid.UUID:
 def test_round_robin_over_organisations_then_their_jobs(
     quiet_engine: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_FACTOR", "10")  # room for 20 groups
+    monkeypatch.setenv("JOBYARD_DISPATCH_QUEUE_GROUPS", "20")  # room for 20 groups
     reset_settings_cache()
     busy, small = new_organisation(), new_organisation()
     busy_jobs = [make_job(busy, 1000), make_job(busy, 1000)]

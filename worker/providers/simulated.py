@@ -2,7 +2,10 @@
 
 It never calls anything. Its answer depends only on the query, model and run (so it is
 repeatable), mentions some of the project's brands, cites a few URLs, and every result
-written from it says ``simulated: true``. Latency and failure rate come from settings.
+written from it says ``simulated: true``. Latency and failure rate come from settings:
+``JOBYARD_SIMULATED_LATENCY`` (a distribution: constant, uniform or lognormal, see
+:mod:`shared.simulated_latency`), else ``JOBYARD_SIMULATED_LATENCY_MS`` plus up to
+``JOBYARD_SIMULATED_LATENCY_JITTER_MS``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import random
 
 from shared.settings import Settings
+from shared.simulated_latency import LatencyDistribution, parse_latency
 from worker.providers.base import AiAnswer, AiRequest, ProviderError, Served, WebSearch
 from worker.providers.common import distinct, web_source
 
@@ -33,15 +37,20 @@ class SimulatedProvider:
     name = "simulated"
 
     def __init__(self, settings: Settings) -> None:
-        self.latency_s = settings.simulated_latency_ms / 1000.0
-        self.jitter_s = settings.simulated_latency_jitter_ms / 1000.0
+        self.latency: LatencyDistribution
+        if settings.simulated_latency:
+            self.latency = parse_latency(settings.simulated_latency)
+        else:
+            low = settings.simulated_latency_ms
+            high = low + settings.simulated_latency_jitter_ms
+            self.latency = LatencyDistribution("uniform", low, high)
         self.failure_rate = settings.simulated_failure_rate
 
     def prepare(self) -> None:
         """Nothing to build: the simulation calls nobody."""
 
     async def answer(self, request: AiRequest) -> AiAnswer:
-        latency = self.latency_s + (random.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
+        latency = self.latency.sample()
         if latency:
             await asyncio.sleep(latency)
         # Failures vary per attempt (so a retry can succeed); answers do not.

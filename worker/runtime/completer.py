@@ -4,9 +4,8 @@ Executors report outcomes one by one from the event loop; this thread collects t
 writes each batch in one transaction (:func:`shared.engine.finish.finish_batch`) once it
 holds ``JOBYARD_FINISH_BATCH_SIZE`` outcomes or ``JOBYARD_FINISH_FLUSH_SECONDS`` after the
 first one came. After the commit it publishes the retries (each execution alone, with its
-countdown) and, when a job ended, asks for the outbox to be drained. A group's task waits
-on its :class:`Completion` before it is acknowledged, so an acknowledged message's work is
-always recorded.
+countdown) and, when a job ended, asks for the outbox to be drained. A group's
+:class:`Completion` counts its outcomes down and logs the group when the last is written.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
@@ -45,12 +44,14 @@ GIVE_UP_AFTER_SECONDS = 120.0
 
 
 class Completion:
-    """Counts one group's outcomes down to zero; the group's task waits on it."""
+    """Counts one group's outcomes down to zero, then calls ``on_done`` (in the thread
+    that wrote the last outcome)."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, on_done: Callable[[Completion], None] | None = None) -> None:
         self._remaining = expected
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._on_done = on_done
         self.counted = 0  # outcomes recorded
         self.not_counted = 0  # lease lost, or given up
         # The group's task's ids (task_id, job_id, organisation_id): the completer thread
@@ -66,8 +67,14 @@ class Completion:
                 self.counted += 1
             else:
                 self.not_counted += 1
-            if self._remaining <= 0:
+            done = self._remaining == 0
+            if done:
                 self._done.set()
+        if done and self._on_done is not None:
+            try:
+                self._on_done(self)
+            except Exception:  # a log line must never stop the completer
+                log.exception("completer: a group's end could not be reported")
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -84,12 +91,27 @@ class Completer:
         self.batch_size = settings.finish_batch_size
         self.flush_seconds = settings.finish_flush_seconds
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._unwritten = 0  # submitted, not yet written (or given up)
+        self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="jobyard-completer", daemon=True)
         self._thread.start()
 
     def submit(self, claim: Claim, outcome: Outcome, completion: Completion) -> None:
         """Queue an outcome (thread-safe, never blocks)."""
+        with self._idle:
+            self._unwritten += 1
         self._queue.put((claim, outcome, completion))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every submitted outcome is written."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._unwritten == 0, timeout)
+
+    def _written(self, count: int) -> None:
+        with self._idle:
+            self._unwritten -= count
+            if not self._unwritten:
+                self._idle.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -105,10 +127,12 @@ class Completer:
                     break
             try:
                 self.flush(batch)
-            except Exception:  # never let the thread die: the group would wait forever
+            except Exception:  # never let the thread die: no outcome would be written again
                 log.exception("completer: a batch of %d outcomes was lost", len(batch))
                 for _, _, completion in batch:
                     completion.count_down(counted=False)
+            finally:
+                self._written(len(batch))
 
     def flush(self, batch: Sequence[Item]) -> None:
         report = self._write(batch)

@@ -1,30 +1,39 @@
-"""One group: claim it, run it on the event loop, wait until its outcomes are written."""
+"""One group message: wait for room, claim the group, start it on the event loop, return.
+
+The task returns, and its message is acknowledged, while the group's calls still run.
+That is safe only because every execution it keeps is claimed first: leased to this
+worker, which renews nothing but its heartbeat. If the process dies after the ack (kill
+-9, a lost host), the sweep releases its leases once its heartbeat is
+``JOBYARD_WORKER_DEAD_AFTER_SECONDS`` old and dispatch hands them out again; a lease also
+ends after ``JOBYARD_LEASE_SECONDS`` in a live worker (a hung call). Executions of the
+message that were not claimed (duplicates, stale ids, retries not yet due) are dropped or
+published again before the ack, as before. A message whose task dies before it claims
+(the process is killed while the claimer waits for room) is not acknowledged: Redis
+gives it back, or the sweep presumes a dead worker's prefetched messages lost.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from shared import logs
 from shared.db import connection_scope
-from shared.engine import dispatch
 from shared.engine.claim import Claim, claim_group, seconds_until_due
 from shared.engine.outcomes import Outcome
 from shared.engine.registry import executor_for
 from shared.messaging import publisher
-from worker.runtime import current_runtime
+from worker.runtime import Runtime, current_runtime
+from worker.runtime.capacity import CapacityClosed
 from worker.runtime.completer import Completer, Completion, hand_back_to_dispatch
 
 log = logging.getLogger(__name__)
 
-# However long a group runs, its task waits for it (the lease bounds an attempt); this
-# only keeps a wedged loop from holding a pool thread forever.
-GROUP_WAIT_SECONDS = 24 * 3600.0
 # An executor that could not reach the database defers its group this long.
 DATABASE_RETRY_SECONDS = 2.0
 
@@ -32,21 +41,34 @@ DATABASE_RETRY_SECONDS = 2.0
 def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
     """Run one ``executions.run`` message; returns what happened (for logs and Flower)."""
     runtime = current_runtime()
-    with connection_scope() as connection:
-        claims = claim_group(connection, execution_ids, runtime.worker_id)
-        claimed = {c.execution_id for c in claims}
-        unclaimed = [i for i in execution_ids if i not in claimed]
-        early = seconds_until_due(connection, unclaimed)
+    try:
+        reserved = runtime.capacity.reserve(len(execution_ids))
+    except CapacityClosed:  # shutting down: never claimed, so dispatch hands them out again
+        hand_back_to_dispatch(list(execution_ids))
+        return {"handed_back": len(execution_ids)}
+    try:
+        with connection_scope() as connection:
+            claims = claim_group(connection, execution_ids, runtime.worker_id)
+            claimed = {c.execution_id for c in claims}
+            unclaimed = [i for i in execution_ids if i not in claimed]
+            early = seconds_until_due(connection, unclaimed)
+    except BaseException:
+        runtime.capacity.release(reserved)
+        raise
+    # The places of what was not claimed are free again; the broker is short of the
+    # group just taken: dispatch is topped up (debounced, by the refiller thread).
+    runtime.capacity.release(reserved - min(reserved, len(claims)))
+    runtime.refiller.request()
     if early:  # delivered before their retry time (a restored message): wait for it
         unpublished = publisher.publish_executions(list(early.items()))
         if unpublished:
             hand_back_to_dispatch(unpublished)
     summary = {"claimed": len(claims), "early": len(early)}
     summary["dropped"] = len(execution_ids) - len(claims) - len(early)
-    if not claims:
-        return summary
-    with logs.bound(**group_ids(claims)):
-        return _run(claims, runtime, summary)
+    if claims:
+        with logs.bound(**group_ids(claims)):
+            start(claims, runtime, reserved_for=min(reserved, len(claims)))
+    return summary
 
 
 def group_ids(claims: Sequence[Claim]) -> dict[str, Any]:
@@ -60,42 +82,60 @@ def group_ids(claims: Sequence[Claim]) -> dict[str, Any]:
     return ids
 
 
-def _run(claims: list[Claim], runtime: Any, summary: dict[str, int]) -> dict[str, int]:
-    completion = Completion(len(claims))
+def start(claims: list[Claim], runtime: Runtime, reserved_for: int) -> None:
+    """Hand the claims to the event loop; the first ``reserved_for`` hold a place each
+    (all of them, unless the group was larger than the whole capacity), given back when
+    its outcome is reported. The group is logged when its last outcome is written."""
+    completion = Completion(len(claims), on_done=log_group(claims))
+    holding = {c.execution_id for c in claims[:reserved_for]}
+
+    def reported(claim: Claim) -> None:
+        if claim.execution_id in holding:
+            runtime.capacity.release(1)
+
     by_type: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
         by_type[claim.job_type].append(claim)
-    futures = [
-        runtime.loop.submit(execute(job_type, group, runtime.completer, completion))
-        for job_type, group in by_type.items()
-    ]
-    for future in futures:
-        future.result(GROUP_WAIT_SECONDS)
-    completion.wait(GROUP_WAIT_SECONDS)
-    summary["counted"] = completion.counted
-    summary["not_counted"] = completion.not_counted
-    log.info(
-        "group ran: %d executions claimed, %d counted, %d not counted",
-        summary["claimed"],
-        completion.counted,
-        completion.not_counted,
-        extra={"execution_ids": [str(c.execution_id) for c in claims], **summary},
-    )
-    dispatch.fill()  # a slot is free: hand the next group out
-    return summary
+    for job_type, group in by_type.items():
+        runtime.loop.submit(execute(job_type, group, runtime.completer, completion, reported))
+
+
+def log_group(claims: list[Claim]) -> Callable[[Completion], None]:
+    def done(completion: Completion) -> None:
+        summary = {
+            "claimed": len(claims),
+            "counted": completion.counted,
+            "not_counted": completion.not_counted,
+        }
+        with logs.bound(**completion.log_ids):
+            log.info(
+                "group ran: %d executions claimed, %d counted, %d not counted",
+                len(claims),
+                completion.counted,
+                completion.not_counted,
+                extra={"execution_ids": [str(c.execution_id) for c in claims], **summary},
+            )
+
+    return done
 
 
 async def execute(
-    job_type: str, claims: list[Claim], completer: Completer, completion: Completion
+    job_type: str,
+    claims: list[Claim],
+    completer: Completer,
+    completion: Completion,
+    reported: Callable[[Claim], None],
 ) -> None:
-    """Run a job type's executor over its claims; every claim gets exactly one outcome."""
-    reported: set[uuid.UUID] = set()
+    """Run a job type's executor over its claims; every claim gets exactly one outcome,
+    and ``reported(claim)`` is called once per claim, when its outcome is."""
+    reported_ids: set[uuid.UUID] = set()
 
     def report(claim: Claim, outcome: Outcome) -> None:
-        if claim.execution_id in reported:  # an executor reporting twice: first one wins
+        if claim.execution_id in reported_ids:  # an executor reporting twice: first one wins
             return
-        reported.add(claim.execution_id)
+        reported_ids.add(claim.execution_id)
         completer.submit(claim, outcome, completion)
+        reported(claim)
 
     fallback = Outcome.failed("internal error: the executor reported no outcome", retryable=True)
     try:
@@ -107,5 +147,5 @@ async def execute(
         log.exception("executor of %s failed on a group of %d", job_type, len(claims))
         fallback = Outcome.failed(f"internal error: {exc!r}"[:1000], retryable=True)
     for claim in claims:
-        if claim.execution_id not in reported:
+        if claim.execution_id not in reported_ids:
             report(claim, fallback)

@@ -1,4 +1,5 @@
-"""The worker's heartbeat: its leases are good while it beats (see shared.engine.workers)."""
+"""The worker's heartbeat: its leases are good while it beats, and dispatch sizes the
+broker's backlog from the capacity it registered (see shared.engine.workers)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Registers the worker, beats every ``JOBYARD_HEARTBEAT_SECONDS``, unregisters."""
 
-    def __init__(self, worker_id: str, slots: int) -> None:
+    def __init__(self, worker_id: str, capacity: int) -> None:
         self.worker_id = worker_id
-        self.slots = slots
+        self.capacity = capacity  # executions in flight at most
         self.interval = get_settings().heartbeat_seconds
         self._stop = threading.Event()
         self._register()
@@ -30,7 +31,7 @@ class Heartbeat:
     def _register(self) -> None:
         try:
             with connection_scope() as connection:
-                workers.register(connection, self.worker_id, self.slots, utcnow())
+                workers.register(connection, self.worker_id, self.capacity, utcnow())
         except DBAPIError as exc:
             log.warning("heartbeat: could not register %s (%s); will retry", self.worker_id, exc)
 
