@@ -24,6 +24,8 @@ POSTGRESQL = ("postgresql",)
 SQLITE = ("sqlite",)
 BOTH = POSTGRESQL + SQLITE
 WEBHOOK_CLAIM = "tests/engine/test_webhook_claim.py"
+DISPATCH = "tests/engine/test_dispatch.py"
+CAPACITY = "tests/engine/test_worker_capacity.py"
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,56 @@ MUTATIONS = [
         "shared/engine/dispatch.py",
         "            rotation.append(organisation)  # and the organisation to the back of all",
         "            rotation.appendleft(organisation)",
+    ),
+    Mutation(
+        "dispatch: claimed executions leave the broker's bound (the worker's capacity holds them)",
+        "shared/engine/dispatch.py",
+        "            EXECUTIONS.c.lease_token.is_(None),\n",
+        "",
+        tests=(DISPATCH,),
+    ),
+    Mutation(
+        "capacity: a group waits for room before it claims",
+        "worker/runtime/capacity.py",
+        "            while not self._closed and self._in_flight + count > self.limit:\n",
+        "            while False:\n",
+        tests=(CAPACITY,),
+    ),
+    Mutation(
+        "capacity: a place given back twice is refused",
+        "worker/runtime/capacity.py",
+        "            if count > self._in_flight:",
+        "            if False:",
+        tests=(CAPACITY,),
+    ),
+    Mutation(
+        "capacity: an execution reported twice gives its place back once",
+        "worker/runtime/groups.py",
+        "        if claim.execution_id in reported_ids:  # an executor reporting twice: first one wins\n"
+        "            return\n",
+        "",
+        tests=(CAPACITY,),
+    ),
+    Mutation(
+        "capacity: the places of what was not claimed are given back",
+        "worker/runtime/groups.py",
+        "    runtime.capacity.release(reserved - min(reserved, len(claims)))\n",
+        "",
+        tests=(CAPACITY,),
+    ),
+    Mutation(
+        "shutdown: what still runs is handed back with its attempt",
+        "shared/engine/workers.py",
+        "            attempts=attempt_given_back(connection),\n",
+        "",
+        tests=(CAPACITY,),
+    ),
+    Mutation(
+        "shutdown: a claimer waiting for room gives its group back to dispatch",
+        "worker/runtime/groups.py",
+        "        hand_back_to_dispatch(list(execution_ids))\n",
+        "",
+        tests=(CAPACITY,),
     ),
     Mutation(
         "kb plan: rows the watermark covers are left out",
