@@ -33,8 +33,21 @@ class EventLoopThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Cancel what still runs (calls a warm shutdown handed back), then stop."""
         if self.loop.is_running():
+            try:
+                self.submit(_cancel_the_others()).result(timeout)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass  # stopped regardless: the process is leaving
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
         if not self._thread.is_alive() and not self.loop.is_closed():
             self.loop.close()  # its selector's sockets with it
+
+
+async def _cancel_the_others() -> None:
+    """Cancel every task of this loop but the current one, and wait for them to end."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
