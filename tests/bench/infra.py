@@ -116,7 +116,7 @@ class BenchWorker:
         command = command or procfile_command(entry)
         env = {
             **env,
-            "WORKER_SLOTS": str(concurrency),
+            "WORKER_CLAIMERS": str(concurrency),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
         self.proc = subprocess.Popen(

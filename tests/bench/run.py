@@ -9,6 +9,10 @@ Scenarios (``--only``, comma-separated; all by default):
 - ``b``     (b) one trigger of ``--executions`` at 0 ms with 1, then 2, worker processes,
   and one ``--fanout-executions`` job (its fan-out time);
 - ``c``     (c) ``--slow-executions`` at ``--slow-latency-ms`` with 2 worker processes;
+- ``d``     (d) long calls: ``--long-executions`` at 2 s + U[0, 8 s], then at a lognormal
+  latency (median 3 s, p99 30 s), 2 worker processes of ``--capacity`` executions each:
+  throughput, peak and mean in flight, the ratio to ``in flight / mean latency``, RSS per
+  1,000 in flight (tests/bench/long_calls.py);
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
   ``--fairness-executions`` job at 20 ms;
 - ``k``     knowledge-base sync: a sync job's run over 100,000 source rows by the Procfile's
@@ -65,11 +69,12 @@ from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
 from tests.bench.kb import run_kb  # noqa: E402
+from tests.bench.long_calls import LOGNORMAL, UNIFORM, run_long_calls  # noqa: E402
 from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "f", "w", "k", "r")
+SCENARIOS = ("astar", "a", "b", "c", "d", "f", "w", "k", "r")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,13 +84,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fanout-executions", type=int, default=100_000, help="(b) fan-out job")
     parser.add_argument("--slow-executions", type=int, default=40_000, help="executions of (c)")
     parser.add_argument("--slow-latency-ms", type=float, default=500.0, help="latency of (c)")
+    parser.add_argument("--long-executions", type=int, default=100_000, help="each job of (d)")
+    parser.add_argument(
+        "--capacity", type=int, default=10_000, help="executions in flight per worker in (d)"
+    )
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
     parser.add_argument(
-        "--slots",
+        "--claimers",
         type=int,
-        default=int(os.environ.get("WORKER_SLOTS", "8")),
-        help="groups per worker process, as the Procfile (default $WORKER_SLOTS or 8)",
+        default=int(os.environ.get("WORKER_CLAIMERS", "4")),
+        help="claimer threads per worker process, as the Procfile (default $WORKER_CLAIMERS or 4)",
     )
     parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run")
     parser.add_argument(
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "revision": git_revision(),
         "command": " ".join([Path(sys.executable).name, "-m", "tests.bench.run", *sys.argv[1:]]),
-        "slots_per_worker": args.slots,
+        "claimers_per_worker": args.claimers,
         "machine": machine(),
         "database": DATABASE_URL,
         "broker": REDIS_URL,
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = BenchContext(
         database_url=DATABASE_URL,
         redis_url=REDIS_URL,
-        slots=args.slots,
+        claimers=args.claimers,
         cores=cores,
         var_dir=VAR_DIR,
         worker_env=worker_env,
@@ -195,6 +204,20 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: run_job(ctx, "c", args.slow_executions, args.slow_latency_ms, 2),
             )
         )
+    if "d" in args.only:
+        for key, latency in (
+            ("d_uniform_2_workers", UNIFORM),
+            ("d_lognormal_2_workers", LOGNORMAL),
+        ):
+            plan.append(
+                (
+                    "d",
+                    key,
+                    lambda latency=latency, key=key: run_long_calls(
+                        ctx, key.split("_")[1], args.long_executions, latency, 2, args.capacity
+                    ),
+                )
+            )
     if "f" in args.only:
         plan.append(
             ("f", "f_fairness", lambda: run_fairness(ctx, args.fairness_executions, 50, 20, 2))
@@ -207,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if "r" in args.only:
         plan.append(("r", "r_recovery", lambda: run_recovery(ctx)))
 
-    print(f"bench: database {BENCH_DB}, broker {REDIS_URL}, {cores} cores, {args.slots} slots")
+    print(
+        f"bench: database {BENCH_DB}, broker {REDIS_URL}, {cores} cores, {args.claimers} claimers"
+    )
     recreate_database(SERVER_URL, BENCH_DB)
     reset_settings_cache()
     interrupted = False

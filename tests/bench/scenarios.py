@@ -52,7 +52,7 @@ class BenchContext:
 
     database_url: str
     redis_url: str
-    slots: int
+    claimers: int
     cores: int
     var_dir: Path
     worker_env: Callable[[float], dict[str, str]]  # latency_ms -> env of the worker
@@ -82,7 +82,7 @@ class BenchContext:
         worker = BenchWorker(
             name=name,
             entry=entry,
-            concurrency=self.slots,
+            concurrency=self.claimers,
             env={**self.worker_env(latency_ms), **(extra_env or {})},
             log_path=log_path,
             command=command,
@@ -203,7 +203,7 @@ def run_bare(ctx: BenchContext, n: int, *, best: bool, quiet: bool = True) -> di
                 BenchWorker(
                     name="a",
                     entry="worker",
-                    concurrency=ctx.slots,
+                    concurrency=ctx.claimers,
                     env=ctx.worker_env(0),
                     log_path=ctx.var_dir / "bench-a.log",
                 )
@@ -380,7 +380,7 @@ def run_job(
         "executions": n,
         "simulated_latency_ms": latency_ms,
         "worker_processes": processes,
-        "slots_per_process": ctx.slots,
+        "claimers_per_process": ctx.claimers,
         "trigger_request_ms": round(job.request_ms, 1),
         "elapsed_s": round(elapsed, 3),
         "executions_per_s": round(n / elapsed, 1),
