@@ -79,7 +79,10 @@ def run_long_calls(
         for sampler in (*samplers, redis_sampler):
             sampler.start()
         cpu.begin()
-        with _profile(ctx, scenario, workers[0].proc.pid):
+        with (
+            _profile(ctx, scenario, workers[0].proc.pid),
+            _profile(ctx, f"{scenario}-dispatcher", dispatcher.proc.pid),
+        ):
             job = trigger(client, n, f"Bench{scenario}")
             most_done = wait_done(conn, job.job_id, int(n * MOST), timeout=300 + n / 50)
             done = wait_terminal(conn, job.job_id, timeout=300 + n / 50)

@@ -88,6 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--capacity", type=int, default=10_000, help="executions in flight per worker in (d)"
     )
+    parser.add_argument(
+        "--long-latencies",
+        default="uniform,lognormal",
+        help="the latencies of (d): uniform (2 s + U[0, 8 s]), lognormal (median 3 s, p99 30 s)",
+    )
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
     parser.add_argument(
@@ -205,10 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if "d" in args.only:
-        for key, latency in (
-            ("d_uniform_2_workers", UNIFORM),
-            ("d_lognormal_2_workers", LOGNORMAL),
-        ):
+        latencies = {"uniform": UNIFORM, "lognormal": LOGNORMAL}
+        for name in args.long_latencies.split(","):
+            key, latency = f"d_{name}_2_workers", latencies[name]
             plan.append(
                 (
                     "d",
