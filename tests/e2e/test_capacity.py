@@ -138,3 +138,30 @@ def test_a_warm_shutdown_stops_claiming_and_lets_calls_end_or_hands_them_back(
     assert job.status == "completed" and job.success == 1000
     assert_counters_exact(job_id)
     assert attempts_of(job_id) == {1: 1000}  # nothing ran twice, no attempt spent on a stop
+
+
+def test_a_job_canceled_with_its_calls_in_flight_ends_canceled_and_frees_every_place(
+    client: FlaskClient, tmp_path: Path, empty_broker: redis.Redis
+) -> None:
+    """2,000 calls of 3 s in flight, the worker full (capacity 2,000): cancel. The job ends
+    canceled at once, nothing of it counts when the calls end, and every place comes back:
+    another job's 2,000 executions are then all in flight together."""
+    canceled_tenant, next_tenant = make_tenant(n_queries=10), make_tenant(n_queries=10)
+    env = {"JOBYARD_SIMULATED_LATENCY": "constant:3000", "JOBYARD_WORKER_CAPACITY": 2000}
+    with running_worker(tmp_path, 4, **env):
+        job_id = trigger_runs(client, canceled_tenant, runs=50)  # 2,000 executions
+        wait_until(lambda: leased_executions(job_id) == 2000, 30, "the worker to be full")
+        response = client.post(f"/api/jobs/{job_id}/cancel", headers=canceled_tenant.headers())
+        assert response.status_code == 200, response.json
+        next_job = trigger_runs(client, next_tenant, runs=50)
+        wait_until(lambda: leased_executions(next_job) == 2000, 30, "every place given back")
+        finished = wait_for_job(next_job, timeout=60)
+    job = assert_counters_exact(job_id)
+    assert (job.status, job.success, job.failed) == ("canceled", 0, 2000)
+    with session_scope() as session:
+        errors = set(
+            session.scalars(select(Execution.error).where(Execution.job_id == uuid.UUID(job_id)))
+        )
+    assert errors == {"canceled"}  # the late outcomes of its calls were not counted
+    assert finished.status == "completed" and finished.success == 2000
+    assert_counters_exact(next_job)
