@@ -86,7 +86,7 @@ def start(claims: list[Claim], runtime: Runtime, reserved_for: int) -> None:
     """Hand the claims to the event loop; the first ``reserved_for`` hold a place each
     (all of them, unless the group was larger than the whole capacity), given back when
     its outcome is reported. The group is logged when its last outcome is written."""
-    completion = Completion(len(claims), on_done=log_group(claims))
+    completion = Completion(len(claims), on_done=log_group(claims, runtime))
     holding = {c.execution_id for c in claims[:reserved_for]}
 
     def reported(claim: Claim) -> None:
@@ -100,8 +100,13 @@ def start(claims: list[Claim], runtime: Runtime, reserved_for: int) -> None:
         runtime.loop.submit(execute(job_type, group, runtime.completer, completion, reported))
 
 
-def log_group(claims: list[Claim]) -> Callable[[Completion], None]:
+def log_group(claims: list[Claim], runtime: Runtime) -> Callable[[Completion], None]:
+    """What a group's end does: log it, and ask for a fill (a group's worth of places is
+    free; the claims that will take it ask too, but a fill that failed or found nothing
+    ready then is tried again here, not only at the next sweep)."""
+
     def done(completion: Completion) -> None:
+        runtime.refiller.request()
         summary = {
             "claimed": len(claims),
             "counted": completion.counted,

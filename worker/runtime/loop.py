@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -35,10 +36,9 @@ class EventLoopThread:
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel what still runs (calls a warm shutdown handed back), then stop."""
         if self.loop.is_running():
-            try:
+            # Stopped regardless of how that went: the process is leaving.
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 self.submit(_cancel_the_others()).result(timeout)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                pass  # stopped regardless: the process is leaving
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
         if not self._thread.is_alive() and not self.loop.is_closed():
