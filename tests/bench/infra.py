@@ -34,9 +34,12 @@ UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
 
 # Rows of ``executions`` a worker holds right now: claimed (a live lease), not finished.
+# A leased row is dispatched: the condition lets PostgreSQL read the small partial index
+# of handed-out rows (ix_executions_outstanding) instead of scanning every execution of
+# the run five times a second (its own cost showed in PostgreSQL's CPU).
 IN_FLIGHT_SQL = (
-    "SELECT count(*) FROM executions "
-    "WHERE lease_expires_at > now() AND status IN ('pending', 'retrying')"
+    "SELECT count(*) FROM executions WHERE dispatched_at IS NOT NULL "
+    "AND status IN ('pending', 'retrying') AND lease_expires_at > now()"
 )
 # Backends of this database waiting for a lock (e.g. on the job row the counters move).
 LOCK_WAITERS_SQL = (
