@@ -111,8 +111,8 @@ class Settings(BaseSettings):
     group_size: int = Field(default=100, ge=1, le=10_000)
     # Executions one worker process holds in flight at once (claimed, their calls on its
     # event loop). A call that ends frees its place; the worker claims the next group as
-    # soon as a group's worth is free. Bounded by memory: about 10 MB of RSS per 1,000 in
-    # flight with the simulated provider (docs/configuration.md), more with real SDKs.
+    # soon as a group's worth is free. Bounded by memory: 10-20 MB of RSS per 1,000 in
+    # flight with the simulated provider (docs/benchmarks.md, (d)), more with real SDKs.
     worker_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
     # On a warm shutdown (SIGTERM) a worker stops claiming and lets its calls end for up
     # to this long; it then hands what is still running back (leases released, attempt

@@ -28,7 +28,7 @@ def oldest_unclaimed_since(connection: Any, now: datetime) -> datetime | None:
     Two cheap, indexed reads. Waiting in PostgreSQL for dispatch: per unfinished job (the
     jobs' status index), its first ready row by ``seq`` (the ``ix_executions_ready``
     partial index), waiting since it was written or became due. Waiting in the broker: the
-    oldest row handed out (``ix_executions_outstanding``, a few groups per worker slot)
+    oldest row handed out (``ix_executions_outstanding``: what is queued or in flight)
     that no worker has leased yet.
     """
     ready = and_(

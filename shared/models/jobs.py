@@ -176,7 +176,7 @@ class Execution(Base):
             postgresql_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL} AND parked = false"),
             sqlite_where=text(f"dispatched_at IS NULL AND {_ACTIVE_SQL} AND parked = false"),
         ),
-        # What is in the broker or in a worker's hands: a few groups per worker slot, so
+        # What is in the broker or in a worker's hands (queued groups and calls in flight), so
         # counting it and scanning it for dead leases stays cheap whatever the job sizes.
         Index(
             "ix_executions_outstanding",
