@@ -61,7 +61,9 @@ def parse_latency(spec: str) -> LatencyDistribution:
     except ValueError:
         raise ValueError(f"simulated latency {spec!r}: expected {FORMATS}") from None
     if any(not math.isfinite(n) or n < 0 for n in numbers):
-        raise ValueError(f"simulated latency {spec!r}: milliseconds are finite and >= 0")
+        raise ValueError(
+            f"simulated latency {spec!r}: milliseconds are finite and >= 0 ({FORMATS})"
+        )
     if kind == "constant" and len(numbers) == 1:
         return LatencyDistribution(kind, numbers[0])
     if kind == "uniform" and len(numbers) == 2 and numbers[0] <= numbers[1]:
