@@ -134,9 +134,11 @@ def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: dateti
     )
 
 
-def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
-    """Mark the next groups as dispatched (in the caller's transaction) and return them."""
-    lock_dispatch(connection)
+def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[list[uuid.UUID]]:
+    """Mark the next groups as dispatched (in the caller's transaction) and return them;
+    without ``wait``, none while another transaction is dispatching."""
+    if not lock_dispatch(connection, wait=wait):
+        return []
     room = target(connection, now) - outstanding(connection, now)
     if room <= 0:
         return []
@@ -163,15 +165,19 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
     return groups
 
 
-def fill() -> int:
+def fill(*, wait: bool = True) -> int:
     """Top the broker up to the target; returns how many executions were handed out.
 
     Groups are marked in one transaction and published after it commits; a group that
     cannot be published is unmarked, to be handed out again by a later fill.
+
+    Without ``wait`` it hands out nothing while another fill runs (that one, or the next
+    one a finished group calls, tops up): for a caller that only wants work to start
+    early and must not queue behind every worker's fill, as a fan-out between chunks.
     """
     now = utcnow()
     with connection_scope() as connection:
-        groups = take_groups(connection, now)
+        groups = take_groups(connection, now, wait=wait)
     if not groups:
         return 0
     unpublished = publisher.publish_groups(groups)
