@@ -123,13 +123,24 @@ def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
     return deque(_Organisation(org_id, deque(job_ids)) for _, org_id, job_ids in organisations)
 
 
-def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: datetime) -> list[Any]:
+def _mark_ready_group(
+    connection: Executor, job_id: uuid.UUID, size: int, now: datetime
+) -> list[Any]:
+    """Mark the job's next ``size`` ready executions dispatched and return their ids: one
+    statement, where selecting them and then updating them by id sent every id back."""
+    next_ready = (
+        select(EXECUTIONS.c.id)
+        .where(EXECUTIONS.c.job_id == job_id, _ready(now))
+        .order_by(EXECUTIONS.c.seq)
+        .limit(size)
+        .scalar_subquery()
+    )
     return list(
         connection.execute(
-            select(Execution.id)
-            .where(Execution.job_id == job_id, _ready(now))
-            .order_by(Execution.seq)
-            .limit(size)
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id.in_(next_ready))
+            .values(dispatched_at=now)
+            .returning(EXECUTIONS.c.id)
         ).scalars()
     )
 
@@ -149,12 +160,9 @@ def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> li
         organisation = rotation.popleft()
         job_id, job_type = organisation.jobs.popleft()
         size = group_size_for(job_type) or default_size
-        ids = _ready_group(connection, job_id, size, now)
+        ids = _mark_ready_group(connection, job_id, size, now)
         if ids:
             stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
-            connection.execute(
-                update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(dispatched_at=now)
-            )
             connection.execute(update(Job).where(Job.id == job_id).values(last_dispatched_at=stamp))
             groups.append(ids)
             room -= len(ids) * weight(job_type)
