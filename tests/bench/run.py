@@ -9,6 +9,9 @@ Scenarios (``--only``, comma-separated; all by default):
 - ``b``     (b) one trigger of ``--executions`` at 0 ms with 1, then 2, worker processes,
   and one ``--fanout-executions`` job (its fan-out time);
 - ``c``     (c) ``--slow-executions`` at ``--slow-latency-ms`` with 2 worker processes;
+- ``e``     (e) the engine alone: one ``--engine-executions`` job of a no-op type
+  (tests/bench/noop_worker.py) with the dispatcher and 2 worker processes: executions/s
+  and CPU per execution in the workers and PostgreSQL, against (a*) (which runs with it);
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
   ``--fairness-executions`` job at 20 ms;
 - ``k``     knowledge-base sync: a sync job's run over 100,000 source rows by the Procfile's
@@ -63,13 +66,14 @@ from shared.db import dispose_engine  # noqa: E402
 from shared.migrate import upgrade_database  # noqa: E402
 from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
+from tests.bench.engine_alone import run_engine_alone  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
 from tests.bench.kb import run_kb  # noqa: E402
 from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "f", "w", "k", "r")
+SCENARIOS = ("astar", "a", "b", "c", "e", "f", "w", "k", "r")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fanout-executions", type=int, default=100_000, help="(b) fan-out job")
     parser.add_argument("--slow-executions", type=int, default=40_000, help="executions of (c)")
     parser.add_argument("--slow-latency-ms", type=float, default=500.0, help="latency of (c)")
+    parser.add_argument("--engine-executions", type=int, default=100_000, help="executions of (e)")
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
     parser.add_argument(
@@ -94,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path of a py-spy binary: profile the first worker of (b)/(c) (slows it down)",
+        help="path of a py-spy binary: profile the first worker of (b)/(c)/(e) (slows it down)",
     )
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
@@ -170,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         profiler=profiler if args.profile else None,
     )
     plan: list[tuple[str, str, Callable[[], dict[str, Any]]]] = []
-    if "astar" in args.only:
+    if "astar" in args.only or "e" in args.only:  # (e) is a ratio to (a*) of the same run
         plan.append(
             ("a*", "a_star_bare_celery_best", lambda: run_bare(ctx, args.messages, best=True))
         )
+    if "astar" in args.only:
         plan.append(
             (
                 "a*",
@@ -194,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 "c_slow_2_workers",
                 lambda: run_job(ctx, "c", args.slow_executions, args.slow_latency_ms, 2),
             )
+        )
+    if "e" in args.only:
+        plan.append(
+            ("e", "e_engine_alone", lambda: run_engine_alone(ctx, args.engine_executions, 2))
         )
     if "f" in args.only:
         plan.append(
