@@ -26,6 +26,7 @@ BOTH = POSTGRESQL + SQLITE
 WEBHOOK_CLAIM = "tests/engine/test_webhook_claim.py"
 DISPATCH = "tests/engine/test_dispatch.py"
 CAPACITY = "tests/engine/test_worker_capacity.py"
+FANOUT_TESTS = "tests/engine/test_fanout.py"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,39 @@ MUTATIONS = [
         "shared/engine/fanout.py",
         "    lock_job(connection, job_id)\n    canceled",
         "    canceled",
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "fan-out: the staging table is emptied at commit",
+        "shared/engine/fanout.py",
+        "    ) ON COMMIT DELETE ROWS\n",
+        "    )\n",
+        tests=(FANOUT_TESTS,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "fan-out: the ids COPY writes are UUIDv5",
+        "shared/engine/fanout.py",
+        "        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5\n",
+        "",
+        tests=(FANOUT_TESTS,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "fan-out: its last fill waits its turn",
+        "shared/engine/fanout.py",
+        "    else:\n        dispatch.fill()\n",
+        "    else:\n        dispatch.fill(wait=False)\n",
+        tests=(FANOUT_TESTS,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "dispatch: a fill that does not wait takes nothing while another runs",
+        "shared/engine/locks.py",
+        "    elif not connection.execute(select(func.pg_try_advisory_xact_lock(DISPATCH_LOCK))).scalar():\n"
+        "        return False\n",
+        "",
+        tests=("tests/engine/test_dispatch.py",),
         databases=POSTGRESQL,
     ),
     Mutation(

@@ -30,9 +30,10 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, false, func, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, exists, false, func, or_, select, update
 
 from shared.db import connection_scope
 from shared.engine import workers
@@ -46,6 +47,7 @@ from shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
 
 
 def weight(job_type: str) -> int:
@@ -58,7 +60,15 @@ def weight(job_type: str) -> int:
 def queued(connection: Executor, now: datetime) -> int:
     """Executions in the broker, not yet claimed (retries waiting their turn apart),
     weighted by their type."""
-    rows = connection.execute(
+    rows = connection.execute(_queued_statement(), {"now": now}).all()
+    return sum(int(count) * weight(job_type) for job_type, count in rows)
+
+
+# Dispatch's statements are built once, their values bound at each fill (every finished
+# group fills): a statement built per call spent CPU on its cache key every time.
+@cache
+def _queued_statement() -> Any:
+    return (
         select(Job.type, func.count())
         .select_from(EXECUTIONS)
         .join(Job, Job.id == EXECUTIONS.c.job_id)
@@ -68,12 +78,11 @@ def queued(connection: Executor, now: datetime) -> int:
             EXECUTIONS.c.lease_token.is_(None),
             or_(
                 EXECUTIONS.c.next_attempt_at.is_(None),
-                EXECUTIONS.c.next_attempt_at <= now,
+                EXECUTIONS.c.next_attempt_at <= bindparam("now"),
             ),
         )
         .group_by(Job.type)
-    ).all()
-    return sum(int(count) * weight(job_type) for job_type, count in rows)
+    )
 
 
 def target(connection: Executor, now: datetime) -> int:
@@ -91,7 +100,7 @@ class _Organisation:
     jobs: deque[tuple[uuid.UUID, str]] = field(default_factory=deque)  # (id, type)
 
 
-def _ready(now: datetime) -> Any:
+def _ready(now: Any) -> Any:
     """Execution rows dispatch may hand out: written, not in the broker, due."""
     return and_(
         Execution.dispatched_at.is_(None),
@@ -101,18 +110,23 @@ def _ready(now: datetime) -> Any:
     )
 
 
+@cache
+def _rotation_statement() -> Any:
+    has_ready_work = exists().where(Execution.job_id == Job.id, _ready(bindparam("now")))
+    return select(
+        Job.id, Job.type, Job.organisation_id, Job.last_dispatched_at, Job.created_at
+    ).where(
+        Job.status.in_(ACTIVE_JOB_STATUSES),
+        Job.parked.is_(False),
+        Job.canceled_at.is_(None),
+        has_ready_work,
+    )
+
+
 def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
     """Unfinished jobs with work ready, grouped by organisation, each in
     least-recently-served order (one query, however many jobs are in flight)."""
-    has_ready_work = exists().where(Execution.job_id == Job.id, _ready(now))
-    rows = connection.execute(
-        select(Job.id, Job.type, Job.organisation_id, Job.last_dispatched_at, Job.created_at).where(
-            Job.status.in_(ACTIVE_JOB_STATUSES),
-            Job.parked.is_(False),
-            Job.canceled_at.is_(None),
-            has_ready_work,
-        )
-    ).all()
+    rows = connection.execute(_rotation_statement(), {"now": now}).all()
     never = datetime.min.replace(tzinfo=None)
 
     def served(stamp: datetime | None) -> Any:
@@ -130,20 +144,49 @@ def _rotation(connection: Executor, now: datetime) -> deque[_Organisation]:
     return deque(_Organisation(org_id, deque(job_ids)) for _, org_id, job_ids in organisations)
 
 
-def _ready_group(connection: Executor, job_id: uuid.UUID, size: int, now: datetime) -> list[Any]:
+def _mark_ready_group(
+    connection: Executor, job_id: uuid.UUID, size: int, now: datetime
+) -> list[Any]:
+    """Mark the job's next ``size`` ready executions dispatched and return their ids: one
+    statement, where selecting them and then updating them by id sent every id back."""
     return list(
         connection.execute(
-            select(Execution.id)
-            .where(Execution.job_id == job_id, _ready(now))
-            .order_by(Execution.seq)
-            .limit(size)
+            _mark_ready_statement(), {"the_job_id": job_id, "size": size, "now": now}
         ).scalars()
     )
 
 
-def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
-    """Mark the next groups as dispatched (in the caller's transaction) and return them."""
-    lock_dispatch(connection)
+@cache
+def _mark_ready_statement() -> Any:
+    next_ready = (
+        select(EXECUTIONS.c.id)
+        .where(EXECUTIONS.c.job_id == bindparam("the_job_id"), _ready(bindparam("now")))
+        .order_by(EXECUTIONS.c.seq)
+        .limit(bindparam("size", type_=Integer()))
+        .scalar_subquery()
+    )
+    return (
+        update(EXECUTIONS)
+        .where(EXECUTIONS.c.id.in_(next_ready))
+        .values(dispatched_at=bindparam("now"))
+        .returning(EXECUTIONS.c.id)
+    )
+
+
+@cache
+def _served_statement() -> Any:
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("the_job_id"))
+        .values(last_dispatched_at=bindparam("stamp"))
+    )
+
+
+def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[list[uuid.UUID]]:
+    """Mark the next groups as dispatched (in the caller's transaction) and return them;
+    without ``wait``, none while another transaction is dispatching."""
+    if not lock_dispatch(connection, wait=wait):
+        return []
     room = target(connection, now) - queued(connection, now)
     if room <= 0:
         return []
@@ -154,13 +197,10 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
         organisation = rotation.popleft()
         job_id, job_type = organisation.jobs.popleft()
         size = group_size_for(job_type) or default_size
-        ids = _ready_group(connection, job_id, size, now)
+        ids = _mark_ready_group(connection, job_id, size, now)
         if ids:
             stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
-            connection.execute(
-                update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(dispatched_at=now)
-            )
-            connection.execute(update(Job).where(Job.id == job_id).values(last_dispatched_at=stamp))
+            connection.execute(_served_statement(), {"the_job_id": job_id, "stamp": stamp})
             groups.append(ids)
             room -= len(ids) * weight(job_type)
             organisation.jobs.append((job_id, job_type))  # served: to the back of its organisation
@@ -170,15 +210,19 @@ def take_groups(connection: Executor, now: datetime) -> list[list[uuid.UUID]]:
     return groups
 
 
-def fill() -> int:
+def fill(*, wait: bool = True) -> int:
     """Top the broker up to the target; returns how many executions were handed out.
 
     Groups are marked in one transaction and published after it commits; a group that
     cannot be published is unmarked, to be handed out again by a later fill.
+
+    Without ``wait`` it hands out nothing while another fill runs (that one, or the next
+    one a finished group calls, tops up): for a caller that only wants work to start
+    early and must not queue behind every worker's fill, as a fan-out between chunks.
     """
     now = utcnow()
     with connection_scope() as connection:
-        groups = take_groups(connection, now)
+        groups = take_groups(connection, now, wait=wait)
     if not groups:
         return 0
     unpublished = publisher.publish_groups(groups)

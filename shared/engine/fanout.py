@@ -14,6 +14,7 @@ all of them, its fan-out message only starts dispatching them.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
 
 from shared import logs
 from shared.db import connection_scope, dialect_name, new_session, session_scope
@@ -51,6 +53,19 @@ EXECUTIONS: Table = Execution.__table__  # type: ignore[assignment]
 def execution_id_for(job_id: uuid.UUID, item_key: str) -> uuid.UUID:
     """A deterministic id, so a repeated fan-out names the same executions."""
     return uuid.uuid5(job_id, item_key)
+
+
+def execution_id_hexes(job_id: uuid.UUID, item_keys: Iterable[str]) -> list[str]:
+    """:func:`execution_id_for` of each key, as 32 hex digits (what COPY sends): the same
+    UUIDv5 computed without a UUID object per row, which cost a fifth of a fan-out."""
+    namespace = job_id.bytes
+    hexes = []
+    for key in item_keys:
+        digest = bytearray(hashlib.sha1(namespace + key.encode()).digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        hexes.append(digest.hex())
+    return hexes
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,11 @@ def _fan_out(job_id: uuid.UUID, plan: FanOutPlan, owner: str | None) -> int:
                 log.info("fan-out of job %s stopped: the job was canceled", job_id)
                 break
             written += inserted
-            dispatch.fill()  # the first chunk starts work while the rest is written
+            # The first chunk starts work while the rest is written; but a fill queues
+            # behind every worker's (each finished group fills): measured at 0 ms, that
+            # wait was 40 % of a 100,000-execution fan-out. So it only tries here, and
+            # waits its turn once the last chunk is in.
+            dispatch.fill(wait=False)
     with session_scope() as session:
         now = utcnow()
         session.execute(
@@ -126,6 +145,8 @@ def _fan_out(job_id: uuid.UUID, plan: FanOutPlan, owner: str | None) -> int:
         empty = session.scalar(select(Job.total).where(Job.id == job_id)) == 0
     if empty:  # planned to nothing (a sync run that found no new rows): it is done
         end_without_executions(job_id, JobStatus.COMPLETED.value, None)
+    else:
+        dispatch.fill()
     log.info("fan-out of job %s wrote %d executions", job_id, written)
     return written
 
@@ -231,11 +252,10 @@ def write_chunk(
     if canceled is not None:
         return None
     now = utcnow()
-    ids = [execution_id_for(job_id, p.key) for p in chunk]
     if dialect_name(connection) == "postgresql":
-        inserted = _insert_postgresql(connection, job_id, seq_start, chunk, ids, now)
+        inserted = _insert_postgresql(connection, job_id, seq_start, chunk, now)
     else:
-        inserted = _insert_each(connection, job_id, seq_start, chunk, ids, now)
+        inserted = _insert_each(connection, job_id, seq_start, chunk, now)
     connection.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -249,15 +269,24 @@ def write_chunk(
     return inserted
 
 
-# One JSON document in, rows out: one statement and one parameter per chunk whatever its
-# size, and ON CONFLICT makes a repeated (or concurrent) fan-out write nothing twice.
-_INSERT_POSTGRESQL = text(
+# The chunk is streamed with COPY into a staging table of this connection (emptied at
+# commit), then moved with one INSERT that skips the rows already there: ON CONFLICT makes a
+# repeated (or concurrent) fan-out write nothing twice. COPY sends the rows as text, built
+# in C by psycopg, where a JSON document of the chunk cost as much Python time again as
+# the rows themselves (py-spy: 100,000 rows in 4.0 s, JSON and its row dicts a quarter).
+_CREATE_STAGING = """
+    CREATE TEMPORARY TABLE IF NOT EXISTS fanout_staging (
+        id uuid NOT NULL, seq integer NOT NULL, item_key text NOT NULL,
+        item jsonb NOT NULL, parked boolean NOT NULL
+    ) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGING = "COPY fanout_staging (id, seq, item_key, item, parked) FROM STDIN"
+_INSERT_FROM_STAGING = text(
     """
     INSERT INTO executions (id, job_id, seq, item_key, item, parked, status, attempts, cost,
                             created_at, updated_at)
-    SELECT t.id, :job_id, t.seq, t.item_key, t.item, t.parked, 'pending', 0, 0, :now, :now
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS t(id uuid, seq integer, item_key text, item jsonb, parked boolean)
+    SELECT s.id, :job_id, s.seq, s.item_key, s.item, s.parked, 'pending', 0, 0, :now, :now
+    FROM fanout_staging AS s
     ON CONFLICT (id) DO NOTHING
     """
 )
@@ -268,29 +297,27 @@ def _insert_postgresql(
     job_id: uuid.UUID,
     seq_start: int,
     chunk: list[PlannedItem],
-    ids: list[uuid.UUID],
     now: Any,
 ) -> int:
-    result = connection.execute(
-        _INSERT_POSTGRESQL,
-        {
-            "job_id": job_id,
-            "now": now,
-            "rows": json.dumps(
-                [
-                    {
-                        "id": str(i),
-                        "seq": seq_start + n,
-                        "item_key": p.key,
-                        "item": p.item,
-                        "parked": p.parked,
-                    }
-                    for n, (i, p) in enumerate(zip(ids, chunk, strict=True))
-                ]
-            ),
-        },
-    )
+    ids = execution_id_hexes(job_id, (p.key for p in chunk))
+    driver = _driver_connection(connection)
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with driver.cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
+        with cursor.copy(_COPY_STAGING) as copy:
+            for seq, (execution_id, planned) in enumerate(zip(ids, chunk, strict=True), seq_start):
+                copy.write_row(
+                    (execution_id, seq, planned.key, encode(planned.item), planned.parked)
+                )
+    result = connection.execute(_INSERT_FROM_STAGING, {"job_id": job_id, "now": now})
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _driver_connection(connection: Executor) -> Any:
+    """The psycopg connection under ``connection``, in the same transaction."""
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    return connection.connection.driver_connection
 
 
 def _insert_each(
@@ -298,12 +325,11 @@ def _insert_each(
     job_id: uuid.UUID,
     seq_start: int,
     chunk: list[PlannedItem],
-    ids: list[uuid.UUID],
     now: Any,
 ) -> int:
     rows = [
         {
-            "id": execution_id,
+            "id": execution_id_for(job_id, p.key),
             "job_id": job_id,
             "seq": seq_start + offset,
             "item_key": p.key,
@@ -315,7 +341,7 @@ def _insert_each(
             "created_at": now,
             "updated_at": now,
         }
-        for offset, (p, execution_id) in enumerate(zip(chunk, ids, strict=True))
+        for offset, p in enumerate(chunk)
     ]
     result = connection.execute(sqlite.insert(EXECUTIONS).on_conflict_do_nothing(), rows)
     return int(result.rowcount)  # type: ignore[attr-defined]

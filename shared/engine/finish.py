@@ -198,18 +198,26 @@ def _apply_postgresql(
 ) -> set[uuid.UUID]:
     if not planned:
         return set()
+    # Ids and times made strings here, the batch's one finish time once: json's
+    # ``default`` hook, called per id and time, cost 13 µs an execution (a fifth of the
+    # flush) at 0 ms.
+    iso = {None: None, now: now.isoformat()}
+
+    def when(value: datetime | None) -> str | None:
+        return iso[value] if value in iso else value.isoformat()  # type: ignore[union-attr]
+
     rows = [
         {
-            "id": p.claim.execution_id,
-            "token": p.claim.lease_token,
+            "id": str(p.claim.execution_id),
+            "token": str(p.claim.lease_token),
             "claimed_status": p.claim.status,
             "new_status": p.new_status,
             "result": p.outcome.result,
             "summary": p.outcome.summary,
             "error": p.values["error"],
-            "next_attempt_at": p.values["next_attempt_at"],
-            "dispatched_at": p.values.get("dispatched_at"),
-            "finished_at": p.values["finished_at"],
+            "next_attempt_at": when(p.values["next_attempt_at"]),
+            "dispatched_at": when(p.values.get("dispatched_at")),
+            "finished_at": when(p.values["finished_at"]),
             "cost": float(p.outcome.cost),
         }
         for p in planned

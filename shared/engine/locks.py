@@ -25,8 +25,10 @@ def lock_job(connection: Executor, job_id: uuid.UUID) -> None:
         connection.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-def lock_dispatch(connection: Executor) -> None:
+def lock_dispatch(connection: Executor, *, wait: bool = True) -> bool:
     """One dispatcher at a time: what is outstanding is counted and topped up atomically.
+    Without ``wait``, returns False at once (locking nothing) when another transaction
+    holds it.
 
     Also steers this transaction's scans of the engine's partial indexes to plain index
     scans. Rows leave those indexes all the time (a dispatched row is no longer ready, a
@@ -34,6 +36,11 @@ def lock_dispatch(connection: Executor) -> None:
     walks every one of them each time, while an index scan marks them dead on its first
     visit and skips them after (measured: 4.4 ms against 0.7 ms with 50,000 stale entries).
     """
-    if dialect_name(connection) == "postgresql":
+    if dialect_name(connection) != "postgresql":
+        return True
+    if wait:
         connection.execute(select(func.pg_advisory_xact_lock(DISPATCH_LOCK)))
-        connection.execute(text("SET LOCAL enable_bitmapscan = off"))
+    elif not connection.execute(select(func.pg_try_advisory_xact_lock(DISPATCH_LOCK))).scalar():
+        return False
+    connection.execute(text("SET LOCAL enable_bitmapscan = off"))
+    return True

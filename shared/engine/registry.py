@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,10 +19,12 @@ if TYPE_CHECKING:
     from shared.models import Job
 
 
-@dataclass(frozen=True)
-class PlannedItem:
+class PlannedItem(NamedTuple):
     """One execution-to-be: a key unique within its job, and the work as JSON data.
-    A ``parked`` one is written but not handed out until it is queued."""
+    A ``parked`` one is written but not handed out until it is queued.
+
+    (A named tuple: a planner makes one per execution, 100,000 in a big fan-out, and a
+    frozen dataclass took twice as long to build.)"""
 
     key: str
     item: dict[str, Any]

@@ -117,18 +117,23 @@ def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
     """The items of an ai_queries job: every query x model x run, in that order."""
     query_ids = [uuid.UUID(q) for q in job.payload["queryIds"]]
     queries = {q.id: q for q in session.scalars(select(Query).where(Query.id.in_(query_ids)))}
+    runs = range(1, int(job.payload["executionCount"]) + 1)
     for query_id in query_ids:
         query = queries.get(query_id)
+        language = query.language if query else None
+        country = query.country if query else None
+        query_key = str(query_id)  # once per query: a UUID's str() is slow
         for model in job.payload["aiModels"]:
-            for run in range(1, int(job.payload["executionCount"]) + 1):
+            key_prefix = f"{query_key}:{model}:"
+            for run in runs:
                 yield PlannedItem(
-                    key=f"{query_id}:{model}:{run}",
+                    key=f"{key_prefix}{run}",
                     item={
-                        "queryId": str(query_id),
+                        "queryId": query_key,
                         "model": model,
                         "run": run,
-                        "language": query.language if query else None,
-                        "country": query.country if query else None,
+                        "language": language,
+                        "country": country,
                     },
                 )
 

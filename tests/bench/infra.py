@@ -293,6 +293,55 @@ class CpuMeter:
         return delta
 
 
+class DatabaseBackendsCpu(threading.Thread):
+    """CPU seconds of the PostgreSQL backends serving one database, from ``begin`` to
+    ``end`` (every ``interval`` seconds it lists them in ``pg_stat_activity`` and reads
+    each one's CPU): unlike CpuMeter's ``postgres``, other databases' clients (other test
+    runs on the same server) do not count. A backend that connects and exits between two
+    samples is missed; the processes' pools keep theirs open.
+    """
+
+    def __init__(self, database_url: str, interval: float = 0.2) -> None:
+        super().__init__(name="bench-backends-cpu", daemon=True)
+        self.database_url = database_url
+        self.interval = interval
+        self.first: dict[int, float] = {}  # CPU seconds when first seen (0 if it began later)
+        self.last: dict[int, float] = {}
+        self._sampled_once = False
+        self._stop_event = threading.Event()
+
+    def _sample(self, conn: psycopg.Connection[Any]) -> None:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        for (pid,) in rows:
+            try:
+                cpu = _cpu(psutil.Process(pid))
+            except psutil.Error:
+                continue
+            self.first.setdefault(pid, cpu if not self._sampled_once else 0.0)
+            self.last[pid] = cpu
+
+    def run(self) -> None:
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as conn:
+            self._sample(conn)
+            self._sampled_once = True
+            while not self._stop_event.wait(self.interval):
+                self._sample(conn)
+            self._sample(conn)
+
+    def begin(self) -> None:
+        self.start()
+        while not self._sampled_once and self.is_alive():
+            time.sleep(0.01)
+
+    def end(self) -> float:
+        self._stop_event.set()
+        self.join(10)
+        return round(sum(self.last[pid] - self.first[pid] for pid in self.last), 2)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

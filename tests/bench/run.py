@@ -13,6 +13,9 @@ Scenarios (``--only``, comma-separated; all by default):
   latency (median 3 s, p99 30 s), 2 worker processes of ``--capacity`` executions each:
   throughput, peak and mean in flight, the ratio to ``in flight / mean latency``, RSS per
   1,000 in flight (tests/bench/long_calls.py);
+- ``e``     (e) the engine alone: one ``--engine-executions`` job of a no-op type
+  (tests/bench/noop_worker.py) with the dispatcher and 2 worker processes: executions/s
+  and CPU per execution in the workers and PostgreSQL, against (a*) (which runs with it);
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
   ``--fairness-executions`` job at 20 ms;
 - ``k``     knowledge-base sync: a sync job's run over 100,000 source rows by the Procfile's
@@ -67,6 +70,7 @@ from shared.db import dispose_engine  # noqa: E402
 from shared.migrate import upgrade_database  # noqa: E402
 from shared.settings import VAR_DIR, reset_settings_cache  # noqa: E402
 from tests.bench import profiling, report  # noqa: E402
+from tests.bench.engine_alone import run_engine_alone  # noqa: E402
 from tests.bench.infra import ROOT, drop_database, machine, recreate_database  # noqa: E402
 from tests.bench.kb import run_kb  # noqa: E402
 from tests.bench.long_calls import LOGNORMAL, UNIFORM, run_long_calls  # noqa: E402
@@ -74,7 +78,7 @@ from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
 from tests.bench.webhooks import run_webhooks  # noqa: E402
 
-SCENARIOS = ("astar", "a", "b", "c", "d", "f", "w", "k", "r")
+SCENARIOS = ("astar", "a", "b", "c", "d", "e", "f", "w", "k", "r")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="uniform,lognormal",
         help="the latencies of (d): uniform (2 s + U[0, 8 s]), lognormal (median 3 s, p99 30 s)",
     )
+    parser.add_argument("--engine-executions", type=int, default=100_000, help="executions of (e)")
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
     parser.add_argument(
@@ -108,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path of a py-spy binary: profile the first worker of (b)/(c) (slows it down)",
+        help="path of a py-spy binary: profile the first worker of (b)/(c)/(e) (slows it down)",
     )
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
@@ -184,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         profiler=profiler if args.profile else None,
     )
     plan: list[tuple[str, str, Callable[[], dict[str, Any]]]] = []
-    if "astar" in args.only:
+    if "astar" in args.only or "e" in args.only:  # (e) is a ratio to (a*) of the same run
         plan.append(
             ("a*", "a_star_bare_celery_best", lambda: run_bare(ctx, args.messages, best=True))
         )
+    if "astar" in args.only:
         plan.append(
             (
                 "a*",
@@ -222,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
             )
+    if "e" in args.only:
+        plan.append(
+            ("e", "e_engine_alone", lambda: run_engine_alone(ctx, args.engine_executions, 2))
+        )
     if "f" in args.only:
         plan.append(
             ("f", "f_fairness", lambda: run_fairness(ctx, args.fairness_executions, 50, 20, 2))

@@ -99,10 +99,25 @@ class BenchContext:
 @contextmanager
 def running(ctx: BenchContext, *workers: tuple[str, float, str]) -> Iterator[list[BenchWorker]]:
     """Start (name, latency, Procfile entry) processes; stop them all afterwards."""
+    with _started(lambda w: ctx.start(w[0], w[1], w[2]), workers) as started:
+        yield started
+
+
+@contextmanager
+def running_commands(
+    ctx: BenchContext, commands: list[tuple[str, list[str]]]
+) -> Iterator[list[BenchWorker]]:
+    """Start (name, command) processes at 0 ms latency; stop them all afterwards."""
+    with _started(lambda c: ctx.start(c[0], 0, command=c[1]), commands) as started:
+        yield started
+
+
+@contextmanager
+def _started(start: Callable[[Any], BenchWorker], specs: Any) -> Iterator[list[BenchWorker]]:
     with ExitStack() as stack:
         started = []
-        for name, latency, entry in workers:
-            worker = ctx.start(name, latency, entry)
+        for spec in specs:
+            worker = start(spec)
             stack.callback(worker.stop)
             started.append(worker)
         yield started

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from shared.accounts.organisations import create_organisation
-from shared.db import connection_scope, session_scope
+from shared.db import connection_scope, dialect_name, session_scope
 from shared.engine.claim import Claim, claim_group
 from shared.engine.finish import FlushReport, finish_batch
 from shared.engine.jobs import new_job
+from shared.engine.locks import lock_dispatch
 from shared.engine.outcomes import Outcome
 from shared.engine.registry import PlannedItem, register_planner
 from shared.models import Execution, Job, OutboxEvent
@@ -84,3 +86,26 @@ def outbox_rows(job_id: uuid.UUID) -> int:
             )
             or 0
         )
+
+
+def dispatched(job_id: uuid.UUID) -> int:
+    """How many of the job's executions have been handed to the broker."""
+    with session_scope() as session:
+        return (
+            session.scalar(
+                select(func.count()).where(
+                    Execution.job_id == job_id, Execution.dispatched_at.is_not(None)
+                )
+            )
+            or 0
+        )
+
+
+@contextmanager
+def dispatch_lock_held() -> Iterator[None]:
+    """Another transaction holds the dispatch lock (as a worker's fill does) meanwhile."""
+    with connection_scope() as holder:
+        if dialect_name(holder) != "postgresql":
+            pytest.skip("SQLite has no dispatch lock: its writers take turns anyway")
+        lock_dispatch(holder)
+        yield

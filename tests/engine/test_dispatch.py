@@ -20,7 +20,7 @@ from shared.engine.jobs import new_job
 from shared.engine.registry import planner_for, register_group_size, register_planner
 from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
-from tests.engine.conftest import make_job, plan_items
+from tests.engine.conftest import dispatch_lock_held, dispatched, make_job, plan_items
 from tests.support import remove_all_jobs
 
 pytestmark = pytest.mark.every_database
@@ -193,3 +193,15 @@ def test_a_type_with_its_own_group_size_is_handed_out_in_its_groups_weighted(
     write_rows(light)
     finish_all(groups[1:])
     assert {job_of(g) for g in take()} == {heavy_id, light}
+
+
+def test_a_fill_that_does_not_wait_leaves_the_dispatch_to_the_one_running(
+    quiet_engine: None,
+) -> None:
+    job_id = make_job(new_organisation(), 100)
+    write_rows(job_id)
+    with dispatch_lock_held():
+        assert dispatch.fill(wait=False) == 0  # at once, not behind the other fill
+        assert dispatched(job_id) == 0
+    assert 30 <= dispatch.fill(wait=False) < 40  # the lock is free: it dispatches
+    assert dispatched(job_id) >= 30

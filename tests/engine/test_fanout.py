@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from shared.db import get_engine, session_scope
+from shared.db import dialect_name, get_engine, session_scope
 from shared.engine.cancel import cancel_executions
-from shared.engine.fanout import fan_out_at_accept, fan_out_job, write_chunk
+from shared.engine.fanout import (
+    execution_id_for,
+    execution_id_hexes,
+    fan_out_at_accept,
+    fan_out_job,
+    write_chunk,
+)
 from shared.engine.jobs import new_job
 from shared.engine.outcomes import Outcome
 from shared.engine.registry import PlannedItem, register_planner
@@ -21,6 +28,8 @@ from shared.settings import reset_settings_cache
 from tests.engine.conftest import (
     TEST_TYPE,
     claim,
+    dispatch_lock_held,
+    dispatched,
     execution_ids,
     finish,
     make_job,
@@ -185,18 +194,6 @@ def test_a_cancel_waits_for_a_chunk_being_written(organisation_id: uuid.UUID) ->
     assert (job.status, job.total, job.failed, job.pending) == ("canceled", 5, 5, 0)
 
 
-def dispatched(job_id: uuid.UUID) -> int:
-    with session_scope() as session:
-        return (
-            session.scalar(
-                select(func.count()).where(
-                    Execution.job_id == job_id, Execution.dispatched_at.is_not(None)
-                )
-            )
-            or 0
-        )
-
-
 def accept(organisation_id: uuid.UUID, n: int) -> tuple[uuid.UUID, int]:
     """Accept a ``test.items`` job of ``n`` items, its executions written with it."""
     with session_scope() as session:
@@ -245,3 +242,57 @@ def test_accept_writes_at_most_its_bound_and_the_fan_out_the_rest(
     finally:
         monkeypatch.undo()
         reset_settings_cache()
+
+
+def test_execution_ids_are_uuid5_of_the_job_and_the_item_key() -> None:
+    """What a job type reads back by key (a batch's data point) is the row COPY wrote."""
+    job_id = uuid.uuid4()
+    keys = ["0", "item-7", f"{uuid.uuid4()}:gpt-4.1-mini:3", "entrée ☕"]
+    assert execution_id_hexes(job_id, keys) == [execution_id_for(job_id, k).hex for k in keys]
+
+
+def test_a_chunk_leaves_nothing_staged_after_it_commits(organisation_id: uuid.UUID) -> None:
+    """The staging table lives as long as its pooled connection: rows left in it would be
+    written again by the next chunk, under whatever job that is."""
+    job_id = make_job(organisation_id, 5)
+    items = [PlannedItem(key=f"item-{i}", item={"index": i}) for i in range(5)]
+    with get_engine().connect() as connection:
+        if dialect_name(connection) != "postgresql":
+            pytest.skip("SQLite inserts the rows directly")
+        with connection.begin():
+            assert write_chunk(connection, job_id, 0, items) == 5
+        assert connection.execute(text("SELECT count(*) FROM fanout_staging")).scalar() == 0
+        connection.rollback()
+
+
+def test_the_fan_out_waits_its_turn_to_dispatch_once_its_last_chunk_is_in(
+    organisation_id: uuid.UUID, small_chunks: int
+) -> None:
+    """Between chunks a fan-out does not queue behind the fills under way; after its last
+    one it does, or a job written while workers were filling would sit undispatched until
+    the next sweep."""
+    with session_scope() as session:
+        remove_all_jobs(session)  # nothing else outstanding: the broker has room
+    job_id = make_job(organisation_id, 35)
+    fan_out = threading.Thread(target=fan_out_job, args=(job_id,))
+    with dispatch_lock_held():
+        fan_out.start()
+        deadline = time.monotonic() + 30
+        while fan_out.is_alive() and not waiting_for_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert dispatched(job_id) == 0  # every chunk's fill gave way to the one under way
+    fan_out.join(30)
+    assert row_count(job_id) == 35 and dispatched(job_id) > 0
+
+
+def waiting_for_a_lock() -> bool:
+    """A backend of this database is waiting for an advisory lock."""
+    with session_scope() as session:
+        return bool(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                )
+            )
+        )
