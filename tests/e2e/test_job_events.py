@@ -36,7 +36,12 @@ NO_RESYNC = {"JOBYARD_SSE_HEARTBEAT_SECONDS": "600"}
 # 5 queries x 2 models x 12 = 120 executions, 40 ms each, 2 groups of 5 at a time: about
 # 2.5 s of work, flushed in many batches.
 SLOW_JOB = {"aiModels": ["gpt-4.1-mini", "claude-haiku-4-5"], "executionCount": 12}
-SLOW_WORKER = {"JOBYARD_SIMULATED_LATENCY_MS": 40, "JOBYARD_GROUP_SIZE": 5}
+# Ten calls in flight at 40 ms: the job runs for seconds, long enough to be followed.
+SLOW_WORKER = {
+    "JOBYARD_SIMULATED_LATENCY_MS": 40,
+    "JOBYARD_GROUP_SIZE": 5,
+    "JOBYARD_WORKER_CAPACITY": 10,
+}
 
 
 def trigger(base_url: str, tenant: Tenant, body: dict[str, Any] = SLOW_JOB) -> str:
