@@ -466,7 +466,7 @@ class Sender:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
             ) as session:
-                log.info("webhook sender ready")
+                log.info("webhook sender ready.")
                 while True:
                     await self._sleep()
                     await self._record_ended()
