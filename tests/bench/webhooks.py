@@ -251,8 +251,9 @@ def run_webhooks_fairness(
             deadline = time.perf_counter() + 30
             while hanging.requests == 0 and time.perf_counter() < deadline:
                 time.sleep(0.01)  # the sender is at the hanging receiver
+            started = time.perf_counter()
             batch_id = _submit(client, other, n, healthy.url, "other")
-            wait_terminal(conn, batch_id, timeout=60)
+            done = wait_terminal(conn, batch_id, timeout=60)
             deadline = time.perf_counter() + 60
             while (len(healthy.arrivals) < n or healthy.batch_at is None) and (
                 time.perf_counter() < deadline
@@ -273,6 +274,8 @@ def run_webhooks_fairness(
         "hanging_answer_s": HANGING_SECONDS,
         "hanging_requests_held": stuck,
         "other_inputs": n,
+        "elapsed_s": round(done - started, 3),
+        "inputs_per_s": round(n / (done - started), 1),
         "other_callbacks_received": len(healthy.arrivals),
         "other_batch_callback_received": healthy.batch_at is not None,
         "other_delay_max_s": round(max(delays), 3) if delays else None,
