@@ -453,10 +453,10 @@ MUTATIONS = [
         tests=(WEBHOOK_CLAIM,),
     ),
     Mutation(
-        "webhook sender: no more than the bound in flight per receiver",
+        "webhook sender: no more than its share of a receiver's messages taken",
         "shared/webhooks/sender.py",
-        "            free = bound - in_flight.get(receiver, 0) - taken_per_receiver[receiver]\n",
-        "            free = room\n",
+        "        free = share - in_flight.get(receiver, 0) - taken_per_receiver[receiver]\n",
+        "        free = room\n",
         tests=(
             f"{SENDER_FAIRNESS}::test_a_hanging_receiver_holds_up_no_other_tenant_and_only_its_bound_of_requests",
         ),
@@ -465,8 +465,8 @@ MUTATIONS = [
     Mutation(
         "webhook sender: an open breaker holds its receiver's messages back",
         "shared/webhooks/sender.py",
-        "        held_back = open_now | {r for r, n in in_flight.items() if n >= bound}\n",
-        "        held_back = {r for r, n in in_flight.items() if n >= bound}\n",
+        "    held_back = open_now | {r for r, n in in_flight.items() if n >= share}\n",
+        "    held_back = {r for r, n in in_flight.items() if n >= share}\n",
         tests=(
             f"{SENDER_FAIRNESS}::test_a_failing_receiver_is_backed_off_whole_until_a_probe_gets_an_answer",
         ),

@@ -21,9 +21,12 @@ from shared.settings import get_settings
 from shared.webhooks.kicks import kick_after_commit
 from shared.webhooks.receivers import origin_of
 
-# A round's outcomes are written once its last attempt has ended, each within the delivery
-# timeout; this much more covers writing them. An attempt older than both without an
-# outcome is one whose sender stopped (killed, or its machine lost) after logging it.
+# A sender takes a receiver's messages up to this many times its bound of requests in
+# flight: the next ones wait their turn in the sender, logged, while the first are sent.
+# An attempt therefore ends within this many delivery timeouts of being logged (its turn,
+# then its request); this much more covers writing the outcome. An attempt older than
+# that without an outcome is one whose sender stopped (killed, or its machine lost).
+TAKEN_AHEAD = 2
 RECORDING_GRACE = timedelta(seconds=5)
 UNKNOWN_OUTCOME = (
     "unknown: the sender stopped before the answer was recorded "
@@ -44,10 +47,17 @@ def attempt_outcome(attempt: WebhookDelivery, now: datetime) -> AttemptOutcome:
     and completed after it, so one never completed is under way or lost with its sender."""
     if attempt.completed_at is not None:
         return AttemptOutcome.ANSWERED if attempt.status_code is not None else AttemptOutcome.ERROR
-    overdue = timedelta(seconds=get_settings().webhook_timeout_seconds) + RECORDING_GRACE
     return (
-        AttemptOutcome.UNKNOWN if now - attempt.attempted_at > overdue else AttemptOutcome.SENDING
+        AttemptOutcome.UNKNOWN
+        if now - attempt.attempted_at > outcome_overdue()
+        else AttemptOutcome.SENDING
     )
+
+
+def outcome_overdue() -> timedelta:
+    """How long after its attempt is logged its outcome is written at the latest, while
+    its sender runs."""
+    return timedelta(seconds=get_settings().webhook_timeout_seconds * TAKEN_AHEAD) + RECORDING_GRACE
 
 
 def attempt_error(attempt: WebhookDelivery, now: datetime) -> str | None:

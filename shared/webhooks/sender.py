@@ -56,15 +56,17 @@ from urllib.parse import urlsplit
 import aiohttp
 import redis
 import redis.asyncio
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from shared.db import session_scope
+from shared.db import dialect_name, session_scope
+from shared.engine.finish import to_json
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
 from shared.netguard import RefusedURL, Target, Unresolvable, aimed, check_syntax, resolve
 from shared.settings import get_settings
 from shared.webhooks.kicks import KICK_CHANNEL
-from shared.webhooks.messages import MessageState, sendable
+from shared.webhooks.messages import TAKEN_AHEAD, MessageState, sendable
 from shared.webhooks.receivers import (
     claim_probe,
     note_verdicts,
@@ -149,79 +151,85 @@ class Turns:
 
 
 def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
-    """Lease up to ``room`` due messages, fairly across (organisation, receiver), none to
-    a receiver at its bound (``in_flight`` counts this sender's requests per receiver) or
-    behind an open breaker, and log their attempts: one transaction, committed before
-    any of them is sent."""
-    settings = get_settings()
-    bound = settings.webhook_receiver_concurrency
-    now = utcnow()
-    lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 30)
+    """:func:`take_in` in a transaction of its own, committed before any is sent."""
     with session_scope() as session:
-        open_now, probing = open_breakers(session, now)
-        held_back = open_now | {r for r, n in in_flight.items() if n >= bound}
-        waiting = (
-            select(WebhookMessage.organisation_id, WebhookMessage.receiver)
-            .where(
-                WebhookMessage.state == MessageState.SENDING,
-                WebhookMessage.next_attempt_at <= now,
-            )
-            .group_by(WebhookMessage.organisation_id, WebhookMessage.receiver)
+        return take_in(session, in_flight, room, turns)
+
+
+def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+    """Lease up to ``room`` due messages, fairly across (organisation, receiver), none to
+    a receiver with its share taken already (``in_flight`` counts this sender's messages
+    per receiver, sent or waiting their turn: at most ``TAKEN_AHEAD`` times the bound) or
+    behind an open breaker, and log their attempts, in the caller's transaction (which
+    commits before any of them is sent)."""
+    settings = get_settings()
+    share = settings.webhook_receiver_concurrency * TAKEN_AHEAD
+    now = utcnow()
+    lease = timedelta(seconds=settings.webhook_timeout_seconds * TAKEN_AHEAD + 30)
+    open_now, probing = open_breakers(session, now)
+    held_back = open_now | {r for r, n in in_flight.items() if n >= share}
+    waiting = (
+        select(WebhookMessage.organisation_id, WebhookMessage.receiver)
+        .where(
+            WebhookMessage.state == MessageState.SENDING,
+            WebhookMessage.next_attempt_at <= now,
         )
-        if held_back:
-            waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
-        groups = turns.order([(o, r) for o, r in session.execute(waiting)])
-        taken: list[WebhookMessage] = []
-        taken_per_receiver: Counter[str] = Counter()
-        for group in groups[:GROUPS_PER_TAKE]:
-            if len(taken) >= room:
-                break
-            organisation_id, receiver = group
-            free = bound - in_flight.get(receiver, 0) - taken_per_receiver[receiver]
-            if receiver in probing:
-                # The breaker's probe: one message, by one sender, nothing else in flight.
-                if in_flight.get(receiver) or taken_per_receiver[receiver]:
-                    continue
-                if not claim_probe(session, receiver, now):
-                    continue
-                free = 1
-            want = min(free, room - len(taken))
-            if want <= 0:
+        .group_by(WebhookMessage.organisation_id, WebhookMessage.receiver)
+    )
+    if held_back:
+        waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
+    groups = turns.order([(o, r) for o, r in session.execute(waiting)])
+    taken: list[WebhookMessage] = []
+    taken_per_receiver: Counter[str] = Counter()
+    for group in groups[:GROUPS_PER_TAKE]:
+        if len(taken) >= room:
+            break
+        organisation_id, receiver = group
+        free = share - in_flight.get(receiver, 0) - taken_per_receiver[receiver]
+        if receiver in probing:
+            # The breaker's probe: one message, by one sender, nothing else in flight.
+            if in_flight.get(receiver) or taken_per_receiver[receiver]:
                 continue
-            batch = list(
-                session.scalars(
-                    select(WebhookMessage)
-                    .where(
-                        WebhookMessage.organisation_id == organisation_id,
-                        WebhookMessage.receiver == receiver,
-                        sendable(now),
-                    )
-                    .order_by(WebhookMessage.next_attempt_at)
-                    .limit(want)
-                    .with_for_update(skip_locked=True)
+            if not claim_probe(session, receiver, now):
+                continue
+            free = 1
+        want = min(free, room - len(taken))
+        if want <= 0:
+            continue
+        batch = list(
+            session.scalars(
+                select(WebhookMessage)
+                .where(
+                    WebhookMessage.organisation_id == organisation_id,
+                    WebhookMessage.receiver == receiver,
+                    sendable(now),
                 )
+                .order_by(WebhookMessage.next_attempt_at)
+                .limit(want)
+                .with_for_update(skip_locked=True)
             )
-            if batch:
-                turns.served(group)
-                taken += batch
-                taken_per_receiver[receiver] += len(batch)
-        if not taken:
-            return []
-        signers = {
-            organisation_id: Signer(secrets)
-            for organisation_id, secrets in signing_secrets_of(
-                session, {m.organisation_id for m in taken}, now
-            ).items()
-        }
-        sends = [_prepare(m, signers[m.organisation_id], now) for m in taken]
-        session.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id.in_([m.id for m in taken]))
-            .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
         )
-        # Logged and committed before any request leaves: a sender that dies after sending
-        # leaves its attempts in the log (the outcome unknown), never a request unlogged.
-        session.execute(insert(WebhookDelivery), [_attempt_row(s, now) for s in sends])
+        if batch:
+            turns.served(group)
+            taken += batch
+            taken_per_receiver[receiver] += len(batch)
+    if not taken:
+        return []
+    signers = {
+        organisation_id: Signer(secrets)
+        for organisation_id, secrets in signing_secrets_of(
+            session, {m.organisation_id for m in taken}, now
+        ).items()
+    }
+    sends = [_prepare(m, signers[m.organisation_id], now) for m in taken]
+    session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id.in_([m.id for m in taken]))
+        .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
+    )
+    # Logged and committed before any request leaves: a sender that dies after sending
+    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
+    session.execute(insert(WebhookDelivery), [_attempt_row(s, now) for s in sends])
     return sends
 
 
@@ -284,9 +292,47 @@ def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | No
 
 
 def record(results: Sequence[_Result]) -> float | None:
+    """:func:`record_in` in a transaction of its own."""
+    with session_scope() as session:
+        return record_in(session, results)
+
+
+def cycle(
+    ended: Sequence[_Result], in_flight: Mapping[str, int], room: int, turns: Turns
+) -> tuple[float | None, list[_Send]]:
+    """A sender's step, one transaction: record what ended, then take up to ``room``
+    more. Returns the seconds until the soonest retry scheduled, and what was taken."""
+    with session_scope() as session:
+        soonest = record_in(session, ended) if ended else None
+        return soonest, take_in(session, in_flight, room, turns) if room > 0 else []
+
+
+_RECORD_ATTEMPTS = text(
+    """
+    UPDATE webhook_deliveries AS d SET
+      status_code = v.status_code, response_body = v.response_body, error = v.error,
+      latency_ms = v.latency_ms, completed_at = v.completed_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+      id uuid, status_code int, response_body text, error text, latency_ms int,
+      completed_at timestamptz)
+    WHERE d.id = v.id
+    """
+)
+_RECORD_MESSAGES = text(
+    """
+    UPDATE webhook_messages AS m SET
+      state = v.state, next_attempt_at = v.next_attempt_at, updated_at = v.updated_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+      id uuid, state text, next_attempt_at timestamptz, updated_at timestamptz)
+    WHERE m.id = v.id
+    """
+)
+
+
+def record_in(session: Session, results: Sequence[_Result]) -> float | None:
     """Every attempt's outcome on its delivery row, its message's new state, and each
-    receiver's breaker: one transaction. Returns the seconds until the soonest retry it
-    scheduled (None: none)."""
+    receiver's breaker, in the caller's transaction. Returns the seconds until the
+    soonest retry it scheduled (None: none)."""
     schedule = get_settings().webhook_retry_schedule
     now = utcnow()
     counts: Counter[str] = Counter()
@@ -316,10 +362,15 @@ def record(results: Sequence[_Result]) -> float | None:
             }
         )
     verdicts = verdicts_of((r.send.receiver, r.receiver_failed, r.error) for r in results)
-    with session_scope() as session:
+    if dialect_name(session) == "postgresql":
+        # Two statements whatever the count (not one UPDATE per row): the rows travel as
+        # one JSON document, as the engine's finish batch sends its outcomes.
+        session.execute(_RECORD_ATTEMPTS, {"rows": json.dumps(outcomes, default=to_json)})
+        session.execute(_RECORD_MESSAGES, {"rows": json.dumps(messages, default=to_json)})
+    else:
         session.execute(update(WebhookDelivery), outcomes)
         session.execute(update(WebhookMessage), messages)
-        note_verdicts(session, verdicts, now)
+    note_verdicts(session, verdicts, now)
     if counts[MessageState.FAILED]:
         log.info("%d webhook message(s) failed for good", counts[MessageState.FAILED])
     return soonest
@@ -409,6 +460,29 @@ async def _attempt(
         )
 
 
+class Gates:
+    """Per receiver, at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at once; the
+    messages taken ahead wait their turn here (not against their own timeout)."""
+
+    def __init__(self) -> None:
+        self.bound = get_settings().webhook_receiver_concurrency
+        self._gates: dict[str, asyncio.Semaphore] = {}
+
+    def of(self, receiver: str) -> asyncio.Semaphore:
+        gate = self._gates.get(receiver)
+        if gate is None:
+            gate = self._gates[receiver] = asyncio.Semaphore(self.bound)
+        return gate
+
+
+async def send_one(
+    session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
+) -> _Result:
+    """One attempt, once its receiver has room."""
+    async with gates.of(send.receiver):
+        return await post(session, resolver, send, get_settings().webhook_timeout_seconds)
+
+
 def deliver_due(limit: int = 200) -> dict[str, int]:
     """One round, outside a sender process: take what is due (at most ``limit``), send it
     all, record the outcomes; counts by outcome (tests step through the order with it)."""
@@ -417,12 +491,11 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
         return {"sent": 0}
 
     async def send_all() -> list[_Result]:
-        resolver = Resolver()
+        resolver, gates = Resolver(), Gates()
         try:
             async with aiohttp.ClientSession() as session:
-                timeout = get_settings().webhook_timeout_seconds
                 return list(
-                    await asyncio.gather(*(post(session, resolver, s, timeout) for s in sends))
+                    await asyncio.gather(*(send_one(session, resolver, gates, s) for s in sends))
                 )
         finally:
             resolver.close()
@@ -434,13 +507,14 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
 
 
 class Sender:
-    """One sender process's loop: record what ended, take what is due, send it."""
+    """One sender process's loop: record what ended and take what is due (one
+    transaction), send it."""
 
     def __init__(self) -> None:
         settings = get_settings()
         self.settings = settings
         self.turns = Turns()
-        self.in_flight: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()  # taken, not recorded yet, per receiver
         self.ended: list[_Result] = []
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -453,7 +527,7 @@ class Sender:
 
     async def run(self) -> None:
         settings = self.settings
-        resolver = Resolver()
+        resolver, gates = Resolver(), Gates()
         connector = aiohttp.TCPConnector(
             limit=settings.webhook_concurrency,
             limit_per_host=settings.webhook_receiver_concurrency,
@@ -469,18 +543,11 @@ class Sender:
                 log.info("webhook sender ready.")
                 while True:
                     await self._sleep()
-                    await self._record_ended()
-                    if self.stopping.is_set():
-                        if not tasks:
-                            break
-                        continue  # finish what is in flight, take nothing new
-                    room = settings.webhook_concurrency - sum(self.in_flight.values())
-                    if room <= 0:
-                        continue
-                    sends = await asyncio.to_thread(take, dict(self.in_flight), room, self.turns)
+                    if self.stopping.is_set() and not tasks and not self.ended:
+                        break
+                    sends = await self._step(room=0 if self.stopping.is_set() else None)
                     for send in sends:
-                        self.in_flight[send.receiver] += 1
-                        task = asyncio.create_task(self._send(session, resolver, send))
+                        task = asyncio.create_task(self._send(session, resolver, gates, send))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
                     if sends:
@@ -501,31 +568,41 @@ class Sender:
         if self._retry_at is not None and self._retry_at <= loop.time():
             self._retry_at = None
 
-    async def _record_ended(self) -> None:
-        if not self.ended:
-            return
+    async def _step(self, room: int | None) -> list[_Send]:
+        """Record what ended and take more (``room``: as much as there is room for)."""
         ended, self.ended = self.ended, []
+        for result in ended:  # their room is free whatever becomes of the recording
+            self.in_flight[result.send.receiver] -= 1
+            if not self.in_flight[result.send.receiver]:
+                del self.in_flight[result.send.receiver]
+        if room is None:
+            room = self.settings.webhook_concurrency - sum(self.in_flight.values())
+        if not ended and room <= 0:
+            return []
         try:
-            soonest = await asyncio.to_thread(record, ended)
+            soonest, sends = await asyncio.to_thread(
+                cycle, ended, dict(self.in_flight), room, self.turns
+            )
         except Exception:
             # Not recorded: the attempts read "unknown" and the leases expire, so the
             # messages are sent again (at least once); the loop goes on.
             log.exception("webhooks: %d outcomes not recorded", len(ended))
-            soonest = None
-        finally:
-            for result in ended:
-                self.in_flight[result.send.receiver] -= 1
-                if not self.in_flight[result.send.receiver]:
-                    del self.in_flight[result.send.receiver]
+            return []
         self.sent += len(ended)
+        for send in sends:
+            self.in_flight[send.receiver] += 1
         if soonest is not None:
             at = asyncio.get_running_loop().time() + soonest
             self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
-        self.wake.set()  # room again, and messages that waited for these may be due
+        if ended:
+            self.wake.set()  # messages that waited for these may be due now
+        return sends
 
-    async def _send(self, session: aiohttp.ClientSession, resolver: Resolver, send: _Send) -> None:
-        result = await post(session, resolver, send, self.settings.webhook_timeout_seconds)
-        self.ended.append(result)
+    async def _send(
+        self, session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
+    ) -> None:
+        result = await send_one(session, resolver, gates, send)
+        self.ended.append(result)  # the list of now: a step may have swapped it meanwhile
         self.wake.set()
 
     async def _listen(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select
 
 from shared.db import session_scope
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.settings import reset_settings_cache
 from shared.webhooks import enqueue
 from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState
 from tests.fakes import FakeWebhookReceiver, Hang, Reply
@@ -101,6 +102,19 @@ def api_log(client: FlaskClient, tenant: Tenant, batch_id: uuid.UUID) -> list[di
     return log
 
 
+@pytest.fixture
+def sender_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The API reads the log with the sender's settings (its timeout says when an
+    attempt's outcome is overdue)."""
+    for name, value in SENDER.items():
+        monkeypatch.setenv(name, value)
+    reset_settings_cache()
+    yield
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+@pytest.mark.usefixtures("sender_settings")
 def test_a_sender_killed_mid_delivery_leaves_every_attempt_in_the_log(
     client: FlaskClient, tenant: Tenant, tmp_path: Path
 ) -> None:
