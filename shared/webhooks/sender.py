@@ -3,19 +3,20 @@ any number of them at once, sending due messages signed, in order, fairly, each 
 logged.
 
 One asyncio loop per process. It wakes when messages are written (a Redis kick published
-after the commit, :func:`kick`), when one of its requests ends, and every
-``JOBYARD_WEBHOOK_POLL_SECONDS`` anyway. Each time it records the outcomes of the requests
-that ended (two statements, and the receivers' breakers) and takes more messages
-(:func:`take`), at most as many as it has room for.
+after the commit, :mod:`shared.webhooks.kicks`), when one of its requests ends, and every
+``JOBYARD_WEBHOOK_POLL_SECONDS`` anyway. Each step is one transaction (:func:`cycle`): it
+records the outcomes of the requests that ended (two statements, and the receivers'
+breakers) and takes more messages, at most as many as it has room for.
 
 Fair: messages are taken per (organisation, receiver), the one served least recently
 first, round-robin over organisations then over their receivers, as dispatch hands out
 executions. Each receiver (the URL's origin) has at most
 ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests in flight per sender, on kept-alive
 connections (one aiohttp session, a per-host connection limit), each ended within
-``JOBYARD_WEBHOOK_TIMEOUT_SECONDS``; a receiver at its bound is not taken from until a
-request ends, so its messages stay in the table, not queued behind it, and whatever other
-receivers have due goes out meanwhile. Host names are resolved once per receiver at a time
+``JOBYARD_WEBHOOK_TIMEOUT_SECONDS``. A sender takes a receiver's messages up to twice that
+bound (``TAKEN_AHEAD``: the next requests are ready when one ends, whatever the step's
+time) and no more until some end, so a hanging receiver's backlog stays in the table, not
+queued in the sender, and whatever other receivers have due goes out meanwhile. Host names are resolved once per receiver at a time
 (cached briefly, off the loop). A receiver that keeps failing is backed off whole by its
 circuit breaker (:mod:`shared.webhooks.receivers`).
 
@@ -51,12 +52,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import redis
 import redis.asyncio
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Row, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
@@ -179,7 +181,7 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     if held_back:
         waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
     groups = turns.order([(o, r) for o, r in session.execute(waiting)])
-    taken: list[WebhookMessage] = []
+    taken: list[Row[Any]] = []
     taken_per_receiver: Counter[str] = Counter()
     for group in groups[:GROUPS_PER_TAKE]:
         if len(taken) >= room:
@@ -197,8 +199,8 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
         if want <= 0:
             continue
         batch = list(
-            session.scalars(
-                select(WebhookMessage)
+            session.execute(
+                select(*_TAKEN_COLUMNS)
                 .where(
                     WebhookMessage.organisation_id == organisation_id,
                     WebhookMessage.receiver == receiver,
@@ -215,6 +217,7 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
             taken_per_receiver[receiver] += len(batch)
     if not taken:
         return []
+    # Rows, not ORM objects: a take of hundreds builds no identity map.
     signers = {
         organisation_id: Signer(secrets)
         for organisation_id, secrets in signing_secrets_of(
@@ -229,7 +232,7 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     )
     # Logged and committed before any request leaves: a sender that dies after sending
     # leaves its attempts in the log (the outcome unknown), never a request unlogged.
-    session.execute(insert(WebhookDelivery), [_attempt_row(s, now) for s in sends])
+    session.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
     return sends
 
 
@@ -249,7 +252,18 @@ def due_count() -> int:
         )
 
 
-def _prepare(message: WebhookMessage, signer: Signer, now: datetime) -> _Send:
+_TAKEN_COLUMNS = (
+    WebhookMessage.id,
+    WebhookMessage.organisation_id,
+    WebhookMessage.url,
+    WebhookMessage.receiver,
+    WebhookMessage.payload,
+    WebhookMessage.attempts,
+)
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+
+
+def _prepare(message: Row[Any], signer: Signer, now: datetime) -> _Send:
     body = json.dumps(message.payload, separators=(",", ":"))
     headers = {
         "content-type": "application/json",
