@@ -165,7 +165,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     if w:
         out.append(
             (
-                f"(w) batch of {_fmt(w['inputs'])} with a callback each",
+                f"(w) batch of {_fmt(w['inputs'])} with a callback each, "
+                f"{_fmt(w['sender_processes'])} sender(s)",
                 f"{_fmt(w['inputs_per_s'])} inputs/s",
                 f"{_fmt(w['callbacks_received'])} callbacks at {_fmt(w['sends_per_s'])} sends/s "
                 f"({_fmt(w['requests_unsigned'])} unsigned); all in {_fmt(w['all_callbacks_s'])} s",

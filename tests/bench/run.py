@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--webhook-backlog", type=int, default=30_000, help="(w) hanging receiver's backlog"
     )
+    parser.add_argument("--webhook-senders", type=int, default=1, help="sender processes of (w)")
     parser.add_argument(
         "--slots",
         type=int,
@@ -209,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     if "k" in args.only:
         plan.append(("k", "k_knowledge_base_sync", lambda: run_kb(ctx)))
     if "w" in args.only:
-        plan.append(("w", "w_batch_callbacks", lambda: run_webhooks(ctx, args.webhook_inputs)))
+        plan.append(
+            (
+                "w",
+                "w_batch_callbacks",
+                lambda: run_webhooks(ctx, args.webhook_inputs, senders=args.webhook_senders),
+            )
+        )
         plan.append(
             (
                 "w",

@@ -99,11 +99,14 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def _start_processes(ctx: BenchContext, tag: str, processes: int) -> list[BenchWorker]:
+def _start_processes(
+    ctx: BenchContext, tag: str, processes: int, senders: int = 1
+) -> list[BenchWorker]:
     extra = {"JOBYARD_ALLOW_PRIVATE_URLS": "true"}
     started = [ctx.start(f"{tag}-dispatcher", 0, "dispatcher", extra_env=extra)]
     try:
-        started.append(ctx.start(f"{tag}-sender", 0, "sender", extra_env=extra))
+        for i in range(senders):
+            started.append(ctx.start(f"{tag}-sender-{i}", 0, "sender", extra_env=extra))
         for i in range(processes):
             started.append(ctx.start(f"{tag}-worker-{i}", 0, "worker", extra_env=extra))
     except BaseException:
@@ -143,7 +146,7 @@ def _secrets(tenant: Tenant) -> list[str]:
         return [s.secret for s in signing_secrets(session, tenant.org_id, utcnow())]
 
 
-def run_webhooks(ctx: BenchContext, n: int, processes: int = 2) -> dict[str, Any]:
+def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1) -> dict[str, Any]:
     from api import create_app
 
     client = create_app().test_client()
@@ -151,7 +154,7 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2) -> dict[str, Any
     receiver = _Receiver()
     conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
     try:
-        workers = _start_processes(ctx, "w", processes)
+        workers = _start_processes(ctx, "w", processes, senders)
         try:
             tenant = make_tenant(n_queries=0, name="BenchWebhooks")
             started = time.perf_counter()
@@ -177,7 +180,7 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2) -> dict[str, Any
     return {
         "inputs": n,
         "worker_processes": processes,
-        "sender_processes": 1,
+        "sender_processes": senders,
         "batch_status": job.status,
         "elapsed_s": round(done - started, 3),
         "inputs_per_s": round(n / (done - started), 1),
