@@ -27,7 +27,7 @@ from shared.models import WebhookMessage, utcnow
 from shared.webhooks.messages import MessageState
 from shared.webhooks.receivers import origin_of
 from shared.webhooks.secrets import signing_secrets
-from tests.bench.infra import BenchWorker, libpq_url
+from tests.bench.infra import BenchWorker, CpuMeter, libpq_url
 from tests.bench.scenarios import BenchContext, wait_terminal
 from tests.support import Tenant, assert_counters_exact, make_tenant
 from tests.webhook_signatures import SignatureRefused, verify
@@ -157,6 +157,15 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1
         workers = _start_processes(ctx, "w", processes, senders)
         try:
             tenant = make_tenant(n_queries=0, name="BenchWebhooks")
+            sending = workers[1 : 1 + senders]
+            cpu = CpuMeter(
+                [w.proc.pid for w in workers[1 + senders :]],
+                {
+                    "dispatcher": workers[0].proc.pid,
+                    **{f"sender{i}": w.proc.pid for i, w in enumerate(sending)},
+                },
+            )
+            cpu.begin()
             started = time.perf_counter()
             batch_id = _submit(client, tenant, n, receiver.url, "i")
             done = wait_terminal(conn, batch_id, timeout=120 + n / 50)
@@ -166,6 +175,7 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1
             ):
                 time.sleep(0.01)
             last = time.perf_counter()
+            cpu_seconds = cpu.end()
         finally:
             for worker in workers:
                 worker.stop()
@@ -193,6 +203,7 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1
         "callback_delay_p99_s": round(_percentile(delays, 99), 3) if delays else None,
         "callback_delay_max_s": round(max(delays), 3) if delays else None,
         "last_callback_after_batch_s": round(last_arrival - batch_finished, 3),
+        "cpu_seconds": cpu_seconds,
     }
 
 
