@@ -65,6 +65,15 @@ def migrate() -> None:
     click.echo("database is at the latest migration")
 
 
+@cli.command()
+def sender() -> None:
+    """Send webhook messages until SIGTERM (the Procfile's `sender`; run several at once
+    for more throughput)."""
+    from shared.webhooks.process import main
+
+    main()
+
+
 @cli.command("create-org")
 @click.argument("name")
 def create_org(name: str) -> None:

@@ -23,6 +23,10 @@ class RefusedURL(InvalidInput):
     """The URL is not one jobyard will send a request to."""
 
 
+class Unresolvable(RefusedURL):
+    """The URL's host does not resolve (now: a DNS failure may pass, unlike a refusal)."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to connect for a URL: ``url`` names the checked IP, ``host`` the original
@@ -58,10 +62,10 @@ def resolve(url: str) -> Target:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise RefusedURL(f"{host} does not resolve ({exc})") from exc
+        raise Unresolvable(f"{host} does not resolve ({exc})") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise RefusedURL(f"{host} does not resolve")
+        raise Unresolvable(f"{host} does not resolve")
     if not get_settings().allow_private_urls:
         private = [a for a in addresses if not _public(a)]
         if private:
@@ -69,7 +73,12 @@ def resolve(url: str) -> Target:
                 f"{host} resolves to a non-public address ({private[0]}): loopback, private "
                 "and link-local addresses are refused"
             )
-    address = addresses[0]
+    return aimed(url, addresses[0])
+
+
+def aimed(url: str, address: str) -> Target:
+    """The target for ``url`` at ``address``, one of its host's checked addresses."""
+    parts = urlsplit(url)
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
-    return Target(urlunsplit(parts._replace(netloc=netloc)), host, address)
+    return Target(urlunsplit(parts._replace(netloc=netloc)), parts.hostname or "", address)

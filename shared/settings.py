@@ -291,8 +291,17 @@ class Settings(BaseSettings):
         default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
     )
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
-    webhook_poll_seconds: float = Field(default=5.0, gt=0)  # beat looks for due retries
-    webhook_concurrency: int = Field(default=32, ge=1)  # deliveries in flight per task
+    # The sender process (``jobyard sender``) wakes on a Redis kick after each commit that
+    # wrote messages, and looks anyway this often (a lost kick, a retry falling due).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=1024, ge=1)  # requests in flight per sender
+    # Per receiver (origin) and sender process: requests in flight (kept-alive connections)
+    webhook_receiver_concurrency: int = Field(default=64, ge=1)
+    # The circuit breaker (shared.webhooks.receivers): attempts failed in a row that open
+    # it, and how long it stays open (doubling each time it opens again, up to the max).
+    webhook_breaker_failures: int = Field(default=10, ge=1)
+    webhook_breaker_seconds: float = Field(default=5.0, gt=0)
+    webhook_breaker_max_seconds: float = Field(default=300.0, gt=0)
     # A data point's callback carries its response (what GET .../jobs/{id}/response
     # answers) when that is at most this many bytes of JSON, else a link to it.
     callback_max_response_bytes: int = Field(default=256 * 1024, ge=0)

@@ -27,6 +27,7 @@ WEBHOOK_CLAIM = "tests/engine/test_webhook_claim.py"
 DISPATCH = "tests/engine/test_dispatch.py"
 CAPACITY = "tests/engine/test_worker_capacity.py"
 FANOUT_TESTS = "tests/engine/test_fanout.py"
+SENDER_FAIRNESS = "tests/e2e/test_sender_fairness.py"
 
 
 @dataclass(frozen=True)
@@ -529,6 +530,33 @@ MUTATIONS = [
         "and_(~unsettled_execution_message, ~unwritten_execution_message)",
         "~unsettled_execution_message",
         tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhook sender: takes go round the organisations and receivers",
+        "shared/webhooks/sender.py",
+        "    groups = turns.order([(o, r) for o, r in session.execute(waiting)])\n",
+        "    groups = [(o, r) for o, r in session.execute(waiting)]\n",
+        tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "webhook sender: no more than its share of a receiver's messages taken",
+        "shared/webhooks/sender.py",
+        "        free = share - in_flight.get(receiver, 0) - taken_per_receiver[receiver]\n",
+        "        free = room\n",
+        tests=(
+            f"{SENDER_FAIRNESS}::test_a_hanging_receiver_holds_up_no_other_tenant_and_only_its_bound_of_requests",
+        ),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhook sender: an open breaker holds its receiver's messages back",
+        "shared/webhooks/sender.py",
+        "    held_back = open_now | {r for r, n in in_flight.items() if n >= share}\n",
+        "    held_back = {r for r, n in in_flight.items() if n >= share}\n",
+        tests=(
+            f"{SENDER_FAIRNESS}::test_a_failing_receiver_is_backed_off_whole_until_a_probe_gets_an_answer",
+        ),
+        databases=POSTGRESQL,
     ),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -181,30 +182,80 @@ def unexpected_errors(log: bytes, allowed: tuple[str, ...] = ()) -> list[str]:
     return [line for line in lines if not any(re.search(a, line) for a in allowed)]
 
 
+class SenderProcess(WorkerProcess):
+    """A real webhook sender subprocess (``jobyard sender``, the Procfile's ``sender``)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.name = "sender"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.webhooks.process"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sender exited early:\n{self.log_path.read_text()[-3000:]}")
+            if b"webhook sender ready" in self.log_path.read_bytes():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"sender not ready:\n{self.log_path.read_text()[-3000:]}")
+
+
+@contextmanager
+def running_sender(
+    tmp_path: Path, allowed_errors: tuple[str, ...] = (), name: str = "sender", **env: Any
+) -> Iterator[SenderProcess]:
+    """Run a webhook sender process for the block (several may run at once: ``name``
+    tells their logs apart); fails the test if it logged an unexpected ERROR."""
+    sender = SenderProcess({k: str(v) for k, v in env.items()}, tmp_path / f"{name}.log")
+    try:
+        sender.wait_ready()
+        yield sender
+    finally:
+        sender.stop()
+    errors = unexpected_errors(sender.log_path.read_bytes(), allowed_errors)
+    assert not errors, "the sender logged errors:\n" + "\n".join(errors[:20])
+
+
 @contextmanager
 def running_worker(
     tmp_path: Path,
     concurrency: int = 16,
     allowed_errors: tuple[str, ...] = (),
     queues: tuple[str, ...] = ALL_QUEUES,
+    with_sender: bool | None = None,
     **env: Any,
 ) -> Iterator[WorkerProcess]:
     """Start a worker with extra settings (``JOBYARD_*`` names) and stop it afterwards
     (on every queue by default: ``queues`` makes it an execution worker or a dispatcher).
+    A worker on every queue comes with a webhook sender process (``with_sender``), as
+    ``make up`` runs one beside the workers.
 
     The test fails if the worker logged an ERROR that ``allowed_errors`` does not expect:
     a duplicate, a stale message or a fault the engine absorbs must not show as an error.
     """
-    worker = WorkerProcess(
-        {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log", queues
-    )
-    try:
-        worker.wait_ready()
-        yield worker
-    finally:
-        worker.stop()
-    errors = unexpected_errors(worker.log_path.read_bytes(), allowed_errors)
-    assert not errors, "the worker logged errors:\n" + "\n".join(errors[:20])
+    if with_sender is None:
+        with_sender = queues == ALL_QUEUES
+    with contextlib.ExitStack() as stack:
+        if with_sender:
+            stack.enter_context(running_sender(tmp_path, allowed_errors, **env))
+        worker = WorkerProcess(
+            {k: str(v) for k, v in env.items()}, concurrency, tmp_path / "worker.log", queues
+        )
+        try:
+            worker.wait_ready()
+            yield worker
+        finally:
+            worker.stop()
+        errors = unexpected_errors(worker.log_path.read_bytes(), allowed_errors)
+        assert not errors, "the worker logged errors:\n" + "\n".join(errors[:20])
 
 
 # Four models of four providers: a trigger of R runs over Q queries is 4 x Q x R executions.

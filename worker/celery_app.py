@@ -39,7 +39,6 @@ from shared.messaging.queues import (
     MAINTENANCE_QUEUE,
     RECOVERY_SWEEP_TASK,
     SCHEDULE_TICK_TASK,
-    WEBHOOKS_DELIVER_TASK,
 )
 from shared.settings import get_settings
 from worker.broker import TRANSPORT
@@ -58,7 +57,6 @@ def create_celery_app() -> Celery:
             "worker.tasks.recovery",
             "worker.tasks.schedules",
             "worker.tasks.outbox",
-            "worker.tasks.webhooks",
             "worker.tasks.bench",
         ],
     )
@@ -86,11 +84,6 @@ def create_celery_app() -> Celery:
                 "task": SCHEDULE_TICK_TASK,
                 "schedule": settings.schedule_tick_seconds,
                 "options": {"expires": periodic_expiry(settings.schedule_tick_seconds)},
-            },
-            "webhooks-deliver": {
-                "task": WEBHOOKS_DELIVER_TASK,
-                "schedule": settings.webhook_poll_seconds,
-                "options": {"expires": periodic_expiry(settings.webhook_poll_seconds)},
             },
         },
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make up`: make sure Redis answers, migrate, seed the demo tenant, then run the Procfile
-# (API, worker, beat, Flower) in the foreground. SQLite under var/ unless DATABASE_URL is set.
+# (API, worker, dispatcher, webhook sender, beat, Flower) in the foreground. SQLite under var/ unless DATABASE_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p var

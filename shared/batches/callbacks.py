@@ -1,6 +1,8 @@
 """Callbacks of batches: a data point's when it finishes, with its response, and the
-batch's when it ends, as super.AI sends them, made into signed webhook messages from the
-engine's outbox events in the consumer's transaction.
+batch's when it ends, as super.AI sends them: signed webhook messages written in the
+transaction that ends the data point (the worker's finish batch, a cancel) or the batch,
+by handlers the engine calls there (``outbox.register_in_transaction``); the senders are
+woken once it commits.
 
 A data point's callback carries what ``GET .../jobs/{id}/response`` answers, or a link to
 it when that is larger than ``JOBYARD_CALLBACK_MAX_RESPONSE_BYTES``. The batch's callback
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared import webhooks
@@ -23,7 +27,6 @@ from shared.batches.responses import data_point_response, response_path
 from shared.batches.service import BATCH, batch_state
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.outbox import Event
-from shared.messaging.publisher import publish_webhook_delivery
 from shared.models import Execution, ExecutionStatus, Job, utcnow
 from shared.settings import get_settings
 from shared.webhooks.messages import NewMessage
@@ -32,13 +35,27 @@ DATA_POINT_EVENT = "datapoint.finished"
 BATCH_EVENT = "batch.finished"
 
 
-def _deliver_after_commit(session: Session) -> None:
-    event.listen(session, "after_commit", lambda _: publish_webhook_delivery(), once=True)
+@contextmanager
+def _reading(executor: Session | Connection) -> Iterator[Session]:
+    """A Session for reading rows as objects inside the executor's transaction: the
+    caller's own, or one on the caller's connection (it neither commits nor rolls back
+    the transaction it joins)."""
+    if isinstance(executor, Session):
+        yield executor
+        return
+    with Session(bind=executor) as session:
+        yield session
 
 
 def _jobs(session: Session, events: Sequence[Event]) -> dict[uuid.UUID, Job]:
+    """The batches of these events that have a callback URL, as this transaction sees
+    them now (their counters just moved)."""
     ids = {e.job_id for e in events if e.job_id is not None}
-    jobs = session.scalars(select(Job).where(Job.id.in_(ids), Job.type == BATCH))
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.id.in_(ids), Job.type == BATCH)
+        .execution_options(populate_existing=True)
+    )
     return {job.id: job for job in jobs if job.callback_url}
 
 
@@ -70,9 +87,15 @@ def data_point_payload(job: Job, execution: Execution, state: str) -> dict[str, 
     return payload
 
 
-def on_data_points_finished(session: Session, events: Sequence[Event]) -> None:
+def on_data_points_finished(executor: Session | Connection, events: Sequence[Event]) -> None:
     """A callback per data point to the batch's callback URL, with its response."""
-    jobs, now = _jobs(session, events), utcnow()
+    with _reading(executor) as session:
+        messages = _data_point_messages(session, events)
+    webhooks.enqueue_all(executor, messages, utcnow())
+
+
+def _data_point_messages(session: Session, events: Sequence[Event]) -> list[NewMessage]:
+    jobs = _jobs(session, events)
     wanted = [
         (jobs[e.job_id], e, uuid.UUID(e.payload["executionId"]))
         for e in events
@@ -81,7 +104,9 @@ def on_data_points_finished(session: Session, events: Sequence[Event]) -> None:
     executions = {
         e.id: e
         for e in session.scalars(
-            select(Execution).where(Execution.id.in_([i for _, _, i in wanted]))
+            select(Execution)
+            .where(Execution.id.in_([i for _, _, i in wanted]))
+            .execution_options(populate_existing=True)
         )
     }
     messages = []
@@ -100,14 +125,19 @@ def on_data_points_finished(session: Session, events: Sequence[Event]) -> None:
                 payload=data_point_payload(job, execution, state),
             )
         )
-    webhooks.enqueue_all(session, messages, now)
-    _deliver_after_commit(session)
+    return messages
 
 
-def on_batches_finished(session: Session, events: Sequence[Event]) -> None:
+def on_batches_finished(executor: Session | Connection, events: Sequence[Event]) -> None:
     """``{version: "2", entityType: "batch", entityId, state, appId}`` per batch, sent
     after its data points' callbacks."""
-    jobs, now = _jobs(session, events), utcnow()
+    with _reading(executor) as session:
+        messages = _batch_messages(session, events)
+    webhooks.enqueue_all(executor, messages, utcnow())
+
+
+def _batch_messages(session: Session, events: Sequence[Event]) -> list[NewMessage]:
+    jobs = _jobs(session, events)
     messages = []
     for item in events:
         job = jobs.get(item.job_id) if item.job_id is not None else None
@@ -130,5 +160,4 @@ def on_batches_finished(session: Session, events: Sequence[Event]) -> None:
                 closes_job=True,
             )
         )
-    webhooks.enqueue_all(session, messages, now)
-    _deliver_after_commit(session)
+    return messages

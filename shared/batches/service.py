@@ -34,7 +34,6 @@ from shared.engine.fanout import execution_id_for, fan_out_at_accept
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
 from shared.engine.registry import PlannedItem
 from shared.errors import Conflict, NotFound
-from shared.messaging.publisher import publish_webhook_delivery
 from shared.models import (
     Execution,
     ExecutionStatus,
@@ -464,7 +463,6 @@ def resend_delivery(principal: Principal, app_id: uuid.UUID, message_id: uuid.UU
     with session_scope() as session:
         get_delivery(session, principal, app_id, message_id)
         resend_one(session, principal.organisation_id, message_id)
-    publish_webhook_delivery()
 
 
 def resend_failed(
@@ -474,7 +472,4 @@ def resend_failed(
     with session_scope() as session:
         batch = get_batch(session, principal, app_id, batch_id)
         ids = failed_since(session, principal.organisation_id, [batch.id], since)
-        count = resend(session, principal.organisation_id, ids)
-    if count:
-        publish_webhook_delivery()
-    return count
+        return resend(session, principal.organisation_id, ids)

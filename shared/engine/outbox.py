@@ -10,6 +10,11 @@ with a growing delay; the others are not held up. Adding a consumer is one call 
 
 After a commit that wrote events, the worker publishes ``outbox.drain``; the recovery sweep
 drains as well, so a lost message only delays a consumer.
+
+A consumer that must act in the very transaction that caused the event (the batches'
+callbacks: written with the finish that ends the data point, not a hop later) registers
+with :func:`register_in_transaction` instead: no row is written, the handler is called at
+once with the caller's Session or Connection, and if it raises, so does the transaction.
 """
 
 from __future__ import annotations
@@ -71,11 +76,32 @@ class Consumer:
 
 
 _consumers: dict[str, Consumer] = {}
+# Called in the transaction that emits their topic, with its Session or Connection.
+_in_transaction: dict[str, tuple[str, Callable[[Any, Sequence[Event]], None]]] = {}
 
 
 def register_consumer(name: str, topic: str, handle: Handler, *, batch_size: int = 100) -> None:
     """Register a consumer of ``topic`` (idempotent: a re-import registers it once)."""
     _consumers[name] = Consumer(name, topic, handle, batch_size)
+
+
+def register_in_transaction(
+    name: str, topic: str, handle: Callable[[Any, Sequence[Event]], None]
+) -> None:
+    """Have ``handle`` called with every ``topic`` event, in the transaction that emits it
+    (idempotent: a re-import registers it once)."""
+    _in_transaction[name] = (topic, handle)
+
+
+def _handle_in_transaction(connection: Any, topic: str, events: Sequence[Event]) -> None:
+    if events:
+        for handler_topic, handle in list(_in_transaction.values()):
+            if handler_topic == topic:
+                handle(connection, events)
+
+
+def _listened(topic: str) -> bool:
+    return bool(consumers_of(topic)) or any(t == topic for t, _ in _in_transaction.values())
 
 
 def consumers_of(topic: str) -> list[Consumer]:
@@ -91,7 +117,11 @@ def emit(
     payload: dict[str, Any],
     now: datetime,
 ) -> int:
-    """Write the event for every consumer of ``topic``, in the caller's transaction."""
+    """Write the event for every consumer of ``topic``, in the caller's transaction, and
+    hand it to the in-transaction handlers."""
+    _handle_in_transaction(
+        connection, topic, [Event(0, topic, job_id, organisation_id, payload, 0)]
+    )
     rows = [
         {
             "consumer": consumer.name,
@@ -136,7 +166,7 @@ def emit_executions_finished(
     callback URL, in the caller's transaction (before the job's own ``job.finished``, so
     consumers see a job's executions end before the job)."""
     consumers = consumers_of(EXECUTION_FINISHED)
-    if not execution_ids or not consumers:
+    if not execution_ids or not _listened(EXECUTION_FINISHED):
         return 0
     ended = connection.execute(
         select(
@@ -146,6 +176,21 @@ def emit_executions_finished(
         .where(Execution.id.in_(list(execution_ids)), Job.callback_url.is_not(None))
         .order_by(Execution.job_id, Execution.seq)
     ).all()
+    _handle_in_transaction(
+        connection,
+        EXECUTION_FINISHED,
+        [
+            Event(
+                0,
+                EXECUTION_FINISHED,
+                job_id,
+                organisation_id,
+                {"executionId": str(execution_id), "status": status, "error": error},
+                0,
+            )
+            for execution_id, job_id, organisation_id, status, error in ended
+        ],
+    )
     rows = [
         {
             "consumer": consumer.name,

@@ -21,7 +21,6 @@ from shared.messaging.queues import (
     OUTBOX_DRAIN_TASK,
     RUN_GROUP_TASK,
     TASK_ROUTES,
-    WEBHOOKS_DELIVER_TASK,
 )
 from shared.settings import Settings, get_settings
 
@@ -130,15 +129,6 @@ def publish_executions(
     pending = list(countdowns)
     sent = _send_each(RUN_GROUP_TASK, [([[str(i)]], countdown) for i, countdown in pending])
     return [execution_id for execution_id, _ in pending[sent:]]
-
-
-def publish_webhook_delivery() -> None:
-    """Ask a worker to send the webhooks that are due (best effort: beat asks every few
-    seconds as well)."""
-    try:
-        publish(WEBHOOKS_DELIVER_TASK, [])
-    except Exception:
-        log.warning("could not publish %s; beat will ask again", WEBHOOKS_DELIVER_TASK)
 
 
 def publish_outbox_drain() -> None:

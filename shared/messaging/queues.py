@@ -6,14 +6,12 @@ FANOUT_QUEUE = "fanout"
 EXECUTIONS_QUEUE = "executions"
 MAINTENANCE_QUEUE = "maintenance"
 SYNC_QUEUE = "sync"
-WEBHOOKS_QUEUE = "webhooks"
 
 FAN_OUT_TASK = "jobs.fan_out"
 RUN_GROUP_TASK = "executions.run"
 RECOVERY_SWEEP_TASK = "recovery.sweep"
 SCHEDULE_TICK_TASK = "schedules.tick"
 OUTBOX_DRAIN_TASK = "outbox.drain"
-WEBHOOKS_DELIVER_TASK = "webhooks.deliver"
 NOOP_TASK = "bench.noop"
 NOOP_EARLY_ACK_TASK = "bench.noop_early_ack"
 
@@ -23,9 +21,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     RECOVERY_SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
     SCHEDULE_TICK_TASK: {"queue": MAINTENANCE_QUEUE},
     OUTBOX_DRAIN_TASK: {"queue": MAINTENANCE_QUEUE},
-    WEBHOOKS_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
     NOOP_TASK: {"queue": EXECUTIONS_QUEUE},
     NOOP_EARLY_ACK_TASK: {"queue": EXECUTIONS_QUEUE},
 }
 
-ALL_QUEUES = (FANOUT_QUEUE, EXECUTIONS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
+ALL_QUEUES = (FANOUT_QUEUE, EXECUTIONS_QUEUE, MAINTENANCE_QUEUE)

@@ -17,7 +17,12 @@ from shared.models.jobs import (
 from shared.models.kb import DataSource, KbChunk, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
-from shared.models.webhooks import WebhookDelivery, WebhookMessage, WebhookSecret
+from shared.models.webhooks import (
+    WebhookDelivery,
+    WebhookMessage,
+    WebhookReceiver,
+    WebhookSecret,
+)
 
 __all__ = [
     "ACTIVE_EXECUTION_STATUSES",
@@ -47,6 +52,7 @@ __all__ = [
     "User",
     "WebhookDelivery",
     "WebhookMessage",
+    "WebhookReceiver",
     "WebhookSecret",
     "WorkerProcess",
     "utcnow",

@@ -48,8 +48,15 @@ class WebhookMessage(Base):
 
     __tablename__ = "webhook_messages"
     __table_args__ = (
-        # What the sender picks up: due messages still being tried.
+        # What the sender picks up: due messages still being tried, receiver by receiver.
         Index("ix_webhook_messages_due", "state", "next_attempt_at"),
+        Index(
+            "ix_webhook_messages_receiver_due",
+            "state",
+            "organisation_id",
+            "receiver",
+            "next_attempt_at",
+        ),
         # A job's delivery log, read in cursor pages ordered by (created_at, id).
         Index("ix_webhook_messages_job_id_created_at", "job_id", "created_at", "id"),
         # Whether any message of a job is still being tried (what a closing message waits on).
@@ -69,6 +76,9 @@ class WebhookMessage(Base):
     closes_job: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     event: Mapped[str] = mapped_column(String(40))  # datapoint.finished | batch.finished
     url: Mapped[str] = mapped_column(String(2048))
+    # The URL's origin (scheme://host:port): the sender takes messages fairly across
+    # (organisation, receiver), bounds each receiver, and backs a failing one off whole.
+    receiver: Mapped[str] = mapped_column(String(300), default="", server_default="")
     payload: Mapped[dict[str, Any]] = mapped_column()
     state: Mapped[str] = mapped_column(String(20))  # sending | delivered | failed | gone
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -102,3 +112,22 @@ class WebhookDelivery(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     attempted_at: Mapped[timestamp]  # when the request was about to leave
     completed_at: Mapped[optional_timestamp]  # None: no outcome recorded (yet)
+
+
+class WebhookReceiver(Base):
+    """A receiver's circuit breaker, shared by every sender process: keyed by origin
+    (scheme://host:port). ``failures`` counts attempts in a row that got no usable answer
+    (no connection, no answer in time, a 5xx or 429). At the threshold the breaker opens
+    until ``open_until``: the receiver's messages wait, their attempts unspent. Once that
+    passes, one sender sends one message (the probe, leased by moving ``open_until``
+    ahead); an answer closes the breaker, a failure opens it again for twice as long
+    (``opened`` times in a row, capped)."""
+
+    __tablename__ = "webhook_receivers"
+
+    origin: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[optional_timestamp]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, false, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from shared.engine.outbox import EXECUTION_FINISHED
@@ -17,10 +18,15 @@ from shared.errors import Conflict, NotFound
 from shared.models import OutboxEvent, WebhookDelivery, WebhookMessage, utcnow
 from shared.paging import keyset_page
 from shared.settings import get_settings
+from shared.webhooks.kicks import kick_after_commit
+from shared.webhooks.receivers import origin_of
 
-# A round's outcomes are written once its last attempt has ended, each within the delivery
-# timeout; this much more covers writing them. An attempt older than both without an
-# outcome is one whose sender stopped (killed, or its machine lost) after logging it.
+# A sender takes a receiver's messages up to this many times its bound of requests in
+# flight: the next ones wait their turn in the sender, logged, while the first are sent.
+# An attempt therefore ends within this many delivery timeouts of being logged (its turn,
+# then its request); this much more covers writing the outcome. An attempt older than
+# that without an outcome is one whose sender stopped (killed, or its machine lost).
+TAKEN_AHEAD = 2
 RECORDING_GRACE = timedelta(seconds=5)
 UNKNOWN_OUTCOME = (
     "unknown: the sender stopped before the answer was recorded "
@@ -41,10 +47,17 @@ def attempt_outcome(attempt: WebhookDelivery, now: datetime) -> AttemptOutcome:
     and completed after it, so one never completed is under way or lost with its sender."""
     if attempt.completed_at is not None:
         return AttemptOutcome.ANSWERED if attempt.status_code is not None else AttemptOutcome.ERROR
-    overdue = timedelta(seconds=get_settings().webhook_timeout_seconds) + RECORDING_GRACE
     return (
-        AttemptOutcome.UNKNOWN if now - attempt.attempted_at > overdue else AttemptOutcome.SENDING
+        AttemptOutcome.UNKNOWN
+        if now - attempt.attempted_at > outcome_overdue()
+        else AttemptOutcome.SENDING
     )
+
+
+def outcome_overdue() -> timedelta:
+    """How long after its attempt is logged its outcome is written at the latest, while
+    its sender runs."""
+    return timedelta(seconds=get_settings().webhook_timeout_seconds * TAKEN_AHEAD) + RECORDING_GRACE
 
 
 def attempt_error(attempt: WebhookDelivery, now: datetime) -> str | None:
@@ -93,12 +106,14 @@ class NewMessage:
 
 
 def enqueue_all(
-    session: Session, messages: Sequence[NewMessage], now: datetime
+    executor: Session | Connection, messages: Sequence[NewMessage], now: datetime
 ) -> list[WebhookMessage]:
-    """Messages to send at once, in the caller's transaction (an outbox consumer's), in
-    order: a message about an execution follows the last one written about it, and is not
-    sent before that one is settled."""
-    tails = _chain_tails(session, {m.execution_id for m in messages if m.execution_id})
+    """Messages to send at once, in the caller's transaction (the one that ended the
+    executions, or any other), in order: a message about an execution follows the last
+    one written about it, and is not sent before that one is settled. On a Session they
+    are added to it; on a Connection (the worker's finish) inserted in one statement.
+    Once the transaction commits, the senders are woken."""
+    tails = _chain_tails(executor, {m.execution_id for m in messages if m.execution_id})
     written = []
     for new in messages:
         message = WebhookMessage(
@@ -110,6 +125,7 @@ def enqueue_all(
             closes_job=new.closes_job,
             event=new.event,
             url=new.url,
+            receiver=origin_of(new.url),
             payload=new.payload,
             state=MessageState.SENDING,
             attempts=0,
@@ -120,7 +136,16 @@ def enqueue_all(
         if new.execution_id:
             tails[new.execution_id] = message.id
         written.append(message)
-    session.add_all(written)
+    if not written:
+        return written
+    if isinstance(executor, Session):
+        executor.add_all(written)
+    else:
+        columns = [c.key for c in WebhookMessage.__table__.columns]
+        executor.execute(
+            insert(WebhookMessage), [{c: getattr(m, c) for c in columns} for m in written]
+        )
+    kick_after_commit(executor)
     return written
 
 
@@ -142,7 +167,9 @@ def enqueue(
     return message
 
 
-def _chain_tails(session: Session, execution_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+def _chain_tails(
+    session: Session | Connection, execution_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
     """The last message written about each of these executions (the one no other
     follows): one query, the session's unwritten messages flushed first."""
     if not execution_ids:
@@ -267,7 +294,24 @@ def resend(session: Session, organisation_id: uuid.UUID, message_ids: Sequence[u
         )
         .values(state=MessageState.SENDING, next_attempt_at=now, updated_at=now)
     )
+    _fill_receivers(session, message_ids)
+    if result.rowcount:  # type: ignore[attr-defined]
+        kick_after_commit(session)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _fill_receivers(session: Session, message_ids: Sequence[uuid.UUID]) -> None:
+    """The receiver of messages written before messages had one (sent again now)."""
+    rows = session.execute(
+        select(WebhookMessage.id, WebhookMessage.url).where(
+            WebhookMessage.id.in_(list(message_ids)), WebhookMessage.receiver == ""
+        )
+    ).all()
+    if rows:
+        session.execute(
+            update(WebhookMessage),
+            [{"id": message_id, "receiver": origin_of(url)} for message_id, url in rows],
+        )
 
 
 def resend_one(session: Session, organisation_id: uuid.UUID, message_id: uuid.UUID) -> None:

@@ -1,55 +1,89 @@
-"""Sending due webhook messages: signed, in order, to the checked address, each attempt
+"""The webhook sender: a process of its own (``jobyard sender``; the Procfile's ``sender``),
+any number of them at once, sending due messages signed, in order, fairly, each attempt
 logged.
 
-A call (a send round) takes the due messages with ``FOR UPDATE SKIP LOCKED`` and leases
-them (their ``next_attempt_at`` moves past the send timeout), so concurrent senders never
-send a message twice at once; a sender that dies leaves the lease to expire and the message
-is sent again (at least once, with the same ``webhook-id``). A message is due only once
-what it waits for is settled (:func:`shared.webhooks.messages.sendable`): a data point's
-later callback never overtakes its earlier one, and a batch's callback leaves after every
-one of its data points' callbacks was delivered or given up.
+One asyncio loop per process. It wakes when messages are written (a Redis kick published
+after the commit, :mod:`shared.webhooks.kicks`), when one of its requests ends, and every
+``JOBYARD_WEBHOOK_POLL_SECONDS`` anyway. Each step is one transaction (:func:`cycle`): it
+records the outcomes of the requests that ended (two statements, and the receivers'
+breakers) and takes more messages, at most as many as it has room for.
 
-Every request is signed: a round signs with a :class:`Signer` per organisation, which
-cannot be made without a secret, and the organisations of the round get their secret
-first if they have none.
+Fair: messages are taken per (organisation, receiver), the one served least recently
+first, round-robin over organisations then over their receivers, as dispatch hands out
+executions. Each receiver (the URL's origin) has at most
+``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests in flight per sender, on kept-alive
+connections (one aiohttp session, a per-host connection limit), each ended within
+``JOBYARD_WEBHOOK_TIMEOUT_SECONDS``. A sender takes a receiver's messages up to twice that
+bound (``TAKEN_AHEAD``: the next requests are ready when one ends, whatever the step's
+time) and no more until some end, so a hanging receiver's backlog stays in the table, not
+queued in the sender, and whatever other receivers have due goes out meanwhile. Host names are resolved once per receiver at a time
+(cached briefly, off the loop). A receiver that keeps failing is backed off whole by its
+circuit breaker (:mod:`shared.webhooks.receivers`).
 
-Every attempt is a :class:`WebhookDelivery` row written in the lease's transaction, before
-any request of the round leaves, and completed once the round's requests have ended: a
-sender killed in between leaves its attempts logged, their outcome unknown, and the retry
-is the next attempt. Two statements before the round (lease, attempts) and two after it
-(outcomes, messages), whatever its size. The message is then delivered (2xx), gone (410:
-no more attempts), failed (the schedule is spent) or due again after the schedule's next
-wait, jittered.
+Safe with several senders: a take locks its messages ``FOR UPDATE SKIP LOCKED`` and
+leases them (``next_attempt_at`` moves past the send timeout), so no message is sent by
+two at once; a sender killed leaves the lease to expire and the message is sent again (at
+least once, same ``webhook-id``). A message is due only once what it waits for is settled
+(:func:`shared.webhooks.messages.sendable`): a data point's later callback never overtakes
+its earlier one, and a batch's callback leaves after its data points' were delivered or
+given up.
+
+Every request is signed (a :class:`Signer` per organisation cannot be made without a
+secret) and every attempt is a :class:`WebhookDelivery` row committed with the lease,
+before the request leaves, and completed when its outcome is recorded: a sender killed in
+between leaves its attempts logged, their outcome unknown, and the retry is the next
+attempt. The message is then delivered (2xx), gone (410, or an address refused: no more
+attempts), failed (the schedule is spent) or due again after the schedule's next wait,
+jittered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import insert, select, update
+import redis
+import redis.asyncio
+from sqlalchemy import Row, Table, func, insert, select, text, update
+from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from shared.db import session_scope
+from shared.db import dialect_name, session_scope
+from shared.engine.finish import to_json
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
-from shared.netguard import RefusedURL, resolve
+from shared.netguard import RefusedURL, Target, Unresolvable, aimed, check_syntax, resolve
 from shared.settings import get_settings
-from shared.webhooks.messages import MessageState, sendable
+from shared.webhooks.kicks import KICK_CHANNEL
+from shared.webhooks.messages import TAKEN_AHEAD, MessageState, sendable
+from shared.webhooks.receivers import (
+    claim_probe,
+    note_verdicts,
+    open_breakers,
+    origin_of,
+    verdicts_of,
+)
 from shared.webhooks.secrets import signing_secrets_of
 
 log = logging.getLogger(__name__)
 
 MAX_LOGGED_BODY = 1024
-BATCH = 200
+GROUPS_PER_TAKE = 200  # (organisation, receiver) pairs looked at per take, in turn
+RESOLVED_FOR = 30.0  # seconds an address is reused for
+UNRESOLVED_FOR = 5.0  # seconds a failed look-up is
 
 
 @dataclass(frozen=True)
@@ -58,6 +92,7 @@ class _Send:
     message_id: uuid.UUID
     attempt: int
     url: str
+    receiver: str
     body: str
     headers: dict[str, str]
 
@@ -70,6 +105,15 @@ class _Result:
     error: str | None
     latency_ms: int
     permanent: bool = False  # an address we will not send to: no more attempts
+
+    @property
+    def receiver_failed(self) -> bool:
+        """No usable answer, the receiver's fault or its network's: what opens a breaker
+        (a refused address is ours, and a 4xx is an answer)."""
+        code = self.status_code
+        if code is None:
+            return not self.permanent
+        return code >= 500 or code == 429
 
 
 class Signer:
@@ -86,64 +130,140 @@ class Signer:
         return " ".join(key.sign(message_id, timestamp, body) for key in self._keys)
 
 
-def deliver_due(limit: int = BATCH) -> dict[str, int]:
-    """Send the messages that are due (at most ``limit``); returns counts by outcome and
-    ``more`` = 1 when others were waiting."""
-    settings = get_settings()
-    now = utcnow()
-    lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 30)
+# -- taking messages, fairly ---------------------------------------------------------
+
+
+@dataclass
+class Turns:
+    """Who was served least recently: organisations, then their receivers."""
+
+    clock: itertools.count[int] = field(default_factory=itertools.count)
+    organisations: dict[uuid.UUID, int] = field(default_factory=dict)
+    receivers: dict[tuple[uuid.UUID, str], int] = field(default_factory=dict)
+
+    def order(self, groups: Sequence[tuple[uuid.UUID, str]]) -> list[tuple[uuid.UUID, str]]:
+        return sorted(
+            groups, key=lambda g: (self.organisations.get(g[0], -1), self.receivers.get(g, -1))
+        )
+
+    def served(self, group: tuple[uuid.UUID, str]) -> None:
+        turn = next(self.clock)
+        self.organisations[group[0]] = turn
+        self.receivers[group] = turn
+
+
+def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+    """:func:`take_in` in a transaction of its own, committed before any is sent."""
     with session_scope() as session:
-        due = list(
-            session.scalars(
-                select(WebhookMessage)
-                .where(sendable(now))
+        return take_in(session, in_flight, room, turns)
+
+
+def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+    """Lease up to ``room`` due messages, fairly across (organisation, receiver), none to
+    a receiver with its share taken already (``in_flight`` counts this sender's messages
+    per receiver, sent or waiting their turn: at most ``TAKEN_AHEAD`` times the bound) or
+    behind an open breaker, and log their attempts, in the caller's transaction (which
+    commits before any of them is sent)."""
+    settings = get_settings()
+    share = settings.webhook_receiver_concurrency * TAKEN_AHEAD
+    now = utcnow()
+    lease = timedelta(seconds=settings.webhook_timeout_seconds * TAKEN_AHEAD + 30)
+    open_now, probing = open_breakers(session, now)
+    held_back = open_now | {r for r, n in in_flight.items() if n >= share}
+    waiting = (
+        select(WebhookMessage.organisation_id, WebhookMessage.receiver)
+        .where(
+            WebhookMessage.state == MessageState.SENDING,
+            WebhookMessage.next_attempt_at <= now,
+        )
+        .group_by(WebhookMessage.organisation_id, WebhookMessage.receiver)
+    )
+    if held_back:
+        waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
+    groups = turns.order([(o, r) for o, r in session.execute(waiting)])
+    taken: list[Row[Any]] = []
+    taken_per_receiver: Counter[str] = Counter()
+    for group in groups[:GROUPS_PER_TAKE]:
+        if len(taken) >= room:
+            break
+        organisation_id, receiver = group
+        free = share - in_flight.get(receiver, 0) - taken_per_receiver[receiver]
+        if receiver in probing:
+            # The breaker's probe: one message, by one sender, nothing else in flight.
+            if in_flight.get(receiver) or taken_per_receiver[receiver]:
+                continue
+            if not claim_probe(session, receiver, now):
+                continue
+            free = 1
+        want = min(free, room - len(taken))
+        if want <= 0:
+            continue
+        batch = list(
+            session.execute(
+                select(*_TAKEN_COLUMNS)
+                .where(
+                    WebhookMessage.organisation_id == organisation_id,
+                    WebhookMessage.receiver == receiver,
+                    sendable(now),
+                )
                 .order_by(WebhookMessage.next_attempt_at)
-                .limit(limit)
+                .limit(want)
                 .with_for_update(skip_locked=True)
             )
         )
-        if not due:
-            return {"sent": 0}
-        signers = {
-            organisation_id: Signer(secrets)
-            for organisation_id, secrets in signing_secrets_of(
-                session, {m.organisation_id for m in due}, now
-            ).items()
-        }
-        sends = [_prepare(m, signers[m.organisation_id], now) for m in due]
-        session.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id.in_([m.id for m in due]))
-            .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
-        )
-        # Logged and committed before any request leaves: a sender that dies after sending
-        # leaves its attempts in the log (the outcome unknown), never a request unlogged.
-        session.execute(insert(WebhookDelivery), [_attempt_row(s, now) for s in sends])
-    results = asyncio.run(
-        _post_all(sends, settings.webhook_timeout_seconds, settings.webhook_concurrency)
+        if batch:
+            turns.served(group)
+            taken += batch
+            taken_per_receiver[receiver] += len(batch)
+    if not taken:
+        return []
+    # Rows, not ORM objects: a take of hundreds builds no identity map.
+    signers = {
+        organisation_id: Signer(secrets)
+        for organisation_id, secrets in signing_secrets_of(
+            session, {m.organisation_id for m in taken}, now
+        ).items()
+    }
+    sends = [_prepare(m, signers[m.organisation_id], now) for m in taken]
+    session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id.in_([m.id for m in taken]))
+        .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
     )
-    counts = _record(results)
-    counts["more"] = int(len(due) == limit)
-    return counts
+    # Logged and committed before any request leaves: a sender that dies after sending
+    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
+    session.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
+    return sends
 
 
-def soonest_retry() -> float | None:
-    """Seconds until the next message is due (None: nothing waits, or only messages
-    waiting for others, which a round that settles those looks at again)."""
-    far = utcnow() + timedelta(days=3650)
+def due_count() -> int:
+    """Messages due now, whatever waits for what (the backlog a sender's scaler reads)."""
     with session_scope() as session:
-        due = session.scalar(
-            select(WebhookMessage.next_attempt_at)
-            .where(sendable(far))
-            .order_by(WebhookMessage.next_attempt_at)
-            .limit(1)
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(WebhookMessage)
+                .where(
+                    WebhookMessage.state == MessageState.SENDING,
+                    WebhookMessage.next_attempt_at <= utcnow(),
+                )
+            )
+            or 0
         )
-    if due is None:
-        return None
-    return max(0.0, (due - utcnow()).total_seconds())
 
 
-def _prepare(message: WebhookMessage, signer: Signer, now: datetime) -> _Send:
+_TAKEN_COLUMNS = (
+    WebhookMessage.id,
+    WebhookMessage.organisation_id,
+    WebhookMessage.url,
+    WebhookMessage.receiver,
+    WebhookMessage.payload,
+    WebhookMessage.attempts,
+)
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+
+
+def _prepare(message: Row[Any], signer: Signer, now: datetime) -> _Send:
     body = json.dumps(message.payload, separators=(",", ":"))
     headers = {
         "content-type": "application/json",
@@ -152,7 +272,10 @@ def _prepare(message: WebhookMessage, signer: Signer, now: datetime) -> _Send:
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signer.sign(str(message.id), now, body),
     }
-    return _Send(uuid.uuid4(), message.id, message.attempts + 1, message.url, body, headers)
+    receiver = message.receiver or origin_of(message.url)
+    return _Send(
+        uuid.uuid4(), message.id, message.attempts + 1, message.url, receiver, body, headers
+    )
 
 
 def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
@@ -166,24 +289,153 @@ def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
     }
 
 
-async def _post_all(sends: list[_Send], timeout: float, concurrency: int) -> list[_Result]:
-    """Every send at once (at most ``concurrency`` connections), on one aiohttp session:
-    a tenth of the CPU per request of a thread pool of sync clients."""
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency),
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    ) as session:
-        return list(await asyncio.gather(*(_post(session, s, timeout) for s in sends)))
+# -- recording outcomes ----------------------------------------------------------------
 
 
-async def _post(session: aiohttp.ClientSession, send: _Send, timeout: float) -> _Result:
-    """One attempt, the address look-up included, ended within ``timeout``: a round's
-    outcomes are all recorded soon after it (an attempt older than that without an
-    outcome is one whose sender stopped)."""
+def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
+    """(state, seconds until the next attempt)."""
+    code = result.status_code
+    if code is not None and 200 <= code < 300:
+        return MessageState.DELIVERED, None
+    if code == 410 or result.permanent:
+        return MessageState.GONE, None
+    if result.send.attempt >= len(schedule):
+        return MessageState.FAILED, None
+    wait = schedule[result.send.attempt]
+    return MessageState.SENDING, wait * random.uniform(0.9, 1.1)
+
+
+def record(results: Sequence[_Result]) -> float | None:
+    """:func:`record_in` in a transaction of its own."""
+    with session_scope() as session:
+        return record_in(session, results)
+
+
+def cycle(
+    ended: Sequence[_Result], in_flight: Mapping[str, int], room: int, turns: Turns
+) -> tuple[float | None, list[_Send]]:
+    """A sender's step, one transaction: record what ended, then take up to ``room``
+    more. Returns the seconds until the soonest retry scheduled, and what was taken."""
+    with session_scope() as session:
+        soonest = record_in(session, ended) if ended else None
+        return soonest, take_in(session, in_flight, room, turns) if room > 0 else []
+
+
+_RECORD_ATTEMPTS = text(
+    """
+    UPDATE webhook_deliveries AS d SET
+      status_code = v.status_code, response_body = v.response_body, error = v.error,
+      latency_ms = v.latency_ms, completed_at = v.completed_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+      id uuid, status_code int, response_body text, error text, latency_ms int,
+      completed_at timestamptz)
+    WHERE d.id = v.id
+    """
+)
+_RECORD_MESSAGES = text(
+    """
+    UPDATE webhook_messages AS m SET
+      state = v.state, next_attempt_at = v.next_attempt_at, updated_at = v.updated_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+      id uuid, state text, next_attempt_at timestamptz, updated_at timestamptz)
+    WHERE m.id = v.id
+    """
+)
+
+
+def record_in(session: Session, results: Sequence[_Result]) -> float | None:
+    """Every attempt's outcome on its delivery row, its message's new state, and each
+    receiver's breaker, in the caller's transaction. Returns the seconds until the
+    soonest retry it scheduled (None: none)."""
+    schedule = get_settings().webhook_retry_schedule
+    now = utcnow()
+    counts: Counter[str] = Counter()
+    outcomes, messages = [], []
+    soonest: float | None = None
+    for result in results:
+        state, wait = _next_state(result, schedule)
+        counts[state] += 1
+        if wait is not None:
+            soonest = wait if soonest is None else min(soonest, wait)
+        outcomes.append(
+            {
+                "id": result.send.delivery_id,
+                "status_code": result.status_code,
+                "response_body": result.response_body,
+                "error": result.error,
+                "latency_ms": result.latency_ms,
+                "completed_at": now,
+            }
+        )
+        messages.append(
+            {
+                "id": result.send.message_id,
+                "state": state,
+                "next_attempt_at": None if wait is None else now + timedelta(seconds=wait),
+                "updated_at": now,
+            }
+        )
+    verdicts = verdicts_of((r.send.receiver, r.receiver_failed, r.error) for r in results)
+    if dialect_name(session) == "postgresql":
+        # Two statements whatever the count (not one UPDATE per row): the rows travel as
+        # one JSON document, as the engine's finish batch sends its outcomes.
+        session.execute(_RECORD_ATTEMPTS, {"rows": json.dumps(outcomes, default=to_json)})
+        session.execute(_RECORD_MESSAGES, {"rows": json.dumps(messages, default=to_json)})
+    else:
+        session.execute(update(WebhookDelivery), outcomes)
+        session.execute(update(WebhookMessage), messages)
+    note_verdicts(session, verdicts, now)
+    if counts[MessageState.FAILED]:
+        log.info("%d webhook message(s) failed for good", counts[MessageState.FAILED])
+    return soonest
+
+
+# -- sending ---------------------------------------------------------------------------
+
+
+class Resolver:
+    """Addresses per receiver, looked up off the loop (on threads of its own, so a slow
+    resolver never holds up anything else), one look-up per receiver at a time, reused
+    for a while: thousands of messages to a host that does not resolve cost a look-up
+    every few seconds, not one each."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._known: dict[str, tuple[float, Target | RefusedURL]] = {}
+
+    async def target(self, url: str, receiver: str) -> Target:
+        check_syntax(url)
+        lock = self._locks.setdefault(receiver, asyncio.Lock())
+        async with lock:
+            known = self._known.get(receiver)
+            if known is None or known[0] < time.monotonic():
+                try:
+                    found: Target | RefusedURL = await asyncio.get_running_loop().run_in_executor(
+                        self._pool, resolve, receiver + "/"
+                    )
+                    ttl = RESOLVED_FOR
+                except RefusedURL as exc:
+                    found, ttl = exc, UNRESOLVED_FOR
+                known = (time.monotonic() + ttl, found)
+                self._known[receiver] = known
+        if isinstance(known[1], RefusedURL):
+            raise known[1]
+        return aimed(url, known[1].address)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def post(
+    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, timeout: float
+) -> _Result:
+    """One attempt, the address look-up included, ended within ``timeout``: an attempt
+    older than that without an outcome is one whose sender stopped."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            return await _attempt(session, send, started)
+            return await _attempt(session, resolver, send, started)
     except TimeoutError:
         error = f"TimeoutError: no answer within {timeout:g} s"
         return _Result(send, None, None, error, _elapsed_ms(started))
@@ -193,9 +445,13 @@ def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-async def _attempt(session: aiohttp.ClientSession, send: _Send, started: float) -> _Result:
+async def _attempt(
+    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, started: float
+) -> _Result:
     try:
-        target = await asyncio.to_thread(resolve, send.url)  # DNS may block: off the loop
+        target = await resolver.target(send.url, send.receiver)
+    except Unresolvable as exc:  # may resolve later: retried, and counted by the breaker
+        return _Result(send, None, None, exc.message, _elapsed_ms(started))
     except RefusedURL as exc:
         return _Result(send, None, None, exc.message, _elapsed_ms(started), permanent=True)
     parts = urlsplit(send.url)
@@ -218,50 +474,163 @@ async def _attempt(session: aiohttp.ClientSession, send: _Send, started: float) 
         )
 
 
-def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
-    """(state, seconds until the next attempt)."""
-    code = result.status_code
-    if code is not None and 200 <= code < 300:
-        return MessageState.DELIVERED, None
-    if code == 410 or result.permanent:
-        return MessageState.GONE, None
-    if result.send.attempt >= len(schedule):
-        return MessageState.FAILED, None
-    wait = schedule[result.send.attempt]
-    return MessageState.SENDING, wait * random.uniform(0.9, 1.1)
+class Gates:
+    """Per receiver, at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at once; the
+    messages taken ahead wait their turn here (not against their own timeout)."""
+
+    def __init__(self) -> None:
+        self.bound = get_settings().webhook_receiver_concurrency
+        self._gates: dict[str, asyncio.Semaphore] = {}
+
+    def of(self, receiver: str) -> asyncio.Semaphore:
+        gate = self._gates.get(receiver)
+        if gate is None:
+            gate = self._gates[receiver] = asyncio.Semaphore(self.bound)
+        return gate
 
 
-def _record(results: list[_Result]) -> dict[str, int]:
-    """Every attempt's outcome on its delivery row, and its message's new state: two
-    statements (by primary key, executemany)."""
-    schedule = get_settings().webhook_retry_schedule
-    now = utcnow()
-    counts: dict[str, int] = {"sent": len(results)}
-    outcomes, messages = [], []
-    for result in results:
-        state, wait = _next_state(result, schedule)
-        counts[state] = counts.get(state, 0) + 1
-        outcomes.append(
-            {
-                "id": result.send.delivery_id,
-                "status_code": result.status_code,
-                "response_body": result.response_body,
-                "error": result.error,
-                "latency_ms": result.latency_ms,
-                "completed_at": now,
-            }
+async def send_one(
+    session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
+) -> _Result:
+    """One attempt, once its receiver has room."""
+    async with gates.of(send.receiver):
+        return await post(session, resolver, send, get_settings().webhook_timeout_seconds)
+
+
+def deliver_due(limit: int = 200) -> dict[str, int]:
+    """One round, outside a sender process: take what is due (at most ``limit``), send it
+    all, record the outcomes; counts by outcome (tests step through the order with it)."""
+    sends = take({}, limit, Turns())
+    if not sends:
+        return {"sent": 0}
+
+    async def send_all() -> list[_Result]:
+        resolver, gates = Resolver(), Gates()
+        try:
+            async with aiohttp.ClientSession() as session:
+                return list(
+                    await asyncio.gather(*(send_one(session, resolver, gates, s) for s in sends))
+                )
+        finally:
+            resolver.close()
+
+    results = asyncio.run(send_all())
+    record(results)
+    counts = Counter(_next_state(r, get_settings().webhook_retry_schedule)[0] for r in results)
+    return {"sent": len(results), **counts}
+
+
+class Sender:
+    """One sender process's loop: record what ended and take what is due (one
+    transaction), send it."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.settings = settings
+        self.turns = Turns()
+        self.in_flight: Counter[str] = Counter()  # taken, not recorded yet, per receiver
+        self.ended: list[_Result] = []
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.sent = 0
+        self._retry_at: float | None = None  # loop time of the soonest retry scheduled
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        resolver, gates = Resolver(), Gates()
+        connector = aiohttp.TCPConnector(
+            limit=settings.webhook_concurrency,
+            limit_per_host=settings.webhook_receiver_concurrency,
+            keepalive_timeout=30,
         )
-        messages.append(
-            {
-                "id": result.send.message_id,
-                "state": state,
-                "next_attempt_at": None if wait is None else now + timedelta(seconds=wait),
-                "updated_at": now,
-            }
-        )
-    with session_scope() as session:
-        session.execute(update(WebhookDelivery), outcomes)
-        session.execute(update(WebhookMessage), messages)
-    if counts.get(MessageState.FAILED):
-        log.info("%d webhook message(s) failed for good", counts[MessageState.FAILED])
-    return counts
+        listener = asyncio.create_task(self._listen())
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            async with aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+            ) as session:
+                log.info("webhook sender ready.")
+                while True:
+                    await self._sleep()
+                    if self.stopping.is_set() and not tasks and not self.ended:
+                        break
+                    sends = await self._step(room=0 if self.stopping.is_set() else None)
+                    for send in sends:
+                        task = asyncio.create_task(self._send(session, resolver, gates, send))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    if sends:
+                        self.wake.set()  # more may be due: look again at once
+        finally:
+            listener.cancel()
+            resolver.close()
+
+    async def _sleep(self) -> None:
+        """Until woken, a retry falls due, or the poll interval passes."""
+        wait = self.settings.webhook_poll_seconds
+        loop = asyncio.get_running_loop()
+        if self._retry_at is not None:
+            wait = max(0.0, min(wait, self._retry_at - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=wait)
+        self.wake.clear()
+        if self._retry_at is not None and self._retry_at <= loop.time():
+            self._retry_at = None
+
+    async def _step(self, room: int | None) -> list[_Send]:
+        """Record what ended and take more (``room``: as much as there is room for)."""
+        ended, self.ended = self.ended, []
+        for result in ended:  # their room is free whatever becomes of the recording
+            self.in_flight[result.send.receiver] -= 1
+            if not self.in_flight[result.send.receiver]:
+                del self.in_flight[result.send.receiver]
+        if room is None:
+            room = self.settings.webhook_concurrency - sum(self.in_flight.values())
+        if not ended and room <= 0:
+            return []
+        try:
+            soonest, sends = await asyncio.to_thread(
+                cycle, ended, dict(self.in_flight), room, self.turns
+            )
+        except Exception:
+            # Not recorded: the attempts read "unknown" and the leases expire, so the
+            # messages are sent again (at least once); the loop goes on.
+            log.exception("webhooks: %d outcomes not recorded", len(ended))
+            return []
+        self.sent += len(ended)
+        for send in sends:
+            self.in_flight[send.receiver] += 1
+        if soonest is not None:
+            at = asyncio.get_running_loop().time() + soonest
+            self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
+        if ended:
+            self.wake.set()  # messages that waited for these may be due now
+        return sends
+
+    async def _send(
+        self, session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
+    ) -> None:
+        result = await send_one(session, resolver, gates, send)
+        self.ended.append(result)  # the list of now: a step may have swapped it meanwhile
+        self.wake.set()
+
+    async def _listen(self) -> None:
+        """Kicks from Redis wake the loop; while Redis is away, the poll carries on."""
+        while True:
+            client = redis.asyncio.Redis.from_url(self.settings.redis_url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(KICK_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.wake.set()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("webhooks: no kicks from Redis (polling meanwhile): %s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await client.close()

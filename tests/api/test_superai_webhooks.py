@@ -19,9 +19,8 @@ from sqlalchemy import delete, select
 from shared.db import new_session, session_scope
 from shared.engine.fanout import fan_out_job
 from shared.models import Execution, WebhookDelivery, WebhookMessage, WebhookSecret, utcnow
-from shared.settings import get_settings
 from shared.webhooks import enqueue
-from shared.webhooks.messages import RECORDING_GRACE, UNKNOWN_OUTCOME, MessageState
+from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState, outcome_overdue
 from shared.webhooks.secrets import rotate
 from tests.support import Tenant
 
@@ -345,12 +344,11 @@ def test_an_attempt_without_an_outcome_reads_as_sending_then_unknown(
     client: FlaskClient, tenant: Tenant
 ) -> None:
     """An attempt is logged before its request leaves: until its outcome is written it is
-    under way; older than the delivery timeout (and the time to write a round's outcomes)
-    its sender stopped, and the log says the outcome is unknown, not "no attempt"."""
+    under way; older than the time a sender takes at most to write it (its turn and its
+    request, each within the delivery timeout, and the writing) its sender stopped, and the log says the outcome is unknown, not "no attempt"."""
     batch_id = a_batch(client, tenant)
     stopped, under_way = add_messages(tenant, batch_id, 2, utcnow())
-    timeout = timedelta(seconds=get_settings().webhook_timeout_seconds)
-    long_ago = utcnow() - timeout - RECORDING_GRACE - timedelta(seconds=1)
+    long_ago = utcnow() - outcome_overdue() - timedelta(seconds=1)
     add_attempt(stopped, 1, long_ago - timedelta(minutes=1), status_code=500)
     add_attempt(
         stopped, 2, long_ago - timedelta(seconds=30), status_code=None, error="TimeoutError"

@@ -236,8 +236,9 @@ def world(matrix_app: Flask) -> Iterator[World]:
 
 # -- what belongs to an organisation ----------------------------------------------------------------
 
-# Tables that hold no tenant's data.
-NOT_TENANT_DATA = {"worker_processes"}
+# Tables that hold no tenant's data (a receiver's breaker is the receiver's, keyed by its
+# origin, whoever sends to it; no API reads it).
+NOT_TENANT_DATA = {"worker_processes", "webhook_receivers"}
 
 
 def owned(table: Table, org: uuid.UUID, depth: int = 0) -> ColumnElement[bool]:

@@ -199,17 +199,37 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     if w:
         out.append(
             (
-                f"(w) batch of {_fmt(w['inputs'])} with a callback each",
+                f"(w) batch of {_fmt(w['inputs'])} with a callback each, "
+                f"{_fmt(w['sender_processes'])} sender(s)",
                 f"{_fmt(w['inputs_per_s'])} inputs/s",
-                f"{_fmt(w['callbacks_received'])} callbacks at {_fmt(w['callbacks_per_s'])}/s; "
-                f"all in {_fmt(w['all_callbacks_s'])} s",
+                f"{_fmt(w['callbacks_received'])} callbacks at {_fmt(w['sends_per_s'])} sends/s "
+                f"({_fmt(w['requests_unsigned'])} unsigned); all in {_fmt(w['all_callbacks_s'])} s",
             )
         )
         out.append(
             (
-                "(w) finish to callback",
+                "(w) finish to callback (target p99 <= 1 s)",
                 f"p99 {_fmt(w['callback_delay_p99_s'])} s",
                 f"p50 {_fmt(w['callback_delay_p50_s'])} s, max {_fmt(w['callback_delay_max_s'])} s",
+            )
+        )
+        out.append(
+            (
+                "(w) batch completed to its last callback (target <= 2 s)",
+                f"{_fmt(w['last_callback_after_batch_s'])} s",
+                "the batch's own callback, after every data point's",
+            )
+        )
+    wf = s.get("w_fairness_hanging_receiver")
+    if wf:
+        out.append(
+            (
+                f"(w) another tenant beside a hanging receiver "
+                f"({_fmt(wf['hanging_backlog'])} due) (target <= 2 s)",
+                f"max {_fmt(wf['other_delay_max_s'])} s",
+                f"{_fmt(wf['other_callbacks_received'])} of {_fmt(wf['other_inputs'])} "
+                f"callbacks from finish; the hanging receiver held "
+                f"{_fmt(wf['hanging_requests_held'])} requests",
             )
         )
     k = s.get("k_knowledge_base_sync")

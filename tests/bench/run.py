@@ -21,7 +21,10 @@ Scenarios (``--only``, comma-separated; all by default):
 - ``k``     knowledge-base sync: a sync job's run over 100,000 source rows by the Procfile's
   processes (rows/s, where the time goes), and search latency over them;
 - ``w``     a batch of ``--webhook-inputs`` inputs with a signed callback per input to a
-  loopback receiver: inputs/s, callbacks/s, and the delay from finish to callback;
+  loopback receiver, through the Procfile's ``sender``: inputs/s, sends/s, the delay from
+  finish to callback, and from the batch's end to its last callback; and another
+  tenant's small batch while one receiver hangs (30 s) behind ``--webhook-backlog``
+  callbacks: its delay from finish to callback;
 - ``r``     recovery with the default settings: Redis restarted empty in the middle of a
   job, and the dispatcher killed in the middle of a 100,000-execution fan-out — how long
   after each is back the work goes on and the job ends (tests/bench/recovery.py).
@@ -76,7 +79,7 @@ from tests.bench.kb import run_kb  # noqa: E402
 from tests.bench.long_calls import LOGNORMAL, UNIFORM, run_long_calls  # noqa: E402
 from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
-from tests.bench.webhooks import run_webhooks  # noqa: E402
+from tests.bench.webhooks import run_webhooks, run_webhooks_fairness  # noqa: E402
 
 SCENARIOS = ("astar", "a", "b", "c", "d", "e", "f", "w", "k", "r")
 
@@ -100,6 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-executions", type=int, default=100_000, help="executions of (e)")
     parser.add_argument("--fairness-executions", type=int, default=200_000, help="big job of (f)")
     parser.add_argument("--webhook-inputs", type=int, default=10_000, help="inputs of (w)")
+    parser.add_argument(
+        "--webhook-backlog", type=int, default=30_000, help="(w) hanging receiver's backlog"
+    )
+    parser.add_argument("--webhook-senders", type=int, default=1, help="sender processes of (w)")
     parser.add_argument(
         "--claimers",
         type=int,
@@ -240,7 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     if "k" in args.only:
         plan.append(("k", "k_knowledge_base_sync", lambda: run_kb(ctx)))
     if "w" in args.only:
-        plan.append(("w", "w_batch_callbacks", lambda: run_webhooks(ctx, args.webhook_inputs)))
+        plan.append(
+            (
+                "w",
+                "w_batch_callbacks",
+                lambda: run_webhooks(ctx, args.webhook_inputs, senders=args.webhook_senders),
+            )
+        )
+        plan.append(
+            (
+                "w",
+                "w_fairness_hanging_receiver",
+                lambda: run_webhooks_fairness(ctx, args.webhook_backlog),
+            )
+        )
     if "r" in args.only:
         plan.append(("r", "r_recovery", lambda: run_recovery(ctx)))
 

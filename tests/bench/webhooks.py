@@ -1,26 +1,49 @@
-"""(w) a batch with a callback per input: inputs/s end to end, callbacks/s, and the delay
-from a data point finishing (its ``finished_at``) to its signed callback arriving at a
-loopback receiver (same machine, same clock)."""
+"""(w) callbacks, through the Procfile's processes (dispatcher, execution workers, and the
+webhook ``sender``) to loopback receivers on the same machine (same clock):
+
+- a batch with a callback per input: inputs/s end to end, sends/s, the delay from a data
+  point finishing (its ``finished_at``) to its callback arriving (p50/p99/max), and from
+  the batch completing (the job's ``finished_at``) to the last callback (the batch's own);
+  every callback's signature is checked against the organisation's secret;
+- fairness: another tenant's small batch while one receiver hangs (30 s answers) behind
+  30,000 of its tenant's due callbacks: that batch's callbacks' delay from finish.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
+from sqlalchemy import insert
 
-from tests.bench.infra import libpq_url
+from shared.db import session_scope
+from shared.engine.jobs import new_job
+from shared.models import WebhookMessage, utcnow
+from shared.webhooks.messages import MessageState
+from shared.webhooks.receivers import origin_of
+from shared.webhooks.secrets import signing_secrets
+from tests.bench.infra import BenchWorker, CpuMeter, libpq_url
 from tests.bench.scenarios import BenchContext, wait_terminal
-from tests.support import assert_counters_exact, make_tenant
+from tests.support import Tenant, assert_counters_exact, make_tenant
+from tests.webhook_signatures import SignatureRefused, verify
+
+HANGING_SECONDS = 30.0
 
 
 class _Receiver:
-    def __init__(self) -> None:
+    """Records each callback's arrival (and its headers and body, to verify after);
+    ``hang`` holds every request that long before answering."""
+
+    def __init__(self, hang: float = 0.0) -> None:
         self.arrivals: dict[str, float] = {}  # data point id -> arrival (epoch seconds)
         self.batch_at: float | None = None
+        self.signed: list[tuple[dict[str, str], bytes]] = []
+        self.requests = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -28,13 +51,18 @@ class _Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
                 now = time.time()
+                body = json.loads(raw)
                 with receiver.lock:
+                    receiver.requests += 1
+                    receiver.signed.append((dict(self.headers.items()), raw))
                     if body.get("entityType") == "batch":
                         receiver.batch_at = now
-                    else:
+                    elif "id" in body:
                         receiver.arrivals.setdefault(body["id"], now)
+                if hang:
+                    time.sleep(hang)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -47,6 +75,20 @@ class _Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
+    def unsigned(self, secrets: list[str]) -> int:
+        """How many requests no current secret of the organisation signed."""
+        refused = 0
+        for headers, body in self.signed:
+            for secret in secrets:
+                try:
+                    verify(secret, headers, body)
+                    break
+                except SignatureRefused:
+                    continue
+            else:
+                refused += 1
+        return refused
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -57,66 +99,199 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def run_webhooks(ctx: BenchContext, n: int, processes: int = 2) -> dict[str, Any]:
+def _start_processes(
+    ctx: BenchContext, tag: str, processes: int, senders: int = 1
+) -> list[BenchWorker]:
+    extra = {"JOBYARD_ALLOW_PRIVATE_URLS": "true"}
+    started = [ctx.start(f"{tag}-dispatcher", 0, "dispatcher", extra_env=extra)]
+    try:
+        for i in range(senders):
+            started.append(ctx.start(f"{tag}-sender-{i}", 0, "sender", extra_env=extra))
+        for i in range(processes):
+            started.append(ctx.start(f"{tag}-worker-{i}", 0, "worker", extra_env=extra))
+    except BaseException:
+        for worker in started:
+            worker.stop()
+        raise
+    return started
+
+
+def _submit(client: Any, tenant: Tenant, n: int, url: str, label: str) -> str:
+    response = client.post(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers={"API-KEY": tenant.api_key},
+        json={"inputs": [{"text": f"{label} {i}"} for i in range(n)], "callbackUrl": url},
+    )
+    assert response.status_code == 200, response.get_json()
+    batch_id: str = response.get_json()["batchId"]
+    return batch_id
+
+
+def _finish_times(conn: psycopg.Connection[Any], batch_id: str) -> tuple[dict[str, float], float]:
+    """Each data point's finish (epoch seconds), and the batch's."""
+    finished = dict(
+        conn.execute(
+            "SELECT id::text, extract(epoch FROM finished_at) FROM executions WHERE job_id = %s",
+            (batch_id,),
+        ).fetchall()
+    )
+    (batch_finished,) = conn.execute(
+        "SELECT extract(epoch FROM finished_at) FROM jobs WHERE id = %s", (batch_id,)
+    ).fetchone() or (0.0,)
+    return {k: float(v) for k, v in finished.items()}, float(batch_finished)
+
+
+def _secrets(tenant: Tenant) -> list[str]:
+    with session_scope() as session:
+        return [s.secret for s in signing_secrets(session, tenant.org_id, utcnow())]
+
+
+def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1) -> dict[str, Any]:
     from api import create_app
 
     client = create_app().test_client()
     ctx.flush_broker()
     receiver = _Receiver()
-    extra = {"JOBYARD_ALLOW_PRIVATE_URLS": "true"}
     conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
     try:
-        workers = [ctx.start("w-dispatcher", 0, "dispatcher", extra_env=extra)]
+        workers = _start_processes(ctx, "w", processes, senders)
         try:
-            workers += [
-                ctx.start(f"w-worker-{i}", 0, "worker", extra_env=extra) for i in range(processes)
-            ]
             tenant = make_tenant(n_queries=0, name="BenchWebhooks")
-            started = time.perf_counter()
-            response = client.post(
-                f"/v1/apps/{tenant.project_id}/jobs",
-                headers={"API-KEY": tenant.api_key},
-                json={"inputs": [{"text": f"i{i}"} for i in range(n)], "callbackUrl": receiver.url},
+            sending = workers[1 : 1 + senders]
+            cpu = CpuMeter(
+                [w.proc.pid for w in workers[1 + senders :]],
+                {
+                    "dispatcher": workers[0].proc.pid,
+                    **{f"sender{i}": w.proc.pid for i, w in enumerate(sending)},
+                },
             )
-            assert response.status_code == 200, response.get_json()
-            batch_id = response.get_json()["batchId"]
+            cpu.begin()
+            started = time.perf_counter()
+            batch_id = _submit(client, tenant, n, receiver.url, "i")
             done = wait_terminal(conn, batch_id, timeout=120 + n / 50)
             deadline = time.perf_counter() + 120
             while (len(receiver.arrivals) < n or receiver.batch_at is None) and (
                 time.perf_counter() < deadline
             ):
-                time.sleep(0.05)
+                time.sleep(0.01)
             last = time.perf_counter()
+            cpu_seconds = cpu.end()
         finally:
             for worker in workers:
                 worker.stop()
         job = assert_counters_exact(batch_id)
-        finished = dict(
-            conn.execute(
-                "SELECT id::text, extract(epoch FROM finished_at) FROM executions "
-                "WHERE job_id = %s",
-                (batch_id,),
-            ).fetchall()
-        )
+        finished, batch_finished = _finish_times(conn, batch_id)
     finally:
         conn.close()
         receiver.close()
-    delays = [
-        receiver.arrivals[i] - float(t) for i, t in finished.items() if i in receiver.arrivals
-    ]
+    delays = [receiver.arrivals[i] - t for i, t in finished.items() if i in receiver.arrivals]
     first = min(receiver.arrivals.values()) if receiver.arrivals else 0
-    last_arrival = max(receiver.arrivals.values()) if receiver.arrivals else 0
+    last_arrival = max([*receiver.arrivals.values(), receiver.batch_at or 0])
     return {
         "inputs": n,
         "worker_processes": processes,
+        "sender_processes": senders,
         "batch_status": job.status,
         "elapsed_s": round(done - started, 3),
         "inputs_per_s": round(n / (done - started), 1),
         "callbacks_received": len(receiver.arrivals),
         "batch_callback_received": receiver.batch_at is not None,
-        "callbacks_per_s": round(len(receiver.arrivals) / max(last_arrival - first, 1e-9), 1),
+        "requests_unsigned": receiver.unsigned(_secrets(tenant)),
+        "sends_per_s": round(receiver.requests / max(last_arrival - first, 1e-9), 1),
         "all_callbacks_s": round(last - started, 3),
         "callback_delay_p50_s": round(_percentile(delays, 50), 3) if delays else None,
         "callback_delay_p99_s": round(_percentile(delays, 99), 3) if delays else None,
         "callback_delay_max_s": round(max(delays), 3) if delays else None,
+        "last_callback_after_batch_s": round(last_arrival - batch_finished, 3),
+        "cpu_seconds": cpu_seconds,
+    }
+
+
+def _due_callbacks(tenant: Tenant, url: str, count: int) -> None:
+    """``count`` callbacks of one of the tenant's batches to ``url``, due now (written in
+    bulk: the backlog a busy tenant's hanging receiver leaves)."""
+    with session_scope() as session:
+        job_id = _a_job(session, tenant)
+    now, receiver = utcnow(), origin_of(url)
+    for start in range(0, count, 5000):
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "organisation_id": tenant.org_id,
+                "job_id": job_id,
+                "event": "datapoint.finished",
+                "url": url,
+                "receiver": receiver,
+                "payload": {"n": i},
+                "state": MessageState.SENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(start, min(start + 5000, count))
+        ]
+        with session_scope() as session:
+            session.execute(insert(WebhookMessage), rows)
+
+
+def _a_job(session: Any, tenant: Tenant) -> uuid.UUID:
+    job = new_job(organisation_id=tenant.org_id, job_type="batch", total=0, payload={})
+    session.add(job)
+    session.flush()
+    job_id: uuid.UUID = job.id
+    return job_id
+
+
+def run_webhooks_fairness(
+    ctx: BenchContext, backlog: int = 30_000, n: int = 10, processes: int = 2
+) -> dict[str, Any]:
+    """Tenant B's batch of ``n`` while tenant A's receiver hangs behind ``backlog`` due
+    callbacks: B's delay from each finish to its callback."""
+    from api import create_app
+
+    client = create_app().test_client()
+    ctx.flush_broker()
+    hanging, healthy = _Receiver(hang=HANGING_SECONDS), _Receiver()
+    conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
+    try:
+        busy, other = (
+            make_tenant(n_queries=0, name="BenchHangs"),
+            make_tenant(n_queries=0, name="BenchOther"),
+        )
+        _due_callbacks(busy, hanging.url, backlog)
+        workers = _start_processes(ctx, "wf", processes)
+        try:
+            deadline = time.perf_counter() + 30
+            while hanging.requests == 0 and time.perf_counter() < deadline:
+                time.sleep(0.01)  # the sender is at the hanging receiver
+            started = time.perf_counter()
+            batch_id = _submit(client, other, n, healthy.url, "other")
+            done = wait_terminal(conn, batch_id, timeout=60)
+            deadline = time.perf_counter() + 60
+            while (len(healthy.arrivals) < n or healthy.batch_at is None) and (
+                time.perf_counter() < deadline
+            ):
+                time.sleep(0.01)
+            stuck = hanging.requests
+        finally:
+            hanging.close()  # its held requests end: the sender stops promptly
+            for worker in workers:
+                worker.stop()
+        finished, batch_finished = _finish_times(conn, batch_id)
+    finally:
+        conn.close()
+        healthy.close()
+    delays = [healthy.arrivals[i] - t for i, t in finished.items() if i in healthy.arrivals]
+    return {
+        "hanging_backlog": backlog,
+        "hanging_answer_s": HANGING_SECONDS,
+        "hanging_requests_held": stuck,
+        "other_inputs": n,
+        "elapsed_s": round(done - started, 3),
+        "inputs_per_s": round(n / (done - started), 1),
+        "other_callbacks_received": len(healthy.arrivals),
+        "other_batch_callback_received": healthy.batch_at is not None,
+        "other_delay_max_s": round(max(delays), 3) if delays else None,
+        "other_last_after_batch_s": round((healthy.batch_at or 0) - batch_finished, 3),
     }

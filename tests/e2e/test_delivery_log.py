@@ -1,4 +1,4 @@
-"""The delivery log tells the truth: a sender killed (SIGKILL) while the receiver holds its
+"""The delivery log tells the truth: a sender process killed (SIGKILL) while the receiver holds its
 requests open leaves each of them logged as an attempt whose outcome is unknown, and the
 retry is the next attempt; and the log of a 50,000-callback batch is read page by page by
 the real API process in bounded memory (its RSS is printed: ``pytest -s``)."""
@@ -19,12 +19,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select
 
 from shared.db import session_scope
-from shared.messaging.publisher import publish_webhook_delivery
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.settings import reset_settings_cache
 from shared.webhooks import enqueue
 from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState
 from tests.fakes import FakeWebhookReceiver, Hang, Reply
-from tests.support import Tenant, running_api, running_beat, running_worker, wait_until
+from tests.support import Tenant, running_api, running_sender, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ SENDER = {
     # round leaves is 2 x 5 + 30 s.
     "JOBYARD_WEBHOOK_TIMEOUT_SECONDS": "5",
     "JOBYARD_WEBHOOK_RETRY_SCHEDULE": "[0, 0.3, 0.3, 0.3]",
-    "JOBYARD_WEBHOOK_POLL_SECONDS": "1",
+    "JOBYARD_WEBHOOK_POLL_SECONDS": "1",  # the restarted sender looks for the expired leases
 }
 
 
@@ -102,6 +102,19 @@ def api_log(client: FlaskClient, tenant: Tenant, batch_id: uuid.UUID) -> list[di
     return log
 
 
+@pytest.fixture
+def sender_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The API reads the log with the sender's settings (its timeout says when an
+    attempt's outcome is overdue)."""
+    for name, value in SENDER.items():
+        monkeypatch.setenv(name, value)
+    reset_settings_cache()
+    yield
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+@pytest.mark.usefixtures("sender_settings")
 def test_a_sender_killed_mid_delivery_leaves_every_attempt_in_the_log(
     client: FlaskClient, tenant: Tenant, tmp_path: Path
 ) -> None:
@@ -110,8 +123,7 @@ def test_a_sender_killed_mid_delivery_leaves_every_attempt_in_the_log(
     (tmp_path / "restarted").mkdir()
     with FakeWebhookReceiver(default=Hang(seconds=300)) as receiver:
         callbacks = add_callbacks(tenant, batch_id, receiver.hook_url, CALLBACKS)
-        with running_worker(tmp_path / "killed", concurrency=2, **SENDER) as sender:
-            publish_webhook_delivery()
+        with running_sender(tmp_path / "killed", **SENDER) as sender:
             receiver.wait_for_requests(CALLBACKS, timeout=60)  # each one held open
             sender.kill()  # SIGKILL: after sending, before any answer
         receiver.default = Reply()  # from now on the receiver answers 200
@@ -133,10 +145,7 @@ def test_a_sender_killed_mid_delivery_leaves_every_attempt_in_the_log(
 
         # A sender again: when the killed round's lease ends, each callback is sent again,
         # with the same webhook-id, as attempt 2.
-        with (
-            running_worker(tmp_path / "restarted", concurrency=2, **SENDER),
-            running_beat(tmp_path / "restarted", **SENDER),
-        ):
+        with running_sender(tmp_path / "restarted", **SENDER):
             wait_until(
                 lambda: states(batch_id) == {MessageState.DELIVERED: CALLBACKS},
                 120,

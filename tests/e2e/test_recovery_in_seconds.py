@@ -19,7 +19,6 @@ from shared.messaging.queues import (
     EXECUTIONS_QUEUE,
     FANOUT_QUEUE,
     MAINTENANCE_QUEUE,
-    WEBHOOKS_QUEUE,
 )
 from shared.settings import get_settings
 from tests.support import (
@@ -38,7 +37,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
-DISPATCHER_QUEUES = (FANOUT_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
+DISPATCHER_QUEUES = (FANOUT_QUEUE, MAINTENANCE_QUEUE)
 # Fast beats and sweeps; the redispatch and stall rules stay at their defaults.
 FAST_SWEEP = {
     "JOBYARD_HEARTBEAT_SECONDS": 0.5,

@@ -1,7 +1,7 @@
 """The webhook sender's claim, round by round (``deliver_due`` called here, sending real
 requests to a receiver on loopback): a message waits for the one it follows, a job's
 closing message waits for every message about the job's executions (those not written yet
-included), and no message leaves without a signature."""
+included), no message leaves without a signature, and takes go round the organisations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from shared.accounts.organisations import create_organisation
 from shared.db import dialect_name, new_session, session_scope
 from shared.engine.outbox import EXECUTION_FINISHED
 from shared.models import OutboxEvent, WebhookMessage, WebhookSecret, utcnow
@@ -20,7 +21,7 @@ from shared.settings import reset_settings_cache
 from shared.webhooks import NewMessage, enqueue_all
 from shared.webhooks.messages import MessageState
 from shared.webhooks.secrets import current
-from shared.webhooks.sender import Signer, deliver_due
+from shared.webhooks.sender import Signer, Turns, deliver_due, take
 from tests.engine.conftest import make_job
 from tests.fakes import Fail, FakeWebhookReceiver, Reply
 from tests.support import remove_all_jobs
@@ -231,3 +232,23 @@ def test_a_chain_never_forks(organisation_id: uuid.UUID) -> None:
             session.scalar(select(WebhookMessage.follows_id).where(WebhookMessage.id == third))
             == mine_id
         )
+
+
+def test_takes_go_round_the_organisations(organisation_id: uuid.UUID) -> None:
+    """Three organisations with more due than a take has room for: each take serves the
+    one served least recently, so three takes serve all three (not the first three times)."""
+    others = []
+    with session_scope() as session:
+        others = [create_organisation(session, f"other {n}").id for n in range(2)]
+    organisations = [organisation_id, *others]
+    for n, org in enumerate(organisations):
+        job_id = make_job(org, 30)
+        write(*(about(org, job_id, f"https://h{n}.example/in", None, i) for i in range(30)))
+    turns = Turns()
+    served = []
+    for _ in organisations:
+        sends = take({}, 10, turns)
+        assert len(sends) == 10
+        served.append({s.receiver for s in sends})
+    assert [len(s) for s in served] == [1, 1, 1]
+    assert set.union(*served) == {f"https://h{n}.example:443" for n in range(3)}

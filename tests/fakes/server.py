@@ -107,6 +107,7 @@ class FakeServer:
         self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # TCP connections accepted (kept-alive ones count once)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -307,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server_fake._lock:
             self.server_fake._connections.add(self.connection)
+            self.server_fake.connections_opened += 1
 
     def finish(self) -> None:
         try:

@@ -16,7 +16,7 @@ A warm shutdown (SIGTERM) stops claiming at once (:func:`stop_claiming`), lets t
 in flight end for up to ``JOBYARD_WORKER_DRAIN_SECONDS``, writes their outcomes, then
 hands back what still runs (:func:`stop_runtime`).
 
-A worker process that runs no executions (the dispatcher: fan-outs, the sweep, webhooks)
+A worker process that runs no executions (the dispatcher: fan-outs, the sweep)
 beats too, with no capacity (:func:`start_presence`): a fan-out it was writing when it
 died is taken over by the sweep within the dead-worker window.
 """
