@@ -40,7 +40,13 @@ def test_cancels_at_every_moment_of_a_fan_out_leave_each_job_exact(
     env = {"JOBYARD_FANOUT_CHUNK_SIZE": 150, "JOBYARD_SIMULATED_LATENCY_MS": 1000}
     cancel_after_rows = [0, 300, 1500, 2600, None]  # None: once the fan-out is over
     job_ids: list[str] = []
-    with running_worker(tmp_path, concurrency=4, **env):
+    with running_worker(tmp_path, concurrency=4, **env) as worker:
+
+        def stalled(what: str) -> str:  # what the worker was doing, should a wait time out
+            job = job_row(job_id)
+            state = f"total {job.total}, status {job.status}, fanned out {job.fanned_out_at}"
+            return f"{what} of {job_id} ({state}):\n{worker.log_path.read_text()[-4000:]}"
+
         for threshold in cancel_after_rows:
             response = client.post(
                 "/api/jobs/trigger",
@@ -54,10 +60,10 @@ def test_cancels_at_every_moment_of_a_fan_out_leave_each_job_exact(
             while threshold is not None and sum(execution_status_counts(job_id).values()) < (
                 threshold
             ):
-                assert time.monotonic() < deadline, f"fan-out of {job_id} did not move"
+                assert time.monotonic() < deadline, stalled("the fan-out did not move")
                 time.sleep(0.002)
             while threshold is None and job_row(job_id).fanned_out_at is None:
-                assert time.monotonic() < deadline, f"fan-out of {job_id} did not end"
+                assert time.monotonic() < deadline, stalled("the fan-out did not end")
                 time.sleep(0.01)
             canceled = client.post(f"/api/jobs/{job_id}/cancel", headers=tenant.headers())
             assert canceled.status_code == 200, canceled.json

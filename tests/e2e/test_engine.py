@@ -88,7 +88,7 @@ def test_kill_9_after_fan_out_runs_every_held_execution_again_within_a_minute(
         "JOBYARD_SIMULATED_LATENCY_JITTER_MS": 19,
         "JOBYARD_SIMULATED_FAILURE_RATE": 0.05,
         "JOBYARD_RETRY_BACKOFF_BASE_SECONDS": 1,
-        "JOBYARD_GROUP_SIZE": 10,  # 2 slots x 10: the job lasts several seconds
+        "JOBYARD_GROUP_SIZE": 10,  # small groups: many claims and finishes in flight at the kill
     }
     (tmp_path / "doomed").mkdir()
     (tmp_path / "rescuer").mkdir()

@@ -44,13 +44,17 @@ RECOVERY_ENV = {
 def test_worker_killed_mid_job_loses_and_double_counts_nothing(
     client: FlaskClient, tmp_path: Path, empty_broker: object
 ) -> None:
-    """kill -9 during a 5,000-execution job (1-20 ms each); a new worker and the sweep
-    finish it, every execution counted exactly once."""
+    """kill -9 during a 5,000-execution job (20-60 ms each, 200 in flight: seconds
+    of work); a new worker and the sweep finish it, every execution counted exactly once."""
     tenant = make_tenant(n_queries=25)
     env = {
         **RECOVERY_ENV,
-        "JOBYARD_SIMULATED_LATENCY_MS": 1,
-        "JOBYARD_SIMULATED_LATENCY_JITTER_MS": 19,
+        "JOBYARD_SIMULATED_LATENCY_MS": 20,
+        "JOBYARD_SIMULATED_LATENCY_JITTER_MS": 40,
+        # A place per execution: without a bound the whole job is in flight at once and
+        # over before it can be seen half done.
+        "JOBYARD_WORKER_CAPACITY": 200,
+        "JOBYARD_GROUP_SIZE": 25,
     }
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
