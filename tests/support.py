@@ -119,15 +119,19 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
 
+    kind = "worker"
+    ready_line = b" ready."  # what the process logs once it takes work
+
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
-            if b" ready." in self.log_path.read_bytes():
+                log_tail = self.log_path.read_text()[-3000:]
+                raise RuntimeError(f"{self.kind} exited early:\n{log_tail}")
+            if self.ready_line in self.log_path.read_bytes():
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+        raise TimeoutError(f"{self.kind} not ready:\n{self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no warm shutdown, no chance to ack or requeue anything."""
@@ -185,6 +189,9 @@ def unexpected_errors(log: bytes, allowed: tuple[str, ...] = ()) -> list[str]:
 class SenderProcess(WorkerProcess):
     """A real webhook sender subprocess (``jobyard sender``, the Procfile's ``sender``)."""
 
+    kind = "sender"
+    ready_line = b"webhook sender ready"
+
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.name = "sender"
         self.log_path = log_path
@@ -196,16 +203,6 @@ class SenderProcess(WorkerProcess):
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sender exited early:\n{self.log_path.read_text()[-3000:]}")
-            if b"webhook sender ready" in self.log_path.read_bytes():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"sender not ready:\n{self.log_path.read_text()[-3000:]}")
 
 
 @contextmanager
