@@ -82,6 +82,9 @@ def make_tenant(n_queries: int = 3, name: str = "Acme") -> Tenant:
 class WorkerProcess:
     """A real ``celery worker`` subprocess with its own environment."""
 
+    kind = "worker"
+    ready_line = b" ready."  # what the process logs once it takes work
+
     def __init__(
         self,
         env: dict[str, str],
@@ -118,9 +121,6 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-
-    kind = "worker"
-    ready_line = b" ready."  # what the process logs once it takes work
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

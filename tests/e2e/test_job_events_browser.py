@@ -21,17 +21,14 @@ from urllib.parse import urlencode
 import httpx
 
 from tests.browser import chromium_path, rendered_dom  # noqa: F401 - the chromium fixture
+from tests.e2e.test_job_events import SLOW_JOB
+from tests.e2e.test_job_events import SLOW_WORKER as STREAMED_JOB_WORKER
 from tests.support import Tenant, make_tenant, running_api, running_worker
 
-# 5 queries x 2 models x 12 = 120 executions of 250 ms, ten in flight: three seconds of
+# test_job_events.py's job, its calls slowed to 250 ms (ten in flight): three seconds of
 # work and many flushes, so the job still runs once chromium (slow to start on a busy
 # machine) has opened the stream.
-SLOW_JOB = {"aiModels": ["gpt-4.1-mini", "claude-haiku-4-5"], "executionCount": 12}
-SLOW_WORKER = {
-    "JOBYARD_SIMULATED_LATENCY_MS": 250,
-    "JOBYARD_GROUP_SIZE": 5,
-    "JOBYARD_WORKER_CAPACITY": 10,
-}
+SLOW_WORKER = {**STREAMED_JOB_WORKER, "JOBYARD_SIMULATED_LATENCY_MS": 250}
 
 # Each EventSource writes what it receives into the page; chromium's --dump-dom returns the
 # page once no request is loading any more (the good stream closes after its end event,
