@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+# The tests and benchmarks also install the example job type from outside the tree
+# (examples/echo_job_type): the suite runs it end to end, the benchmarks' (e) uses it.
+$(VENV)/.installed-dev: pyproject.toml examples/echo_job_type/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e examples/echo_job_type
 	touch $@ $(VENV)/.installed
 
 up: $(VENV)/.installed
@@ -76,8 +78,8 @@ pytest: services browser clients clients-generator
 
 test: lint typecheck pytest
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+$(VENV)/.installed-bench: pyproject.toml examples/echo_job_type/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]" -e examples/echo_job_type
 	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
 bench: services $(VENV)/.installed-bench

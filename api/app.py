@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Flask, g, request
 
-import shared.domains  # noqa: F401 - every job type and outbox consumer, registered
 from api import docs_home, errors, families, health
 from api.metrics import init_metrics
 from api.operations import init_operation_checks
@@ -16,6 +15,7 @@ from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from api.routing import FamilyRoutedFlask
 from shared import sqlite
+from shared.engine import job_types
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
@@ -23,7 +23,9 @@ from shared.settings import get_settings
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment (``FLASK_*``), then test overrides;
     then every API family found under ``api/`` (see :mod:`api.families`); where families
-    share a path, the credential routes the request (:mod:`api.routing`)."""
+    share a path, the credential routes the request (:mod:`api.routing`). Every installed
+    job type is loaded first (:mod:`shared.engine.job_types`): a broken one stops the start."""
+    job_types.discover()
     settings = get_settings()
     app = FamilyRoutedFlask(__name__)
     app.config.from_mapping(

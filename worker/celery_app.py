@@ -29,10 +29,9 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-import shared.domains  # noqa: F401 - registers every job type's planner and consumers
-import worker.executors  # noqa: F401 - registers every job type's executor
 from shared import logs
 from shared.db import dispose_engine, use_worker_connections
+from shared.engine import job_types
 from shared.messaging.publisher import celery_config
 from shared.messaging.queues import (
     EXECUTIONS_QUEUE,
@@ -47,7 +46,9 @@ log = logging.getLogger(__name__)
 
 
 def create_celery_app() -> Celery:
-    """Build the worker's Celery app from settings."""
+    """Build the worker's Celery app from settings, with every installed job type
+    (a job type that cannot be loaded stops the start, naming it)."""
+    job_types.discover()
     settings = get_settings()
     app = Celery(
         "jobyard",
@@ -138,8 +139,10 @@ def _unbind_task_ids(task_id: str | None = None, **_: Any) -> None:
 
 @worker_init.connect
 def _tune_worker_connections(**_: Any) -> None:
-    """Only a running worker trades flush-waits and pings for speed (see shared.db)."""
+    """Only a running worker trades flush-waits and pings for speed (see shared.db); and
+    it loads every job type's executor before taking work, so a missing one stops it."""
     use_worker_connections()
+    job_types.load_executors()
 
 
 @worker_process_init.connect

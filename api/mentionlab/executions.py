@@ -12,7 +12,8 @@ from api.mentionlab.context import authenticate_first, context_headers
 from api.mentionlab.schemas import ExecutionSchema
 from shared.db import session_scope
 from shared.engine import jobs
-from shared.models import Execution, JobType
+from shared.mentionlab.runs import AI_QUERIES
+from shared.models import Execution
 
 blp = Blueprint(
     "mentionlab-executions",
@@ -35,5 +36,5 @@ class ExecutionById(MethodView):
                 current_principal().organisation_id,
                 execution_id,
                 "Job execution",
-                JobType.AI_QUERIES.value,
+                AI_QUERIES,
             )

@@ -33,7 +33,8 @@ from api.mentionlab.schemas import (
 from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
 from shared.mentionlab import runs
-from shared.models import Job, JobType
+from shared.mentionlab.runs import AI_QUERIES
+from shared.models import Job
 
 blp = Blueprint(
     "mentionlab-jobs", __name__, url_prefix="/api/jobs", description="Jobs (Mentionlab)"
@@ -107,9 +108,7 @@ class CancelJob(MethodView):
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: uuid.UUID) -> Job:
         """Cancel an AI run: unfinished executions end failed with error "canceled"."""
-        return engine_jobs.cancel_job(
-            current_principal().organisation_id, job_id, JobType.AI_QUERIES.value
-        )
+        return engine_jobs.cancel_job(current_principal().organisation_id, job_id, AI_QUERIES)
 
 
 @blp.route("/<uuid:job_id>/executions")
@@ -126,6 +125,6 @@ class JobExecutions(MethodView):
                 job_id,
                 limit=paging["limit"],
                 page=paging["page"],
-                job_type=JobType.AI_QUERIES.value,
+                job_type=AI_QUERIES,
             )
             return page_envelope(page)

@@ -12,7 +12,8 @@ from api.openapi import Answer
 from api.params import WholeNumber
 from shared.ai_models import AI_MODELS, PROVIDERS
 from shared.mentionlab.cached_jobs import effective_status
-from shared.models import CachedJobStatus, ExecutionStatus, JobStatus, JobType
+from shared.mentionlab.runs import AI_QUERIES
+from shared.models import CachedJobStatus, ExecutionStatus, JobStatus
 from shared.paging import Page
 
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")
@@ -244,7 +245,7 @@ class JobSchema(Answer):
 
     id = fields.UUID()
     project = fields.UUID(attribute="project_id")
-    type = fields.String(metadata={"enum": [JobType.AI_QUERIES.value]})
+    type = fields.String(metadata={"enum": [AI_QUERIES]})
     totalExecutions = fields.Integer(attribute="total")
     pendingExecutions = fields.Integer(attribute="pending")
     retryingExecutions = fields.Integer(attribute="retrying")

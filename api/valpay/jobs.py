@@ -18,12 +18,9 @@ from api.params import path_uuid
 from api.valpay import schemas
 from api.valpay.envelope import error_envelope, ok
 from shared import instants
-from shared.batches import service as batches
 from shared.db import session_scope
+from shared.engine import job_types
 from shared.engine import jobs as engine_jobs
-from shared.kb import sync
-from shared.mentionlab import runs
-from shared.models import JobType
 
 blp = Blueprint("valpay-jobs", __name__, url_prefix="/v1/jobs", description="Jobs (Valpay)")
 
@@ -83,33 +80,10 @@ class Jobs(MethodView):
     )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a new job"""
-        payload = schemas.PAYLOAD_SCHEMAS[body["jobType"]]().load(body["payload"])
-        if body["jobType"] == JobType.BATCH.value:
-            job, _ = batches.create_batch(
-                current_principal(),
-                payload["appId"],
-                inputs=payload.get("inputs"),
-                inputs_file_url=payload.get("inputsFileUrl"),
-                callback_url=payload.get("callbackUrl"),
-                metadata=payload["metadata"],
-                tags=payload["tags"],
-                parked=payload["pending"],
-            )
-        elif body["jobType"] == JobType.KB_SYNC.value:
-            run_id = sync.run_now(
-                current_principal().organisation_id, payload["jobName"], trigger="api"
-            )
-            with session_scope() as session:
-                job = engine_jobs.get_job(session, current_principal().organisation_id, run_id)
-                return ok(job, "Job created successfully")
-        else:
-            job = runs.trigger_ai_job(
-                current_principal(),
-                payload["projectId"],
-                payload["aiModels"],
-                payload["executionCount"],
-            )
-        return ok(job, "Job created successfully")
+        spec = job_types.spec_for(body["jobType"])  # one of schemas.CREATABLE: validated
+        payload = schemas.PAYLOAD_SCHEMAS[spec.name]().load(body["payload"])
+        assert spec.create is not None
+        return ok(spec.create(current_principal(), payload), "Job created successfully")
 
 
 @blp.route("/<job_id>")

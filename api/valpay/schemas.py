@@ -8,21 +8,22 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.mentionlab.schemas import TriggerJobSchema
 from api.openapi import Answer
-from api.superai.schemas import ONE_SOURCE_OF_INPUTS, CreateJobsSchema
 from shared import instants
+from shared.engine import job_types
 from shared.engine.jobs import JOB_SORTS
-from shared.models import JobStatus, JobType
+from shared.models import JobStatus
 
-# What each job type's executions produce: the list's resultType filter.
-RESULT_TYPES = {
-    JobType.AI_QUERIES.value: "ai_answers",
-    JobType.BATCH.value: "data_points",
-    JobType.KB_SYNC.value: "kb_rows",
+# Every installed job type (discovered: shared.engine.job_types) and what its executions
+# produce: the list's jobType and resultType filters.
+RESULT_TYPES = {spec.name: spec.result_type for spec in job_types.installed()}
+# The job types this API creates, and the payload each takes.
+PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
+    spec.name: schema
+    for spec in job_types.installed()
+    if spec.create is not None and (schema := job_types.payload_schema_for(spec)) is not None
 }
-# The job types this API creates.
-CREATABLE = (JobType.AI_QUERIES.value, JobType.BATCH.value, JobType.KB_SYNC.value)
+CREATABLE = tuple(PAYLOAD_SCHEMAS)
 MAX_MS = instants.MAX_UNIX_MS  # 9999-12-31T23:59:59.999Z: beyond it, no datetime exists
 
 
@@ -64,41 +65,6 @@ class ListJobsArgs(Schema):
             raise ValidationError("dateFrom must not be after dateTo", "dateTo")
 
 
-class AiQueriesPayload(TriggerJobSchema):
-    """An AI run, as ``POST /api/jobs/trigger`` takes it, plus the project it runs."""
-
-    projectId = fields.UUID(required=True, metadata={"description": "The project to run"})
-
-
-class BatchPayload(CreateJobsSchema):
-    """A batch, as ``POST /v1/apps/{appId}/jobs`` takes it, plus its app."""
-
-    appId = fields.UUID(required=True, metadata={"description": "The app (project)"})
-
-
-class KbSyncPayload(Schema):
-    """A run, now, of a sync job created with ``POST /jobs/create`` (Smart DB)."""
-
-    jobName = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=63),
-        metadata={"description": "The sync job to run (its job_name)"},
-    )
-
-
-PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
-    JobType.AI_QUERIES.value: AiQueriesPayload,
-    JobType.BATCH.value: BatchPayload,
-    JobType.KB_SYNC.value: KbSyncPayload,
-}
-
-
-# A batch's payload: a batch's fields (with exactly one source of inputs) and its app.
-PAYLOAD_DOCS: dict[str, Any] = {
-    JobType.BATCH.value: {"allOf": [BatchPayload, ONE_SOURCE_OF_INPUTS]}
-}
-
-
 class CreateJobSchema(Schema):
     jobType = fields.String(
         required=True,
@@ -108,9 +74,10 @@ class CreateJobSchema(Schema):
     payload = fields.Dict(
         required=True,
         metadata={
-            "description": "The job payload: for ai_queries, {projectId, aiModels, "
-            "executionCount} as the Mentionlab trigger takes them; for batch, a batch's "
-            "fields and appId; for kb_sync, {jobName}: a run of that sync job, now"
+            "description": "The job payload, as its job type takes it: for ai_queries, "
+            "{projectId, aiModels, executionCount} as the Mentionlab trigger takes them; for "
+            "batch, a batch's fields and appId; for kb_sync, {jobName}: a run of that sync "
+            "job, now; an installed job type documents its own"
         },
     )
 
@@ -138,7 +105,8 @@ def create_job_body() -> dict[str, Any]:
                             "type": "object",
                             "properties": {
                                 "jobType": {"type": "string", "enum": [job_type]},
-                                "payload": PAYLOAD_DOCS.get(job_type, PAYLOAD_SCHEMAS[job_type]),
+                                "payload": getattr(PAYLOAD_SCHEMAS[job_type], "openapi_doc", None)
+                                or PAYLOAD_SCHEMAS[job_type],
                             },
                             "required": ["jobType", "payload"],
                             "additionalProperties": False,
@@ -171,7 +139,7 @@ class JobSchema(Answer):
     jobType = fields.String(attribute="type", metadata={"enum": list(RESULT_TYPES)})
     status = fields.String(metadata={"enum": [s.value for s in JobStatus]})
     resultType = fields.Function(
-        lambda job: RESULT_TYPES[job.type],
+        lambda job: RESULT_TYPES.get(job.type, "items"),
         metadata={"type": "string", "enum": sorted(set(RESULT_TYPES.values()))},
     )
     payload = fields.Dict(metadata={"description": "What the job was created with"})

@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from shared.engine.registry import PlanFailed
+from shared.engine.job_types import PlanFailed
 from shared.netguard import RefusedURL, resolve
 from shared.settings import get_settings
 

@@ -31,15 +31,14 @@ from shared.db import session_scope, unit_of_work
 from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.fanout import execution_id_for, fan_out_at_accept
+from shared.engine.job_types import PlannedItem
 from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
-from shared.engine.registry import PlannedItem
 from shared.errors import Conflict, NotFound
 from shared.models import (
     Execution,
     ExecutionStatus,
     Job,
     JobStatus,
-    JobType,
     Project,
     utcnow,
 )
@@ -56,7 +55,7 @@ from shared.webhooks.messages import (
     resend_one,
 )
 
-BATCH = JobType.BATCH.value
+BATCH = "batch"  # the job type (shared.batches.job_type)
 
 
 class DataPointState(StrEnum):

@@ -1,7 +1,8 @@
 """The execution engine, the same for every job type.
 
-A job type registers a planner (the job's items) and an executor (the work of a group of
-claimed executions); the engine does the rest:
+A job type is a spec, discovered through an entry point: a planner (the job's items), an
+executor (the work of a group of claimed executions) and the rest it needs; the engine
+does everything else:
 
 - ``jobs``       accept a job (commit, then publish its fan-out), read it, cancel it;
 - ``fanout``     write a job's executions in chunks, idempotently, stopping at a cancel;
@@ -11,8 +12,8 @@ claimed executions); the engine does the rest:
 - ``counters``   the job's counters and the status they imply;
 - ``recovery``   the sweep: dead workers' leases, lost messages, exhausted attempts;
 - ``workers``    worker processes and their heartbeats;
-- ``outbox``     the job-finished events and their consumers;
-- ``registry``   job types: planners and executors.
+- ``outbox``     the job-finished events and their consumers (``events``: their shapes);
+- ``job_types``  job types: their specs, discovered (entry points ``jobyard.job_types``).
 
 Nothing here names a job type's fields: an execution's work is its ``item`` (JSON).
 """

@@ -17,7 +17,7 @@ What counts as queued: executions handed out (``dispatched_at`` set), not claime
 finished, except retries still waiting for their time. Those rows are few, and an index
 covers the handed-out ones.
 
-A job type may hand out smaller groups (``registry.register_group_size``: a ``kb_sync``
+A job type may hand out smaller groups (``JobTypeSpec.group_size``: a ``kb_sync``
 execution is a batch of a thousand rows, so it goes alone). Each of its executions then
 weighs as much as the default group size over its own, so the broker holds about the same
 amount of work, and the same wait for a small job behind it, whatever the types.
@@ -38,8 +38,8 @@ from sqlalchemy import Integer, Table, and_, bindparam, exists, false, func, or_
 from shared.db import connection_scope
 from shared.engine import workers
 from shared.engine.counters import Executor
+from shared.engine.job_types import group_size_for
 from shared.engine.locks import lock_dispatch
-from shared.engine.registry import group_size_for
 from shared.messaging import publisher
 from shared.models import ACTIVE_EXECUTION_STATUSES, ACTIVE_JOB_STATUSES, Execution, Job, utcnow
 from shared.settings import get_settings

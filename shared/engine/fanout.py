@@ -31,8 +31,8 @@ from shared import logs
 from shared.db import connection_scope, dialect_name, new_session, session_scope
 from shared.engine import dispatch, outbox
 from shared.engine.counters import Executor
+from shared.engine.job_types import PlanFailed, PlannedItem, planner_for, preparer_for
 from shared.engine.locks import lock_job
-from shared.engine.registry import PlanFailed, PlannedItem, planner_for, preparer_for
 from shared.engine.status import status_after_start
 from shared.messaging import publisher
 from shared.models import (

@@ -26,7 +26,8 @@ class Outcome:
     """
 
     kind: OutcomeKind
-    result: dict[str, Any] | None = None
+    # Any JSON value (jobyard's own types give an object; an echo job, the item itself).
+    result: Any = None
     summary: dict[str, Any] | None = None
     error: str | None = None
     retryable: bool = False
@@ -40,7 +41,7 @@ class Outcome:
 
     @classmethod
     def succeeded(
-        cls, result: dict[str, Any], *, summary: dict[str, Any] | None = None, cost: float = 0.0
+        cls, result: Any, *, summary: dict[str, Any] | None = None, cost: float = 0.0
     ) -> Outcome:
         return cls(OutcomeKind.SUCCESS, result=result, summary=summary, cost=cost)
 

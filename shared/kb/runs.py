@@ -29,8 +29,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
+from shared.engine.job_types import PlanFailed, PlannedItem
 from shared.engine.outbox import Event
-from shared.engine.registry import PlanFailed, PlannedItem
 from shared.errors import InvalidInput
 from shared.kb.embedders import EmbeddingFailed
 from shared.kb.knowledge import prepare_rows, write_rows

@@ -32,7 +32,6 @@ from shared.kb.sources import NAME, source_engine
 from shared.messaging import publisher
 from shared.models import (
     DataSource,
-    JobType,
     KnowledgeBase,
     SyncJob,
     SyncJobStatus,
@@ -44,7 +43,7 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-KB_SYNC = JobType.KB_SYNC.value
+KB_SYNC = "kb_sync"  # the job type (shared.kb.job_type)
 RUNNING = "running"
 
 

@@ -1,14 +1,5 @@
 """The AI-visibility domain (Mentionlab): projects, queries, AI runs, cached jobs, schedules.
 
-Importing it registers the ``ai_queries`` job type's planner and the cached-job settling
-consumer of ``job.finished`` (the executor, which calls AI providers, is the worker's:
-:mod:`worker.executors.ai_queries`).
+Its job type, ``ai_queries``, is :data:`shared.mentionlab.job_type.SPEC` (an entry point of
+the ``jobyard.job_types`` group).
 """
-
-from shared.engine.outbox import JOB_FINISHED, register_consumer
-from shared.engine.registry import register_planner
-from shared.mentionlab.cached_jobs import settle_finished_jobs
-from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs
-
-register_planner(AI_QUERIES, plan_ai_runs)
-register_consumer("mentionlab.cached_jobs", JOB_FINISHED, settle_finished_jobs)

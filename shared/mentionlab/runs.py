@@ -19,15 +19,15 @@ from shared.accounts.auth import Principal
 from shared.ai_models import ensure_models_available
 from shared.db import unit_of_work
 from shared.engine import quotas
+from shared.engine.job_types import PlannedItem
 from shared.engine.jobs import dispatch_after_commit, get_job, new_job
-from shared.engine.registry import PlannedItem
 from shared.errors import Unprocessable
 from shared.mentionlab.projects import get_project
-from shared.models import Execution, Job, JobType, Project, Query
+from shared.models import Execution, Job, Project, Query
 from shared.paging import Page, paginate
 from shared.settings import get_settings
 
-AI_QUERIES = JobType.AI_QUERIES.value
+AI_QUERIES = "ai_queries"  # the job type (shared.mentionlab.job_type)
 
 
 def trigger_ai_job(

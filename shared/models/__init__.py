@@ -12,7 +12,6 @@ from shared.models.jobs import (
     ExecutionStatus,
     Job,
     JobStatus,
-    JobType,
 )
 from shared.models.kb import DataSource, KbChunk, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 from shared.models.projects import Project, Query
@@ -38,7 +37,6 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobStatus",
-    "JobType",
     "KbChunk",
     "KnowledgeBase",
     "Membership",

@@ -44,12 +44,6 @@ from shared.models.base import (
 from shared.models.tenancy import User
 
 
-class JobType(enum.StrEnum):
-    AI_QUERIES = "ai_queries"
-    BATCH = "batch"
-    KB_SYNC = "kb_sync"
-
-
 class JobStatus(enum.StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"

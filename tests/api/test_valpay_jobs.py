@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from shared.db import session_scope
 from shared.engine.jobs import new_job
-from shared.models import Job, JobType
+from shared.models import Job
 from shared.paging import encode_cursor
 from tests.kb_support import (
     SOURCE_URL,
@@ -37,7 +37,7 @@ def add_jobs(
     tenant: Tenant,
     n: int,
     *,
-    job_type: str = JobType.AI_QUERIES.value,
+    job_type: str = "ai_queries",
     status: str = "pending",
     created_at: datetime | None = None,
 ) -> list[uuid.UUID]:
@@ -290,7 +290,7 @@ def test_filters(client: FlaskClient, tenant: Tenant) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     old = add_jobs(tenant, 2, created_at=base)
     new = add_jobs(tenant, 3, created_at=base + timedelta(days=10), status="completed")
-    batch = add_jobs(tenant, 2, job_type=JobType.BATCH.value, created_at=base + timedelta(days=20))
+    batch = add_jobs(tenant, 2, job_type="batch", created_at=base + timedelta(days=20))
 
     def ids(**query: Any) -> set[str]:
         return {j["jobId"] for j in page_all(client, tenant, limit=100, **query)}

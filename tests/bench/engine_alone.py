@@ -1,7 +1,7 @@
-"""(e) the engine alone: a job of the no-op type (tests/bench/noop_worker.py) through the
-whole engine — fan-out, dispatch, claim, finish, counters — with the Procfile's
-``dispatcher`` and one ``worker`` per core, both running the worker's app with that type
-registered.
+"""(e) the engine alone: a job of the ``echo`` type (examples/echo_job_type, an installed
+package: each execution's result is its item, with no work of its own) through the whole
+engine — fan-out, dispatch, claim, finish, counters — with the Procfile's ``dispatcher``
+and one ``worker`` per core, as they run.
 
 Figures: executions/s from the job's creation to its end, and CPU milliseconds per
 execution in the worker processes, the dispatcher and the PostgreSQL backends of the
@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from shared.db import session_scope
+from shared.engine import job_types
 from shared.engine.jobs import new_job
 from shared.messaging import publisher
 from tests.bench.infra import (
@@ -26,7 +27,6 @@ from tests.bench.infra import (
     libpq_url,
     procfile_command,
 )
-from tests.bench.noop_worker import NOOP_JOB_TYPE
 from tests.bench.scenarios import (
     BenchContext,
     RedisSampler,
@@ -37,43 +37,45 @@ from tests.bench.scenarios import (
 )
 from tests.support import make_tenant
 
-NOOP_APP = "tests.bench.noop_worker"
+ECHO_JOB_TYPE = "echo"
 
 
-def noop_command(entry: str) -> list[str]:
-    """The Procfile's ``entry`` line, with the worker's app swapped for the one that
-    registers the no-op type."""
-    shell, flag, command = procfile_command(entry)
-    if "--app worker " not in command:
-        raise ValueError(f"the Procfile's {entry} line has no '--app worker': {command}")
-    return [shell, flag, command.replace("--app worker ", f"--app {NOOP_APP} ", 1)]
+def require_echo() -> None:
+    """The echo job type must be installed (``make bench`` installs it)."""
+    try:
+        job_types.spec_for(ECHO_JOB_TYPE)
+    except job_types.UnknownJobType:
+        raise RuntimeError(
+            "(e) runs the echo job type: pip install -e examples/echo_job_type"
+        ) from None
 
 
-def submit_noop_job(organisation_id: uuid.UUID, n: int) -> tuple[str, float]:
-    """Write a no-op job of ``n`` executions and publish its fan-out, as the API does after
+def submit_echo_job(organisation_id: uuid.UUID, n: int) -> tuple[str, float]:
+    """Write an echo job of ``n`` executions and publish its fan-out, as the API does after
     its commit; returns (job id, perf_counter before the write)."""
     started = time.perf_counter()
     with session_scope() as session:
         job = new_job(
             organisation_id=organisation_id,
-            job_type=NOOP_JOB_TYPE,
+            job_type=ECHO_JOB_TYPE,
             total=n,
-            payload={"executions": n},
+            payload={"items": list(range(n))},
         )
         session.add(job)
         session.flush()
         job_id = job.id
     if publisher.publish_fan_outs([job_id]):
-        raise RuntimeError("the no-op job's fan-out could not be published")
+        raise RuntimeError("the echo job's fan-out could not be published")
     return str(job_id), started
 
 
 def run_engine_alone(ctx: BenchContext, n: int, processes: int) -> dict[str, Any]:
-    """One no-op job of ``n`` executions with the dispatcher and ``processes`` workers."""
+    """One echo job of ``n`` executions with the dispatcher and ``processes`` workers."""
+    require_echo()
     ctx.flush_broker()
     tenant = make_tenant(n_queries=1, name="EngineAlone")
-    commands = [("e-dispatcher", noop_command("dispatcher"))] + [
-        (f"e-worker-{i}", noop_command("worker")) for i in range(processes)
+    commands = [("e-dispatcher", procfile_command("dispatcher"))] + [
+        (f"e-worker-{i}", procfile_command("worker")) for i in range(processes)
     ]
     conn = psycopg.connect(libpq_url(ctx.database_url), autocommit=True)
     try:
@@ -85,7 +87,7 @@ def run_engine_alone(ctx: BenchContext, n: int, processes: int) -> dict[str, Any
             backends.begin()
             cpu.begin()
             with _profile(ctx, "e", workers[0].proc.pid):
-                job_id, started = submit_noop_job(tenant.org_id, n)
+                job_id, started = submit_echo_job(tenant.org_id, n)
                 done = wait_terminal(conn, job_id, timeout=120 + n / 100)
             cpu_seconds = cpu.end()
             cpu_seconds["postgres_bench_database"] = backends.end()
@@ -100,7 +102,7 @@ def run_engine_alone(ctx: BenchContext, n: int, processes: int) -> dict[str, Any
 
     return {
         "executions": n,
-        "job_type": NOOP_JOB_TYPE,
+        "job_type": ECHO_JOB_TYPE,
         "worker_processes": processes,
         "claimers_per_process": ctx.claimers,
         "elapsed_s": round(elapsed, 3),

@@ -13,8 +13,8 @@ Scenarios (``--only``, comma-separated; all by default):
   latency (median 3 s, p99 30 s), 2 worker processes of ``--capacity`` executions each:
   throughput, peak and mean in flight, the ratio to ``in flight / mean latency``, RSS per
   1,000 in flight (tests/bench/long_calls.py);
-- ``e``     (e) the engine alone: one ``--engine-executions`` job of a no-op type
-  (tests/bench/noop_worker.py) with the dispatcher and 2 worker processes: executions/s
+- ``e``     (e) the engine alone: one ``--engine-executions`` job of the ``echo`` type
+  (examples/echo_job_type, installed) with the dispatcher and 2 worker processes: executions/s
   and CPU per execution in the workers and PostgreSQL, against (a*) (which runs with it);
 - ``f``     fairness: a 50-execution job of another organisation, alone and beside a
   ``--fairness-executions`` job at 20 ms;

@@ -16,10 +16,10 @@ from shared.accounts.organisations import create_organisation
 from shared.db import connection_scope, dialect_name, session_scope
 from shared.engine.claim import Claim, claim_group
 from shared.engine.finish import FlushReport, finish_batch
+from shared.engine.job_types import JobTypeSpec, PlannedItem, register
 from shared.engine.jobs import new_job
 from shared.engine.locks import lock_dispatch
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import PlannedItem, register_planner
 from shared.models import Execution, Job, OutboxEvent
 
 TEST_TYPE = "test.items"
@@ -30,7 +30,7 @@ def plan_items(_session: Any, job: Job) -> Iterator[PlannedItem]:
         yield PlannedItem(key=f"item-{index}", item={"index": index})
 
 
-register_planner(TEST_TYPE, plan_items)
+register(JobTypeSpec(name=TEST_TYPE, planner=plan_items))
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from shared.db import connection_scope, new_session, session_scope
 from shared.engine import dispatch, workers
 from shared.engine.claim import claim_group
 from shared.engine.fanout import write_chunk
+from shared.engine.job_types import JobTypeSpec, planner_for, register
 from shared.engine.jobs import new_job
-from shared.engine.registry import planner_for, register_group_size, register_planner
 from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.engine.conftest import dispatch_lock_held, dispatched, make_job, plan_items
@@ -165,8 +165,7 @@ def test_a_new_small_job_is_served_next(quiet_engine: None) -> None:
 
 
 HEAVY_TYPE = "test.heavy"  # each execution a big piece of work: dispatched alone
-register_planner(HEAVY_TYPE, plan_items)
-register_group_size(HEAVY_TYPE, 1)
+register(JobTypeSpec(name=HEAVY_TYPE, planner=plan_items, group_size=1))
 
 
 def test_a_type_with_its_own_group_size_is_handed_out_in_its_groups_weighted(

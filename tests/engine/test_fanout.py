@@ -20,9 +20,9 @@ from shared.engine.fanout import (
     fan_out_job,
     write_chunk,
 )
+from shared.engine.job_types import JobTypeSpec, PlannedItem, register
 from shared.engine.jobs import new_job
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import PlannedItem, register_planner
 from shared.models import Execution, Job
 from shared.settings import reset_settings_cache
 from tests.engine.conftest import (
@@ -119,7 +119,7 @@ def plan_gated(_session: Any, job: Job) -> Iterator[PlannedItem]:
         yield PlannedItem(key=f"item-{index}", item={"index": index})
 
 
-register_planner("test.gated", plan_gated)
+register(JobTypeSpec(name="test.gated", planner=plan_gated))
 
 
 def test_cancel_during_fan_out_stops_it_at_once(

@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from shared.db import connection_scope, session_scope
 from shared.engine.claim import Claim
 from shared.engine.fanout import fan_out_job
+from shared.engine.job_types import JobTypeSpec, Report, register
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import Report, register_executor, register_planner
 from shared.models import Execution, Job, utcnow
 from tests.engine.conftest import execution_ids, make_job, plan_items
 from tests.support import assert_counters_exact, remove_all_jobs, wait_until
@@ -29,7 +29,7 @@ from worker.runtime.groups import run_group
 pytestmark = pytest.mark.every_database
 
 TYPE = "test.capacity"
-register_planner(TYPE, plan_items)
+register(JobTypeSpec(name=TYPE, planner=plan_items))
 
 
 class HeldExecutor:
@@ -70,7 +70,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
 @pytest.fixture
 def executor(runtime: Runtime) -> HeldExecutor:
     held = HeldExecutor()
-    register_executor(TYPE, held)
+    register(JobTypeSpec(name=TYPE, planner=plan_items, executor=held))
     return held
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import session_scope
-from shared.engine.registry import PlanFailed
+from shared.engine.job_types import PlanFailed
 from shared.kb import sync
 from shared.kb.runs import BatchFailed, prepare_run, write_batch
 from shared.kb.source_connections import source_connection

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from shared.db import new_session
 from shared.engine.counters import move_counters
 from shared.engine.status import derive_status, status_expression
-from shared.models import Job, JobStatus, JobType, Organisation, utcnow
+from shared.models import Job, JobStatus, Organisation, utcnow
 
 
 class Case(NamedTuple):
@@ -77,7 +77,7 @@ def insert_jobs(session: Session, cases: list[Case]) -> dict[uuid.UUID, Case]:
             {
                 "id": job_id,
                 "organisation_id": org.id,
-                "type": JobType.AI_QUERIES.value,
+                "type": "ai_queries",
                 "status": "unset",
                 "total": c.total,
                 "pending": c.pending,

@@ -1,8 +1,3 @@
-"""Executors: how each job type's executions are done. Importing this package registers
-every executor module in it (a new job type adds a module here, nothing else)."""
-
-import importlib
-import pkgutil
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+"""Executors: how each of jobyard's own job types' executions are done. Each module
+holds one ``EXECUTOR``, which its job type's spec names by reference
+(:mod:`shared.engine.job_types`); the worker loads it when it starts."""

@@ -21,15 +21,14 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.db import connection_scope
 from shared.engine.claim import Claim
+from shared.engine.job_types import Report
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import Report, register_executor
 from shared.mentionlab.answers import (
     AiContext,
     extract_sources,
     find_mentions,
     project_brands,
 )
-from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Project, Query
 from worker.executors.calls import call_model
 from worker.providers.base import AiAnswer, AiRequest, Source
@@ -186,4 +185,5 @@ def source_lists(answer: AiAnswer) -> tuple[list[dict[str, Any]], list[dict[str,
     )
 
 
-register_executor(AI_QUERIES, AiQueriesExecutor())
+# The job type's spec names it ("worker.executors.ai_queries:EXECUTOR").
+EXECUTOR = AiQueriesExecutor()

@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 
 from shared.batches.processor import Processor, render
-from shared.batches.service import BATCH
 from shared.db import connection_scope
 from shared.engine.claim import Claim
+from shared.engine.job_types import Report
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import Report, register_executor
 from shared.models import Job
 from worker.executors.calls import call_model
 from worker.providers.base import AiAnswer, AiRequest
@@ -97,4 +96,5 @@ async def process(claim: Claim, processor: Processor) -> Outcome:
     return await call_model(request, response)
 
 
-register_executor(BATCH, BatchExecutor())
+# The job type's spec names it ("worker.executors.batches:EXECUTOR").
+EXECUTOR = BatchExecutor()

@@ -12,10 +12,9 @@ import asyncio
 from collections.abc import Sequence
 
 from shared.engine.claim import Claim
+from shared.engine.job_types import Report
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import Report, register_executor
 from shared.kb.runs import BatchFailed, write_batch
-from shared.kb.sync import KB_SYNC
 
 
 def run_batch(claim: Claim) -> Outcome:
@@ -32,4 +31,5 @@ class KbSyncExecutor:
             report(claim, await asyncio.to_thread(run_batch, claim))
 
 
-register_executor(KB_SYNC, KbSyncExecutor())
+# The job type's spec names it ("worker.executors.kb_sync:EXECUTOR").
+EXECUTOR = KbSyncExecutor()

@@ -25,8 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from shared import logs
 from shared.db import connection_scope
 from shared.engine.claim import Claim, claim_group, seconds_until_due
+from shared.engine.job_types import executor_for
 from shared.engine.outcomes import Outcome
-from shared.engine.registry import executor_for
 from shared.messaging import publisher
 from worker.runtime import Runtime, current_runtime
 from worker.runtime.capacity import CapacityClosed

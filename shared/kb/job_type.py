@@ -1,0 +1,41 @@
+"""The ``kb_sync`` job type: one run of a sync job, one execution per batch of source rows.
+
+Its preparer plans the run's batches from the source table; its group size is one batch
+of rows (each is a second of embedding and writing, so the workers share a run's batches);
+a finished run closes its history row (:func:`shared.kb.runs.on_runs_finished`). Its
+executor is the worker's, named by reference (:mod:`shared.engine.job_types`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.accounts.auth import Principal
+from shared.db import session_scope
+from shared.engine.job_types import JobTypeSpec
+from shared.engine.jobs import get_job
+from shared.engine.outbox import JOB_FINISHED, Consumer
+from shared.kb.runs import on_runs_finished, plan_batches, prepare_run
+from shared.kb.sync import KB_SYNC, run_now
+from shared.models import Job
+
+
+def create(principal: Principal, payload: dict[str, Any]) -> Job:
+    """``POST /v1/jobs`` with ``jobType: kb_sync``: a run, now, of the named sync job."""
+    run_id = run_now(principal.organisation_id, payload["jobName"], trigger="api")
+    with session_scope() as session:
+        return get_job(session, principal.organisation_id, run_id)
+
+
+SPEC = JobTypeSpec(
+    name=KB_SYNC,
+    description="A run of a knowledge-base sync job (Smart DB / MindsDB)",
+    planner=plan_batches,
+    preparer=prepare_run,
+    group_size=1,
+    executor="worker.executors.kb_sync:EXECUTOR",
+    consumers=(Consumer("kb.sync_runs", JOB_FINISHED, on_runs_finished),),
+    payload_schema="api.valpay.payloads:KbSyncPayload",
+    create=create,
+    result_type="kb_rows",
+)

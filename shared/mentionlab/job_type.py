@@ -1,0 +1,38 @@
+"""The ``ai_queries`` job type: an AI run asks every query of a project each model N
+times (the planner: :func:`shared.mentionlab.runs.plan_ai_runs`); a finished run settles its
+cached job (:func:`shared.mentionlab.cached_jobs.settle_finished_jobs`).
+
+Its executor calls the AI providers and is the worker's; its payload schema is the
+Mentionlab trigger's, as Valpay's create takes it, and is the API's: both are named by
+reference and loaded by the process that uses them (:mod:`shared.engine.job_types`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.accounts.auth import Principal
+from shared.engine.job_types import JobTypeSpec
+from shared.engine.outbox import JOB_FINISHED, Consumer
+from shared.mentionlab.cached_jobs import settle_finished_jobs
+from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs, trigger_ai_job
+from shared.models import Job
+
+
+def create(principal: Principal, payload: dict[str, Any]) -> Job:
+    """``POST /v1/jobs`` with ``jobType: ai_queries``: the Mentionlab trigger of a project."""
+    return trigger_ai_job(
+        principal, payload["projectId"], payload["aiModels"], payload["executionCount"]
+    )
+
+
+SPEC = JobTypeSpec(
+    name=AI_QUERIES,
+    description="Every query of a project asked of each AI model N times (Mentionlab)",
+    planner=plan_ai_runs,
+    executor="worker.executors.ai_queries:EXECUTOR",
+    consumers=(Consumer("mentionlab.cached_jobs", JOB_FINISHED, settle_finished_jobs),),
+    payload_schema="api.valpay.payloads:AiQueriesPayload",
+    create=create,
+    result_type="ai_answers",
+)
