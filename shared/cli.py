@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from shared.accounts import auth
 from shared.accounts import organisations as tenancy
 from shared.db import session_scope
+from shared.engine import job_types
 from shared.errors import DomainError
 from shared.kb.demo import seed_orders_demo
 from shared.mentionlab import projects
@@ -41,6 +42,8 @@ def cli() -> None:
     environment does not set, so a fresh shell signs tokens with the API's key."""
     if load_local_env(LOCAL_ENV):
         reset_settings_cache()
+    # Like every jobyard process: each installed job type (and its outbox consumers).
+    job_types.discover()
 
 
 def load_local_env(path: Path) -> bool:

@@ -48,9 +48,14 @@ os.environ.update(
 )
 
 from shared.db import dispose_engine  # noqa: E402
+from shared.engine import job_types  # noqa: E402
 from shared.migrate import upgrade_database  # noqa: E402
 from shared.settings import reset_settings_cache  # noqa: E402
 from tests.support import Tenant, make_tenant  # noqa: E402
+
+# As every jobyard process does when it starts: each installed job type, and so each
+# outbox consumer, is known before any test ends a job in this process.
+job_types.discover()
 
 
 def _admin(sql: str) -> None:

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
-from shared.engine.events import Consumer, InTransactionHandler
+from shared.engine import outbox
+from shared.engine.outbox import Consumer, Event
 
 if TYPE_CHECKING:
     from marshmallow import Schema
@@ -90,6 +91,16 @@ class Executor(Protocol):
     """
 
     async def execute(self, claims: Sequence[Claim], report: Report) -> None: ...
+
+
+@dataclass(frozen=True)
+class InTransactionHandler:
+    """Called in the very transaction that emits ``topic``, with its Session or
+    Connection (see :func:`shared.engine.outbox.register_in_transaction`)."""
+
+    name: str
+    topic: str
+    handle: Callable[[Any, Sequence[Event]], None]
 
 
 @dataclass(frozen=True)
@@ -156,11 +167,20 @@ def load_reference(reference: str) -> Any:
 
 
 def register(spec: JobTypeSpec) -> None:
-    """Make ``spec`` known in this process (replacing one of the same name)."""
+    """Make ``spec`` known in this process (replacing one of the same name) and hand its
+    consumers and in-transaction handlers to the outbox."""
     if not isinstance(spec, JobTypeSpec):
         raise BrokenJobType(f"{spec!r} is not a JobTypeSpec")
     with _lock:
         _specs[spec.name] = spec
+    for consumer in spec.consumers:
+        outbox.register_consumer(
+            consumer.name, consumer.topic, consumer.handle, batch_size=consumer.batch_size
+        )
+    for handler in spec.in_transaction:
+        outbox.register_in_transaction(handler.name, handler.topic, handler.handle)
+    if spec.reports_executions:
+        outbox.report_executions_of(spec.name)
 
 
 def discover() -> list[JobTypeSpec]:

@@ -1,20 +1,21 @@
 """The job-finished outbox: events written in the transaction that caused them.
 
 The transaction that makes a job terminal (completed, failed, partial_failed, canceled)
-writes one ``job.finished`` row per consumer. A job type declares its consumers in its spec
-(:mod:`shared.engine.job_types`), each by name; :func:`drain` hands each consumer its rows
-in batches (taken with ``FOR UPDATE SKIP LOCKED``, so drains may run concurrently) inside
-one transaction with the consumer's own writes, then deletes them. A consumer that raises
-gets its rows back later, with a growing delay; the others are not held up. Every process
-knows every installed job type (they are discovered on first use), so each event is
-written for every consumer, whichever process ends the job.
+writes one ``job.finished`` row per registered consumer. Consumers are registered by name
+(``register_consumer``); :func:`drain` hands each consumer its rows in batches (taken with
+``FOR UPDATE SKIP LOCKED``, so drains may run concurrently) inside one transaction with the
+consumer's own writes, then deletes them. A consumer that raises gets its rows back later,
+with a growing delay; the others are not held up. A job type declares its consumers in its
+spec, and the spec's registration registers them (:mod:`shared.engine.job_types`); every
+process loads every installed job type when it starts, so each event is written for every
+consumer, whichever process ends the job.
 
 After a commit that wrote events, the worker publishes ``outbox.drain``; the recovery sweep
 drains as well, so a lost message only delays a consumer.
 
 A consumer that must act in the very transaction that caused the event (the batches'
-callbacks: written with the finish that ends the data point, not a hop later) is an
-in-transaction handler instead: no row is written, the handler is called at
+callbacks: written with the finish that ends the data point, not a hop later) registers
+with :func:`register_in_transaction` instead: no row is written, the handler is called at
 once with the caller's Session or Connection, and if it raises, so does the transaction.
 """
 
@@ -23,79 +24,90 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
 
-from shared.engine import job_types
-from shared.engine.events import (
-    EXECUTION_FINISHED,
-    JOB_FINISHED,
-    Consumer,
-    Event,
-    Handler,
-    InTransactionHandler,
-)
 from shared.models import Execution, Job, OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
 
+JOB_FINISHED = "job.finished"
+# An execution ended (success, or failed for good) in a job with a callback URL, for the
+# job types that ask for it: webhooks per data point.
+EXECUTION_FINISHED = "execution.finished"
 MAX_BACKOFF_SECONDS = 3600.0
 
-__all__ = ["EXECUTION_FINISHED", "JOB_FINISHED", "Consumer", "Event", "InTransactionHandler"]
+_execution_event_types: set[str] = set()
 
-# Listeners registered outside any job type's spec (a test's).
-_extra_consumers: dict[str, Consumer] = {}
-_extra_in_transaction: dict[str, InTransactionHandler] = {}
+
+def report_executions_of(job_type: str) -> None:
+    """Have the executions of ``job_type`` write ``execution.finished`` as each ends (only
+    those job types pay for the extra statement on the finish path)."""
+    _execution_event_types.add(job_type)
+
+
+def reports_executions(job_type: str) -> bool:
+    return job_type in _execution_event_types
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a consumer is handed."""
+
+    id: int
+    topic: str
+    job_id: uuid.UUID | None
+    organisation_id: uuid.UUID | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+Handler = Callable[[Session, Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    topic: str
+    handle: Handler
+    batch_size: int = 100
+
+
+_consumers: dict[str, Consumer] = {}
+# Called in the transaction that emits their topic, with its Session or Connection.
+_in_transaction: dict[str, tuple[str, Callable[[Any, Sequence[Event]], None]]] = {}
 
 
 def register_consumer(name: str, topic: str, handle: Handler, *, batch_size: int = 100) -> None:
-    """Register a consumer of ``topic`` that belongs to no job type (a test's); a job type
-    declares its own in its spec."""
-    _extra_consumers[name] = Consumer(name, topic, handle, batch_size)
+    """Register a consumer of ``topic`` (idempotent: a re-import registers it once)."""
+    _consumers[name] = Consumer(name, topic, handle, batch_size)
 
 
 def register_in_transaction(
     name: str, topic: str, handle: Callable[[Any, Sequence[Event]], None]
 ) -> None:
-    """Have ``handle`` called in the transaction that emits ``topic``, outside any job
-    type's spec (a test's); a job type declares its own in its spec."""
-    _extra_in_transaction[name] = InTransactionHandler(name, topic, handle)
-
-
-def reports_executions(job_type: str) -> bool:
-    """Whether ``job_type``'s executions write ``execution.finished`` as each ends."""
-    try:
-        return job_types.spec_for(job_type).reports_executions
-    except job_types.UnknownJobType:
-        return False
-
-
-def all_consumers() -> list[Consumer]:
-    """Every job type's consumers, and those registered outside one."""
-    found = {c.name: c for spec in job_types.installed() for c in spec.consumers}
-    return list({**found, **_extra_consumers}.values())
-
-
-def _in_transaction_handlers() -> list[InTransactionHandler]:
-    found = {h.name: h for spec in job_types.installed() for h in spec.in_transaction}
-    return list({**found, **_extra_in_transaction}.values())
+    """Have ``handle`` called with every ``topic`` event, in the transaction that emits it
+    (idempotent: a re-import registers it once)."""
+    _in_transaction[name] = (topic, handle)
 
 
 def _handle_in_transaction(connection: Any, topic: str, events: Sequence[Event]) -> None:
     if events:
-        for handler in _in_transaction_handlers():
-            if handler.topic == topic:
-                handler.handle(connection, events)
+        for handler_topic, handle in list(_in_transaction.values()):
+            if handler_topic == topic:
+                handle(connection, events)
 
 
 def _listened(topic: str) -> bool:
-    return bool(consumers_of(topic)) or any(h.topic == topic for h in _in_transaction_handlers())
+    return bool(consumers_of(topic)) or any(t == topic for t, _ in _in_transaction.values())
 
 
 def consumers_of(topic: str) -> list[Consumer]:
-    return [c for c in all_consumers() if c.topic == topic]
+    return [c for c in _consumers.values() if c.topic == topic]
 
 
 def emit(
@@ -214,7 +226,7 @@ def has_due_events(session_factory: Callable[[], Any]) -> bool:
 def drain(session_factory: Callable[[], Any], *, max_batches: int = 50) -> dict[str, int]:
     """Hand every consumer its due events; returns how many each handled."""
     handled: dict[str, int] = {}
-    for consumer in all_consumers():
+    for consumer in list(_consumers.values()):
         handled[consumer.name] = 0
         for _ in range(max_batches):
             count = _drain_batch(session_factory, consumer)
