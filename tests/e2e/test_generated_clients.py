@@ -226,6 +226,16 @@ def test_a_generated_client_per_family_creates_and_reads(
             str(answer.data.job_id), client=vp
         )
         assert one.data.job_type == models.JobJobType.AI_QUERIES
+        # A job type installed from outside the tree (examples/echo_job_type) is in the
+        # spec as its own body, and a generated client creates it like any other.
+        echo = module(valpay, "api.valpay_jobs.post_v1_jobs").sync(
+            client=vp,
+            body=models.PostV1JobsBodyType2(
+                job_type=models.PostV1JobsBodyType2JobType.ECHO,
+                payload=models.EchoPayload(items=[1, "two"]),
+            ),
+        )
+        assert isinstance(echo, models.JobAnswer) and echo.data.progress.total == 2, echo
         page = module(valpay, "api.valpay_jobs.get_v1_jobs").sync(client=vp, limit=100)
         assert {job.job_type for job in page.data.jobs} == set(models.JobJobType)
         sync_run = next(job for job in page.data.jobs if job.job_type == models.JobJobType.KB_SYNC)
