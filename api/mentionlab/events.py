@@ -175,15 +175,28 @@ def job_events(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Response:
     )
 
 
+def as_event(snapshot: progress.Snapshot) -> dict[str, Any]:
+    """A progress snapshot as a Mentionlab job names its counters."""
+    return {
+        "id": snapshot.id,
+        "status": snapshot.status,
+        "totalExecutions": snapshot.total,
+        "pendingExecutions": snapshot.pending,
+        "retryingExecutions": snapshot.retrying,
+        "successExecutions": snapshot.success,
+        "failedExecutions": snapshot.failed,
+    }
+
+
 def _stream(job_id: uuid.UUID, first: progress.Snapshot, pubsub: object) -> Iterator[str]:
     settings = get_settings()
     try:
         yield "retry: 3000\n\n"
         last = first
         if last.terminal:
-            yield sse("end", last.as_dict())
+            yield sse("end", as_event(last))
             return
-        yield sse("progress", last.as_dict())
+        yield sse("progress", as_event(last))
         started = time.monotonic()
         next_beat = started + settings.sse_heartbeat_seconds
         deadline = started + settings.sse_max_stream_seconds
@@ -205,13 +218,13 @@ def _stream(job_id: uuid.UUID, first: progress.Snapshot, pubsub: object) -> Iter
                     continue
                 current = progress.Snapshot.from_dict(json.loads(message["data"]))
             if current.terminal:
-                yield sse("end", current.as_dict())
+                yield sse("end", as_event(current))
                 return
             # Two finishers' publishes may arrive out of commit order: an older one (fewer
             # executions done) is dropped, so a client's counters never go backwards.
             if current != last and current.done >= last.done:
                 last = current
-                yield sse("progress", current.as_dict())
+                yield sse("progress", as_event(current))
     finally:
         pubsub.close()  # type: ignore[attr-defined]
         _release_slot()

@@ -45,19 +45,20 @@ def channel(job_id: uuid.UUID) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A job's counters and status at one commit (the Mentionlab job's field names)."""
+    """A job's counters and status at one commit, in the engine's own names (each API
+    family renders them in its own: :func:`api.mentionlab.events.as_event`)."""
 
     id: str
     status: str
-    totalExecutions: int  # the API's field names
-    pendingExecutions: int
-    retryingExecutions: int
-    successExecutions: int
-    failedExecutions: int
+    total: int
+    pending: int
+    retrying: int
+    success: int
+    failed: int
 
     @property
     def done(self) -> int:
-        return self.successExecutions + self.failedExecutions
+        return self.success + self.failed
 
     @property
     def terminal(self) -> bool:

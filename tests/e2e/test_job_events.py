@@ -195,8 +195,8 @@ def test_progress_is_published_after_commit_and_never_for_a_rollback(
         row = session.execute(
             select(Job.success, Job.pending).where(Job.id == uuid.UUID(job_id))
         ).one()
-    assert (published.successExecutions, published.pendingExecutions) == tuple(row)
-    assert published.successExecutions == 1
+    assert (published.success, published.pending) == tuple(row)
+    assert published.success == 1
     pubsub.close()
 
 
