@@ -12,6 +12,8 @@ claimed executions); the engine does the rest:
 - ``recovery``   the sweep: dead workers' leases, lost messages, exhausted attempts;
 - ``workers``    worker processes and their heartbeats;
 - ``outbox``     the job-finished events and their consumers;
+- ``periodic``   recurring slots: when each is due, claimed and run once, for the
+                 kinds domains register;
 - ``registry``   job types: planners and executors.
 
 Nothing here names a job type's fields: an execution's work is its ``item`` (JSON).
