@@ -400,6 +400,14 @@ MUTATIONS = [
         tests=(PERIODIC,),
     ),
     Mutation(
+        "mentionlab slots: only a scheduled project's slot runs",
+        "shared/mentionlab/schedules.py",
+        "    if project is None or not is_scheduled(project):\n        return []\n",
+        "    if project is None:\n        return []\n",
+        tests=("tests/unit/test_schedules.py",),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
         "kb slots: one run at a time",
         "shared/kb/scheduled_runs.py",
         "    if current_run(session, job.id) is not None:\n",
