@@ -1,5 +1,5 @@
 """Helpers of the knowledge-base sync tests: real source tables (PostgreSQL and SQLite),
-sync jobs created through the API, and slots made due by moving ``next_run_at``."""
+sync jobs created through the API, and slots made due by moving their next slot."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from shared.db import session_scope
-from shared.models import KbChunk, KnowledgeBase, SyncJob, SyncRun
+from shared.kb.sync import KB_SYNC
+from shared.models import KbChunk, KnowledgeBase, PeriodicSchedule, SyncJob, SyncRun
 from shared.settings import reset_settings_cache
+from tests.periodic_support import next_slot, set_next_slot
 from tests.support import Tenant
 
 # The source tables of the tests live in the test run's own database.
@@ -149,9 +151,19 @@ def sync_job(name: str) -> SyncJob:
 def make_due(name: str, at: datetime | None = None) -> datetime:
     """Move the job's next slot into the past (rather than sleeping to it)."""
     slot = at or datetime.now(UTC) - timedelta(seconds=1)
-    with session_scope() as session:
-        session.execute(update(SyncJob).where(SyncJob.name == name).values(next_run_at=slot))
+    set_slot(name, slot)
     return slot
+
+
+def set_slot(name: str, at: datetime | None) -> None:
+    """Set the job's next slot (None: none left)."""
+    job = sync_job(name)
+    set_next_slot(KB_SYNC, job.id, at, job.organisation_id)
+
+
+def next_run_at(name: str) -> datetime | None:
+    """The job's next slot."""
+    return next_slot(KB_SYNC, sync_job(name).id)
 
 
 def runs(name: str) -> list[SyncRun]:
@@ -195,7 +207,12 @@ def quiet_other_sync_jobs() -> None:
     """Earlier tests' sync jobs (in the shared test database) stop taking slots, so a
     tick in this test starts only this test's runs."""
     with session_scope() as session:
-        session.execute(update(SyncJob).values(status="completed", next_run_at=None))
+        session.execute(update(SyncJob).values(status="completed"))
+        session.execute(
+            update(PeriodicSchedule)
+            .where(PeriodicSchedule.kind == KB_SYNC)
+            .values(next_slot_at=None)
+        )
         session.execute(
             update(SyncRun).where(SyncRun.status == "running").values(status="canceled")
         )

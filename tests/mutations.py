@@ -28,6 +28,7 @@ DISPATCH = "tests/engine/test_dispatch.py"
 CAPACITY = "tests/engine/test_worker_capacity.py"
 FANOUT_TESTS = "tests/engine/test_fanout.py"
 SENDER_FAIRNESS = "tests/e2e/test_sender_fairness.py"
+PERIODIC = "tests/engine/test_periodic.py"
 
 
 @dataclass(frozen=True)
@@ -370,26 +371,47 @@ MUTATIONS = [
         databases=POSTGRESQL,
     ),
     Mutation(
-        "kb tick: due jobs taken SKIP LOCKED",
-        "shared/kb/sync.py",
-        "            .limit(limit)\n            .with_for_update(skip_locked=True)\n",
-        "            .limit(limit)\n",
-        tests=("tests/kb",),
+        "periodic: a claim takes a slot only while it is due",
+        "shared/engine/periodic.py",
+        "        .where(PeriodicSchedule.id == schedule_id, PeriodicSchedule.next_slot_at <= now)\n",
+        "        .where(PeriodicSchedule.id == schedule_id)\n",
+        tests=(PERIODIC,),
+    ),
+    Mutation(
+        "periodic: a slot that has run never runs again",
+        "shared/engine/periodic.py",
+        "    if row.last_slot_at is not None and slot <= row.last_slot_at:\n",
+        "    if False:\n",
+        tests=(PERIODIC, "tests/kb/test_sync_runs.py"),
+    ),
+    Mutation(
+        "periodic: a slot another tick holds is passed by (SKIP LOCKED)",
+        "shared/engine/periodic.py",
+        "        .with_for_update(skip_locked=True)\n    ).one_or_none()\n",
+        "    ).one_or_none()\n",
+        tests=(PERIODIC, "tests/kb/test_sync_runs.py"),
         databases=POSTGRESQL,
     ),
     Mutation(
-        "kb tick: one run at a time",
-        "shared/kb/sync.py",
-        "            if current_run(session, sync.id) is not None:\n                report.slots_skipped",
-        "            if False:\n                report.slots_skipped",
-        tests=("tests/kb",),
+        "periodic: the next slot is after now",
+        "shared/engine/periodic.py",
+        "    if following is not None and following <= now:\n",
+        "    if False:\n",
+        tests=(PERIODIC,),
+    ),
+    Mutation(
+        "mentionlab slots: only a scheduled project's slot runs",
+        "shared/mentionlab/schedules.py",
+        "    if project is None or not is_scheduled(project):\n        return []\n",
+        "    if project is None:\n        return []\n",
+        tests=("tests/unit/test_schedules.py",),
         databases=POSTGRESQL,
     ),
     Mutation(
-        "kb tick: a slot that has run is skipped",
-        "shared/kb/sync.py",
-        "            if slot_has_run(session, sync.id, slot):\n",
-        "            if False:\n",
+        "kb slots: one run at a time",
+        "shared/kb/scheduled_runs.py",
+        "    if current_run(session, job.id) is not None:\n",
+        "    if False:\n",
         tests=("tests/kb",),
         databases=POSTGRESQL,
     ),

@@ -18,7 +18,7 @@ from shared.db import session_scope
 from shared.kb import sync
 from shared.kb.reading import decode
 from shared.kb.schedule import FORMATS
-from shared.models import KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
+from shared.models import KnowledgeBase, SyncJob, SyncRun
 
 blp = Blueprint("smartdb-jobs", __name__, url_prefix="/jobs", description="Sync jobs")
 
@@ -103,8 +103,8 @@ def instant(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def next_run(job: SyncJob) -> str | None:
-    return instant(job.next_run_at) if job.status == SyncJobStatus.SCHEDULED else None
+def next_run(session: Any, job: SyncJob) -> str | None:
+    return instant(sync.next_run_at(session, job))
 
 
 def history_entry(run: SyncRun) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def describe(session: Any, job: SyncJob) -> dict[str, Any]:
         "status": job.status,
         "running": last is not None and last.status == sync.RUNNING,
         "created_at": instant(job.created_at),
-        "next_run": next_run(job),
+        "next_run": next_run(session, job),
         "synced_up_to": synced_up_to(watermark),
         "last_run": history_entry(last) if last is not None else None,
     }
@@ -179,7 +179,7 @@ class CreateJob(MethodView):
                 "job_name": job.name,
                 "status": job.status,
                 "created_at": instant(job.created_at),
-                "next_run": next_run(job),
+                "next_run": next_run(session, job),
             }
         return ok(data, "Job created successfully")
 

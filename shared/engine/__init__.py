@@ -12,7 +12,9 @@ does everything else:
 - ``counters``   the job's counters and the status they imply;
 - ``recovery``   the sweep: dead workers' leases, lost messages, exhausted attempts;
 - ``workers``    worker processes and their heartbeats;
-- ``outbox``     the job-finished events and their consumers (``events``: their shapes);
+- ``outbox``     the job-finished events and their consumers;
+- ``periodic``   recurring slots: when each is due, claimed and run once, for the
+                 kinds job types declare;
 - ``job_types``  job types: their specs, discovered (entry points ``jobyard.job_types``).
 
 Nothing here names a job type's fields: an execution's work is its ``item`` (JSON).

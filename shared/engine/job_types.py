@@ -35,6 +35,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -46,6 +47,7 @@ from shared.engine.outbox import Consumer, Event
 if TYPE_CHECKING:
     from marshmallow import Schema
 
+    from shared.db import UnitOfWork
     from shared.engine.claim import Claim
     from shared.engine.outcomes import Outcome
     from shared.models import Job
@@ -131,6 +133,9 @@ class JobTypeSpec:
     # "module:attribute" naming one (loaded by the API).
     payload_schema: type[Schema] | str | None = None
     create: Create | None = None
+    # Its recurring work on the engine's periodic slots (a project's recurrence, a sync
+    # job's interval), if any.
+    periodic: PeriodicKind | None = None
     # What the type's executions produce, as Valpay's ``resultType`` names it.
     result_type: str = "items"
     description: str = ""
@@ -138,6 +143,30 @@ class JobTypeSpec:
     @property
     def creatable(self) -> bool:
         return self.payload_schema is not None and self.create is not None
+
+
+# (session, owner id, the slot being claimed, now) -> the owner's next slot, strictly
+# after now, or None when it has no slot left.
+NextSlot = Callable[[Session, uuid.UUID, datetime, datetime], datetime | None]
+# (the slot's unit of work, owner id, slot) -> the ids of the Jobs it wrote.
+RunSlot = Callable[["UnitOfWork", uuid.UUID, datetime], list[uuid.UUID]]
+# (its own unit of work, now) -> how many owners it changed.
+Reconcile = Callable[["UnitOfWork", datetime], int]
+
+
+@dataclass(frozen=True)
+class PeriodicKind:
+    """A kind of recurring work a job type runs on the engine's periodic slots
+    (:mod:`shared.engine.periodic`): how its owners' slots fall and what a slot does.
+
+    ``reconcile``, when given, runs once per tick before the claims, for what the kind
+    keeps in line with its owners besides their slots (schedule owners that have none
+    yet, finish owners that have no slot left)."""
+
+    name: str
+    next_slot: NextSlot
+    run_slot: RunSlot
+    reconcile: Reconcile | None = None
 
 
 class UnknownJobType(LookupError):

@@ -2,7 +2,9 @@
 
 Its preparer plans the run's batches from the source table; its group size is one batch
 of rows (each is a second of embedding and writing, so the workers share a run's batches);
-a finished run closes its history row (:func:`shared.kb.runs.on_runs_finished`). Its
+a finished run closes its history row (:func:`shared.kb.runs.on_runs_finished`); sync
+jobs run on their interval through the engine's periodic slots
+(:data:`shared.kb.scheduled_runs.SYNC_SLOTS`). Its
 executor is the worker's, named by reference (:mod:`shared.engine.job_types`).
 """
 
@@ -16,6 +18,7 @@ from shared.engine.job_types import JobTypeSpec
 from shared.engine.jobs import get_job
 from shared.engine.outbox import JOB_FINISHED, Consumer
 from shared.kb.runs import on_runs_finished, plan_batches, prepare_run
+from shared.kb.scheduled_runs import SYNC_SLOTS
 from shared.kb.sync import KB_SYNC, run_now
 from shared.models import Job
 
@@ -38,4 +41,5 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:KbSyncPayload",
     create=create,
     result_type="kb_rows",
+    periodic=SYNC_SLOTS,  # a sync job's runs on its interval
 )

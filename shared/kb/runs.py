@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
+from shared.engine import periodic
 from shared.engine.job_types import PlanFailed, PlannedItem
 from shared.engine.outbox import Event
 from shared.errors import InvalidInput
@@ -336,8 +337,17 @@ def on_runs_finished(session: Session, events: Sequence[Event]) -> None:
         run.run_end = job.finished_at or utcnow()
         run.error = job.error or first_errors(session, job.id)
         sync = session.get(SyncJob, run.sync_job_id, with_for_update=True)
-        if sync is not None and sync.status == SyncJobStatus.SCHEDULED and sync.next_run_at is None:
+        # Read after the job's lock: a tick that moved its last slot on has committed.
+        if (
+            sync is not None
+            and sync.status == SyncJobStatus.SCHEDULED
+            and not has_slot(session, sync)
+        ):
             sync.status, sync.updated_at = SyncJobStatus.COMPLETED, utcnow()
+
+
+def has_slot(session: Session, sync: SyncJob) -> bool:
+    return periodic.next_slot_at(session, kind=KB_SYNC, owner_id=sync.id) is not None
 
 
 def first_errors(session: Session, job_id: uuid.UUID) -> str | None:

@@ -1,9 +1,11 @@
 """Sync jobs (Smart DB's ``/jobs``): created as the seed documents them, run on their
-slots by ``schedules.tick``, paused, resumed, run now, and read back with their history.
+slots, paused, resumed, run now, and read back with their history.
 
-Each run is a Job of type ``kb_sync`` (see :mod:`shared.kb.runs`). A sync job has at most
-one run going: a slot that comes while its run still goes is skipped (not queued), like
-any missed slot.
+Each run is a Job of type ``kb_sync`` (see :mod:`shared.kb.runs`). A sync job's slots are
+an engine schedule of kind ``kb_sync`` (:mod:`shared.kb.scheduled_runs` says what a slot
+does); this module sets it as the job is created, paused, resumed and deleted, each time
+locking the schedule before the job (the order in which a tick running its slot takes
+them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared import instants
 from shared.db import unit_of_work
-from shared.engine import quotas
+from shared.engine import periodic, quotas
 from shared.engine.cancel import cancel_executions
 from shared.engine.jobs import dispatch_after_commit, new_job
 from shared.errors import Conflict, DomainError, InvalidInput
@@ -272,14 +274,21 @@ def create_sync_job(
         start_time=window.start,
         end_time=window.end,
         status=SyncJobStatus.SCHEDULED if first is not None else SyncJobStatus.COMPLETED,
-        next_run_at=first,
         watermark=None,
         created_at=now,
         updated_at=now,
     )
     session.add(job)
     session.flush()
+    _schedule(session, job, first)
     return job
+
+
+def _schedule(session: Session, job: SyncJob, at: datetime | None) -> None:
+    """The job's next slot (the kind of its schedule is its runs' job type)."""
+    periodic.schedule(
+        session, kind=KB_SYNC, owner_id=job.id, organisation_id=job.organisation_id, at=at
+    )
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -287,6 +296,13 @@ def create_sync_job(
 
 def get_sync_job(session: Session, organisation_id: uuid.UUID, name: str) -> SyncJob:
     return get_named(session, SyncJob, organisation_id, name, "job")
+
+
+def next_run_at(session: Session, job: SyncJob) -> datetime | None:
+    """When the job's next slot falls: None unless it is scheduled and has one left."""
+    if job.status != SyncJobStatus.SCHEDULED:
+        return None
+    return periodic.next_slot_at(session, kind=KB_SYNC, owner_id=job.id)
 
 
 def list_sync_jobs(session: Session, organisation_id: uuid.UUID) -> list[SyncJob]:
@@ -320,6 +336,7 @@ def last_run(session: Session, sync_job_id: uuid.UUID) -> SyncRun | None:
 
 def _locked(session: Session, organisation_id: uuid.UUID, name: str) -> SyncJob:
     job = get_sync_job(session, organisation_id, name)
+    periodic.lock_schedule(session, kind=KB_SYNC, owner_id=job.id)
     session.refresh(job, with_for_update=True)
     return job
 
@@ -330,7 +347,8 @@ def pause(organisation_id: uuid.UUID, name: str) -> None:
         job = _locked(work.session, organisation_id, name)
         if job.status == SyncJobStatus.COMPLETED:
             raise Conflict(f"job {name!r} has completed: it has no slots left to pause")
-        job.status, job.next_run_at, job.updated_at = SyncJobStatus.PAUSED, None, utcnow()
+        job.status, job.updated_at = SyncJobStatus.PAUSED, utcnow()
+        _schedule(work.session, job, None)
 
 
 def resume(organisation_id: uuid.UUID, name: str) -> None:
@@ -357,7 +375,8 @@ def resume(organisation_id: uuid.UUID, name: str) -> None:
             if never_ran
             else schedule.next_slot_after(job.start_time, job.end_time, job.interval_seconds, now)
         )
-        job.next_run_at, job.updated_at = nxt, now
+        job.updated_at = now
+        _schedule(session, job, nxt)
         running = current_run(session, job.id) is not None
         job.status = (
             SyncJobStatus.SCHEDULED if nxt is not None or running else SyncJobStatus.COMPLETED
@@ -388,10 +407,11 @@ def delete(organisation_id: uuid.UUID, name: str) -> None:
         if run is not None:
             cancel_executions(work.session, run.job_id)
             work.after_commit(publisher.publish_outbox_drain)  # the run's job.finished
+        periodic.drop_schedule(work.session, kind=KB_SYNC, owner_id=job.id)
         work.session.delete(job)
 
 
-# -- runs on the schedule -----------------------------------------------------------------------
+# -- a run ------------------------------------------------------------------------------------------
 
 
 def start_run(session: Session, sync: SyncJob, *, trigger: str, slot: datetime | None) -> uuid.UUID:
@@ -423,77 +443,3 @@ def start_run(session: Session, sync: SyncJob, *, trigger: str, slot: datetime |
     )
     session.flush()
     return job.id
-
-
-@dataclass
-class TickReport:
-    runs_started: list[uuid.UUID] = field(default_factory=list)
-    slots_skipped: int = 0  # due while the job's run still went
-    completed: int = 0
-
-
-def tick(now: datetime | None = None, *, limit: int = 100) -> TickReport:
-    """Start the due slots' runs. The due jobs are taken ``FOR UPDATE SKIP LOCKED`` and
-    their ``next_run_at`` moves to the next slot after now in the same transaction, so
-    two beats never start one slot twice (and ``sync_runs`` is unique per slot)."""
-    now = now or utcnow()
-    report = TickReport()
-    with unit_of_work() as work:
-        session = work.session
-        due = session.scalars(
-            select(SyncJob)
-            .where(SyncJob.status == SyncJobStatus.SCHEDULED, SyncJob.next_run_at <= now)
-            .order_by(SyncJob.next_run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for sync in due:
-            slot = sync.next_run_at
-            assert slot is not None
-            sync.next_run_at = schedule.next_slot_after(
-                sync.start_time, sync.end_time, sync.interval_seconds, now
-            )
-            if current_run(session, sync.id) is not None:
-                report.slots_skipped += 1
-                log.info("sync job %s: slot %s skipped, its run still goes", sync.id, slot)
-                continue
-            if slot_has_run(session, sync.id, slot):
-                # A slot runs once (sync_runs is unique per slot): a next_run_at set back
-                # onto a slot that ran must not make every later tick fail on it.
-                report.slots_skipped += 1
-                log.warning("sync job %s: slot %s has run already; skipped", sync.id, slot)
-                continue
-            report.runs_started.append(start_run(session, sync, trigger="schedule", slot=slot))
-        report.completed = complete_ended(session, now)
-        dispatch_after_commit(work, report.runs_started)
-    return report
-
-
-def slot_has_run(session: Session, sync_job_id: uuid.UUID, slot: datetime) -> bool:
-    return (
-        session.scalar(
-            select(SyncRun.job_id).where(
-                SyncRun.sync_job_id == sync_job_id, SyncRun.slot_at == slot
-            )
-        )
-        is not None
-    )
-
-
-def complete_ended(session: Session, now: datetime) -> int:
-    """Scheduled jobs with no slot left and no run going become completed."""
-    ended = session.scalars(
-        select(SyncJob)
-        .where(
-            SyncJob.status == SyncJobStatus.SCHEDULED,
-            SyncJob.next_run_at.is_(None),
-            ~select(SyncRun.job_id)
-            .where(SyncRun.sync_job_id == SyncJob.id, SyncRun.status == RUNNING)
-            .exists(),
-        )
-        .limit(1000)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for sync in ended:
-        sync.status, sync.updated_at = SyncJobStatus.COMPLETED, now
-    return len(ended)

@@ -1,6 +1,8 @@
 """The ``ai_queries`` job type: an AI run asks every query of a project each model N
 times (the planner: :func:`shared.mentionlab.runs.plan_ai_runs`); a finished run settles its
-cached job (:func:`shared.mentionlab.cached_jobs.settle_finished_jobs`).
+cached job (:func:`shared.mentionlab.cached_jobs.settle_finished_jobs`); a project's
+recurrence runs its cached jobs through the engine's periodic slots
+(:data:`shared.mentionlab.schedules.RECURRENCE`).
 
 Its executor calls the AI providers and is the worker's; its payload schema is the
 Mentionlab trigger's, as Valpay's create takes it, and is the API's: both are named by
@@ -16,6 +18,7 @@ from shared.engine.job_types import JobTypeSpec
 from shared.engine.outbox import JOB_FINISHED, Consumer
 from shared.mentionlab.cached_jobs import settle_finished_jobs
 from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs, trigger_ai_job
+from shared.mentionlab.schedules import RECURRENCE
 from shared.models import Job
 
 
@@ -35,4 +38,5 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:AiQueriesPayload",
     create=create,
     result_type="ai_answers",
+    periodic=RECURRENCE,  # a project's cached jobs, run on its recurrence
 )

@@ -1,11 +1,12 @@
 """Recurrence: when a project's scheduled runs fall, and what changing it does.
 
 A project whose ``recurrence`` is daily, weekly, biweekly or monthly and whose
-``recurrence_status`` is active has a ``next_run_at`` (UTC). When a recurrence is set (or
+``recurrence_status`` is active has a next run: the engine schedule of kind
+``mentionlab.recurrence`` whose owner is the project. When a recurrence is set (or
 changed, or resumed) the first run is one interval after now, never at once: saving a
 project must not start work behind the client's back (POST /api/cached-jobs/trigger runs
 now). Re-saving the same recurrence keeps the slot it had. Pausing a project switches its
-cached jobs off; resuming switches them back on. The tick that runs due slots is
+cached jobs off; resuming switches them back on. What a slot does is
 :mod:`shared.mentionlab.schedules`.
 """
 
@@ -18,8 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
+from shared.engine import periodic
 from shared.models import CachedJob, CachedJobStatus, Project, utcnow
 
+RECURRENCE_KIND = "mentionlab.recurrence"
 MANUAL = "manual"
 ACTIVE = "active"
 PAUSED = "paused"
@@ -86,17 +89,27 @@ def apply_recurrence(
     previous_status: str,
     now: datetime | None = None,
 ) -> None:
-    """Bring ``next_run_at`` and the cached jobs' status in line with the project's
+    """Bring the project's schedule and its cached jobs' status in line with its
     recurrence after a create or an update (called by the projects service)."""
     now = now or utcnow()
+    # The schedule first: a tick running the project's slot holds it while it writes the
+    # cached jobs, so taking them in the other order could deadlock with it.
+    periodic.lock_schedule(session, kind=RECURRENCE_KIND, owner_id=project.id)
+    current = periodic.next_slot_at(session, kind=RECURRENCE_KIND, owner_id=project.id)
     if not is_scheduled(project):
-        project.next_run_at = None
-    elif (
-        project.next_run_at is None
-        or project.recurrence != previous_recurrence
-        or previous_status != ACTIVE
-    ):
-        project.next_run_at = first_slot(project.recurrence, now)
+        at = None
+    elif current is None or project.recurrence != previous_recurrence or previous_status != ACTIVE:
+        at = first_slot(project.recurrence, now)
+    else:
+        at = current
+    if at != current:
+        periodic.schedule(
+            session,
+            kind=RECURRENCE_KIND,
+            owner_id=project.id,
+            organisation_id=project.organisation_id,
+            at=at,
+        )
     if project.recurrence_status != previous_status:
         session.flush()
         switch_project(session, project.id, paused=project.recurrence_status == PAUSED)

@@ -2,7 +2,7 @@
 
 from shared.models.base import Base, utcnow
 from shared.models.cached_jobs import CachedJob, CachedJobStatus
-from shared.models.engine import OutboxEvent, WorkerProcess
+from shared.models.engine import OutboxEvent, PeriodicSchedule, WorkerProcess
 from shared.models.idempotency import IdempotencyKey
 from shared.models.jobs import (
     ACTIVE_EXECUTION_STATUSES,
@@ -42,6 +42,7 @@ __all__ = [
     "Membership",
     "Organisation",
     "OutboxEvent",
+    "PeriodicSchedule",
     "Project",
     "Query",
     "SyncJob",

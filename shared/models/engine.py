@@ -1,4 +1,5 @@
-"""The engine's own bookkeeping: live worker processes and the job-finished outbox."""
+"""The engine's own bookkeeping: live worker processes, the job-finished outbox and the
+periodic schedules."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, UTCDateTime, timestamp
+from shared.models.base import Base, UTCDateTime, optional_timestamp, timestamp, utcnow, uuid_pk
 
 
 class WorkerProcess(Base):
@@ -54,3 +55,31 @@ class OutboxEvent(Base):
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[timestamp]
+
+
+class PeriodicSchedule(Base):
+    """When an owner's next slot falls, for one periodic kind (see :mod:`shared.engine.periodic`).
+
+    ``kind`` names who owns the schedule and what a slot does; ``owner_id`` is that kind's
+    own row (no foreign key: the engine names no domain table). ``next_slot_at`` is the
+    slot a tick will claim, null when none is due (paused, unscheduled, or past the last
+    slot); ``last_slot_at`` the latest slot that ran, so that a slot never runs twice.
+    """
+
+    __tablename__ = "periodic_schedules"
+    __table_args__ = (
+        UniqueConstraint("kind", "owner_id"),
+        # The tick looks for due slots: keep that lookup an index range scan.
+        Index("ix_periodic_schedules_next_slot_at", "next_slot_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(80))
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    next_slot_at: Mapped[optional_timestamp]
+    last_slot_at: Mapped[optional_timestamp]
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[timestamp] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -84,8 +84,8 @@ class SyncJob(Base):
 
     ``watermark`` is ``{"value": <encoded filter value>, "ids": [row keys at that value
     already written]}``: the next run reads ``filter_column >= value`` and drops the rows it
-    names. It moves only when a batch commits. ``next_run_at`` is the next slot
-    (``start_time`` + k x interval), null once none is left before ``end_time``.
+    names. It moves only when a batch commits. Its slots (``start_time`` + k x interval
+    until ``end_time``) are an engine schedule (:mod:`shared.kb.scheduled_runs`).
     """
 
     __tablename__ = "sync_jobs"
@@ -111,7 +111,6 @@ class SyncJob(Base):
     start_time: Mapped[timestamp]
     end_time: Mapped[timestamp]
     status: Mapped[str] = mapped_column(String(20), default=SyncJobStatus.SCHEDULED)
-    next_run_at: Mapped[optional_timestamp] = mapped_column(index=True)
     watermark: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[timestamp]
     updated_at: Mapped[timestamp]

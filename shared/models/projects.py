@@ -5,18 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, optional_timestamp, short_text, timestamp, utcnow, uuid_pk
+from shared.models.base import Base, short_text, timestamp, utcnow, uuid_pk
 
 
 class Project(Base):
     """A brand to watch: its name, aliases and competitors, and how it is run."""
 
     __tablename__ = "projects"
-    # The schedule tick looks for due projects: keep that lookup an index range scan.
-    __table_args__ = (Index("ix_projects_next_run_at", "next_run_at"),)
 
     id: Mapped[uuid_pk]
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -37,9 +35,8 @@ class Project(Base):
     # webSearch}); None: the defaults (see shared.batches.processor).
     processor: Mapped[dict[str, Any] | None] = mapped_column(nullable=True, default=None)
     recurrence: Mapped[str] = mapped_column(String(20), default="manual")
+    # Its next scheduled run is an engine schedule (shared.mentionlab.recurrence).
     recurrence_status: Mapped[str] = mapped_column(String(20), default="active")
-    # The next scheduled run (UTC); None when the recurrence is manual or paused.
-    next_run_at: Mapped[optional_timestamp]
     created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL")
     )

@@ -15,7 +15,8 @@ from shared.ai_models import PROVIDERS
 from shared.db import new_session, session_scope
 from shared.engine import outbox
 from shared.engine.counters import move_counters
-from shared.models import CachedJob, Job, Project, utcnow
+from shared.mentionlab.recurrence import RECURRENCE_KIND
+from shared.models import CachedJob, Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.api.helpers import (
     PAGE_RANGE,
@@ -24,6 +25,7 @@ from tests.api.helpers import (
     job_count,
     validation_messages,
 )
+from tests.periodic_support import next_slot
 from tests.support import Tenant
 
 # The seed's example request body, byte for byte, but for the query id (which must exist).
@@ -88,11 +90,9 @@ def cached_job_count(project_id: uuid.UUID) -> int:
     return count or 0
 
 
-def project_row(project_id: uuid.UUID) -> Project:
-    with session_scope() as session:
-        project = session.get(Project, project_id)
-        assert project is not None
-        return project
+def next_run(project_id: uuid.UUID) -> datetime | None:
+    """The project's next scheduled run (its engine schedule's next slot)."""
+    return next_slot(RECURRENCE_KIND, project_id)
 
 
 def patch_project(client: FlaskClient, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
@@ -688,22 +688,22 @@ def test_setting_a_recurrence_schedules_one_interval_ahead(
     client: FlaskClient, tenant: Tenant
 ) -> None:
     """daily → the first run is a day from now (never at once); manual → no schedule."""
-    assert project_row(tenant.project_id).next_run_at is None
+    assert next_run(tenant.project_id) is None
     patch_project(client, tenant, {"recurrence": "daily"})
-    assert_about(project_row(tenant.project_id).next_run_at, datetime.now(UTC) + timedelta(days=1))
+    assert_about(next_run(tenant.project_id), datetime.now(UTC) + timedelta(days=1))
     patch_project(client, tenant, {"recurrence": "biweekly"})
-    assert_about(project_row(tenant.project_id).next_run_at, datetime.now(UTC) + timedelta(days=14))
+    assert_about(next_run(tenant.project_id), datetime.now(UTC) + timedelta(days=14))
     patch_project(client, tenant, {"recurrence": "manual"})
-    assert project_row(tenant.project_id).next_run_at is None
+    assert next_run(tenant.project_id) is None
 
 
 def test_resaving_the_same_recurrence_keeps_the_slot(client: FlaskClient, tenant: Tenant) -> None:
     """A PATCH that does not change the recurrence does not push the next run back."""
     patch_project(client, tenant, {"recurrence": "weekly"})
-    slot = project_row(tenant.project_id).next_run_at
+    slot = next_run(tenant.project_id)
     patch_project(client, tenant, {"recurrence": "weekly", "description": "x"})
     patch_project(client, tenant, {"recurrenceStatus": "active"})
-    assert project_row(tenant.project_id).next_run_at == slot
+    assert next_run(tenant.project_id) == slot
 
 
 def test_creating_a_project_with_a_recurrence_schedules_it(
@@ -715,8 +715,8 @@ def test_creating_a_project_with_a_recurrence_schedules_it(
         json={"name": "Monthly", "recurrence": "monthly"},
     )
     assert response.status_code == 201, response.json
-    next_run = project_row(uuid.UUID(response.json["id"])).next_run_at
-    assert next_run is not None and next_run > datetime.now(UTC) + timedelta(days=27)
+    first = next_run(uuid.UUID(response.json["id"]))
+    assert first is not None and first > datetime.now(UTC) + timedelta(days=27)
 
 
 def test_pausing_switches_cached_jobs_off_and_resuming_back_on(
@@ -735,13 +735,13 @@ def test_pausing_switches_cached_jobs_off_and_resuming_back_on(
     finish_job(job_id)
 
     patch_project(client, tenant, {"recurrenceStatus": "paused"})
-    assert project_row(tenant.project_id).next_run_at is None
+    assert next_run(tenant.project_id) is None
     for item in (ran, fresh):
         got = client.get(f"/api/cached-jobs/{item['id']}", headers=tenant.headers()).json
         assert got["status"] == "inactive"
 
     patch_project(client, tenant, {"recurrenceStatus": "active"})
-    assert_about(project_row(tenant.project_id).next_run_at, datetime.now(UTC) + timedelta(days=1))
+    assert_about(next_run(tenant.project_id), datetime.now(UTC) + timedelta(days=1))
     statuses = [
         client.get(f"/api/cached-jobs/{item['id']}", headers=tenant.headers()).json["status"]
         for item in (ran, fresh)

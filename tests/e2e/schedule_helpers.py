@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from shared.db import session_scope
+from shared.mentionlab.recurrence import RECURRENCE_KIND
 from shared.messaging import publisher
 from shared.messaging.queues import SCHEDULE_TICK_TASK
-from shared.models import Job, Project
+from shared.models import Job
+from tests.periodic_support import next_slot, set_next_slot
 from tests.support import Tenant
 
 T = TypeVar("T")
@@ -45,20 +47,13 @@ def set_recurrence(client: FlaskClient, tenant: Tenant, recurrence: str) -> None
 
 def make_due(project_id: uuid.UUID, ago: timedelta = timedelta(seconds=1)) -> datetime:
     """Put the project's next slot in the past; returns the slot as stored."""
-    with session_scope() as session:
-        session.execute(
-            update(Project)
-            .where(Project.id == project_id)
-            .values(next_run_at=datetime.now(UTC) - ago)
-        )
-    slot = next_run_at(project_id)
+    slot = set_next_slot(RECURRENCE_KIND, project_id, datetime.now(UTC) - ago)
     assert slot is not None
     return slot
 
 
 def next_run_at(project_id: uuid.UUID) -> datetime | None:
-    with session_scope() as session:
-        return session.scalar(select(Project.next_run_at).where(Project.id == project_id))
+    return next_slot(RECURRENCE_KIND, project_id)
 
 
 def publish_tick() -> None:

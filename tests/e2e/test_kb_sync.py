@@ -1,5 +1,5 @@
 """Knowledge-base sync jobs end to end: real beat and worker processes, real PostgreSQL and
-SQLite source tables; slots are made due by moving ``next_run_at`` into the past."""
+SQLite source tables; slots are made due by moving the next slot into the past."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, make_url, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.db import session_scope
-from shared.models import SyncJob
 from tests.kb_support import (
     SOURCE_URL,
     create_job,
@@ -25,10 +23,12 @@ from tests.kb_support import (
     job_body,
     kb_rows,
     make_due,
+    next_run_at,
     private_allowed,  # noqa: F401 - a fixture
     quiet_other_sync_jobs,
     register,
     runs,
+    set_slot,
     source_table,
     sync_job,
 )
@@ -150,7 +150,7 @@ def test_backfill_new_updated_boundary_rows_and_a_dropped_table(
             assert fifth.status == "failed"
             assert "does not exist" in (fifth.error or "")
             after = sync_job(name)
-            assert after.status == "scheduled" and after.next_run_at is not None
+            assert after.status == "scheduled" and next_run_at(name) is not None
             assert after.watermark == before
             # Back again: the next run starts from the same watermark (nothing new).
             table.create(engine)
@@ -190,8 +190,7 @@ def test_two_beats_start_one_run_per_slot(
     with source_table() as (engine, table):
         insert_orders(engine, table, 20, start=0, at=T0)
         name = create_job(client, tenant, job_body("shop", table.name, kb))["job_name"]
-        with session_scope() as session:  # no slot until the test makes one due
-            session.execute(update(SyncJob).where(SyncJob.name == name).values(next_run_at=None))
+        set_slot(name, None)  # no slot until the test makes one due
         slots = []
         with (
             running_worker(tmp_path / "w1", 4, **ENV),
@@ -205,7 +204,8 @@ def test_two_beats_start_one_run_per_slot(
                 wait_for_job(runs(name)[-1].job_id, timeout=60)
                 wait_until(lambda: runs(name)[-1].status != "running", 30, "the run to close")
                 # The claimed slot moved on to the next one, ten minutes away.
-                assert sync_job(name).next_run_at > datetime.now(UTC) + timedelta(minutes=5)
+                moved = next_run_at(name)
+                assert moved is not None and moved > datetime.now(UTC) + timedelta(minutes=5)
     done = runs(name)
     assert len(done) == 3
     assert sorted(r.slot_at for r in done if r.slot_at) == slots

@@ -17,8 +17,10 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 
 from shared.db import session_scope
+from shared.engine import periodic
 from shared.kb import sync
 from shared.kb.runs import prepare_run, write_batch
+from shared.kb.sync import KB_SYNC
 from shared.models import Job, SyncJob, SyncRun
 from tests.kb_support import (
     SOURCE_URL,
@@ -27,9 +29,12 @@ from tests.kb_support import (
     insert_orders,
     job_body,
     kb_rows,
+    next_run_at,
     private_allowed,  # noqa: F401 - a fixture
     register,
+    set_slot,
     source_table,
+    sync_job,
 )
 from tests.support import Tenant
 
@@ -153,22 +158,28 @@ def test_rows_without_a_filter_value_are_counted_not_skipped_silently(source: So
     assert sum(b["rows"] for b in batches) == 2
 
 
+def tick() -> periodic.KindReport:
+    """One engine tick: what it did for sync jobs."""
+    return periodic.tick().of(KB_SYNC)
+
+
 def test_a_slot_that_comes_while_the_run_goes_is_skipped(source: Source) -> None:
     sync.run_now(source.org_id, source.name)
     due = datetime.now(UTC) - timedelta(seconds=1)
-    with session_scope() as session:
-        session.execute(update(SyncJob).where(SyncJob.name == source.name).values(next_run_at=due))
-    report = sync.tick()
-    assert report.runs_started == [] and report.slots_skipped == 1
+    set_slot(source.name, due)
+    report = tick()
+    assert report.jobs_created == [] and report.slots_claimed == 1  # claimed, not run
+    moved = next_run_at(source.name)
+    assert moved is not None and moved > due
     with session_scope() as session:
         job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
-        assert job is not None and job.next_run_at is not None and job.next_run_at > due
+        assert job is not None
         assert len(session.scalars(select(SyncRun).where(SyncRun.sync_job_id == job.id)).all()) == 1
 
 
 def tick_at_once(barrier: threading.Barrier, started: list[int]) -> None:
     barrier.wait()
-    started.append(len(sync.tick().runs_started))
+    started.append(len(tick().jobs_created))
 
 
 def test_concurrent_ticks_start_a_slot_once(source: Source) -> None:
@@ -183,11 +194,7 @@ def test_concurrent_ticks_start_a_slot_once(source: Source) -> None:
                 )
                 .values(status="completed")
             )
-            session.execute(
-                update(SyncJob)
-                .where(SyncJob.name == source.name)
-                .values(next_run_at=datetime.now(UTC) - timedelta(minutes=10 - round_))
-            )
+        set_slot(source.name, datetime.now(UTC) - timedelta(minutes=10 - round_))
         barrier = threading.Barrier(8)
         started: list[int] = []
         threads = [threading.Thread(target=tick_at_once, args=(barrier, started)) for _ in range(8)]
@@ -204,62 +211,48 @@ def test_concurrent_ticks_start_a_slot_once(source: Source) -> None:
 
 
 def test_a_due_job_another_tick_holds_is_skipped_not_started_twice(source: Source) -> None:
-    """Another beat's tick holds the due job (its row lock): this tick neither waits for
-    it nor starts the slot; once that tick is gone, the slot starts once."""
-    with session_scope() as session:
-        session.execute(
-            update(SyncJob)
-            .where(SyncJob.name == source.name)
-            .values(next_run_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
+    """Another beat's tick holds the due slot (its schedule's row lock): this tick neither
+    waits for it nor starts the slot; once that tick is gone, the slot starts once."""
+    set_slot(source.name, datetime.now(UTC) - timedelta(seconds=1))
+    job_id = sync_job(source.name).id
     started: list[int] = []
     with session_scope() as holder:
-        holder.execute(select(SyncJob.id).where(SyncJob.name == source.name).with_for_update())
-        ticking = threading.Thread(target=lambda: started.append(len(sync.tick().runs_started)))
+        periodic.lock_schedule(holder, kind=KB_SYNC, owner_id=job_id)
+        ticking = threading.Thread(target=lambda: started.append(len(tick().jobs_created)))
         ticking.start()
         ticking.join(timeout=10)
         assert not ticking.is_alive(), "the tick waited for the other tick's lock"
     assert started == [0]
-    assert len(sync.tick().runs_started) == 1
+    assert len(tick().jobs_created) == 1
 
 
 def test_a_job_past_its_end_completes_when_its_last_run_ends(source: Source) -> None:
     with session_scope() as session:
         session.execute(
-            update(SyncJob)
-            .where(SyncJob.name == source.name)
-            .values(
-                next_run_at=datetime.now(UTC) - timedelta(seconds=1),
-                end_time=datetime.now(UTC),
-            )
+            update(SyncJob).where(SyncJob.name == source.name).values(end_time=datetime.now(UTC))
         )
-    report = sync.tick()
-    assert len(report.runs_started) == 1
-    with session_scope() as session:
-        job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
-        assert job is not None and (job.status, job.next_run_at) == ("scheduled", None)
-    close(report.runs_started[0])
-    assert sync.tick().completed >= 1
-    with session_scope() as session:
-        job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
-        assert job is not None and job.status == "completed"
+    set_slot(source.name, datetime.now(UTC) - timedelta(seconds=1))
+    report = tick()
+    assert len(report.jobs_created) == 1
+    job = sync_job(source.name)
+    assert (job.status, next_run_at(source.name)) == ("scheduled", None)
+    close(report.jobs_created[0])
+    assert tick().reconciled >= 1
+    assert sync_job(source.name).status == "completed"
 
 
 def test_a_slot_that_has_run_is_not_started_again_and_does_not_block_the_tick(
     source: Source,
 ) -> None:
-    """next_run_at set back onto a slot that ran (the unique slot would refuse a second
+    """The next slot set back onto a slot that ran (the unique slot would refuse a second
     run): the tick skips it instead of failing on it every time."""
     slot = datetime.now(UTC) - timedelta(seconds=5)
-    with session_scope() as session:
-        session.execute(update(SyncJob).where(SyncJob.name == source.name).values(next_run_at=slot))
-    first = sync.tick()
-    assert len(first.runs_started) == 1
-    close(first.runs_started[0])
-    with session_scope() as session:
-        session.execute(update(SyncJob).where(SyncJob.name == source.name).values(next_run_at=slot))
-    again = sync.tick()
-    assert again.runs_started == [] and again.slots_skipped == 1
-    with session_scope() as session:
-        job = session.scalar(select(SyncJob).where(SyncJob.name == source.name))
-        assert job is not None and job.next_run_at is not None and job.next_run_at > slot
+    set_slot(source.name, slot)
+    first = tick()
+    assert len(first.jobs_created) == 1
+    close(first.jobs_created[0])
+    set_slot(source.name, slot)
+    again = tick()
+    assert again.jobs_created == [] and again.slots_skipped == 1
+    moved = next_run_at(source.name)
+    assert moved is not None and moved > slot

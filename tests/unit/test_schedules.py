@@ -1,4 +1,5 @@
-"""Schedules: slot arithmetic (UTC, month ends, skipped slots) and the claim, in process."""
+"""Schedules: slot arithmetic (UTC, month ends, skipped slots) and a project's slots
+claimed by the engine's tick, in process."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ from sqlalchemy import select, update
 
 from shared.accounts.auth import Principal
 from shared.db import new_session, session_scope
-from shared.engine import outbox
+from shared.engine import outbox, periodic
 from shared.engine.counters import move_counters
-from shared.mentionlab import cached_jobs, schedules
-from shared.mentionlab.recurrence import add_months, first_slot, next_slot, slot
+from shared.mentionlab import cached_jobs
+from shared.mentionlab.recurrence import (
+    RECURRENCE_KIND,
+    add_months,
+    first_slot,
+    next_slot,
+    slot,
+)
 from shared.models import CachedJob, Job, Project, utcnow
 from shared.settings import reset_settings_cache
+from tests.periodic_support import next_slot as next_slot_of
+from tests.periodic_support import set_next_slot
 from tests.support import Tenant
 
 
@@ -154,11 +163,10 @@ def schedule(
         session.execute(
             update(Project)
             .where(Project.id == tenant.project_id)
-            .values(recurrence=recurrence, recurrence_status="active", next_run_at=due)
+            .values(recurrence=recurrence, recurrence_status="active")
         )
-    with session_scope() as session:  # read back what the database stored
-        stored = session.scalar(select(Project.next_run_at).where(Project.id == tenant.project_id))
-    assert stored is not None
+    stored = set_next_slot(RECURRENCE_KIND, tenant.project_id, due, tenant.org_id)
+    assert stored is not None  # as the database stored it
     return stored
 
 
@@ -172,15 +180,14 @@ def project_jobs(project_id: uuid.UUID) -> list[Job]:
 
 
 def next_run(project_id: uuid.UUID) -> datetime | None:
-    with session_scope() as session:
-        return session.scalar(select(Project.next_run_at).where(Project.id == project_id))
+    return next_slot_of(RECURRENCE_KIND, project_id)
 
 
 def test_a_due_project_is_claimed_once(tenant: Tenant, empty_broker: object) -> None:
     """One job per cached job, tagged with the slot; the slot moves past now."""
     seen = schedule(tenant)
     now = datetime.now(UTC)
-    report = schedules.claim_due_projects(now)
+    report = periodic.tick(now).of(RECURRENCE_KIND)
     jobs = project_jobs(tenant.project_id)
     assert len(jobs) == 2
     assert all(j.metadata_["trigger"] == "schedule" for j in jobs)
@@ -190,7 +197,7 @@ def test_a_due_project_is_claimed_once(tenant: Tenant, empty_broker: object) -> 
     assert set(report.jobs_created) >= {j.id for j in jobs}
     assert next_run(tenant.project_id) == seen + timedelta(days=1)
     # Claiming again at the same moment finds nothing due for this project.
-    schedules.claim_due_projects(now)
+    periodic.tick(now)
     assert len(project_jobs(tenant.project_id)) == 2
     with session_scope() as session:
         rows = session.scalars(
@@ -203,7 +210,7 @@ def test_a_due_project_is_claimed_once(tenant: Tenant, empty_broker: object) -> 
 def test_missed_slots_are_not_caught_up(tenant: Tenant, empty_broker: object) -> None:
     """Ten days late: one run, and the next slot is the first one after now."""
     seen = schedule(tenant, ago=timedelta(days=10, hours=1))
-    schedules.claim_due_projects()
+    periodic.tick()
     assert len(project_jobs(tenant.project_id)) == 2
     following = next_run(tenant.project_id)
     assert following == seen + timedelta(days=11)
@@ -211,21 +218,24 @@ def test_missed_slots_are_not_caught_up(tenant: Tenant, empty_broker: object) ->
 
 
 @pytest.mark.parametrize(
-    "change", [{"recurrence": "manual"}, {"recurrence_status": "paused"}, {"next_run_at": None}]
+    "change", [{"recurrence": "manual"}, {"recurrence_status": "paused"}, {"next_slot": None}]
 )
 def test_unscheduled_projects_are_not_claimed(
     tenant: Tenant, empty_broker: object, change: dict[str, object]
 ) -> None:
     schedule(tenant)
-    with session_scope() as session:
-        session.execute(update(Project).where(Project.id == tenant.project_id).values(**change))
-    schedules.claim_due_projects()
+    if "next_slot" in change:
+        set_next_slot(RECURRENCE_KIND, tenant.project_id, None)
+    else:
+        with session_scope() as session:
+            session.execute(update(Project).where(Project.id == tenant.project_id).values(**change))
+    periodic.tick()
     assert project_jobs(tenant.project_id) == []
 
 
 def test_a_future_slot_is_not_claimed(tenant: Tenant, empty_broker: object) -> None:
     seen = schedule(tenant, ago=timedelta(seconds=-60))
-    schedules.claim_due_projects()
+    periodic.tick()
     assert project_jobs(tenant.project_id) == []
     assert next_run(tenant.project_id) == seen
 
@@ -238,7 +248,7 @@ def test_inactive_cached_jobs_do_not_run(tenant: Tenant, empty_broker: object) -
             .where(CachedJob.query_id == tenant.query_ids[0])
             .values(status="inactive")
         )
-    schedules.claim_due_projects()
+    periodic.tick()
     jobs = project_jobs(tenant.project_id)
     assert [j.payload["queryIds"] for j in jobs] == [[str(tenant.query_ids[1])]]
 
@@ -251,7 +261,7 @@ def test_a_refused_plan_is_skipped_and_the_slot_still_advances(
     monkeypatch.setenv("JOBYARD_MAX_EXECUTIONS_PER_JOB", "3")
     reset_settings_cache()
     try:
-        schedules.claim_due_projects()
+        periodic.tick()
     finally:
         monkeypatch.undo()
         reset_settings_cache()
@@ -269,7 +279,7 @@ def test_concurrent_claims_run_a_slot_once(tenant: Tenant, empty_broker: object)
     def claim() -> None:
         try:
             barrier.wait()
-            schedules.claim_due_projects()
+            periodic.tick()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -290,14 +300,14 @@ def test_finished_jobs_settle_their_cached_jobs_through_the_outbox(
     """A scheduled run's jobs end; their job.finished events (not a polling tick) write
     the cached jobs down as ended."""
     schedule(tenant)
-    schedules.claim_due_projects()
+    periodic.tick()
     with session_scope() as session:
         jobs = session.execute(
             select(Job.id, Job.total).where(Job.project_id == tenant.project_id)
         ).all()
         for job_id, total in jobs:
             move_counters(session, job_id, {("pending", "failed"): total}, utcnow())
-    schedules.tick()
+    periodic.tick()
     with session_scope() as session:
         statuses = session.scalars(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)
@@ -312,17 +322,18 @@ def test_finished_jobs_settle_their_cached_jobs_through_the_outbox(
 
 
 def test_tick_schedules_a_recurring_project_that_has_no_slot(tenant: Tenant) -> None:
-    """A recurrence written before schedules existed gets its first slot from the tick."""
+    """A recurrence written without the projects service gets its first slot from the tick."""
     with session_scope() as session:
         session.execute(
             update(Project)
             .where(Project.id == tenant.project_id)
-            .values(recurrence="weekly", recurrence_status="active", next_run_at=None)
+            .values(recurrence="weekly", recurrence_status="active")
         )
+    assert next_run(tenant.project_id) is None
     now = datetime.now(UTC)
-    report = schedules.tick(now)
-    assert report.projects_adopted >= 1
+    report = periodic.tick(now).of(RECURRENCE_KIND)
+    assert report.reconciled >= 1
     assert next_run(tenant.project_id) == first_slot("weekly", now)
     assert project_jobs(tenant.project_id) == []
-    schedules.tick(now + timedelta(seconds=5))  # a filled slot is left alone
+    periodic.tick(now + timedelta(seconds=5))  # a filled slot is left alone
     assert next_run(tenant.project_id) == first_slot("weekly", now)
