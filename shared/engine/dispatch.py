@@ -17,7 +17,7 @@ What counts as queued: executions handed out (``dispatched_at`` set), not claime
 finished, except retries still waiting for their time. Those rows are few, and an index
 covers the handed-out ones.
 
-A job type may hand out smaller groups (``JobTypeSpec.group_size``: a ``kb_sync``
+A job type may hand out smaller groups (``JobTypeSpec.group_size``: a sync run's
 execution is a batch of a thousand rows, so it goes alone). Each of its executions then
 weighs as much as the default group size over its own, so the broker holds about the same
 amount of work, and the same wait for a small job behind it, whatever the types.

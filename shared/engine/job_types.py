@@ -73,7 +73,7 @@ Planner = Callable[[Session, "Job"], Iterable[PlannedItem]]
 # Runs before a job's fan-out, once per job, for types whose items must be fetched first
 # (a batch's input file): it may set the job's total, or raise PlanFailed.
 Preparer = Callable[[uuid.UUID], None]
-# Valpay's create (``POST /v1/jobs``): the caller and the loaded payload -> the new Job.
+# The generic create (``POST /v1/jobs``): the caller and the loaded payload -> the new Job.
 Create = Callable[[Any, dict[str, Any]], "Job"]
 
 
@@ -136,7 +136,7 @@ class JobTypeSpec:
     # Its recurring work on the engine's periodic slots (a project's recurrence, a sync
     # job's interval), if any.
     periodic: PeriodicKind | None = None
-    # What the type's executions produce, as Valpay's ``resultType`` names it.
+    # What the type's executions produce, as the generic jobs list's ``resultType`` names it.
     result_type: str = "items"
     description: str = ""
 

@@ -1,8 +1,8 @@
 """The job-finished outbox: events written in the transaction that caused them.
 
 The transaction that makes a job terminal (completed, failed, partial_failed, canceled)
-writes one ``job.finished`` row per registered consumer. Consumers are registered by name
-(``register_consumer``); :func:`drain` hands each consumer its rows in batches (taken with
+writes one ``job.finished`` row per registered consumer, each known by name;
+:func:`drain` hands each consumer its rows in batches (taken with
 ``FOR UPDATE SKIP LOCKED``, so drains may run concurrently) inside one transaction with the
 consumer's own writes, then deletes them. A consumer that raises gets its rows back later,
 with a growing delay; the others are not held up. A job type declares its consumers in its
@@ -13,8 +13,8 @@ consumer, whichever process ends the job.
 After a commit that wrote events, the worker publishes ``outbox.drain``; the recovery sweep
 drains as well, so a lost message only delays a consumer.
 
-A consumer that must act in the very transaction that caused the event (the batches'
-callbacks: written with the finish that ends the data point, not a hop later) registers
+A consumer that must act in the very transaction that caused the event (callbacks
+per execution: written with the finish that ends the execution, not a hop later) registers
 with :func:`register_in_transaction` instead: no row is written, the handler is called at
 once with the caller's Session or Connection, and if it raises, so does the transaction.
 """

@@ -10,7 +10,7 @@ extra read. Once that transaction has committed, the notes are published: one
 transaction publishes nothing. Streams subscribe to their job's channel; nothing polls.
 
 Pub/sub is at-most-once: a publish lost while Redis was away is made good by the stream,
-which re-reads the job row once per heartbeat (see api/mentionlab/events.py).
+which re-reads the job row once per heartbeat.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def channel(job_id: uuid.UUID) -> str:
 @dataclass(frozen=True)
 class Snapshot:
     """A job's counters and status at one commit, in the engine's own names (each API
-    family renders them in its own: :func:`api.mentionlab.events.as_event`)."""
+    family renders them in its own)."""
 
     id: str
     status: str

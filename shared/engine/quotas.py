@@ -13,7 +13,7 @@ before it writes anything:
   executions) plus the request's, and its unfinished jobs plus the request's, are at most
   ``JOBYARD_MAX_ACTIVE_EXECUTIONS_PER_ORGANISATION`` and
   ``JOBYARD_MAX_ACTIVE_JOBS_PER_ORGANISATION``. Over them the request may succeed later:
-  :class:`QuotaExceeded` (429; Smart DB's ``LIMIT_EXCEEDED``).
+  :class:`QuotaExceeded` (429, code ``LIMIT_EXCEEDED`` where a family shows codes).
 
 The check and the create are serialised per organisation by a transaction-scoped advisory
 lock (PostgreSQL): a concurrent request of the same organisation waits for this one to
