@@ -169,7 +169,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         cpu = e["cpu_ms_per_execution"]
         out.append(
             (
-                f"(e) the engine alone (no-op type), {e['worker_processes']} workers",
+                f"(e) the engine alone (echo type), {e['worker_processes']} workers",
                 f"{_fmt(e['executions_per_s'])} executions/s",
                 f"{_fmt(e['executions'])} in {_fmt(e['elapsed_s'])} s; fan-out "
                 f"{_fmt(e['fanout_s'])} s; CPU/execution {_fmt(cpu['workers'])} ms workers, "
