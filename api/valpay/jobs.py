@@ -15,11 +15,11 @@ from flask_smorest import Blueprint
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.params import path_uuid
+from api.transaction import request_session, request_work
 from api.valpay import schemas
 from api.valpay.envelope import error_envelope, ok
 from shared import instants
 from shared.batches import service as batches
-from shared.db import session_scope
 from shared.engine import jobs as engine_jobs
 from shared.kb import sync
 from shared.mentionlab import runs
@@ -52,20 +52,20 @@ class Jobs(MethodView):
         if "resultType" in args:
             kinds = [t for t, kind in schemas.RESULT_TYPES.items() if kind == args["resultType"]]
             job_types = [t for t in (job_types or kinds) if t in kinds]
-        with session_scope() as session:
-            page = engine_jobs.browse_jobs(
-                session,
-                current_principal().organisation_id,
-                job_types=job_types,
-                status=args.get("status"),
-                created_from=_when(args.get("dateFrom")),
-                created_to=_when(args.get("dateTo")),
-                sort=args["sortBy"],
-                descending=args["sortOrder"] == "desc",
-                cursor=args.get("lastEvaluatedKey"),
-                limit=args["limit"],
-            )
-            data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
+        session = request_session()
+        page = engine_jobs.browse_jobs(
+            session,
+            current_principal().organisation_id,
+            job_types=job_types,
+            status=args.get("status"),
+            created_from=_when(args.get("dateFrom")),
+            created_to=_when(args.get("dateTo")),
+            sort=args["sortBy"],
+            descending=args["sortOrder"] == "desc",
+            cursor=args.get("lastEvaluatedKey"),
+            limit=args["limit"],
+        )
+        data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
         if page.next_cursor is not None:
             data["lastEvaluatedKey"] = page.next_cursor
         return ok(data, "Jobs retrieved successfully")
@@ -86,6 +86,7 @@ class Jobs(MethodView):
         payload = schemas.PAYLOAD_SCHEMAS[body["jobType"]]().load(body["payload"])
         if body["jobType"] == JobType.BATCH.value:
             job, _ = batches.create_batch(
+                request_work(),
                 current_principal(),
                 payload["appId"],
                 inputs=payload.get("inputs"),
@@ -97,13 +98,17 @@ class Jobs(MethodView):
             )
         elif body["jobType"] == JobType.KB_SYNC.value:
             run_id = sync.run_now(
-                current_principal().organisation_id, payload["jobName"], trigger="api"
+                request_work(),
+                current_principal().organisation_id,
+                payload["jobName"],
+                trigger="api",
             )
-            with session_scope() as session:
-                job = engine_jobs.get_job(session, current_principal().organisation_id, run_id)
-                return ok(job, "Job created successfully")
+            session = request_session()
+            job = engine_jobs.get_job(session, current_principal().organisation_id, run_id)
+            return ok(job, "Job created successfully")
         else:
             job = runs.trigger_ai_job(
+                request_work(),
                 current_principal(),
                 payload["projectId"],
                 payload["aiModels"],
@@ -119,8 +124,8 @@ class JobById(MethodView):
     @blp.alt_response(404, description="Job not found or does not belong to the authenticated user")
     def get(self, job_id: str) -> dict[str, Any]:
         """Get a specific job by ID"""
-        with session_scope() as session:
-            job = engine_jobs.get_job(
-                session, current_principal().organisation_id, path_uuid(job_id, "Job")
-            )
-            return ok(job, "Job retrieved successfully")
+        session = request_session()
+        job = engine_jobs.get_job(
+            session, current_principal().organisation_id, path_uuid(job_id, "Job")
+        )
+        return ok(job, "Job retrieved successfully")

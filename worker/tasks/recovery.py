@@ -31,7 +31,8 @@ def recovery_sweep() -> dict[str, int]:
     summary["dispatched"] = dispatch.fill()
     summary["outbox_events"] = sum(outbox.drain(session_scope).values())
     # Housekeeping rides along: Idempotency-Key answers older than their 24 h.
-    summary["idempotency_keys_purged"] = idempotency.purge_expired()
+    with session_scope() as session:
+        summary["idempotency_keys_purged"] = idempotency.purge_expired(session)
     routine = ("dispatched", "outbox_events", "idempotency_keys_purged", "broker_emptied")
     if any(v for k, v in summary.items() if k not in routine):
         log.warning("recovery sweep: %s", summary)
