@@ -188,9 +188,10 @@ class UnitOfWork:
         connection.info[_WORK_KEY] = self
 
     def _unlink(self) -> None:
-        """Forget this unit on its connection (Connection.info outlives the checkout)."""
+        """Forget this unit on its connection (Connection.info outlives the checkout; an
+        invalidated connection's goes with it, and asking for it would raise)."""
         connection = self._connection
-        if connection is not None and not connection.closed:
+        if connection is not None and not connection.closed and not connection.invalidated:
             connection.info.pop(_WORK_KEY, None)
 
     def _run_after_commit(self) -> None:
