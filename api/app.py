@@ -14,6 +14,7 @@ from api.request_body import init_request_body
 from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from api.routing import FamilyRoutedFlask
+from api.transaction import init_request_transactions
 from shared import sqlite
 from shared.engine import job_types
 from shared.logs import configure_logging
@@ -39,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(settings.log_format, settings.log_level)
     init_request_log(app)  # first: every request's context starts empty
+    init_request_transactions(app)
     init_read_only_requests(app)
     init_metrics(app)  # first: it times the requests the limits refuse too
     # Before the rate limit: a body the server already refused (too slow, too large) is

@@ -9,6 +9,7 @@ from shared import logs
 from shared.accounts.auth import Principal, authenticate
 from shared.db import session_scope
 from shared.errors import Unauthenticated
+from shared.sqlite import reads_only
 
 
 def bearer_token() -> str | None:
@@ -43,7 +44,10 @@ def authenticate_request() -> Principal:
     bearer = bearer_token() if takes_bearer else None
     if api_key is None and bearer is None:
         raise missing_credentials(family)
-    with session_scope() as session:
+    # A read of its own, before the request's unit of work: that one connects at the
+    # command's first statement, so a command that calls out first (a source database's
+    # connection check) holds no connection of ours meanwhile (api/transaction.py).
+    with reads_only(), session_scope() as session:
         principal = authenticate(session, api_key=api_key, bearer=bearer)
     use_principal(principal)
     return principal

@@ -30,6 +30,7 @@ from werkzeug.datastructures import Headers
 
 from api import operations, swagger_assets
 from api.openapi import FamilyFields, FamilyResponses
+from api.transaction import commits_per_answer
 
 # A request's headers (werkzeug's), or any mapping of them.
 RequestHeaders = Headers | Mapping[str, str]
@@ -138,6 +139,11 @@ def register(app: Flask, family: Family, families: Sequence[Family] = ()) -> Api
         api.spec.components.schema(error_schema, schema=family.error_schema)
     for blueprint in family.blueprints:
         api.register_blueprint(blueprint)
+    # Every view of the family answers in one unit of work (api.transaction).
+    names = {b.name for b in family.blueprints}
+    for endpoint, view in list(app.view_functions.items()):
+        if endpoint.partition(".")[0] in names:
+            app.view_functions[endpoint] = commits_per_answer(view)
     operations.index(app, family.name, [b.name for b in family.blueprints], api.spec.to_dict())
     app.extensions.setdefault(EXTENSION, []).append(family)
     # Longest prefix first, so that a more specific family wins.

@@ -4,17 +4,19 @@ A create endpoint is decorated once with its family's :func:`create_endpoint` de
 (outermost, above flask-smorest's), which:
 
 - without the header, runs the view as it is;
-- with it, claims the key for the caller's organisation (:mod:`shared.idempotency`) and
-  - runs the view and keeps its answer when it is a success (status and body, with
-    ``Content-Type`` and ``Location``); an error frees the key again, since a refused
-    create wrote nothing;
+- with it, claims the key for the caller's organisation (:mod:`shared.idempotency`) in the
+  request's unit of work (:mod:`api.transaction`), runs the view in that same unit of work,
+  and stores its answer there when it is a success (status and body, with
+  ``Content-Type`` and ``Location``): the job and its key's answer commit together, or
+  neither does. An error answer rolls everything back, key included, since a refused
+  create writes nothing;
   - answers a repeat of the same request (same method, path, query, JSON body and context
     headers) with the kept answer, marked ``Idempotent-Replayed: true``, and no second job;
   - answers the key used for a different request with 422;
-  - answers 409 while the key's first request still runs. Like Stripe, rather than wait:
-    waiting would hold a gunicorn worker and a database connection for as long as the
-    first request takes (or until its claim times out, if its process died), while the
-    client, which is retrying anyway, retries again a moment later.
+  - answers 409 while the key's first request still runs (PostgreSQL). Like Stripe, rather
+    than wait: waiting would hold a gunicorn worker and a database connection for as long
+    as the first request takes, while the client, which is retrying anyway, retries again
+    a moment later.
 - documents the header and those answers in the operation's OpenAPI entry, in the family's
   error envelope; ``creates_jobs`` adds the quotas' 422 and 429 (:mod:`shared.engine.quotas`).
 """
@@ -32,7 +34,8 @@ from flask import Response, current_app, request
 
 from api.auth import authenticate_request
 from api.families import Envelope
-from shared import idempotency
+from api.transaction import request_session
+from shared import failpoints, idempotency
 from shared.errors import Conflict, InvalidInput, Unprocessable
 
 HEADER = "Idempotency-Key"
@@ -81,7 +84,8 @@ def run_once(view: View, *args: Any, **kwargs: Any) -> Response:
     if key is None:
         return current_app.make_response(view(*args, **kwargs))
     organisation_id = authenticate_request().organisation_id
-    outcome = idempotency.claim(organisation_id, key, fingerprint())
+    session = request_session()
+    outcome = idempotency.claim(session, organisation_id, key, fingerprint())
     if isinstance(outcome, idempotency.Mismatch):
         raise Unprocessable(
             f"{HEADER} {key!r} was already used for a different request: "
@@ -96,16 +100,12 @@ def run_once(view: View, *args: Any, **kwargs: Any) -> Response:
         replayed = Response(outcome.body, status=outcome.status_code, headers=outcome.headers)
         replayed.headers["Idempotent-Replayed"] = "true"
         return replayed
-    try:
-        response = current_app.make_response(view(*args, **kwargs))
-    except BaseException:
-        idempotency.release(outcome)
-        raise
+    response = current_app.make_response(view(*args, **kwargs))
+    # Where a crash hurt when the view's work committed before its answer was stored.
+    failpoints.reached("idempotency.before_store")
     if 200 <= response.status_code < 300:
         kept = {h: response.headers[h] for h in KEPT_HEADERS if h in response.headers}
-        idempotency.store(outcome, response.status_code, response.get_data(), kept)
-    else:
-        idempotency.release(outcome)
+        idempotency.store(session, outcome, response.status_code, response.get_data(), kept)
     return response
 
 

@@ -4,13 +4,19 @@ One engine per process: the engine is created lazily and re-created after a fork
 worker's ``worker_process_init`` also disposes it), so no pooled connection ever crosses a
 fork.
 
-The caller owns the unit of work. A command (an API request's write, a task) opens one
-:func:`unit_of_work`, passes its session to the services it calls (which never open a
-session of their own), and registers what must happen once the transaction has committed
-— publishing the messages that point at the rows it wrote — with
-:meth:`UnitOfWork.after_commit`. That is the one place publish-after-commit happens: a
-message is never sent for a row that might still roll back. Reads use
-:func:`session_scope`; the worker's hot path uses :func:`connection_scope`.
+The caller owns the unit of work. An API request has exactly one for its command
+(``api/transaction.py``: committed when its view answers a success, rolled back
+otherwise); the worker opens one per step of its work; the CLI one per command. A command takes the caller's :class:`UnitOfWork` (or
+its session, when it has nothing to do after the commit) and passes it on to the services
+it calls, which never open one of their own. What must happen once the transaction has
+committed — publishing the messages that point at the rows it wrote, waking the webhook
+senders, publishing job progress — is registered with :meth:`UnitOfWork.after_commit`:
+a message is never sent for a row that might still roll back, and a rollback runs none.
+
+One type serves both ways to the database: :func:`unit_of_work` (the ORM: its
+``session``) and :func:`connection_scope` (the worker's hot path: a plain Core
+``connection``, no Session). Code that holds only the Session or the Connection reaches
+the unit of work with :func:`unit_of` (it is kept in their ``info``).
 """
 
 from __future__ import annotations
@@ -19,10 +25,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import sqlite
@@ -86,10 +91,16 @@ def get_engine() -> Engine:
                 pid=os.getpid(),
                 engine=engine,
                 url=url,
-                factory=sessionmaker(bind=engine, expire_on_commit=False),
+                factory=_session_factory(engine),
             )
         engine_: Engine = _state["engine"]
         return engine_
+
+
+def _session_factory(engine: Engine) -> sessionmaker[Session]:
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(factory, "after_begin", _link_connection)
+    return factory
 
 
 def dispose_engine(*, close: bool = False) -> None:
@@ -119,65 +130,125 @@ def dialect_name(executor: Session | Connection) -> str:
     return executor.dialect.name
 
 
-@contextmanager
-def connection_scope() -> Iterator[Connection]:
-    """One transaction on a plain Core connection (lighter than a Session, for hot paths).
-
-    Code that runs in it may ask for something to run once it has committed (never after
-    a rollback) through :func:`scope_of` (the engine publishes job progress that way)."""
-    with get_engine().begin() as connection:
-        # Connection.info outlives the checkout: a failed scope's state is replaced here.
-        scope = connection.info[_SCOPE_KEY] = Scope()
-        yield connection
-        connection.info.pop(_SCOPE_KEY, None)
-    for action in scope.after_commit:
-        action()
-
-
-_SCOPE_KEY = "jobyard.scope"
-
-
-@dataclass
-class Scope:
-    """What a :func:`connection_scope` transaction carries to its commit: actions to run
-    after it, and whatever the code in it keeps for them (``values``, by a key of its own)."""
-
-    after_commit: list[Callable[[], object]] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-def scope_of(connection: Connection) -> Scope | None:
-    """The scope of the :func:`connection_scope` transaction ``connection`` is in, if any."""
-    scope = connection.info.get(_SCOPE_KEY)
-    return scope if isinstance(scope, Scope) else None
+_WORK_KEY = "jobyard.unit_of_work"  # in Session.info and Connection.info: the UnitOfWork
 
 
 class UnitOfWork:
-    """One transaction (``session``), and the actions to run once it has committed."""
+    """One transaction, and what runs once it has committed.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    The same type serves the ORM (:func:`unit_of_work`: :attr:`session`, which connects
+    at its first statement) and the worker's Core hot path (:func:`connection_scope`: a
+    plain :attr:`connection`, no Session ever made). Code that holds only the Session or
+    the Connection reaches it with :func:`unit_of`.
+    """
+
+    def __init__(self, *, session: Session | None = None, connection: Connection | None = None):
+        self._session = session
+        self._connection = connection
         self._after_commit: list[Callable[[], object]] = []
+        # What code in the transaction keeps for its after-commit actions (progress
+        # notes, a "senders already woken" mark), by a key of its own.
+        self.values: dict[str, Any] = {}
+        for holder in (session, connection):
+            if holder is not None:
+                holder.info[_WORK_KEY] = self
+
+    @property
+    def session(self) -> Session:
+        """The transaction's Session (on a Core scope: one joining its connection, made on
+        first use; it never commits by itself)."""
+        if self._session is None:
+            assert self._connection is not None
+            self._session = Session(
+                bind=self._connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+            self._session.info[_WORK_KEY] = self
+        return self._session
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's Core connection (an ORM unit of work's connects now)."""
+        if self._connection is None:
+            self._joined(self.session.connection())
+        assert self._connection is not None
+        return self._connection
 
     def after_commit(self, action: Callable[[], object]) -> None:
         """Run ``action`` after the commit (never if the transaction rolls back)."""
         self._after_commit.append(action)
 
+    def after_commit_once(self, key: str, action: Callable[[], object]) -> None:
+        """Run ``action`` after the commit, once however often it is asked for by ``key``."""
+        if key not in self.values:
+            self.values[key] = True
+            self._after_commit.append(action)
+
+    def _joined(self, connection: Connection) -> None:
+        self._connection = connection
+        connection.info[_WORK_KEY] = self
+
+    def _unlink(self) -> None:
+        """Forget this unit on its connection (Connection.info outlives the checkout; an
+        invalidated connection's goes with it, and asking for it would raise)."""
+        connection = self._connection
+        if connection is not None and not connection.closed and not connection.invalidated:
+            connection.info.pop(_WORK_KEY, None)
+
+    def _run_after_commit(self) -> None:
+        for action in self._after_commit:
+            action()
+
+
+def unit_of(executor: Session | Connection) -> UnitOfWork | None:
+    """The unit of work whose transaction ``executor`` is in (None for a bare one)."""
+    work = executor.info.get(_WORK_KEY)
+    return work if isinstance(work, UnitOfWork) else None
+
+
+def _link_connection(session: Session, _transaction: Any, connection: Connection) -> None:
+    """``after_begin`` of the sessions of :func:`unit_of_work`: the connection the session
+    has just begun on leads to its unit of work too."""
+    work = session.info.get(_WORK_KEY)
+    if isinstance(work, UnitOfWork):
+        work._joined(connection)
+
 
 @contextmanager
 def unit_of_work() -> Iterator[UnitOfWork]:
     """Open a unit of work: commit when the block succeeds, then run its after-commit
-    actions in order; roll back (and run none) when it raises."""
+    actions in order; roll back (and run none) when it raises. Its session connects at
+    its first statement (not before: a command may call out before it touches the
+    database, holding no connection meanwhile)."""
     with new_session() as session:
-        work = UnitOfWork(session)
-        with session.begin():
-            yield work
-    for action in work._after_commit:
-        action()
+        work = UnitOfWork(session=session)
+        try:
+            with session.begin():
+                try:
+                    yield work
+                finally:
+                    work._unlink()
+        finally:
+            session.info.pop(_WORK_KEY, None)
+    work._run_after_commit()
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """A unit of work on a plain Core connection (lighter than a Session, for the
+    worker's hot path); :func:`unit_of` reaches its after-commit actions."""
+    with get_engine().begin() as connection:
+        # Connection.info outlives the checkout: a failed scope's mark is replaced here.
+        work = UnitOfWork(connection=connection)
+        yield connection
+        work._unlink()
+        if work._session is not None:
+            work._session.close()
+    work._run_after_commit()
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One transaction: commit when the block succeeds, roll back when it raises."""
-    with new_session() as session, session.begin():
-        yield session
+    """A unit of work, for a caller that only needs its session (the CLI, a task step,
+    tests)."""
+    with unit_of_work() as work:
+        yield work.session

@@ -160,7 +160,10 @@ class Settings(BaseSettings):
     # Idempotency-Key: how long a key's answer is kept, and how long a request holding a
     # key may run before another request with that key may take it over (its process died).
     idempotency_key_ttl_seconds: int = Field(default=86_400, ge=60)
-    idempotency_lock_seconds: int = Field(default=120, ge=1)
+    # Points where this process kills itself (comma-separated names, e.g.
+    # ``idempotency.before_store``): for the tests that prove what a crash there leaves
+    # behind (shared/failpoints.py). Empty, and so off, unless a test sets it.
+    failpoints: str = ""
     retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
     # Countdowns stay well below the Redis visibility timeout; longer waits are dispatch's.
     retry_backoff_cap_seconds: float = Field(default=300.0, gt=0)

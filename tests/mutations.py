@@ -29,6 +29,9 @@ CAPACITY = "tests/engine/test_worker_capacity.py"
 FANOUT_TESTS = "tests/engine/test_fanout.py"
 SENDER_FAIRNESS = "tests/e2e/test_sender_fairness.py"
 PERIODIC = "tests/engine/test_periodic.py"
+REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
+IDEMPOTENCY = "tests/api/test_idempotency.py"
+IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
 
 
 @dataclass(frozen=True)
@@ -466,24 +469,24 @@ MUTATIONS = [
     Mutation(
         "idempotency: a different request under the key",
         "shared/idempotency.py",
-        "            if row.fingerprint != fingerprint:",
-        "            if False:",
+        "    if row.fingerprint != fingerprint:",
+        "    if False:",
         tests=("tests/api/test_idempotency.py",),
         databases=POSTGRESQL,
     ),
     Mutation(
         "idempotency: only expired keys are freed",
         "shared/idempotency.py",
-        "                    IdempotencyKey.created_at < _expiry(now),\n",
+        "            IdempotencyKey.created_at < _expiry(utcnow()),\n",
         "",
         tests=("tests/api/test_idempotency.py",),
         databases=POSTGRESQL,
     ),
     Mutation(
-        "idempotency: store and release only by the claim's holder",
+        "idempotency: an answer stored under a taken key is refused",
         "shared/idempotency.py",
-        "        IdempotencyKey.locked_at == claimed.locked_at,\n",
-        "",
+        "    if stored is None:\n",
+        "    if False:\n",
         tests=("tests/api/test_idempotency.py",),
         databases=POSTGRESQL,
     ),
@@ -577,6 +580,48 @@ MUTATIONS = [
         "    held_back = {r for r, n in in_flight.items() if n >= share}\n",
         tests=(
             f"{SENDER_FAIRNESS}::test_a_failing_receiver_is_backed_off_whole_until_a_probe_gets_an_answer",
+        ),
+        databases=POSTGRESQL,
+    ),
+    # One unit of work per request (api/transaction.py): an error answer, or an
+    # exception, rolls back what the view wrote.
+    Mutation(
+        "request transaction: an error answer rolls back",
+        "api/transaction.py",
+        "        _end(None if response.status_code < 400 else _Refused(response.status_code))\n",
+        "        _end(None)\n",
+        tests=(REQUEST_TRANSACTIONS,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "request transaction: an exception rolls back",
+        "api/transaction.py",
+        "            _end(exc)\n",
+        "            _end(None)\n",
+        tests=(REQUEST_TRANSACTIONS,),
+        databases=POSTGRESQL,
+    ),
+    # Idempotency-Key: the key's answer is stored in the create's transaction. Stored in
+    # one of its own after the create committed (as before), a process killed in between
+    # leaves a job without its key, and the retry makes a second one.
+    Mutation(
+        "idempotency: the answer stored in the create's transaction",
+        "api/idempotency.py",
+        '    failpoints.reached("idempotency.before_store")\n',
+        '    __import__("api.transaction").transaction._end(None)  # the create commits alone\n'
+        "    session = request_session()  # and the answer is stored in a transaction of its own\n"
+        '    failpoints.reached("idempotency.before_store")\n',
+        tests=(IDEMPOTENCY_CRASH,),
+    ),
+    # ... and a second request with the key answers 409 at once while the first runs
+    # (PostgreSQL's advisory lock; SQLite's writer lock makes it wait its turn).
+    Mutation(
+        "idempotency: the key's advisory lock",
+        "shared/idempotency.py",
+        "    if not lock_key(session, organisation_id, key):\n        return InProgress()\n",
+        "",
+        tests=(
+            f"{IDEMPOTENCY}::test_a_key_in_progress_answers_409_at_once_and_is_free_again_if_its_request_dies",
         ),
         databases=POSTGRESQL,
     ),

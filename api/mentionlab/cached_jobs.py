@@ -27,7 +27,7 @@ from api.mentionlab.schemas import (
     page_envelope,
     page_schema,
 )
-from shared.db import session_scope
+from api.transaction import request_session, request_work
 from shared.mentionlab import cached_jobs
 from shared.models import CachedJob, Job
 
@@ -64,10 +64,8 @@ class CachedJobsMany(MethodView):
             cached_jobs.CachedJobPlan(item["queryId"], item["aiModels"], item["executionCount"])
             for item in body["cachedJobs"]
         ]
-        with session_scope() as session:
-            return cached_jobs.create_many(
-                session, current_principal(), required_project_id(), plans
-            )
+        session = request_session()
+        return cached_jobs.create_many(session, current_principal(), required_project_id(), plans)
 
 
 @blp.route("/trigger")
@@ -86,7 +84,9 @@ class CachedJobsTrigger(MethodView):
         query, models and executionCount), all accepted in one transaction. The cached jobs
         turn `active`, then `ended` when their job finishes.
         """
-        return cached_jobs.trigger_project(current_principal(), required_project_id())
+        return cached_jobs.trigger_project(
+            request_work(), current_principal(), required_project_id()
+        )
 
 
 @blp.route("/list")
@@ -97,16 +97,16 @@ class CachedJobList(MethodView):
     @blp.response(200, page_schema(CachedJobSchema))
     def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
         """List the project's cached jobs (oldest first unless sorted)"""
-        with session_scope() as session:
-            page = cached_jobs.list_cached_jobs(
-                session,
-                current_principal(),
-                required_project_id(),
-                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
-                limit=paging["limit"],
-                page=paging["page"],
-            )
-            return page_envelope(page)
+        session = request_session()
+        page = cached_jobs.list_cached_jobs(
+            session,
+            current_principal(),
+            required_project_id(),
+            sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+            limit=paging["limit"],
+            page=paging["page"],
+        )
+        return page_envelope(page)
 
 
 @blp.route("/<uuid:cached_job_id>")
@@ -115,5 +115,5 @@ class CachedJobById(MethodView):
     @blp.response(200, CachedJobSchema)
     def get(self, cached_job_id: uuid.UUID) -> CachedJob:
         """Get one cached job"""
-        with session_scope() as session:
-            return cached_jobs.get_cached_job(session, current_principal(), cached_job_id)
+        session = request_session()
+        return cached_jobs.get_cached_job(session, current_principal(), cached_job_id)

@@ -36,6 +36,7 @@ from marshmallow import Schema, fields
 from api.auth import current_principal, has_credentials, use_principal
 from api.mentionlab.context import authenticate, context_headers
 from api.mentionlab.schemas import IsoDateTime, Text
+from api.transaction import request_session
 from shared.accounts.auth import Principal
 from shared.accounts.stream_tokens import StreamToken, issue_stream_token, verify_stream_token
 from shared.db import session_scope
@@ -149,8 +150,8 @@ class JobEventsToken(MethodView):
     def post(self, job_id: uuid.UUID) -> StreamToken:
         """Get a short-lived token that opens this job's progress stream from a browser"""
         principal = current_principal()
-        with reads_only(), session_scope() as session:
-            engine_jobs.get_job(session, principal.organisation_id, job_id)  # the tenant check
+        session = request_session()
+        engine_jobs.get_job(session, principal.organisation_id, job_id)  # the tenant check
         return issue_stream_token(principal.organisation_id, job_id, principal.user_id)
 
 
@@ -160,9 +161,9 @@ def job_events(organisation_id: uuid.UUID, job_id: uuid.UUID) -> Response:
     pubsub = progress.redis_client().pubsub(ignore_subscribe_messages=True)
     try:
         pubsub.subscribe(progress.channel(job_id))
-        with session_scope() as session:
-            engine_jobs.get_job(session, organisation_id, job_id)  # the tenant check
-            first = progress.read(session, job_id)
+        session = request_session()
+        engine_jobs.get_job(session, organisation_id, job_id)  # the tenant check
+        first = progress.read(session, job_id)
         assert first is not None
     except BaseException:
         pubsub.close()

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from api.auth import current_principal
 from api.mentionlab.context import authenticate_first, context_headers
 from api.mentionlab.schemas import ExecutionSchema
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.engine import jobs
 from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Execution
@@ -30,11 +30,11 @@ class ExecutionById(MethodView):
     @blp.response(200, ExecutionSchema)
     def get(self, execution_id: uuid.UUID) -> Execution:
         """Get one execution of an AI run"""
-        with session_scope() as session:
-            return jobs.get_execution(
-                session,
-                current_principal().organisation_id,
-                execution_id,
-                "Job execution",
-                AI_QUERIES,
-            )
+        session = request_session()
+        return jobs.get_execution(
+            session,
+            current_principal().organisation_id,
+            execution_id,
+            "Job execution",
+            AI_QUERIES,
+        )

@@ -30,7 +30,7 @@ from api.mentionlab.schemas import (
     page_envelope,
     page_schema,
 )
-from shared.db import session_scope
+from api.transaction import request_session, request_work
 from shared.engine import jobs as engine_jobs
 from shared.mentionlab import runs
 from shared.mentionlab.runs import AI_QUERIES
@@ -56,7 +56,11 @@ class TriggerJob(MethodView):
     def post(self, body: dict[str, Any]) -> Job:
         """Trigger an execution for all project queries"""
         return runs.trigger_ai_job(
-            current_principal(), required_project_id(), body["aiModels"], body["executionCount"]
+            request_work(),
+            current_principal(),
+            required_project_id(),
+            body["aiModels"],
+            body["executionCount"],
         )
 
 
@@ -73,18 +77,18 @@ class JobList(MethodView):
         knowledge-base sync runs (Smart DB's) are listed there, and every type in
         Valpay's GET /v1/jobs.
         """
-        with session_scope() as session:
-            page = runs.list_jobs(
-                session,
-                current_principal(),
-                project_id=project_id_header(required=False),
-                status=filters.get("status"),
-                created_by=filters.get("createdBy"),
-                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
-                limit=paging["limit"],
-                page=paging["page"],
-            )
-            return page_envelope(page)
+        session = request_session()
+        page = runs.list_jobs(
+            session,
+            current_principal(),
+            project_id=project_id_header(required=False),
+            status=filters.get("status"),
+            created_by=filters.get("createdBy"),
+            sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+            limit=paging["limit"],
+            page=paging["page"],
+        )
+        return page_envelope(page)
 
 
 @blp.route("/<uuid:job_id>")
@@ -97,8 +101,8 @@ class JobById(MethodView):
         A job of another type (a batch, a sync run) is a 404 here: read it with
         GET /v1/jobs/{jobId}.
         """
-        with session_scope() as session:
-            return runs.get_job_detail(session, current_principal(), job_id)
+        session = request_session()
+        return runs.get_job_detail(session, current_principal(), job_id)
 
 
 @blp.route("/<uuid:job_id>/cancel")
@@ -108,7 +112,9 @@ class CancelJob(MethodView):
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: uuid.UUID) -> Job:
         """Cancel an AI run: unfinished executions end failed with error "canceled"."""
-        return engine_jobs.cancel_job(current_principal().organisation_id, job_id, AI_QUERIES)
+        return engine_jobs.cancel_job(
+            request_work(), current_principal().organisation_id, job_id, AI_QUERIES
+        )
 
 
 @blp.route("/<uuid:job_id>/executions")
@@ -118,13 +124,13 @@ class JobExecutions(MethodView):
     @blp.response(200, page_schema(ExecutionSchema))
     def get(self, paging: dict[str, Any], job_id: uuid.UUID) -> dict[str, Any]:
         """List an AI run's executions"""
-        with session_scope() as session:
-            page = engine_jobs.list_executions(
-                session,
-                current_principal().organisation_id,
-                job_id,
-                limit=paging["limit"],
-                page=paging["page"],
-                job_type=AI_QUERIES,
-            )
-            return page_envelope(page)
+        session = request_session()
+        page = engine_jobs.list_executions(
+            session,
+            current_principal().organisation_id,
+            job_id,
+            limit=paging["limit"],
+            page=paging["page"],
+            job_type=AI_QUERIES,
+        )
+        return page_envelope(page)

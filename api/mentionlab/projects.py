@@ -18,7 +18,7 @@ from api.mentionlab.context import (
 )
 from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import ProjectCreateSchema, ProjectFieldsSchema, ProjectSchema
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.mentionlab import projects
 from shared.models import Project
 
@@ -36,18 +36,16 @@ class Projects(MethodView):
     @blp.response(201, ProjectSchema)
     def post(self, fields: dict[str, Any]) -> Project:
         """Create a project"""
-        with session_scope() as session:
-            return projects.create_project(session, current_principal(), fields)
+        session = request_session()
+        return projects.create_project(session, current_principal(), fields)
 
     @project_headers
     @blp.arguments(ProjectFieldsSchema)
     @blp.response(200, ProjectSchema)
     def patch(self, fields: dict[str, Any]) -> Project:
         """Update the project named by x-project-id"""
-        with session_scope() as session:
-            return projects.update_project(
-                session, current_principal(), required_project_id(), fields
-            )
+        session = request_session()
+        return projects.update_project(session, current_principal(), required_project_id(), fields)
 
 
 @blp.route("/list")
@@ -56,8 +54,8 @@ class ProjectList(MethodView):
     @blp.response(200, ProjectSchema(many=True))
     def get(self) -> list[Project]:
         """List the organisation's projects"""
-        with session_scope() as session:
-            return projects.list_projects(session, current_principal())
+        session = request_session()
+        return projects.list_projects(session, current_principal())
 
 
 @blp.route("/<uuid:project_id>")
@@ -66,5 +64,5 @@ class ProjectById(MethodView):
     @blp.response(200, ProjectSchema)
     def get(self, project_id: uuid.UUID) -> Project:
         """Get one project"""
-        with session_scope() as session:
-            return projects.get_project(session, current_principal(), project_id)
+        session = request_session()
+        return projects.get_project(session, current_principal(), project_id)

@@ -26,7 +26,7 @@ from api.mentionlab.schemas import (
     page_envelope,
     page_schema,
 )
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.mentionlab import projects
 from shared.models import Query
 
@@ -44,9 +44,9 @@ class Queries(MethodView):
     @blp.response(201, QuerySchema)
     def post(self, item: dict[str, Any]) -> Query:
         """Create a query in the project"""
-        with session_scope() as session:
-            project = projects.get_project(session, current_principal(), required_project_id())
-            return projects.create_queries(session, project, [item])[0]
+        session = request_session()
+        project = projects.get_project(session, current_principal(), required_project_id())
+        return projects.create_queries(session, project, [item])[0]
 
 
 @blp.route("/many")
@@ -57,9 +57,9 @@ class QueriesMany(MethodView):
     @blp.response(201, QuerySchema(many=True))
     def post(self, body: dict[str, Any]) -> list[Query]:
         """Create many queries in the project"""
-        with session_scope() as session:
-            project = projects.get_project(session, current_principal(), required_project_id())
-            return projects.create_queries(session, project, body["queries"])
+        session = request_session()
+        project = projects.get_project(session, current_principal(), required_project_id())
+        return projects.create_queries(session, project, body["queries"])
 
 
 @blp.route("/list")
@@ -70,19 +70,19 @@ class QueryList(MethodView):
     @blp.response(200, page_schema(QuerySchema))
     def post(self, paging: dict[str, Any], filters: dict[str, Any]) -> dict[str, Any]:
         """List the project's queries, filtered and sorted"""
-        with session_scope() as session:
-            project = projects.get_project(session, current_principal(), required_project_id())
-            page = projects.list_queries(
-                session,
-                project,
-                text=filters.get("query"),
-                languages=filters["languages"],
-                countries=filters["countries"],
-                sort=[(s["field"], s["direction"]) for s in filters["sort"]],
-                limit=paging["limit"],
-                page=paging["page"],
-            )
-            return page_envelope(page)
+        session = request_session()
+        project = projects.get_project(session, current_principal(), required_project_id())
+        page = projects.list_queries(
+            session,
+            project,
+            text=filters.get("query"),
+            languages=filters["languages"],
+            countries=filters["countries"],
+            sort=[(s["field"], s["direction"]) for s in filters["sort"]],
+            limit=paging["limit"],
+            page=paging["page"],
+        )
+        return page_envelope(page)
 
 
 @blp.route("/<uuid:query_id>")
@@ -91,5 +91,5 @@ class QueryById(MethodView):
     @blp.response(200, QuerySchema)
     def get(self, query_id: uuid.UUID) -> Query:
         """Get one query"""
-        with session_scope() as session:
-            return projects.get_query(session, current_principal(), query_id)
+        session = request_session()
+        return projects.get_query(session, current_principal(), query_id)

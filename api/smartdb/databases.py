@@ -12,7 +12,7 @@ from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.smartdb import schemas
 from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.kb import sources
 from shared.models import DataSource
 
@@ -69,18 +69,18 @@ class Databases(MethodView):
     @documents_check_refusals(blp)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a source database (the connection is checked first)"""
-        with session_scope() as session:
-            source = sources.register(
-                session, current_principal().organisation_id, body["name"], body["url"]
-            )
-            return ok(describe(source), "Database created successfully")
+        session = request_session()
+        source = sources.register(
+            session, current_principal().organisation_id, body["name"], body["url"]
+        )
+        return ok(describe(source), "Database created successfully")
 
     @blp.response(200, schemas.DatabaseListAnswer)
     def get(self) -> dict[str, Any]:
         """List the registered databases"""
-        with session_scope() as session:
-            listed = sources.list_sources(session, current_principal().organisation_id)
-            return ok([describe(s) for s in listed], "Databases retrieved successfully")
+        session = request_session()
+        listed = sources.list_sources(session, current_principal().organisation_id)
+        return ok([describe(s) for s in listed], "Databases retrieved successfully")
 
 
 @blp.route("/<name>")
@@ -88,13 +88,13 @@ class DatabaseByName(MethodView):
     @blp.response(200, schemas.DatabaseAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One registered database"""
-        with session_scope() as session:
-            source = sources.get_source(session, current_principal().organisation_id, name)
-            return ok(describe(source), "Database retrieved successfully")
+        session = request_session()
+        source = sources.get_source(session, current_principal().organisation_id, name)
+        return ok(describe(source), "Database retrieved successfully")
 
     @blp.response(200, schemas.DatabaseDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Forget a registered database"""
-        with session_scope() as session:
-            sources.delete_source(session, current_principal().organisation_id, name)
+        session = request_session()
+        sources.delete_source(session, current_principal().organisation_id, name)
         return ok({"name": name}, "Database deleted successfully")

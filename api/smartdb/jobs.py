@@ -14,7 +14,7 @@ from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.smartdb import schemas
 from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
-from shared.db import session_scope
+from api.transaction import request_session, request_work
 from shared.kb import sync
 from shared.kb.reading import decode
 from shared.kb.schedule import FORMATS
@@ -172,15 +172,15 @@ class CreateJob(MethodView):
         window = sync.check_schedule(body, problems)
         problems.raise_if_any()
         assert window is not None
-        with session_scope() as session:
-            job = sync.create_sync_job(session, current_principal().organisation_id, body, window)
-            data = {
-                "job_id": str(job.id),
-                "job_name": job.name,
-                "status": job.status,
-                "created_at": instant(job.created_at),
-                "next_run": next_run(session, job),
-            }
+        session = request_session()
+        job = sync.create_sync_job(session, current_principal().organisation_id, body, window)
+        data = {
+            "job_id": str(job.id),
+            "job_name": job.name,
+            "status": job.status,
+            "created_at": instant(job.created_at),
+            "next_run": next_run(session, job),
+        }
         return ok(data, "Job created successfully")
 
 
@@ -189,9 +189,9 @@ class Jobs(MethodView):
     @blp.response(200, schemas.SyncJobListAnswer)
     def get(self) -> dict[str, Any]:
         """List the sync jobs"""
-        with session_scope() as session:
-            jobs = sync.list_sync_jobs(session, current_principal().organisation_id)
-            return ok([describe(session, j) for j in jobs], "Jobs retrieved successfully")
+        session = request_session()
+        jobs = sync.list_sync_jobs(session, current_principal().organisation_id)
+        return ok([describe(session, j) for j in jobs], "Jobs retrieved successfully")
 
 
 @blp.route("/<name>")
@@ -199,21 +199,21 @@ class JobByName(MethodView):
     @blp.response(200, schemas.SyncJobAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One sync job, with its last run"""
-        with session_scope() as session:
-            job = sync.get_sync_job(session, current_principal().organisation_id, name)
-            return ok(describe(session, job), "Job retrieved successfully")
+        session = request_session()
+        job = sync.get_sync_job(session, current_principal().organisation_id, name)
+        return ok(describe(session, job), "Job retrieved successfully")
 
     @blp.response(200, schemas.SyncJobDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Delete a sync job and its history (a run going now is canceled)"""
-        sync.delete(current_principal().organisation_id, name)
+        sync.delete(request_work(), current_principal().organisation_id, name)
         return ok({"job_name": name}, "Job deleted successfully")
 
 
 def _after(name: str, message: str) -> dict[str, Any]:
-    with session_scope() as session:
-        job = sync.get_sync_job(session, current_principal().organisation_id, name)
-        return ok(describe(session, job), message)
+    session = request_session()
+    job = sync.get_sync_job(session, current_principal().organisation_id, name)
+    return ok(describe(session, job), message)
 
 
 @blp.route("/<name>/pause")
@@ -222,7 +222,7 @@ class PauseJob(MethodView):
     @blp.alt_response(409, description="CONFLICT: the job has completed")
     def post(self, name: str) -> dict[str, Any]:
         """Pause: no slot runs until resumed"""
-        sync.pause(current_principal().organisation_id, name)
+        sync.pause(request_session(), current_principal().organisation_id, name)
         return _after(name, "Job paused successfully")
 
 
@@ -232,7 +232,7 @@ class ResumeJob(MethodView):
     @blp.alt_response(409, description="CONFLICT: the job has completed")
     def post(self, name: str) -> dict[str, Any]:
         """Resume from the next slot (missed slots are not caught up)"""
-        sync.resume(current_principal().organisation_id, name)
+        sync.resume(request_session(), current_principal().organisation_id, name)
         return _after(name, "Job resumed successfully")
 
 
@@ -243,10 +243,10 @@ class RunJob(MethodView):
     @blp.alt_response(409, description="RUN_IN_PROGRESS: the job's run is going")
     def post(self, name: str) -> dict[str, Any]:
         """Run now, outside the schedule (the slots stay as they are)"""
-        run_id = sync.run_now(current_principal().organisation_id, name)
-        with session_scope() as session:
-            job = sync.get_sync_job(session, current_principal().organisation_id, name)
-            data = describe(session, job)
+        run_id = sync.run_now(request_work(), current_principal().organisation_id, name)
+        session = request_session()
+        job = sync.get_sync_job(session, current_principal().organisation_id, name)
+        data = describe(session, job)
         data["run_job_id"] = str(run_id)
         return ok(data, "Job run started")
 
@@ -257,7 +257,7 @@ class JobHistory(MethodView):
     @blp.response(200, schemas.HistoryAnswer)
     def get(self, args: dict[str, Any], name: str) -> dict[str, Any]:
         """The job's runs, newest first: run_start, run_end, rows_read, rows_written, error"""
-        with session_scope() as session:
-            job = sync.get_sync_job(session, current_principal().organisation_id, name)
-            runs = sync.runs_of(session, job.id, args["limit"])
-            return ok([history_entry(r) for r in runs], "History retrieved successfully")
+        session = request_session()
+        job = sync.get_sync_job(session, current_principal().organisation_id, name)
+        runs = sync.runs_of(session, job.id, args["limit"])
+        return ok([history_entry(r) for r in runs], "History retrieved successfully")

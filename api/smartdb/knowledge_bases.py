@@ -13,7 +13,7 @@ from api.idempotency import create_endpoint
 from api.params import WholeNumber
 from api.smartdb import schemas
 from api.smartdb.envelope import error_envelope, ok
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
 from shared.kb.embedders import EMBEDDERS, EmbeddingFailed, available
@@ -87,23 +87,23 @@ class KnowledgeBases(MethodView):
     @blp.alt_response(409, description="DUPLICATE_KB: the name is taken")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a knowledge base"""
-        with session_scope() as session:
-            kb = knowledge.create_kb(
-                session,
-                current_principal().organisation_id,
-                name=body["name"],
-                embedder_name=body["embedder"],
-                id_column=body.get("id_column"),
-                metadata_columns=body["metadata_columns"],
-            )
-            return ok(describe(kb, 0), "Knowledge base created successfully")
+        session = request_session()
+        kb = knowledge.create_kb(
+            session,
+            current_principal().organisation_id,
+            name=body["name"],
+            embedder_name=body["embedder"],
+            id_column=body.get("id_column"),
+            metadata_columns=body["metadata_columns"],
+        )
+        return ok(describe(kb, 0), "Knowledge base created successfully")
 
     @blp.response(200, schemas.KnowledgeBaseListAnswer)
     def get(self) -> dict[str, Any]:
         """List the knowledge bases"""
-        with session_scope() as session:
-            kbs = knowledge.list_kbs(session, current_principal().organisation_id)
-            return ok([describe(kb) for kb in kbs], "Knowledge bases retrieved successfully")
+        session = request_session()
+        kbs = knowledge.list_kbs(session, current_principal().organisation_id)
+        return ok([describe(kb) for kb in kbs], "Knowledge bases retrieved successfully")
 
 
 @blp.route("/<name>")
@@ -111,18 +111,18 @@ class KnowledgeBaseByName(MethodView):
     @blp.response(200, schemas.KnowledgeBaseAnswer)
     def get(self, name: str) -> dict[str, Any]:
         """One knowledge base, with its chunk count"""
-        with session_scope() as session:
-            kb = knowledge.get_kb(session, current_principal().organisation_id, name)
-            return ok(
-                describe(kb, knowledge.chunk_count(session, kb)),
-                "Knowledge base retrieved successfully",
-            )
+        session = request_session()
+        kb = knowledge.get_kb(session, current_principal().organisation_id, name)
+        return ok(
+            describe(kb, knowledge.chunk_count(session, kb)),
+            "Knowledge base retrieved successfully",
+        )
 
     @blp.response(200, schemas.KnowledgeBaseDeletedAnswer)
     def delete(self, name: str) -> dict[str, Any]:
         """Delete a knowledge base and its chunks"""
-        with session_scope() as session:
-            knowledge.delete_kb(session, current_principal().organisation_id, name)
+        session = request_session()
+        knowledge.delete_kb(session, current_principal().organisation_id, name)
         return ok({"name": name}, "Knowledge base deleted successfully")
 
 
@@ -133,19 +133,19 @@ class Search(MethodView):
     @blp.alt_response(502, description="EMBEDDING_FAILED: the KB's embedder could not embed")
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Search by cosine similarity; metadata filters apply before ranking"""
-        with session_scope() as session:
-            kb = knowledge.get_kb(session, current_principal().organisation_id, name)
-            try:
-                found = knowledge.search(
-                    session,
-                    kb,
-                    body["query"],
-                    limit=body["limit"],
-                    relevance_threshold=body["relevance_threshold"],
-                    filters=body["filters"],
-                )
-            except EmbeddingFailed as exc:  # the endpoint's fault, not the request's
-                raise UpstreamFailed(
-                    f"the query could not be embedded: {exc.reason}", code="EMBEDDING_FAILED"
-                ) from exc
+        session = request_session()
+        kb = knowledge.get_kb(session, current_principal().organisation_id, name)
+        try:
+            found = knowledge.search(
+                session,
+                kb,
+                body["query"],
+                limit=body["limit"],
+                relevance_threshold=body["relevance_threshold"],
+                filters=body["filters"],
+            )
+        except EmbeddingFailed as exc:  # the endpoint's fault, not the request's
+            raise UpstreamFailed(
+                f"the query could not be embedded: {exc.reason}", code="EMBEDDING_FAILED"
+            ) from exc
         return ok(found, f"{len(found)} result(s)")

@@ -16,10 +16,10 @@ from api.idempotency import create_endpoint
 from api.params import path_uuid
 from api.superai.callbacks import callbacks_doc
 from api.superai.envelope import error_envelope
+from api.transaction import request_session, request_work
 from shared.batches import service
 from shared.batches.processor import Processor
 from shared.batches.service import DataPoint, DataPointState
-from shared.db import session_scope
 from shared.paging import Page
 from shared.webhooks.messages import MessageLogPage
 
@@ -62,6 +62,7 @@ class Jobs(MethodView):
     def post(self, body: dict[str, Any], app_id: str) -> dict[str, Any]:
         """Create jobs: one data point per input, processed asynchronously"""
         batch, single = service.create_batch(
+            request_work(),
             current_principal(),
             path_uuid(app_id, "App"),
             inputs=body.get("inputs"),
@@ -80,21 +81,21 @@ class Jobs(MethodView):
     @blp.response(200, schemas.page_schema(schemas.DataPointSchema, "jobs"))
     def get(self, args: dict[str, Any], app_id: str) -> dict[str, Any]:
         """List the app's data points"""
-        with session_scope() as session:
-            page = service.list_data_points(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                page=args["page"],
-                size=args["size"],
-                sort_by=args["sortBy"],
-                descending=args["orderBy"] == "desc",
-                created_from=args.get("createdStartDate"),
-                created_to=args.get("createdEndDate"),
-                completed_from=args.get("completedStartDate"),
-                completed_to=args.get("completedEndDate"),
-                states=[DataPointState(s) for s in args.get("statusIn") or []],
-            )
+        session = request_session()
+        page = service.list_data_points(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            page=args["page"],
+            size=args["size"],
+            sort_by=args["sortBy"],
+            descending=args["orderBy"] == "desc",
+            created_from=args.get("createdStartDate"),
+            created_to=args.get("createdEndDate"),
+            completed_from=args.get("completedStartDate"),
+            completed_to=args.get("completedEndDate"),
+            states=[DataPointState(s) for s in args.get("statusIn") or []],
+        )
         return page_envelope(page, "jobs", args["size"])
 
 
@@ -103,10 +104,10 @@ class JobById(MethodView):
     @blp.response(200, schemas.DataPointSchema)
     def get(self, app_id: str, job_id: str) -> DataPoint:
         """Get one data point"""
-        with session_scope() as session:
-            return service.get_data_point(
-                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
-            )
+        session = request_session()
+        return service.get_data_point(
+            session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
 
 
 @blp.route("/<app_id>/jobs/<job_id>/response")
@@ -114,10 +115,10 @@ class JobResponse(MethodView):
     @blp.response(200, schemas.DataPointResponseSchema)
     def get(self, app_id: str, job_id: str) -> DataPoint:
         """Get a data point's response (the processor's output)"""
-        with session_scope() as session:
-            return service.get_data_point(
-                session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
-            )
+        session = request_session()
+        return service.get_data_point(
+            session, current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
 
 
 @blp.route("/<app_id>/jobs/<job_id>/cancel")
@@ -127,7 +128,7 @@ class CancelJob(MethodView):
     def post(self, app_id: str, job_id: str) -> DataPoint:
         """Cancel a data point that has not finished"""
         return service.cancel_data_point(
-            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            request_work(), current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
         )
 
 
@@ -138,7 +139,7 @@ class QueueJob(MethodView):
     def post(self, app_id: str, job_id: str) -> DataPoint:
         """Queue a parked (PENDING) data point"""
         return service.queue_data_point(
-            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+            request_work(), current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
         )
 
 
@@ -150,7 +151,11 @@ class ReviewJob(MethodView):
     def patch(self, body: dict[str, Any], app_id: str, job_id: str) -> DataPoint:
         """Review a finished data point: is its response correct, what should it have been"""
         return service.review_data_point(
-            current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job"), **body
+            request_session(),
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(job_id, "Job"),
+            **body,
         )
 
 
@@ -160,14 +165,14 @@ class Batches(MethodView):
     @blp.response(200, schemas.page_schema(schemas.BatchSchema, "batches"))
     def get(self, args: dict[str, Any], app_id: str) -> dict[str, Any]:
         """List the app's batches, newest first"""
-        with session_scope() as session:
-            page = service.list_batches(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                page=args["page"],
-                size=args["size"],
-            )
+        session = request_session()
+        page = service.list_batches(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            page=args["page"],
+            size=args["size"],
+        )
         return page_envelope(page, "batches", args["size"])
 
 
@@ -176,13 +181,13 @@ class BatchById(MethodView):
     @blp.response(200, schemas.BatchSchema)
     def get(self, app_id: str, batch_id: str) -> Any:
         """Get a batch: its state and counters"""
-        with session_scope() as session:
-            return service.get_batch(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                path_uuid(batch_id, "Batch"),
-            )
+        session = request_session()
+        return service.get_batch(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(batch_id, "Batch"),
+        )
 
 
 @blp.route("/<app_id>/processor")
@@ -190,9 +195,9 @@ class AppProcessor(MethodView):
     @blp.response(200, schemas.ProcessorAnswer)
     def get(self, app_id: str) -> dict[str, Any]:
         """How the app processes each input (jobyard's own: not in super.AI's API)"""
-        with session_scope() as session:
-            app = service.get_app(session, current_principal(), path_uuid(app_id, "App"))
-            return Processor.from_json(app.processor).as_json()
+        session = request_session()
+        app = service.get_app(session, current_principal(), path_uuid(app_id, "App"))
+        return Processor.from_json(app.processor).as_json()
 
     @blp.arguments(schemas.ProcessorSchema)
     @blp.response(200, schemas.ProcessorAnswer)
@@ -200,7 +205,7 @@ class AppProcessor(MethodView):
         """Set how the app processes each input: a prompt template and a model"""
         processor = Processor(body["promptTemplate"], body["model"], body["webSearch"])
         return service.set_processor(
-            current_principal(), path_uuid(app_id, "App"), processor
+            request_session(), current_principal(), path_uuid(app_id, "App"), processor
         ).as_json()
 
 
@@ -211,15 +216,15 @@ class BatchDeliveries(MethodView):
     @blp.alt_response(400, description="An unknown parameter, a bad limit or cursor")
     def get(self, args: dict[str, Any], app_id: str, batch_id: str) -> Any:
         """A page of the batch's callbacks (its own and its data points'), oldest first"""
-        with session_scope() as session:
-            page = service.deliveries_of_batch(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                path_uuid(batch_id, "Batch"),
-                cursor=args.get("cursor"),
-                limit=args["limit"],
-            )
+        session = request_session()
+        page = service.deliveries_of_batch(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(batch_id, "Batch"),
+            cursor=args.get("cursor"),
+            limit=args["limit"],
+        )
         return log_page(page, args["limit"])
 
 
@@ -231,6 +236,7 @@ class ResendFailed(MethodView):
     def post(self, body: dict[str, Any], app_id: str, batch_id: str) -> dict[str, int]:
         """Resend every failed callback of the batch since a time"""
         resent = service.resend_failed(
+            request_session(),
             current_principal(),
             path_uuid(app_id, "App"),
             path_uuid(batch_id, "Batch"),
@@ -246,15 +252,15 @@ class DataPointDeliveries(MethodView):
     @blp.alt_response(400, description="An unknown parameter, a bad limit or cursor")
     def get(self, args: dict[str, Any], app_id: str, job_id: str) -> Any:
         """A page of a data point's callbacks, oldest first, with every attempt"""
-        with session_scope() as session:
-            page = service.deliveries_of_data_point(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                path_uuid(job_id, "Job"),
-                cursor=args.get("cursor"),
-                limit=args["limit"],
-            )
+        session = request_session()
+        page = service.deliveries_of_data_point(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(job_id, "Job"),
+            cursor=args.get("cursor"),
+            limit=args["limit"],
+        )
         return log_page(page, args["limit"])
 
 
@@ -263,13 +269,13 @@ class DeliveryById(MethodView):
     @blp.response(200, schemas.DeliverySchema)
     def get(self, app_id: str, delivery_id: str) -> Any:
         """One callback with every attempt"""
-        with session_scope() as session:
-            return service.get_delivery(
-                session,
-                current_principal(),
-                path_uuid(app_id, "App"),
-                path_uuid(delivery_id, "Delivery"),
-            )
+        session = request_session()
+        return service.get_delivery(
+            session,
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(delivery_id, "Delivery"),
+        )
 
 
 @blp.route("/<app_id>/deliveries/<delivery_id>/resend")
@@ -279,6 +285,9 @@ class ResendDelivery(MethodView):
     def post(self, app_id: str, delivery_id: str) -> dict[str, int]:
         """Send a callback again, now"""
         service.resend_delivery(
-            current_principal(), path_uuid(app_id, "App"), path_uuid(delivery_id, "Delivery")
+            request_session(),
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(delivery_id, "Delivery"),
         )
         return {"resent": 1}

@@ -17,9 +17,9 @@ from flask_smorest import Blueprint
 import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
 from api.params import path_uuid
+from api.transaction import request_session, request_work
 from shared.batches import service
 from shared.batches.service import DataPoint
-from shared.db import session_scope
 
 blp = Blueprint(
     "superai-data-points",
@@ -44,10 +44,8 @@ class DataPointById(MethodView):
     @blp.response(200, schemas.DataPointSchema)
     def get(self, job_id: str) -> DataPoint:
         """Get one data point (the client's fetch_job)"""
-        with session_scope() as session:
-            return service.get_data_point(
-                session, current_principal(), None, path_uuid(job_id, "Job")
-            )
+        session = request_session()
+        return service.get_data_point(session, current_principal(), None, path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/response")
@@ -56,10 +54,8 @@ class DataPointResponse(MethodView):
     @blp.response(200, schemas.DataPointResponseSchema)
     def get(self, job_id: str) -> DataPoint:
         """Get a data point's response (the client's get_job_response)"""
-        with session_scope() as session:
-            return service.get_data_point(
-                session, current_principal(), None, path_uuid(job_id, "Job")
-            )
+        session = request_session()
+        return service.get_data_point(session, current_principal(), None, path_uuid(job_id, "Job"))
 
 
 @blp.route("/<job_id>/cancel")
@@ -69,7 +65,9 @@ class CancelDataPoint(MethodView):
     @blp.alt_response(409, description="The data point has already finished")
     def post(self, job_id: str) -> DataPoint:
         """Cancel a data point that has not finished (the client's cancel_job)"""
-        return service.cancel_data_point(current_principal(), None, path_uuid(job_id, "Job"))
+        return service.cancel_data_point(
+            request_work(), current_principal(), None, path_uuid(job_id, "Job")
+        )
 
 
 @blp.route("/<job_id>/queue")
@@ -79,7 +77,9 @@ class QueueDataPoint(MethodView):
     @blp.alt_response(409, description="The data point is not parked")
     def post(self, job_id: str) -> DataPoint:
         """Queue a parked (PENDING) data point"""
-        return service.queue_data_point(current_principal(), None, path_uuid(job_id, "Job"))
+        return service.queue_data_point(
+            request_work(), current_principal(), None, path_uuid(job_id, "Job")
+        )
 
 
 @blp.route("/<job_id>/review")
@@ -92,5 +92,5 @@ class ReviewDataPoint(MethodView):
         """Review a finished data point: is its response correct, what should it have
         been (the client's review_job)"""
         return service.review_data_point(
-            current_principal(), None, path_uuid(job_id, "Job"), **body
+            request_session(), current_principal(), None, path_uuid(job_id, "Job"), **body
         )

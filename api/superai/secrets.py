@@ -14,7 +14,7 @@ import api.superai.schemas as schemas
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.superai.envelope import error_envelope
-from shared.db import session_scope
+from api.transaction import request_session
 from shared.webhooks import secrets
 
 blp = Blueprint(
@@ -41,13 +41,13 @@ class Secret(MethodView):
     def get(self) -> dict[str, Any]:
         """The signing secret every callback is signed with (the organisation has one from
         the start)"""
-        with session_scope() as session:
-            return secret_answer(secrets.current(session, current_principal().organisation_id))
+        session = request_session()
+        return secret_answer(secrets.current(session, current_principal().organisation_id))
 
     @create_endpoint(error_envelope)
     @blp.response(201, schemas.SecretSchema)
     def post(self) -> dict[str, Any]:
         """Rotate the signing secret: a new one signs from now on, and the previous ones
         keep signing for 24 h"""
-        with session_scope() as session:
-            return secret_answer(secrets.rotate(session, current_principal().organisation_id))
+        session = request_session()
+        return secret_answer(secrets.rotate(session, current_principal().organisation_id))

@@ -15,10 +15,10 @@ from flask_smorest import Blueprint
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
 from api.params import path_uuid
+from api.transaction import request_session, request_work
 from api.valpay import schemas
 from api.valpay.envelope import error_envelope, ok
 from shared import instants
-from shared.db import session_scope
 from shared.engine import job_types
 from shared.engine import jobs as engine_jobs
 
@@ -49,20 +49,20 @@ class Jobs(MethodView):
         if "resultType" in args:
             kinds = [t for t, kind in schemas.RESULT_TYPES.items() if kind == args["resultType"]]
             job_types = [t for t in (job_types or kinds) if t in kinds]
-        with session_scope() as session:
-            page = engine_jobs.browse_jobs(
-                session,
-                current_principal().organisation_id,
-                job_types=job_types,
-                status=args.get("status"),
-                created_from=_when(args.get("dateFrom")),
-                created_to=_when(args.get("dateTo")),
-                sort=args["sortBy"],
-                descending=args["sortOrder"] == "desc",
-                cursor=args.get("lastEvaluatedKey"),
-                limit=args["limit"],
-            )
-            data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
+        session = request_session()
+        page = engine_jobs.browse_jobs(
+            session,
+            current_principal().organisation_id,
+            job_types=job_types,
+            status=args.get("status"),
+            created_from=_when(args.get("dateFrom")),
+            created_to=_when(args.get("dateTo")),
+            sort=args["sortBy"],
+            descending=args["sortOrder"] == "desc",
+            cursor=args.get("lastEvaluatedKey"),
+            limit=args["limit"],
+        )
+        data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
         if page.next_cursor is not None:
             data["lastEvaluatedKey"] = page.next_cursor
         return ok(data, "Jobs retrieved successfully")
@@ -83,7 +83,9 @@ class Jobs(MethodView):
         spec = job_types.spec_for(body["jobType"])  # one of schemas.CREATABLE: validated
         payload = schemas.PAYLOAD_SCHEMAS[spec.name]().load(body["payload"])
         assert spec.create is not None
-        return ok(spec.create(current_principal(), payload), "Job created successfully")
+        return ok(
+            spec.create(request_work(), current_principal(), payload), "Job created successfully"
+        )
 
 
 @blp.route("/<job_id>")
@@ -93,8 +95,8 @@ class JobById(MethodView):
     @blp.alt_response(404, description="Job not found or does not belong to the authenticated user")
     def get(self, job_id: str) -> dict[str, Any]:
         """Get a specific job by ID"""
-        with session_scope() as session:
-            job = engine_jobs.get_job(
-                session, current_principal().organisation_id, path_uuid(job_id, "Job")
-            )
-            return ok(job, "Job retrieved successfully")
+        session = request_session()
+        job = engine_jobs.get_job(
+            session, current_principal().organisation_id, path_uuid(job_id, "Job")
+        )
+        return ok(job, "Job retrieved successfully")

@@ -14,14 +14,16 @@ from typing import Any
 from shared.accounts.auth import Principal
 from shared.batches.callbacks import on_batches_finished, on_data_points_finished
 from shared.batches.service import BATCH, create_batch, load_input_file, plan_batch
+from shared.db import UnitOfWork
 from shared.engine.job_types import InTransactionHandler, JobTypeSpec
 from shared.engine.outbox import EXECUTION_FINISHED, JOB_FINISHED
 from shared.models import Job
 
 
-def create(principal: Principal, payload: dict[str, Any]) -> Job:
+def create(work: UnitOfWork, principal: Principal, payload: dict[str, Any]) -> Job:
     """``POST /v1/jobs`` with ``jobType: batch``: a batch of the payload's app."""
     job, _ = create_batch(
+        work,
         principal,
         payload["appId"],
         inputs=payload.get("inputs"),

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from shared.accounts.auth import Principal
 from shared.batches.inputs import fetch_inputs
 from shared.batches.processor import Processor, check
-from shared.db import session_scope, unit_of_work
+from shared.db import UnitOfWork, session_scope
 from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.fanout import execution_id_for, fan_out_at_accept
@@ -130,10 +130,11 @@ def get_app(session: Session, principal: Principal, app_id: uuid.UUID) -> Projec
     return get_owned(session, Project, app_id, principal.organisation_id, "App")
 
 
-def set_processor(principal: Principal, app_id: uuid.UUID, processor: Processor) -> Processor:
-    with session_scope() as session:
-        app = get_app(session, principal, app_id)
-        app.processor = check(processor).as_json()
+def set_processor(
+    session: Session, principal: Principal, app_id: uuid.UUID, processor: Processor
+) -> Processor:
+    app = get_app(session, principal, app_id)
+    app.processor = check(processor).as_json()
     return processor
 
 
@@ -141,6 +142,7 @@ def set_processor(principal: Principal, app_id: uuid.UUID, processor: Processor)
 
 
 def create_batch(
+    work: UnitOfWork,
     principal: Principal,
     app_id: uuid.UUID,
     *,
@@ -151,51 +153,50 @@ def create_batch(
     tags: list[str],
     parked: bool,
 ) -> tuple[Job, uuid.UUID | None]:
-    """Accept a batch; its fan-out is published after the commit. Returns the batch and,
-    for a single input, its data point's id."""
+    """Accept a batch in the caller's unit of work; its fan-out is published after the
+    commit. Returns the batch and, for a single input, its data point's id."""
     if inputs_file_url is not None:
         check_syntax(inputs_file_url)
     if callback_url is not None:
         check_syntax(callback_url)
-    with unit_of_work() as work:
-        app = get_app(work.session, principal, app_id)
-        # A file counts as one execution until the worker reads it; its inputs are held to
-        # what one request may create then (inputs.check_inputs).
-        quotas.admit(
-            work.session,
-            principal.organisation_id,
-            jobs=1,
-            executions=len(inputs) if inputs is not None else 1,
-        )
-        payload: dict[str, Any] = {
-            "parked": parked,
-            "processor": Processor.from_json(app.processor).as_json(),
-        }
-        if inputs is not None:
-            payload["inputs"] = inputs
-        else:
-            payload["inputsFileUrl"] = inputs_file_url
-        job = new_job(
-            organisation_id=principal.organisation_id,
-            job_type=BATCH,
-            total=len(inputs) if inputs is not None else 1,  # the file, until it is read
-            payload=payload,
-            project_id=app.id,
-            created_by_user_id=principal.user_id,
-            metadata=metadata,
-            tags=tags,
-            callback_url=callback_url,
-        )
-        work.session.add(job)
-        work.session.flush()
-        if inputs is not None:
-            # Its data points exist when the create answers: a client reads (or cancels)
-            # the uuid it was given at once, not after a worker has fanned the batch out.
-            fan_out_at_accept(work.session.connection(), job.id, plan_batch(work.session, job))
-        work.session.refresh(job)
-        dispatch_after_commit(work, [job.id])
-        single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
-        return job, single
+    app = get_app(work.session, principal, app_id)
+    # A file counts as one execution until the worker reads it; its inputs are held to
+    # what one request may create then (inputs.check_inputs).
+    quotas.admit(
+        work.session,
+        principal.organisation_id,
+        jobs=1,
+        executions=len(inputs) if inputs is not None else 1,
+    )
+    payload: dict[str, Any] = {
+        "parked": parked,
+        "processor": Processor.from_json(app.processor).as_json(),
+    }
+    if inputs is not None:
+        payload["inputs"] = inputs
+    else:
+        payload["inputsFileUrl"] = inputs_file_url
+    job = new_job(
+        organisation_id=principal.organisation_id,
+        job_type=BATCH,
+        total=len(inputs) if inputs is not None else 1,  # the file, until it is read
+        payload=payload,
+        project_id=app.id,
+        created_by_user_id=principal.user_id,
+        metadata=metadata,
+        tags=tags,
+        callback_url=callback_url,
+    )
+    work.session.add(job)
+    work.session.flush()
+    if inputs is not None:
+        # Its data points exist when the create answers: a client reads (or cancels)
+        # the uuid it was given at once, not after a worker has fanned the batch out.
+        fan_out_at_accept(work.session.connection(), job.id, plan_batch(work.session, job))
+    work.session.refresh(job)
+    dispatch_after_commit(work, [job.id])
+    single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
+    return job, single
 
 
 def load_input_file(job_id: uuid.UUID) -> None:
@@ -348,33 +349,39 @@ def list_data_points(
 
 
 def cancel_data_point(
-    principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
+    work: UnitOfWork, principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
 ) -> DataPoint:
-    """Cancel a data point that has not finished (Conflict when it has)."""
-    with session_scope() as session:
-        point = get_data_point(session, principal, app_id, data_point_id)  # the app's, or 404
+    """Cancel a data point that has not finished (Conflict when it has), in the caller's
+    unit of work; the data point as the cancel left it."""
+    point = get_data_point(work.session, principal, app_id, data_point_id)  # the app's, or 404
     if point.state in FINISHED_STATES:  # said in the data point's own states
         raise Conflict(f"Job {data_point_id} has already finished ({point.state.value})")
-    cancel_one(principal.organisation_id, data_point_id, "Job")
-    with session_scope() as session:
-        return get_data_point(session, principal, app_id, data_point_id)
+    cancel_one(work, principal.organisation_id, data_point_id, "Job")
+    return _reread(work.session, point)
 
 
 def queue_data_point(
-    principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
+    work: UnitOfWork, principal: Principal, app_id: uuid.UUID | None, data_point_id: uuid.UUID
 ) -> DataPoint:
-    """Queue a parked data point (Conflict when it is not parked)."""
-    with session_scope() as session:
-        get_data_point(session, principal, app_id, data_point_id)
-    queue_parked(principal.organisation_id, data_point_id, "Job")
-    with session_scope() as session:
-        return get_data_point(session, principal, app_id, data_point_id)
+    """Queue a parked data point (Conflict when it is not parked), in the caller's unit of
+    work; the data point as queued."""
+    point = get_data_point(work.session, principal, app_id, data_point_id)  # the app's, or 404
+    queue_parked(work, principal.organisation_id, data_point_id, "Job")
+    return _reread(work.session, point)
+
+
+def _reread(session: Session, point: DataPoint) -> DataPoint:
+    """The data point as this transaction has just left it (its batch's counters moved)."""
+    session.refresh(point.execution)
+    session.refresh(point.batch)
+    return point
 
 
 _UNSET: Any = object()
 
 
 def review_data_point(
+    session: Session,
     principal: Principal,
     app_id: uuid.UUID | None,
     data_point_id: uuid.UUID,
@@ -386,23 +393,22 @@ def review_data_point(
     correct, and the response it should have been. Each review keeps what an earlier one
     said that it does not repeat; the processor's own output is never overwritten.
     Conflict while the data point has not finished."""
-    with session_scope() as session:
-        point = get_data_point(session, principal, app_id, data_point_id, for_update=True)
-        if point.state not in (DataPointState.COMPLETED, DataPointState.FAILED):
-            raise Conflict(
-                f"Job {data_point_id} is {point.state.value}: only a COMPLETED or FAILED "
-                "job can be reviewed"
-            )
-        result = dict(point.execution.result or {})
-        review = dict(result.get("review") or {})
-        if response is not _UNSET:
-            review["response"] = response
-        if correct is not None:
-            review["correct"] = correct
-        review["reviewedAt"] = utcnow().isoformat().replace("+00:00", "Z")
-        point.execution.result = {**result, "review": review}
-        session.flush()
-        return point
+    point = get_data_point(session, principal, app_id, data_point_id, for_update=True)
+    if point.state not in (DataPointState.COMPLETED, DataPointState.FAILED):
+        raise Conflict(
+            f"Job {data_point_id} is {point.state.value}: only a COMPLETED or FAILED "
+            "job can be reviewed"
+        )
+    result = dict(point.execution.result or {})
+    review = dict(result.get("review") or {})
+    if response is not _UNSET:
+        review["response"] = response
+    if correct is not None:
+        review["correct"] = correct
+    review["reviewedAt"] = utcnow().isoformat().replace("+00:00", "Z")
+    point.execution.result = {**result, "review": review}
+    session.flush()
+    return point
 
 
 # -- callbacks: the delivery log ----------------------------------------------------------
@@ -458,17 +464,17 @@ def get_delivery(
     return log
 
 
-def resend_delivery(principal: Principal, app_id: uuid.UUID, message_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        get_delivery(session, principal, app_id, message_id)
-        resend_one(session, principal.organisation_id, message_id)
+def resend_delivery(
+    session: Session, principal: Principal, app_id: uuid.UUID, message_id: uuid.UUID
+) -> None:
+    get_delivery(session, principal, app_id, message_id)
+    resend_one(session, principal.organisation_id, message_id)
 
 
 def resend_failed(
-    principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID, since: datetime
+    session: Session, principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID, since: datetime
 ) -> int:
     """Resend every message of the batch that failed (or met a 410) since ``since``."""
-    with session_scope() as session:
-        batch = get_batch(session, principal, app_id, batch_id)
-        ids = failed_since(session, principal.organisation_id, [batch.id], since)
-        return resend(session, principal.organisation_id, ids)
+    batch = get_batch(session, principal, app_id, batch_id)
+    ids = failed_since(session, principal.organisation_id, [batch.id], since)
+    return resend(session, principal.organisation_id, ids)

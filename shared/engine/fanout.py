@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from shared import logs
-from shared.db import connection_scope, dialect_name, new_session, session_scope
+from shared.db import connection_scope, dialect_name, new_session, session_scope, unit_of_work
 from shared.engine import dispatch, outbox
 from shared.engine.counters import Executor
 from shared.engine.job_types import PlanFailed, PlannedItem, planner_for, preparer_for
@@ -201,8 +201,8 @@ def fail_unplanned_job(job_id: uuid.UUID, reason: str) -> None:
 def end_without_executions(job_id: uuid.UUID, status: str, reason: str | None) -> None:
     """End a job that has no executions with ``status``, its ``job.finished`` event in the
     same transaction (a job that has executions, or has ended, is left alone)."""
-    emitted = 0
-    with session_scope() as session:
+    with unit_of_work() as work:
+        session = work.session
         lock_job(session, job_id)
         job = session.get(Job, job_id, with_for_update={"of": Job})
         if job is None or job.status in TERMINAL_JOB_STATUSES:
@@ -216,11 +216,8 @@ def end_without_executions(job_id: uuid.UUID, status: str, reason: str | None) -
         job.status = status
         job.error = reason
         job.fanned_out_at = job.finished_at = job.updated_at = now
-        emitted = outbox.emit_job_finished(
-            session, job_id, job.organisation_id, job.type, status, now
-        )
-    if emitted:  # its consumers run now, not at the next sweep
-        publisher.publish_outbox_drain()
+        if outbox.emit_job_finished(session, job_id, job.organisation_id, job.type, status, now):
+            work.after_commit(publisher.publish_outbox_drain)  # its consumers run now
 
 
 def _chunks(planned: Iterable[PlannedItem], size: int) -> Iterator[tuple[int, list[PlannedItem]]]:

@@ -73,8 +73,10 @@ Planner = Callable[[Session, "Job"], Iterable[PlannedItem]]
 # Runs before a job's fan-out, once per job, for types whose items must be fetched first
 # (a batch's input file): it may set the job's total, or raise PlanFailed.
 Preparer = Callable[[uuid.UUID], None]
-# The generic create (``POST /v1/jobs``): the caller and the loaded payload -> the new Job.
-Create = Callable[[Any, dict[str, Any]], "Job"]
+# The generic create (``POST /v1/jobs``): (the request's unit of work, the caller, the
+# loaded payload) -> the new Job, written in that unit of work (its dispatch registered to
+# run after the commit).
+Create = Callable[["UnitOfWork", Any, dict[str, Any]], "Job"]
 
 
 class PlanFailed(Exception):

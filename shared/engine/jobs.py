@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import logs, metrics
-from shared.db import UnitOfWork, session_scope, unit_of_work
+from shared.db import UnitOfWork, session_scope
 from shared.engine import dispatch
 from shared.engine.cancel import cancel_execution, cancel_executions
 from shared.errors import Conflict, NotFound
@@ -75,7 +75,10 @@ def new_job(
 
 def dispatch_jobs(job_ids: list[uuid.UUID]) -> int:
     """Publish committed jobs' fan-outs (one broker connection for all of them); those
-    that could not be published are left to the recovery sweep. Returns how many went."""
+    that could not be published are left to the recovery sweep. Returns how many went.
+
+    It runs after the commit that wrote the jobs (:func:`dispatch_after_commit`), so the
+    mark it clears for the sweep is a transaction of its own."""
     unpublished = publisher.publish_fan_outs(job_ids)
     if unpublished:
         with session_scope() as session:
@@ -112,20 +115,21 @@ def get_job(
     return job
 
 
-def cancel_job(organisation_id: uuid.UUID, job_id: uuid.UUID, job_type: str | None = None) -> Job:
+def cancel_job(
+    work: UnitOfWork, organisation_id: uuid.UUID, job_id: uuid.UUID, job_type: str | None = None
+) -> Job:
     """Cancel the organisation's job (of ``job_type``, when given): no new attempt
     starts, no more executions are written, and every unfinished one ends failed with
     error ``canceled``. Canceling a canceled job changes nothing; a finished job cannot
     be canceled (Conflict). Returns the job as the cancel left it."""
-    with unit_of_work() as work:
-        job = get_job(work.session, organisation_id, job_id, job_type)
-        if job.canceled_at is None:
-            if job.status in TERMINAL_JOB_STATUSES:
-                raise Conflict(f"Job {job_id} has already finished ({job.status})")
-            cancel_executions(work.session, job.id)
-            work.session.refresh(job)
-            work.after_commit(publisher.publish_outbox_drain)  # its job.finished event
-        return job
+    job = get_job(work.session, organisation_id, job_id, job_type)
+    if job.canceled_at is None:
+        if job.status in TERMINAL_JOB_STATUSES:
+            raise Conflict(f"Job {job_id} has already finished ({job.status})")
+        cancel_executions(work.session, job.id)
+        work.session.refresh(job)
+        work.after_commit(publisher.publish_outbox_drain)  # its job.finished event
+    return job
 
 
 def get_execution(
@@ -202,34 +206,36 @@ def browse_jobs(
     )
 
 
-def cancel_one(organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str) -> Execution:
+def cancel_one(
+    work: UnitOfWork, organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str
+) -> Execution:
     """Cancel the organisation's unfinished execution (Conflict when it has finished);
     the execution as the cancel left it."""
-    with unit_of_work() as work:
-        execution = get_execution(work.session, organisation_id, execution_id, what)
-        if not cancel_execution(work.session, execution.job_id, execution.id):
-            raise Conflict(f"{what} {execution_id} has already finished ({execution.status})")
-        work.session.refresh(execution)
-        work.after_commit(publisher.publish_outbox_drain)  # a job.finished event, if any
-        return execution
+    execution = get_execution(work.session, organisation_id, execution_id, what)
+    if not cancel_execution(work.session, execution.job_id, execution.id):
+        raise Conflict(f"{what} {execution_id} has already finished ({execution.status})")
+    work.session.refresh(execution)
+    work.after_commit(publisher.publish_outbox_drain)  # a job.finished event, if any
+    return execution
 
 
-def queue_parked(organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str) -> Execution:
+def queue_parked(
+    work: UnitOfWork, organisation_id: uuid.UUID, execution_id: uuid.UUID, what: str
+) -> Execution:
     """Release a parked execution to be handed out (Conflict when it is not parked or has
     finished); dispatch hands it out after the commit."""
-    with unit_of_work() as work:
-        execution = get_execution(work.session, organisation_id, execution_id, what)
-        queued = work.session.execute(
-            update(Execution)
-            .where(
-                Execution.id == execution.id,
-                Execution.parked.is_(True),
-                Execution.status == ExecutionStatus.PENDING.value,
-            )
-            .values(parked=False, updated_at=utcnow())
+    execution = get_execution(work.session, organisation_id, execution_id, what)
+    queued = work.session.execute(
+        update(Execution)
+        .where(
+            Execution.id == execution.id,
+            Execution.parked.is_(True),
+            Execution.status == ExecutionStatus.PENDING.value,
         )
-        if not queued.rowcount:  # type: ignore[attr-defined]
-            raise Conflict(f"{what} {execution_id} is not parked ({execution.status})")
-        work.session.refresh(execution)
-        work.after_commit(dispatch.fill)
-        return execution
+        .values(parked=False, updated_at=utcnow())
+    )
+    if not queued.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"{what} {execution_id} is not parked ({execution.status})")
+    work.session.refresh(execution)
+    work.after_commit(dispatch.fill)
+    return execution

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +68,9 @@ class Event:
 
 
 Handler = Callable[[Session, Sequence[Event]], None]
+# The caller's units of work, one per batch (``shared.db.session_scope``): a consumer's
+# writes commit with the deletion of its events, and its after-commit actions run then.
+Transactions = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass(frozen=True)
@@ -212,9 +216,9 @@ def emit_executions_finished(
     return len(rows)
 
 
-def has_due_events(session_factory: Callable[[], Any]) -> bool:
+def has_due_events(transactions: Transactions) -> bool:
     """Whether any consumer has events due now (after a drain that stopped at its cap)."""
-    with session_factory() as session:
+    with transactions() as session:
         return (
             session.scalar(
                 select(OutboxEvent.id).where(OutboxEvent.available_at <= utcnow()).limit(1)
@@ -223,24 +227,25 @@ def has_due_events(session_factory: Callable[[], Any]) -> bool:
         )
 
 
-def drain(session_factory: Callable[[], Any], *, max_batches: int = 50) -> dict[str, int]:
-    """Hand every consumer its due events; returns how many each handled."""
+def drain(transactions: Transactions, *, max_batches: int = 50) -> dict[str, int]:
+    """Hand every consumer its due events, a batch per unit of work of ``transactions``;
+    returns how many each handled."""
     handled: dict[str, int] = {}
     for consumer in list(_consumers.values()):
         handled[consumer.name] = 0
         for _ in range(max_batches):
-            count = _drain_batch(session_factory, consumer)
+            count = _drain_batch(transactions, consumer)
             handled[consumer.name] += count
             if count < consumer.batch_size:
                 break
     return handled
 
 
-def _drain_batch(session_factory: Callable[[], Any], consumer: Consumer) -> int:
+def _drain_batch(transactions: Transactions, consumer: Consumer) -> int:
     now = utcnow()
     claimed: list[int] = []
     try:
-        with session_factory() as session, session.begin():
+        with transactions() as session:
             rows = session.scalars(
                 select(OutboxEvent)
                 .where(OutboxEvent.consumer == consumer.name, OutboxEvent.available_at <= now)
@@ -262,14 +267,14 @@ def _drain_batch(session_factory: Callable[[], Any], consumer: Consumer) -> int:
         if not claimed:
             raise
         log.exception("outbox consumer %s failed on %d event(s)", consumer.name, len(claimed))
-        _postpone(session_factory, claimed, repr(exc)[:1000])
+        _postpone(transactions, claimed, repr(exc)[:1000])
         return 0
 
 
-def _postpone(session_factory: Callable[[], Any], ids: list[int], error: str) -> None:
+def _postpone(transactions: Transactions, ids: list[int], error: str) -> None:
     """Give failed events back with an exponential delay (1 s, 2 s, ... up to an hour)."""
     now = utcnow()
-    with session_factory() as session, session.begin():
+    with transactions() as session:
         for row in session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids))):
             delay = min(MAX_BACKOFF_SECONDS, 2.0**row.attempts)
             session.execute(

@@ -3,11 +3,10 @@ that moved them, for ``GET /api/jobs/{id}/events`` (server-sent events).
 
 Whatever moves a job's counters (:func:`shared.engine.counters.move_counters`: the
 worker's batch completer, recovery, canceling an execution; and canceling a job) notes
-the job's new counters on the transaction it runs in (``Session.info`` or
-``Connection.info``), taken from the ``RETURNING`` of the UPDATE that moved them, so no
-extra read. Once that transaction has committed, the notes are published: one
-``PUBLISH`` per job per transaction, all in one pipelined round trip. A rolled-back
-transaction publishes nothing. Streams subscribe to their job's channel; nothing polls.
+the job's new counters on the unit of work it runs in (:func:`shared.db.unit_of`), taken
+from the ``RETURNING`` of the UPDATE that moved them, so no extra read. Once that
+transaction has committed, the notes are published: one ``PUBLISH`` per job per
+transaction, all in one pipelined round trip. A rolled-back transaction publishes nothing. Streams subscribe to their job's channel; nothing polls.
 
 Pub/sub is at-most-once: a publish lost while Redis was away is made good by the stream,
 which re-reads the job row once per heartbeat.
@@ -25,18 +24,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from shared.db import scope_of
+from shared.db import unit_of
 from shared.models import TERMINAL_JOB_STATUSES, Job
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "jobyard:job-progress:"
-NOTES_KEY = "jobyard.progress"  # in Session.info / Connection.info: {job_id: Snapshot}
+NOTES_KEY = "jobyard.progress"  # in the unit of work's values: {job_id: Snapshot}
 
 
 def channel(job_id: uuid.UUID) -> str:
@@ -96,30 +95,17 @@ def read(session: Session, job_id: uuid.UUID) -> Snapshot | None:
 
 
 def note(executor: Session | Connection, snapshot: Snapshot) -> None:
-    """Publish ``snapshot`` once the executor's transaction commits (the last note of a
-    job in one transaction wins). A Session publishes from its ``after_commit`` event; a
-    Connection of :func:`shared.db.connection_scope` after that scope's commit (a bare
-    Connection outside one publishes nothing: the streams' heartbeat re-read catches up)."""
-    if isinstance(executor, Session):
-        executor.info.setdefault(NOTES_KEY, {})[snapshot.id] = snapshot
+    """Publish ``snapshot`` once the executor's unit of work commits (the last note of a
+    job in one transaction wins; :func:`shared.db.unit_of`). A bare Session or Connection
+    outside one publishes nothing: the streams' heartbeat re-read catches up."""
+    work = unit_of(executor)
+    if work is None:
         return
-    scope = scope_of(executor)
-    if scope is None:
-        return
-    notes: dict[str, Snapshot] | None = scope.values.get(NOTES_KEY)
+    notes: dict[str, Snapshot] | None = work.values.get(NOTES_KEY)
     if notes is None:
-        notes = scope.values[NOTES_KEY] = {}
-        scope.after_commit.append(lambda: publish(notes.values()))
+        notes = work.values[NOTES_KEY] = {}
+        work.after_commit(lambda: publish(notes.values()))
     notes[snapshot.id] = snapshot
-
-
-def take_notes(session: Session) -> list[Snapshot]:
-    notes: dict[str, Snapshot] = session.info.pop(NOTES_KEY, {})
-    return list(notes.values())
-
-
-def discard_notes(session: Session) -> None:
-    session.info.pop(NOTES_KEY, None)
 
 
 _clients: dict[tuple[int, str], redis.Redis] = {}
@@ -152,13 +138,3 @@ def publish(snapshots: Iterable[Snapshot]) -> None:
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("progress: %d job updates not published: %s", len(batch), exc)
-
-
-@event.listens_for(Session, "after_commit")
-def _publish_after_session_commit(session: Session) -> None:
-    publish(take_notes(session))
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_session_rollback(session: Session) -> None:
-    discard_notes(session)

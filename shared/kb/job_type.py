@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.accounts.auth import Principal
-from shared.db import session_scope
+from shared.db import UnitOfWork
 from shared.engine.job_types import JobTypeSpec
 from shared.engine.jobs import get_job
 from shared.engine.outbox import JOB_FINISHED, Consumer
@@ -23,11 +23,10 @@ from shared.kb.sync import KB_SYNC, run_now
 from shared.models import Job
 
 
-def create(principal: Principal, payload: dict[str, Any]) -> Job:
+def create(work: UnitOfWork, principal: Principal, payload: dict[str, Any]) -> Job:
     """``POST /v1/jobs`` with ``jobType: kb_sync``: a run, now, of the named sync job."""
-    run_id = run_now(principal.organisation_id, payload["jobName"], trigger="api")
-    with session_scope() as session:
-        return get_job(session, principal.organisation_id, run_id)
+    run_id = run_now(work, principal.organisation_id, payload["jobName"], trigger="api")
+    return get_job(work.session, principal.organisation_id, run_id)
 
 
 SPEC = JobTypeSpec(

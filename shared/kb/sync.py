@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared import instants
-from shared.db import unit_of_work
+from shared.db import UnitOfWork
 from shared.engine import periodic, quotas
 from shared.engine.cancel import cancel_executions
 from shared.engine.jobs import dispatch_after_commit, new_job
@@ -341,74 +341,70 @@ def _locked(session: Session, organisation_id: uuid.UUID, name: str) -> SyncJob:
     return job
 
 
-def pause(organisation_id: uuid.UUID, name: str) -> None:
+def pause(session: Session, organisation_id: uuid.UUID, name: str) -> None:
     """No slot runs until resumed (a run going now finishes)."""
-    with unit_of_work() as work:
-        job = _locked(work.session, organisation_id, name)
-        if job.status == SyncJobStatus.COMPLETED:
-            raise Conflict(f"job {name!r} has completed: it has no slots left to pause")
-        job.status, job.updated_at = SyncJobStatus.PAUSED, utcnow()
-        _schedule(work.session, job, None)
+    job = _locked(session, organisation_id, name)
+    if job.status == SyncJobStatus.COMPLETED:
+        raise Conflict(f"job {name!r} has completed: it has no slots left to pause")
+    job.status, job.updated_at = SyncJobStatus.PAUSED, utcnow()
+    _schedule(session, job, None)
 
 
-def resume(organisation_id: uuid.UUID, name: str) -> None:
+def resume(session: Session, organisation_id: uuid.UUID, name: str) -> None:
     """Scheduled again from the next slot (the slots missed while paused are not caught
     up); a job that never ran runs now. Past its end_time, it completes."""
-    with unit_of_work() as work:
-        session = work.session
-        job = _locked(session, organisation_id, name)
-        if job.status == SyncJobStatus.COMPLETED:
-            raise Conflict(f"job {name!r} has completed: it has no slots left to resume")
-        if job.status == SyncJobStatus.SCHEDULED:
-            return
-        limit = get_settings().kb_sync_max_active_jobs
-        if active_jobs(session, organisation_id) > limit:
-            raise refuse(
-                "LIMIT_EXCEEDED",
-                MESSAGES["LIMIT_EXCEEDED"],
-                [f"at most {limit} active jobs per account"],
-            )
-        now = utcnow()
-        never_ran = last_run(session, job.id) is None
-        nxt = (
-            schedule.first_run(job.start_time, job.end_time, job.interval_seconds, now)
-            if never_ran
-            else schedule.next_slot_after(job.start_time, job.end_time, job.interval_seconds, now)
+    job = _locked(session, organisation_id, name)
+    if job.status == SyncJobStatus.COMPLETED:
+        raise Conflict(f"job {name!r} has completed: it has no slots left to resume")
+    if job.status == SyncJobStatus.SCHEDULED:
+        return
+    limit = get_settings().kb_sync_max_active_jobs
+    if active_jobs(session, organisation_id) > limit:
+        raise refuse(
+            "LIMIT_EXCEEDED",
+            MESSAGES["LIMIT_EXCEEDED"],
+            [f"at most {limit} active jobs per account"],
         )
-        job.updated_at = now
-        _schedule(session, job, nxt)
-        running = current_run(session, job.id) is not None
-        job.status = (
-            SyncJobStatus.SCHEDULED if nxt is not None or running else SyncJobStatus.COMPLETED
-        )
+    now = utcnow()
+    never_ran = last_run(session, job.id) is None
+    nxt = (
+        schedule.first_run(job.start_time, job.end_time, job.interval_seconds, now)
+        if never_ran
+        else schedule.next_slot_after(job.start_time, job.end_time, job.interval_seconds, now)
+    )
+    job.updated_at = now
+    _schedule(session, job, nxt)
+    running = current_run(session, job.id) is not None
+    job.status = SyncJobStatus.SCHEDULED if nxt is not None or running else SyncJobStatus.COMPLETED
 
 
-def run_now(organisation_id: uuid.UUID, name: str, trigger: str = "manual") -> uuid.UUID:
+def run_now(
+    work: UnitOfWork, organisation_id: uuid.UUID, name: str, trigger: str = "manual"
+) -> uuid.UUID:
     """Start a run at once, whatever the schedule (a paused or completed job too); its
-    slots stay as they are. Conflict while a run is going."""
-    with unit_of_work() as work:
-        job = _locked(work.session, organisation_id, name)
-        if current_run(work.session, job.id) is not None:
-            raise Conflict(
-                f"job {name!r} has a run in progress: wait for it to end", code="RUN_IN_PROGRESS"
-            )
-        # One job; its executions (batches of rows) are counted when it is planned.
-        quotas.admit(work.session, organisation_id, jobs=1, executions=1)
-        run_id = start_run(work.session, job, trigger=trigger, slot=None)
-        dispatch_after_commit(work, [run_id])
+    slots stay as they are. Conflict while a run is going. The run's Job is dispatched
+    once the caller's unit of work has committed."""
+    job = _locked(work.session, organisation_id, name)
+    if current_run(work.session, job.id) is not None:
+        raise Conflict(
+            f"job {name!r} has a run in progress: wait for it to end", code="RUN_IN_PROGRESS"
+        )
+    # One job; its executions (batches of rows) are counted when it is planned.
+    quotas.admit(work.session, organisation_id, jobs=1, executions=1)
+    run_id = start_run(work.session, job, trigger=trigger, slot=None)
+    dispatch_after_commit(work, [run_id])
     return run_id
 
 
-def delete(organisation_id: uuid.UUID, name: str) -> None:
+def delete(work: UnitOfWork, organisation_id: uuid.UUID, name: str) -> None:
     """The job and its history go; a run going now is canceled (its Job stays, canceled)."""
-    with unit_of_work() as work:
-        job = _locked(work.session, organisation_id, name)
-        run = current_run(work.session, job.id)
-        if run is not None:
-            cancel_executions(work.session, run.job_id)
-            work.after_commit(publisher.publish_outbox_drain)  # the run's job.finished
-        periodic.drop_schedule(work.session, kind=KB_SYNC, owner_id=job.id)
-        work.session.delete(job)
+    job = _locked(work.session, organisation_id, name)
+    run = current_run(work.session, job.id)
+    if run is not None:
+        cancel_executions(work.session, run.job_id)
+        work.after_commit(publisher.publish_outbox_drain)  # the run's job.finished
+    periodic.drop_schedule(work.session, kind=KB_SYNC, owner_id=job.id)
+    work.session.delete(job)
 
 
 # -- a run ------------------------------------------------------------------------------------------

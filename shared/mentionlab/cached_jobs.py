@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.ai_models import PROVIDERS, ensure_models_available
-from shared.db import unit_of_work
+from shared.db import UnitOfWork
 from shared.engine import quotas
 from shared.engine.jobs import dispatch_after_commit, get_job
 from shared.engine.outbox import Event
@@ -271,30 +271,30 @@ def run_cached_jobs(
     return job_ids
 
 
-def trigger_project(principal: Principal, project_id: uuid.UUID) -> list[Job]:
-    """Run every non-inactive cached job of the project now: one Job each, in one
-    transaction, each dispatched after commit. 422 when there is nothing to run."""
-    with unit_of_work() as work:
-        project = get_project(work.session, principal, project_id)
-        job_ids = run_cached_jobs(
-            work.session,
-            project,
-            created_by_user_id=principal.user_id,
-            metadata={"trigger": "manual"},
-            skip_refused=False,
+def trigger_project(work: UnitOfWork, principal: Principal, project_id: uuid.UUID) -> list[Job]:
+    """Run every non-inactive cached job of the project now: one Job each, in the
+    caller's unit of work, each dispatched after commit. 422 when there is nothing to run."""
+    session = work.session
+    project = get_project(session, principal, project_id)
+    job_ids = run_cached_jobs(
+        session,
+        project,
+        created_by_user_id=principal.user_id,
+        metadata={"trigger": "manual"},
+        skip_refused=False,
+    )
+    if not job_ids:
+        paused = " (its recurrence is paused: its cached jobs are inactive)"
+        raise Unprocessable(
+            f"Project {project.id} has no cached jobs to run"
+            f"{paused if project.recurrence_status == 'paused' else ''}: "
+            "create them with POST /api/cached-jobs/many"
         )
-        if not job_ids:
-            paused = " (its recurrence is paused: its cached jobs are inactive)"
-            raise Unprocessable(
-                f"Project {project.id} has no cached jobs to run"
-                f"{paused if project.recurrence_status == 'paused' else ''}: "
-                "create them with POST /api/cached-jobs/many"
-            )
-        dispatch_after_commit(work, job_ids)
-        jobs = [get_job(work.session, principal.organisation_id, job_id) for job_id in job_ids]
-        for job in jobs:
-            work.session.refresh(job)
-        return jobs
+    dispatch_after_commit(work, job_ids)
+    jobs = [get_job(session, principal.organisation_id, job_id) for job_id in job_ids]
+    for job in jobs:
+        session.refresh(job)
+    return jobs
 
 
 def settle_finished_jobs(session: Session, events: Sequence[Event]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.accounts.auth import Principal
+from shared.db import UnitOfWork
 from shared.engine.job_types import JobTypeSpec
 from shared.engine.outbox import JOB_FINISHED, Consumer
 from shared.mentionlab.cached_jobs import settle_finished_jobs
@@ -22,10 +23,10 @@ from shared.mentionlab.schedules import RECURRENCE
 from shared.models import Job
 
 
-def create(principal: Principal, payload: dict[str, Any]) -> Job:
+def create(work: UnitOfWork, principal: Principal, payload: dict[str, Any]) -> Job:
     """``POST /v1/jobs`` with ``jobType: ai_queries``: the Mentionlab trigger of a project."""
     return trigger_ai_job(
-        principal, payload["projectId"], payload["aiModels"], payload["executionCount"]
+        work, principal, payload["projectId"], payload["aiModels"], payload["executionCount"]
     )
 
 

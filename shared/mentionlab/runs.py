@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.ai_models import ensure_models_available
-from shared.db import unit_of_work
+from shared.db import UnitOfWork
 from shared.engine import quotas
 from shared.engine.job_types import PlannedItem
 from shared.engine.jobs import dispatch_after_commit, get_job, new_job
@@ -31,32 +31,36 @@ AI_QUERIES = "ai_queries"  # the job type (shared.mentionlab.job_type)
 
 
 def trigger_ai_job(
-    principal: Principal, project_id: uuid.UUID, ai_models: list[str], execution_count: int
+    work: UnitOfWork,
+    principal: Principal,
+    project_id: uuid.UUID,
+    ai_models: list[str],
+    execution_count: int,
 ) -> Job:
-    """Run every query of the project on each model ``execution_count`` times; the job's
-    fan-out is published once it has committed."""
-    with unit_of_work() as work:
-        project = get_project(work.session, principal, project_id)  # 404 before any 422
-        query_ids = list(
-            work.session.scalars(
-                select(Query.id)
-                .where(Query.project_id == project.id)
-                .order_by(Query.created_at, Query.id)
-            )
+    """Run every query of the project on each model ``execution_count`` times, in the
+    caller's unit of work; the job's fan-out is published once it has committed."""
+    session = work.session
+    project = get_project(session, principal, project_id)  # 404 before any 422
+    query_ids = list(
+        session.scalars(
+            select(Query.id)
+            .where(Query.project_id == project.id)
+            .order_by(Query.created_at, Query.id)
         )
-        _, total = plan_ai_job(project, query_ids, ai_models, execution_count)
-        quotas.admit(work.session, project.organisation_id, jobs=1, executions=total)
-        job = create_ai_job(
-            work.session,
-            project,
-            query_ids,
-            ai_models,
-            execution_count,
-            created_by_user_id=principal.user_id,
-        )
-        work.session.refresh(job)  # as stored, with its creator, for the answer
-        dispatch_after_commit(work, [job.id])
-        return job
+    )
+    _, total = plan_ai_job(project, query_ids, ai_models, execution_count)
+    quotas.admit(session, project.organisation_id, jobs=1, executions=total)
+    job = create_ai_job(
+        session,
+        project,
+        query_ids,
+        ai_models,
+        execution_count,
+        created_by_user_id=principal.user_id,
+    )
+    session.refresh(job)  # as stored, with its creator, for the answer
+    dispatch_after_commit(work, [job.id])
+    return job
 
 
 def plan_ai_job(

@@ -7,17 +7,16 @@ from __future__ import annotations
 import logging
 
 import redis
-from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from shared.db import scope_of
+from shared.db import unit_of
 from shared.engine.progress import redis_client
 
 log = logging.getLogger(__name__)
 
 KICK_CHANNEL = "jobyard:webhooks:due"
-_KICK_KEY = "jobyard.webhooks.kick"  # in Session.info / a connection scope's values
+_KICK_KEY = "jobyard.webhooks.kick"  # in the unit of work's values
 
 
 def kick() -> None:
@@ -29,20 +28,8 @@ def kick() -> None:
 
 
 def kick_after_commit(executor: Session | Connection) -> None:
-    """Wake the senders once the executor's transaction commits (once per transaction)."""
-    if isinstance(executor, Session):
-        if not executor.info.get(_KICK_KEY):
-            executor.info[_KICK_KEY] = True
-
-            def after(session: Session) -> None:
-                session.info.pop(_KICK_KEY, None)
-                kick()
-
-            event.listen(executor, "after_commit", after, once=True)
-        return
-    scope = scope_of(executor)
-    if scope is None:
-        return  # a bare connection: the senders' poll finds the messages
-    if not scope.values.get(_KICK_KEY):
-        scope.values[_KICK_KEY] = True
-        scope.after_commit.append(kick)
+    """Wake the senders once the executor's unit of work commits (once per transaction;
+    a bare Session or Connection outside one leaves the messages to the senders' poll)."""
+    work = unit_of(executor)
+    if work is not None:
+        work.after_commit_once(_KICK_KEY, kick)

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from shared.ai_models import PROVIDERS
-from shared.db import new_session, session_scope
+from shared.db import session_scope
 from shared.engine import outbox
 from shared.engine.counters import move_counters
 from shared.mentionlab.recurrence import RECURRENCE_KIND
@@ -587,7 +587,7 @@ def test_status_turns_ended_when_the_job_finishes(client: FlaskClient, tenant: T
         got = client.get(f"/api/cached-jobs/{item['id']}", headers=tenant.headers()).json
         assert got["status"] == "ended"
     # The job.finished events write the derived status down.
-    assert outbox.drain(new_session)["mentionlab.cached_jobs"] >= 2
+    assert outbox.drain(session_scope)["mentionlab.cached_jobs"] >= 2
     with session_scope() as session:
         rows = session.scalars(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)

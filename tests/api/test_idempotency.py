@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,9 +14,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from shared import idempotency
-from shared.db import session_scope
+from shared.db import session_scope, unit_of_work
+from shared.errors import Conflict
 from shared.models import IdempotencyKey, WebhookSecret, utcnow
 from shared.settings import get_settings, reset_settings_cache
 from tests.api.helpers import SEED_BODY, job_count
@@ -145,51 +148,45 @@ def test_twenty_concurrent_identical_requests_create_one_job(app: Flask) -> None
     assert (replay.status_code, replay.get_data()) == (201, created.pop())
 
 
-def test_a_key_in_progress_answers_409_until_its_claim_is_stale(
+def test_a_key_in_progress_answers_409_at_once_and_is_free_again_if_its_request_dies(
     client: FlaskClient, tenant: Tenant
 ) -> None:
-    """A request holding the key answers the others 409; a claim older than
-    JOBYARD_IDEMPOTENCY_LOCK_SECONDS (its process died) is taken over."""
-    held = trigger_claim(tenant, "held")
-    response = trigger(client, tenant, "held")
-    assert response.status_code == 409
-    assert response.json["message"] == (
-        "A request with Idempotency-Key 'held' is still in progress: retry it in a moment"
-    )
-    stale = utcnow() - timedelta(seconds=get_settings().idempotency_lock_seconds + 1)
-    with session_scope() as session:
-        session.execute(
-            update(IdempotencyKey).where(IdempotencyKey.id == held.id).values(locked_at=stale)
+    """While a request holds the key (its transaction is open), the others answer 409 at
+    once rather than wait; if it dies (its transaction rolls back), nothing of it stays
+    and the key is free."""
+    with pytest.raises(RuntimeError, match="the holder died"), unit_of_work() as holder:
+        assert isinstance(trigger_claim(holder.session, tenant, "held"), idempotency.Claimed)
+        started = time.monotonic()
+        response = trigger(client, tenant, "held")
+        assert response.status_code == 409
+        assert time.monotonic() - started < 2
+        assert response.json["message"] == (
+            "A request with Idempotency-Key 'held' is still in progress: retry it in a moment"
         )
+        raise RuntimeError("the holder died")
     assert trigger(client, tenant, "held").status_code == 201
-    # The dead request's late store changes nothing: the claim is no longer its own.
-    idempotency.store(held, 500, b"late", {})
     replay = trigger(client, tenant, "held")
     assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
     assert job_count(tenant.org_id) == 1
 
 
-def test_a_claim_taken_over_is_no_longer_its_old_holders(tenant: Tenant) -> None:
-    """The request that lost its claim (it ran past the lock time) can neither free the key
-    nor store its answer over its successor's, which is still running."""
-    old = idempotency.claim(tenant.org_id, "taken", "f")
-    assert isinstance(old, idempotency.Claimed)
-    stale = utcnow() - timedelta(seconds=get_settings().idempotency_lock_seconds + 1)
-    with session_scope() as session:
-        session.execute(
-            update(IdempotencyKey).where(IdempotencyKey.id == old.id).values(locked_at=stale)
-        )
-    new = idempotency.claim(tenant.org_id, "taken", "f")
-    assert isinstance(new, idempotency.Claimed) and new.id == old.id
-    idempotency.release(old)
-    idempotency.store(old, 201, b"old", {})
-    assert isinstance(idempotency.claim(tenant.org_id, "taken", "f"), idempotency.InProgress)
-    idempotency.store(new, 201, b"new", {})
-    assert idempotency.claim(tenant.org_id, "taken", "f") == idempotency.Replay(201, b"new", {})
+def test_an_answer_stored_under_a_taken_key_is_refused(tenant: Tenant) -> None:
+    """The unique (organisation, key) is the last word: a store that finds the key taken
+    (a lock bypassed) raises, so the create it would answer rolls back with it."""
+    with unit_of_work() as work:
+        claimed = idempotency.claim(work.session, tenant.org_id, "taken", "f")
+        assert isinstance(claimed, idempotency.Claimed)
+        idempotency.store(work.session, claimed, 201, b"first", {})
+    with pytest.raises(Conflict), unit_of_work() as work:
+        idempotency.store(work.session, claimed, 201, b"second", {})
+    with unit_of_work() as work:
+        replay = idempotency.claim(work.session, tenant.org_id, "taken", "f")
+    assert replay == idempotency.Replay(201, b"first", {})
 
 
-def trigger_claim(tenant: Tenant, key: str) -> idempotency.Claimed:
-    """Claim the key as a trigger request of the tenant would (its fingerprint)."""
+def trigger_claim(session: Session, tenant: Tenant, key: str) -> idempotency.Outcome:
+    """Claim the key in ``session``'s transaction as a trigger request of the tenant would
+    (its fingerprint)."""
     app = Flask(__name__)
     with app.test_request_context(
         "/api/jobs/trigger",
@@ -199,9 +196,7 @@ def trigger_claim(tenant: Tenant, key: str) -> idempotency.Claimed:
     ):
         from api.idempotency import fingerprint
 
-        outcome = idempotency.claim(tenant.org_id, key, fingerprint())
-    assert isinstance(outcome, idempotency.Claimed)
-    return outcome
+        return idempotency.claim(session, tenant.org_id, key, fingerprint())
 
 
 def test_an_expired_key_is_free_again_and_purged(client: FlaskClient, tenant: Tenant) -> None:
@@ -229,7 +224,8 @@ def test_an_expired_key_is_free_again_and_purged(client: FlaskClient, tenant: Te
             )
             .values(created_at=expired)
         )
-    assert idempotency.purge_expired() >= 1
+    with session_scope() as session:
+        assert idempotency.purge_expired(session) >= 1
     with session_scope() as session:
         keys = set(
             session.scalars(

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import update
 
-from shared.db import new_session, session_scope
+from shared.db import session_scope
 from shared.engine import outbox
 from shared.engine.cancel import cancel_executions
 from shared.engine.claim import Claim
@@ -76,10 +76,10 @@ def test_a_failing_consumer_gets_its_events_back_later(organisation_id: uuid.UUI
         fan_out_job(job_id)
         (only,) = claim(execution_ids(job_id))
         finish([(only, Outcome.succeeded({}))])
-        assert outbox.drain(new_session)["test.flaky"] == 0
+        assert outbox.drain(session_scope)["test.flaky"] == 0
         assert calls and outbox_rows(job_id) >= 1  # kept, with a delay before the next try
         calls.clear()
-        outbox.drain(new_session)
+        outbox.drain(session_scope)
         assert calls == []  # not yet due again
     finally:
         outbox._consumers.pop("test.flaky", None)

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import session_scope
+from shared.db import session_scope, unit_of_work
 from shared.engine.job_types import PlanFailed
 from shared.kb import sync
 from shared.kb.runs import BatchFailed, prepare_run, write_batch
@@ -27,6 +27,13 @@ from shared.settings import reset_settings_cache
 from tests.fakes.tcp import FreezableProxy
 from tests.kb_support import create_job, create_kb, insert_orders, job_body, source_table
 from tests.support import Tenant
+
+
+def run_now(organisation_id: uuid.UUID, name: str) -> uuid.UUID:
+    """Start a run of the sync job now, in a unit of work of its own (as a request does)."""
+    with unit_of_work() as work:
+        return sync.run_now(work, organisation_id, name)
+
 
 READ_SECONDS = 2.0
 STATEMENT_SECONDS = 1.0
@@ -106,7 +113,7 @@ def proxied_run(client: FlaskClient, tenant: Tenant) -> Iterator[ProxiedRun]:
 def test_a_run_step_ends_within_its_deadline_when_the_source_stops_answering(
     proxied_run: ProxiedRun,
 ) -> None:
-    run_id = sync.run_now(proxied_run.org_id, proxied_run.job_name)
+    run_id = run_now(proxied_run.org_id, proxied_run.job_name)
     prepare_run(run_id)  # the source answers: planned
     with session_scope() as session:
         job = session.get(Job, run_id)
@@ -122,7 +129,7 @@ def test_a_run_step_ends_within_its_deadline_when_the_source_stops_answering(
     # Planning a new run on a new connection: connecting is bounded too.
     with session_scope() as session:
         session.execute(update(SyncRun).where(SyncRun.job_id == run_id).values(status="canceled"))
-    second = sync.run_now(proxied_run.org_id, proxied_run.job_name)
+    second = run_now(proxied_run.org_id, proxied_run.job_name)
     started = time.monotonic()
     with pytest.raises(PlanFailed, match="cannot read"):
         prepare_run(second)

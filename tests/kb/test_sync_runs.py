@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 
-from shared.db import session_scope
+from shared.db import session_scope, unit_of_work
 from shared.engine import periodic
 from shared.kb import sync
 from shared.kb.runs import prepare_run, write_batch
@@ -37,6 +37,13 @@ from tests.kb_support import (
     sync_job,
 )
 from tests.support import Tenant
+
+
+def run_now(organisation_id: uuid.UUID, name: str) -> uuid.UUID:
+    """Start a run of the sync job now, in a unit of work of its own (as a request does)."""
+    with unit_of_work() as work:
+        return sync.run_now(work, organisation_id, name)
+
 
 T0 = datetime(2026, 11, 1, 12, 0, 0)
 
@@ -74,7 +81,7 @@ def source(
 
 def start_run(source: Source) -> tuple[uuid.UUID, list[dict[str, Any]]]:
     """A run, planned: its Job id and its batches."""
-    run_id = sync.run_now(source.org_id, source.name)
+    run_id = run_now(source.org_id, source.name)
     prepare_run(run_id)
     with session_scope() as session:
         job = session.get(Job, run_id)
@@ -164,7 +171,7 @@ def tick() -> periodic.KindReport:
 
 
 def test_a_slot_that_comes_while_the_run_goes_is_skipped(source: Source) -> None:
-    sync.run_now(source.org_id, source.name)
+    run_now(source.org_id, source.name)
     due = datetime.now(UTC) - timedelta(seconds=1)
     set_slot(source.name, due)
     report = tick()

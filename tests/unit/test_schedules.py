@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from shared.accounts.auth import Principal
-from shared.db import new_session, session_scope
+from shared.db import session_scope
 from shared.engine import outbox, periodic
 from shared.engine.counters import move_counters
 from shared.mentionlab import cached_jobs
@@ -313,7 +313,7 @@ def test_finished_jobs_settle_their_cached_jobs_through_the_outbox(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)
         ).all()
     assert statuses == ["active", "active"]  # the tick polls nothing
-    assert outbox.drain(new_session)["mentionlab.cached_jobs"] >= 2
+    assert outbox.drain(session_scope)["mentionlab.cached_jobs"] >= 2
     with session_scope() as session:
         statuses = session.scalars(
             select(CachedJob.status).where(CachedJob.project_id == tenant.project_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from shared import idempotency
-from shared.db import new_session
+from shared.db import session_scope
 from shared.engine import dispatch, outbox
 from shared.engine.jobs import dispatch_jobs
 from shared.engine.recovery import sweep
@@ -29,9 +29,10 @@ def recovery_sweep() -> dict[str, int]:
     dispatch_jobs(report.jobs_redispatched)
     summary = report.as_dict()
     summary["dispatched"] = dispatch.fill()
-    summary["outbox_events"] = sum(outbox.drain(new_session).values())
+    summary["outbox_events"] = sum(outbox.drain(session_scope).values())
     # Housekeeping rides along: Idempotency-Key answers older than their 24 h.
-    summary["idempotency_keys_purged"] = idempotency.purge_expired()
+    with session_scope() as session:
+        summary["idempotency_keys_purged"] = idempotency.purge_expired(session)
     routine = ("dispatched", "outbox_events", "idempotency_keys_purged", "broker_emptied")
     if any(v for k, v in summary.items() if k not in routine):
         log.warning("recovery sweep: %s", summary)

@@ -18,7 +18,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from shared.accounts.auth import Principal
-from shared.db import unit_of_work
+from shared.db import UnitOfWork
 from shared.engine import quotas
 from shared.engine.claim import Claim
 from shared.engine.job_types import JobTypeSpec, PlannedItem, Report
@@ -54,22 +54,22 @@ class EchoExecutor:
             report(claim, Outcome.succeeded(claim.item["value"]))
 
 
-def create(principal: Principal, payload: dict[str, Any]) -> Job:
-    """Accept an echo job: within the organisation's quotas, fanned out after the commit."""
+def create(work: UnitOfWork, principal: Principal, payload: dict[str, Any]) -> Job:
+    """Accept an echo job in the caller's unit of work: within the organisation's quotas,
+    fanned out once that commits."""
     items = payload["items"]
-    with unit_of_work() as work:
-        quotas.admit(work.session, principal.organisation_id, jobs=1, executions=len(items))
-        job = new_job(
-            organisation_id=principal.organisation_id,
-            job_type=NAME,
-            total=len(items),
-            payload={"items": items},
-            created_by_user_id=principal.user_id,
-        )
-        work.session.add(job)
-        work.session.flush()
-        work.session.refresh(job)  # as stored, with its creator, for the answer
-        dispatch_after_commit(work, [job.id])
+    quotas.admit(work.session, principal.organisation_id, jobs=1, executions=len(items))
+    job = new_job(
+        organisation_id=principal.organisation_id,
+        job_type=NAME,
+        total=len(items),
+        payload={"items": items},
+        created_by_user_id=principal.user_id,
+    )
+    work.session.add(job)
+    work.session.flush()
+    work.session.refresh(job)  # as stored, with its creator, for the answer
+    dispatch_after_commit(work, [job.id])
     return job
 
 
