@@ -126,15 +126,32 @@ def signing_secrets_of(
 ) -> dict[uuid.UUID, list[str]]:
     """The secrets that sign now for each of these organisations, current first; an
     organisation without a current secret gets one first, so none has an empty list."""
-    ensure_current(session, organisation_ids)
-    by_organisation: dict[uuid.UUID, list[str]] = {o: [] for o in organisation_ids}
-    for organisation_id, secret in session.execute(
-        select(WebhookSecret.organisation_id, WebhookSecret.secret)
+    by_organisation = _signing_secrets_of(session, organisation_ids, now)
+    # Every organisation has its current secret from the start; one made otherwise gets
+    # it here, before anything of it is signed (looked for first: a sender's every take
+    # comes here, and an insert each time would cost more than the look-up).
+    lacking = [o for o, (current, _) in by_organisation.items() if not current]
+    if lacking:
+        ensure_current(session, lacking)
+        by_organisation.update(_signing_secrets_of(session, lacking, now))
+    return {o: current + previous for o, (current, previous) in by_organisation.items()}
+
+
+def _signing_secrets_of(
+    session: Session, organisation_ids: Collection[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, tuple[list[str], list[str]]]:
+    """Per organisation, (its current secret, if any; the previous ones that still sign)."""
+    by_organisation: dict[uuid.UUID, tuple[list[str], list[str]]] = {
+        o: ([], []) for o in organisation_ids
+    }
+    for organisation_id, secret, expires_at in session.execute(
+        select(WebhookSecret.organisation_id, WebhookSecret.secret, WebhookSecret.expires_at)
         .where(
             WebhookSecret.organisation_id.in_(list(organisation_ids)),
             or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
         )
-        .order_by(WebhookSecret.expires_at.is_not(None), WebhookSecret.created_at.desc())
+        .order_by(WebhookSecret.created_at.desc())
     ):
-        by_organisation[organisation_id].append(secret)
+        current, previous = by_organisation[organisation_id]
+        (current if expires_at is None else previous).append(secret)
     return by_organisation

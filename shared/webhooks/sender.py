@@ -47,24 +47,38 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import redis
 import redis.asyncio
-from sqlalchemy import Row, Table, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from shared.db import dialect_name, session_scope
 from shared.engine.finish import to_json
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.models.base import UTCDateTime
 from shared.netguard import RefusedURL, Target, Unresolvable, aimed, check_syntax, resolve
 from shared.settings import get_settings
 from shared.webhooks.kicks import KICK_CHANNEL
@@ -84,6 +98,7 @@ MAX_LOGGED_BODY = 1024
 GROUPS_PER_TAKE = 200  # (organisation, receiver) pairs looked at per take, in turn
 RESOLVED_FOR = 30.0  # seconds an address is reused for
 UNRESOLVED_FOR = 5.0  # seconds a failed look-up is
+AIMS_KEPT = 10_000  # URLs whose aim (address, Host, SNI) is kept at once
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,13 @@ class Signer:
     def sign(self, message_id: str, timestamp: datetime, body: str) -> str:
         """The ``webhook-signature`` header: one ``v1,<base64>`` per secret, space-separated."""
         return " ".join(key.sign(message_id, timestamp, body) for key in self._keys)
+
+
+@lru_cache(maxsize=1024)
+def signer_of(secrets: tuple[str, ...]) -> Signer:
+    """The signer for these secrets, made once (each take reads the secrets again, so a
+    rotation signs from the next take on)."""
+    return Signer(secrets)
 
 
 # -- taking messages, fairly ---------------------------------------------------------
@@ -183,6 +205,13 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     groups = turns.order([(o, r) for o, r in session.execute(waiting)])
     taken: list[Row[Any]] = []
     taken_per_receiver: Counter[str] = Counter()
+    # Logged and committed before any request leaves: a sender that dies after sending
+    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
+    # PostgreSQL logs them in the statement that leases them; SQLite, after it.
+    logged_with_lease = dialect_name(session) == "postgresql"
+    take_statement = _take_statement(logged_with_lease)
+    # The hot statements go to the connection: Core rows, no ORM bookkeeping.
+    connection = session.connection()
     for group in groups[:GROUPS_PER_TAKE]:
         if len(taken) >= room:
             break
@@ -198,42 +227,102 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
         want = min(free, room - len(taken))
         if want <= 0:
             continue
-        batch = list(
-            session.execute(
-                select(*_TAKEN_COLUMNS)
-                .where(
-                    WebhookMessage.organisation_id == organisation_id,
-                    WebhookMessage.receiver == receiver,
-                    sendable(now),
-                )
-                .order_by(WebhookMessage.next_attempt_at)
-                .limit(want)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if batch:
+        leased = connection.execute(
+            take_statement,
+            {
+                "the_organisation": organisation_id,
+                "the_receiver": receiver,
+                "now": now,
+                "want": want,
+                "lease_until": now + lease,
+            },
+        ).all()
+        if leased:
             turns.served(group)
-            taken += batch
-            taken_per_receiver[receiver] += len(batch)
+            # RETURNING keeps no order: oldest first again, as they were picked.
+            taken += sorted(leased, key=_age)
+            taken_per_receiver[receiver] += len(leased)
     if not taken:
         return []
-    # Rows, not ORM objects: a take of hundreds builds no identity map.
-    signers = {
-        organisation_id: Signer(secrets)
-        for organisation_id, secrets in signing_secrets_of(
-            session, {m.organisation_id for m in taken}, now
-        ).items()
-    }
-    sends = [_prepare(m, signers[m.organisation_id], now) for m in taken]
-    session.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.id.in_([m.id for m in taken]))
-        .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
-    )
-    # Logged and committed before any request leaves: a sender that dies after sending
-    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
-    session.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
+    secrets = signing_secrets_of(session, {m.organisation_id for m in taken}, now)
+    signers = {organisation_id: signer_of(tuple(s)) for organisation_id, s in secrets.items()}
+    timestamp = str(int(now.timestamp()))
+    sends = [
+        _prepare(
+            m,
+            m.delivery_id if logged_with_lease else uuid.uuid4(),
+            signers[m.organisation_id],
+            now,
+            timestamp,
+        )
+        for m in taken
+    ]
+    if not logged_with_lease:
+        connection.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
     return sends
+
+
+@cache
+def _take_statement(log_with_lease: bool) -> Any:
+    """One (organisation, receiver)'s due messages, oldest first, at most ``want``, those
+    another sender holds skipped, leased (their attempt counted) in one statement, and,
+    ``log_with_lease`` (PostgreSQL), their attempts logged by it as well. Built once:
+    running it costs no statement building and no cache key."""
+    picked = (
+        select(WebhookMessage.id)
+        .where(
+            WebhookMessage.organisation_id == bindparam("the_organisation"),
+            WebhookMessage.receiver == bindparam("the_receiver"),
+            sendable(bindparam("now", type_=UTCDateTime())),
+        )
+        .order_by(WebhookMessage.next_attempt_at)
+        .limit(bindparam("want", type_=Integer()))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    lease = (
+        update(MESSAGES)
+        .where(MESSAGES.c.id.in_(picked))
+        .values(
+            next_attempt_at=bindparam("lease_until", type_=UTCDateTime()),
+            attempts=MESSAGES.c.attempts + 1,
+        )
+        .returning(
+            MESSAGES.c.id,
+            MESSAGES.c.organisation_id,
+            MESSAGES.c.url,
+            MESSAGES.c.receiver,
+            # The body as stored: no JSON decoded only to be encoded again.
+            cast(MESSAGES.c.payload, Text).label("body"),
+            MESSAGES.c.attempts,  # counting this attempt
+            MESSAGES.c.created_at,
+        )
+    )
+    if not log_with_lease:
+        return lease
+    leased = lease.cte("leased")
+    logged = (
+        insert(DELIVERIES)
+        .from_select(
+            ["id", "message_id", "attempt", "url", "attempted_at"],
+            select(
+                func.gen_random_uuid(),
+                leased.c.id,
+                leased.c.attempts,
+                leased.c.url,
+                bindparam("now", type_=UTCDateTime()),
+            ),
+        )
+        .returning(DELIVERIES.c.id, DELIVERIES.c.message_id)
+        .cte("logged")
+    )
+    return select(leased, logged.c.id.label("delivery_id")).join(
+        logged, logged.c.message_id == leased.c.id
+    )
+
+
+def _age(message: Row[Any]) -> tuple[datetime, uuid.UUID]:
+    return message.created_at, message.id
 
 
 def due_count() -> int:
@@ -252,30 +341,24 @@ def due_count() -> int:
         )
 
 
-_TAKEN_COLUMNS = (
-    WebhookMessage.id,
-    WebhookMessage.organisation_id,
-    WebhookMessage.url,
-    WebhookMessage.receiver,
-    WebhookMessage.payload,
-    WebhookMessage.attempts,
-)
+MESSAGES: Table = WebhookMessage.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
 
-def _prepare(message: Row[Any], signer: Signer, now: datetime) -> _Send:
-    body = json.dumps(message.payload, separators=(",", ":"))
+def _prepare(
+    message: Row[Any], delivery_id: uuid.UUID, signer: Signer, now: datetime, timestamp: str
+) -> _Send:
+    body: str = message.body
+    message_id = str(message.id)
     headers = {
         "content-type": "application/json",
         "user-agent": "jobyard-webhooks",
-        "webhook-id": str(message.id),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signer.sign(str(message.id), now, body),
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": signer.sign(message_id, now, body),
     }
     receiver = message.receiver or origin_of(message.url)
-    return _Send(
-        uuid.uuid4(), message.id, message.attempts + 1, message.url, receiver, body, headers
-    )
+    return _Send(delivery_id, message.id, message.attempts, message.url, receiver, body, headers)
 
 
 def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
@@ -397,15 +480,30 @@ class Resolver:
     """Addresses per receiver, looked up off the loop (on threads of its own, so a slow
     resolver never holds up anything else), one look-up per receiver at a time, reused
     for a while: thousands of messages to a host that does not resolve cost a look-up
-    every few seconds, not one each."""
+    every few seconds, not one each. What a URL's requests need (its checked address,
+    ``Host``, SNI) is worked out once per look-up, not per request."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
         self._locks: dict[str, asyncio.Lock] = {}
         self._known: dict[str, tuple[float, Target | RefusedURL]] = {}
+        self._aims: dict[str, tuple[float, _Aim]] = {}
 
-    async def target(self, url: str, receiver: str) -> Target:
+    async def aim(self, url: str, receiver: str) -> _Aim:
+        cached = self._aims.get(url)
+        if cached is not None and cached[0] >= time.monotonic():
+            return cached[1]
         check_syntax(url)
+        until, found = await self._resolved(receiver)
+        if isinstance(found, RefusedURL):
+            raise found
+        aim = _Aim.of(url, found.address)
+        if len(self._aims) >= AIMS_KEPT:  # many distinct URLs: start over, not grow
+            self._aims.clear()
+        self._aims[url] = (until, aim)
+        return aim
+
+    async def _resolved(self, receiver: str) -> tuple[float, Target | RefusedURL]:
         lock = self._locks.setdefault(receiver, asyncio.Lock())
         async with lock:
             known = self._known.get(receiver)
@@ -419,12 +517,26 @@ class Resolver:
                     found, ttl = exc, UNRESOLVED_FOR
                 known = (time.monotonic() + ttl, found)
                 self._known[receiver] = known
-        if isinstance(known[1], RefusedURL):
-            raise known[1]
-        return aimed(url, known[1].address)
+        return known
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Aim:
+    """Where a URL's requests go: ``url`` names the checked address, ``host`` is the
+    ``Host`` header, ``server_hostname`` the name TLS checks (https only)."""
+
+    url: str
+    host: str
+    server_hostname: str | None
+
+    @classmethod
+    def of(cls, url: str, address: str) -> _Aim:
+        target, parts = aimed(url, address), urlsplit(url)
+        host = f"{target.host}:{parts.port}" if parts.port else target.host
+        return cls(target.url, host, target.host if parts.scheme == "https" else None)
 
 
 async def post(
@@ -449,19 +561,17 @@ async def _attempt(
     session: aiohttp.ClientSession, resolver: Resolver, send: _Send, started: float
 ) -> _Result:
     try:
-        target = await resolver.target(send.url, send.receiver)
+        aim = await resolver.aim(send.url, send.receiver)
     except Unresolvable as exc:  # may resolve later: retried, and counted by the breaker
         return _Result(send, None, None, exc.message, _elapsed_ms(started))
     except RefusedURL as exc:
         return _Result(send, None, None, exc.message, _elapsed_ms(started), permanent=True)
-    parts = urlsplit(send.url)
-    host = f"{target.host}:{parts.port}" if parts.port else target.host
     try:
         async with session.post(
-            target.url,
+            aim.url,
             data=send.body.encode(),
-            headers={**send.headers, "host": host},
-            server_hostname=target.host if parts.scheme == "https" else None,
+            headers={**send.headers, "host": aim.host},
+            server_hostname=aim.server_hostname,
             allow_redirects=False,
         ) as response:
             head = await response.content.read(MAX_LOGGED_BODY)
@@ -474,27 +584,69 @@ async def _attempt(
         )
 
 
-class Gates:
-    """Per receiver, at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at once; the
-    messages taken ahead wait their turn here (not against their own timeout)."""
+class Lanes:
+    """Sends, per receiver at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at
+    once. Each receiver has up to that many lanes (a task each, sending one request after
+    another); the messages taken ahead wait their turn in the receiver's queue, as data
+    (their time runs from their own request's start), and a lane that ends one request
+    starts the next: no task, no semaphore wait per message."""
 
-    def __init__(self) -> None:
-        self.bound = get_settings().webhook_receiver_concurrency
-        self._gates: dict[str, asyncio.Semaphore] = {}
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        resolver: Resolver,
+        ended: Callable[[_Result], None],
+    ) -> None:
+        settings = get_settings()
+        self.bound = settings.webhook_receiver_concurrency
+        self.timeout = settings.webhook_timeout_seconds
+        self._session, self._resolver, self._ended = session, resolver, ended
+        self._lanes: dict[str, int] = {}  # lanes open per receiver
+        self._queues: dict[str, deque[_Send]] = {}  # messages waiting for a lane
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def of(self, receiver: str) -> asyncio.Semaphore:
-        gate = self._gates.get(receiver)
-        if gate is None:
-            gate = self._gates[receiver] = asyncio.Semaphore(self.bound)
-        return gate
+    @property
+    def idle(self) -> bool:
+        """Nothing being sent, nothing waiting its turn."""
+        return not self._tasks
 
+    def submit(self, send: _Send) -> None:
+        receiver = send.receiver
+        lanes = self._lanes.get(receiver, 0)
+        if lanes < self.bound:
+            self._lanes[receiver] = lanes + 1
+            task = asyncio.create_task(self._lane(send))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._queues.setdefault(receiver, deque()).append(send)
 
-async def send_one(
-    session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
-) -> _Result:
-    """One attempt, once its receiver has room."""
-    async with gates.of(send.receiver):
-        return await post(session, resolver, send, get_settings().webhook_timeout_seconds)
+    async def drained(self) -> None:
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def _lane(self, send: _Send) -> None:
+        receiver = send.receiver
+        try:
+            while True:
+                self._ended(await self._post(send))
+                queue = self._queues.get(receiver)
+                if not queue:
+                    break
+                send = queue.popleft()
+                if not queue:
+                    del self._queues[receiver]
+        finally:
+            self._lanes[receiver] -= 1
+            if not self._lanes[receiver]:
+                del self._lanes[receiver]
+
+    async def _post(self, send: _Send) -> _Result:
+        try:
+            return await post(self._session, self._resolver, send, self.timeout)
+        except Exception as exc:  # not an answer but a fault of ours: logged, tried again
+            log.exception("webhooks: attempt %d of %s", send.attempt, send.message_id)
+            return _Result(send, None, None, f"{type(exc).__name__}: {exc}", 0)
 
 
 def deliver_due(limit: int = 200) -> dict[str, int]:
@@ -505,12 +657,14 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
         return {"sent": 0}
 
     async def send_all() -> list[_Result]:
-        resolver, gates = Resolver(), Gates()
+        resolver, results = Resolver(), list[_Result]()
         try:
-            async with aiohttp.ClientSession() as session:
-                return list(
-                    await asyncio.gather(*(send_one(session, resolver, gates, s) for s in sends))
-                )
+            async with aiohttp.ClientSession(timeout=_NO_AIOHTTP_TIMEOUT) as session:
+                lanes = Lanes(session, resolver, results.append)
+                for send in sends:
+                    lanes.submit(send)
+                await lanes.drained()
+                return results
         finally:
             resolver.close()
 
@@ -518,6 +672,11 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
     record(results)
     counts = Counter(_next_state(r, get_settings().webhook_retry_schedule)[0] for r in results)
     return {"sent": len(results), **counts}
+
+
+# Every attempt is bounded by post() (the look-up included); aiohttp's own timers would
+# be a second pair per request.
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
 
 
 class Sender:
@@ -541,29 +700,26 @@ class Sender:
 
     async def run(self) -> None:
         settings = self.settings
-        resolver, gates = Resolver(), Gates()
+        resolver = Resolver()
         connector = aiohttp.TCPConnector(
             limit=settings.webhook_concurrency,
             limit_per_host=settings.webhook_receiver_concurrency,
             keepalive_timeout=30,
         )
         listener = asyncio.create_task(self._listen())
-        tasks: set[asyncio.Task[None]] = set()
         try:
             async with aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+                connector=connector, timeout=_NO_AIOHTTP_TIMEOUT
             ) as session:
+                lanes = Lanes(session, resolver, self._ended)
                 log.info("webhook sender ready.")
                 while True:
                     await self._sleep()
-                    if self.stopping.is_set() and not tasks and not self.ended:
+                    if self.stopping.is_set() and lanes.idle and not self.ended:
                         break
                     sends = await self._step(room=0 if self.stopping.is_set() else None)
                     for send in sends:
-                        task = asyncio.create_task(self._send(session, resolver, gates, send))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                        lanes.submit(send)
                     if sends:
                         self.wake.set()  # more may be due: look again at once
         finally:
@@ -612,10 +768,7 @@ class Sender:
             self.wake.set()  # messages that waited for these may be due now
         return sends
 
-    async def _send(
-        self, session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
-    ) -> None:
-        result = await send_one(session, resolver, gates, send)
+    def _ended(self, result: _Result) -> None:
         self.ended.append(result)  # the list of now: a step may have swapped it meanwhile
         self.wake.set()
 
