@@ -534,8 +534,8 @@ MUTATIONS = [
     Mutation(
         "webhook sender: takes go round the organisations and receivers",
         "shared/webhooks/sender.py",
-        "    groups = turns.order([(o, r) for o, r in session.execute(waiting)])\n",
-        "    groups = [(o, r) for o, r in session.execute(waiting)]\n",
+        "    groups = turns.order([(o, r) for o, r in waiting])\n",
+        "    groups = [(o, r) for o, r in waiting]\n",
         tests=(WEBHOOK_CLAIM,),
     ),
     Mutation(

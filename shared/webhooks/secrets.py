@@ -16,14 +16,17 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
 from shared.models import WebhookSecret
 from shared.models import utcnow as utcnow  # the clock the callers compare with
+from shared.models.base import UTCDateTime
 
 PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -137,6 +140,22 @@ def signing_secrets_of(
     return {o: current + previous for o, (current, previous) in by_organisation.items()}
 
 
+@cache
+def _signing_statement() -> Any:
+    """Built once: a sender runs it every take."""
+    return (
+        select(WebhookSecret.organisation_id, WebhookSecret.secret, WebhookSecret.expires_at)
+        .where(
+            WebhookSecret.organisation_id.in_(bindparam("organisations", expanding=True)),
+            or_(
+                WebhookSecret.expires_at.is_(None),
+                WebhookSecret.expires_at > bindparam("now", type_=UTCDateTime()),
+            ),
+        )
+        .order_by(WebhookSecret.created_at.desc())
+    )
+
+
 def _signing_secrets_of(
     session: Session, organisation_ids: Collection[uuid.UUID], now: datetime
 ) -> dict[uuid.UUID, tuple[list[str], list[str]]]:
@@ -145,12 +164,7 @@ def _signing_secrets_of(
         o: ([], []) for o in organisation_ids
     }
     for organisation_id, secret, expires_at in session.execute(
-        select(WebhookSecret.organisation_id, WebhookSecret.secret, WebhookSecret.expires_at)
-        .where(
-            WebhookSecret.organisation_id.in_(list(organisation_ids)),
-            or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
-        )
-        .order_by(WebhookSecret.created_at.desc())
+        _signing_statement(), {"organisations": list(organisation_ids), "now": now}
     ):
         current, previous = by_organisation[organisation_id]
         (current if expires_at is None else previous).append(secret)

@@ -192,17 +192,11 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     lease = timedelta(seconds=settings.webhook_timeout_seconds * TAKEN_AHEAD + 30)
     open_now, probing = open_breakers(session, now)
     held_back = open_now | {r for r, n in in_flight.items() if n >= share}
-    waiting = (
-        select(WebhookMessage.organisation_id, WebhookMessage.receiver)
-        .where(
-            WebhookMessage.state == MessageState.SENDING,
-            WebhookMessage.next_attempt_at <= now,
-        )
-        .group_by(WebhookMessage.organisation_id, WebhookMessage.receiver)
-    )
-    if held_back:
-        waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
-    groups = turns.order([(o, r) for o, r in session.execute(waiting)])
+    # The statements of a take are built once and go to the connection: no statement
+    # building, no cache key, Core rows, no ORM bookkeeping.
+    connection = session.connection()
+    waiting = connection.execute(_waiting_statement(), {"now": now, "held_back": sorted(held_back)})
+    groups = turns.order([(o, r) for o, r in waiting])
     taken: list[Row[Any]] = []
     taken_per_receiver: Counter[str] = Counter()
     # Logged and committed before any request leaves: a sender that dies after sending
@@ -210,8 +204,6 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     # PostgreSQL logs them in the statement that leases them; SQLite, after it.
     logged_with_lease = dialect_name(session) == "postgresql"
     take_statement = _take_statement(logged_with_lease)
-    # The hot statements go to the connection: Core rows, no ORM bookkeeping.
-    connection = session.connection()
     for group in groups[:GROUPS_PER_TAKE]:
         if len(taken) >= room:
             break
@@ -260,6 +252,21 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     if not logged_with_lease:
         connection.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
     return sends
+
+
+@cache
+def _waiting_statement() -> Any:
+    """Who has messages due: (organisation, receiver) pairs, the receivers held back
+    left out."""
+    return (
+        select(MESSAGES.c.organisation_id, MESSAGES.c.receiver)
+        .where(
+            MESSAGES.c.state == MessageState.SENDING,
+            MESSAGES.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
+            MESSAGES.c.receiver.not_in(bindparam("held_back", expanding=True)),
+        )
+        .group_by(MESSAGES.c.organisation_id, MESSAGES.c.receiver)
+    )
 
 
 @cache
