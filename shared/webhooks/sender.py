@@ -45,16 +45,13 @@ import itertools
 import json
 import logging
 import random
-import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import redis
@@ -79,10 +76,10 @@ from shared.db import dialect_name, session_scope
 from shared.engine.finish import to_json
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
 from shared.models.base import UTCDateTime
-from shared.netguard import RefusedURL, Target, Unresolvable, aimed, check_syntax, resolve
 from shared.settings import get_settings
 from shared.webhooks.kicks import KICK_CHANNEL
 from shared.webhooks.messages import TAKEN_AHEAD, MessageState, sendable
+from shared.webhooks.posting import NO_AIOHTTP_TIMEOUT, Lanes, Resolver, Result, Send
 from shared.webhooks.receivers import (
     claim_probe,
     note_verdicts,
@@ -94,41 +91,7 @@ from shared.webhooks.secrets import signing_secrets_of
 
 log = logging.getLogger(__name__)
 
-MAX_LOGGED_BODY = 1024
 GROUPS_PER_TAKE = 200  # (organisation, receiver) pairs looked at per take, in turn
-RESOLVED_FOR = 30.0  # seconds an address is reused for
-UNRESOLVED_FOR = 5.0  # seconds a failed look-up is
-AIMS_KEPT = 10_000  # URLs whose aim (address, Host, SNI) is kept at once
-
-
-@dataclass(frozen=True)
-class _Send:
-    delivery_id: uuid.UUID  # the attempt's row, written before the request leaves
-    message_id: uuid.UUID
-    attempt: int
-    url: str
-    receiver: str
-    body: str
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class _Result:
-    send: _Send
-    status_code: int | None
-    response_body: str | None
-    error: str | None
-    latency_ms: int
-    permanent: bool = False  # an address we will not send to: no more attempts
-
-    @property
-    def receiver_failed(self) -> bool:
-        """No usable answer, the receiver's fault or its network's: what opens a breaker
-        (a refused address is ours, and a 4xx is an answer)."""
-        code = self.status_code
-        if code is None:
-            return not self.permanent
-        return code >= 500 or code == 429
 
 
 class Signer:
@@ -174,13 +137,13 @@ class Turns:
         self.receivers[group] = turn
 
 
-def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[Send]:
     """:func:`take_in` in a transaction of its own, committed before any is sent."""
     with session_scope() as session:
         return take_in(session, in_flight, room, turns)
 
 
-def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[Send]:
     """Lease up to ``room`` due messages, fairly across (organisation, receiver), none to
     a receiver with its share taken already (``in_flight`` counts this sender's messages
     per receiver, sent or waiting their turn: at most ``TAKEN_AHEAD`` times the bound) or
@@ -354,7 +317,7 @@ DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
 def _prepare(
     message: Row[Any], delivery_id: uuid.UUID, signer: Signer, now: datetime, timestamp: str
-) -> _Send:
+) -> Send:
     body: str = message.body
     message_id = str(message.id)
     headers = {
@@ -365,10 +328,10 @@ def _prepare(
         "webhook-signature": signer.sign(message_id, now, body),
     }
     receiver = message.receiver or origin_of(message.url)
-    return _Send(delivery_id, message.id, message.attempts, message.url, receiver, body, headers)
+    return Send(delivery_id, message.id, message.attempts, message.url, receiver, body, headers)
 
 
-def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
+def _attempt_row(send: Send, now: datetime) -> dict[str, object]:
     """The attempt's delivery row as written before the request: no outcome yet."""
     return {
         "id": send.delivery_id,
@@ -382,7 +345,7 @@ def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
 # -- recording outcomes ----------------------------------------------------------------
 
 
-def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
+def _next_state(result: Result, schedule: list[float]) -> tuple[str, float | None]:
     """(state, seconds until the next attempt)."""
     code = result.status_code
     if code is not None and 200 <= code < 300:
@@ -395,15 +358,15 @@ def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | No
     return MessageState.SENDING, wait * random.uniform(0.9, 1.1)
 
 
-def record(results: Sequence[_Result]) -> float | None:
+def record(results: Sequence[Result]) -> float | None:
     """:func:`record_in` in a transaction of its own."""
     with session_scope() as session:
         return record_in(session, results)
 
 
 def cycle(
-    ended: Sequence[_Result], in_flight: Mapping[str, int], room: int, turns: Turns
-) -> tuple[float | None, list[_Send]]:
+    ended: Sequence[Result], in_flight: Mapping[str, int], room: int, turns: Turns
+) -> tuple[float | None, list[Send]]:
     """A sender's step, one transaction: record what ended, then take up to ``room``
     more. Returns the seconds until the soonest retry scheduled, and what was taken."""
     with session_scope() as session:
@@ -433,7 +396,7 @@ _RECORD_MESSAGES = text(
 )
 
 
-def record_in(session: Session, results: Sequence[_Result]) -> float | None:
+def record_in(session: Session, results: Sequence[Result]) -> float | None:
     """Every attempt's outcome on its delivery row, its message's new state, and each
     receiver's breaker, in the caller's transaction. Returns the seconds until the
     soonest retry it scheduled (None: none)."""
@@ -480,180 +443,7 @@ def record_in(session: Session, results: Sequence[_Result]) -> float | None:
     return soonest
 
 
-# -- sending ---------------------------------------------------------------------------
-
-
-class Resolver:
-    """Addresses per receiver, looked up off the loop (on threads of its own, so a slow
-    resolver never holds up anything else), one look-up per receiver at a time, reused
-    for a while: thousands of messages to a host that does not resolve cost a look-up
-    every few seconds, not one each. What a URL's requests need (its checked address,
-    ``Host``, SNI) is worked out once per look-up, not per request."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._known: dict[str, tuple[float, Target | RefusedURL]] = {}
-        self._aims: dict[str, tuple[float, _Aim]] = {}
-
-    async def aim(self, url: str, receiver: str) -> _Aim:
-        cached = self._aims.get(url)
-        if cached is not None and cached[0] >= time.monotonic():
-            return cached[1]
-        check_syntax(url)
-        until, found = await self._resolved(receiver)
-        if isinstance(found, RefusedURL):
-            raise found
-        aim = _Aim.of(url, found.address)
-        if len(self._aims) >= AIMS_KEPT:  # many distinct URLs: start over, not grow
-            self._aims.clear()
-        self._aims[url] = (until, aim)
-        return aim
-
-    async def _resolved(self, receiver: str) -> tuple[float, Target | RefusedURL]:
-        lock = self._locks.setdefault(receiver, asyncio.Lock())
-        async with lock:
-            known = self._known.get(receiver)
-            if known is None or known[0] < time.monotonic():
-                try:
-                    found: Target | RefusedURL = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, resolve, receiver + "/"
-                    )
-                    ttl = RESOLVED_FOR
-                except RefusedURL as exc:
-                    found, ttl = exc, UNRESOLVED_FOR
-                known = (time.monotonic() + ttl, found)
-                self._known[receiver] = known
-        return known
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _Aim:
-    """Where a URL's requests go: ``url`` names the checked address, ``host`` is the
-    ``Host`` header, ``server_hostname`` the name TLS checks (https only)."""
-
-    url: str
-    host: str
-    server_hostname: str | None
-
-    @classmethod
-    def of(cls, url: str, address: str) -> _Aim:
-        target, parts = aimed(url, address), urlsplit(url)
-        host = f"{target.host}:{parts.port}" if parts.port else target.host
-        return cls(target.url, host, target.host if parts.scheme == "https" else None)
-
-
-async def post(
-    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, timeout: float
-) -> _Result:
-    """One attempt, the address look-up included, ended within ``timeout``: an attempt
-    older than that without an outcome is one whose sender stopped."""
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            return await _attempt(session, resolver, send, started)
-    except TimeoutError:
-        error = f"TimeoutError: no answer within {timeout:g} s"
-        return _Result(send, None, None, error, _elapsed_ms(started))
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-async def _attempt(
-    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, started: float
-) -> _Result:
-    try:
-        aim = await resolver.aim(send.url, send.receiver)
-    except Unresolvable as exc:  # may resolve later: retried, and counted by the breaker
-        return _Result(send, None, None, exc.message, _elapsed_ms(started))
-    except RefusedURL as exc:
-        return _Result(send, None, None, exc.message, _elapsed_ms(started), permanent=True)
-    try:
-        async with session.post(
-            aim.url,
-            data=send.body.encode(),
-            headers={**send.headers, "host": aim.host},
-            server_hostname=aim.server_hostname,
-            allow_redirects=False,
-        ) as response:
-            head = await response.content.read(MAX_LOGGED_BODY)
-            return _Result(
-                send, response.status, head.decode(errors="replace"), None, _elapsed_ms(started)
-            )
-    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        return _Result(
-            send, None, None, f"{type(exc).__name__}: {exc}".strip(), _elapsed_ms(started)
-        )
-
-
-class Lanes:
-    """Sends, per receiver at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at
-    once. Each receiver has up to that many lanes (a task each, sending one request after
-    another); the messages taken ahead wait their turn in the receiver's queue, as data
-    (their time runs from their own request's start), and a lane that ends one request
-    starts the next: no task, no semaphore wait per message."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        resolver: Resolver,
-        ended: Callable[[_Result], None],
-    ) -> None:
-        settings = get_settings()
-        self.bound = settings.webhook_receiver_concurrency
-        self.timeout = settings.webhook_timeout_seconds
-        self._session, self._resolver, self._ended = session, resolver, ended
-        self._lanes: dict[str, int] = {}  # lanes open per receiver
-        self._queues: dict[str, deque[_Send]] = {}  # messages waiting for a lane
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def idle(self) -> bool:
-        """Nothing being sent, nothing waiting its turn."""
-        return not self._tasks
-
-    def submit(self, send: _Send) -> None:
-        receiver = send.receiver
-        lanes = self._lanes.get(receiver, 0)
-        if lanes < self.bound:
-            self._lanes[receiver] = lanes + 1
-            task = asyncio.create_task(self._lane(send))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._queues.setdefault(receiver, deque()).append(send)
-
-    async def drained(self) -> None:
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
-
-    async def _lane(self, send: _Send) -> None:
-        receiver = send.receiver
-        try:
-            while True:
-                self._ended(await self._post(send))
-                queue = self._queues.get(receiver)
-                if not queue:
-                    break
-                send = queue.popleft()
-                if not queue:
-                    del self._queues[receiver]
-        finally:
-            self._lanes[receiver] -= 1
-            if not self._lanes[receiver]:
-                del self._lanes[receiver]
-
-    async def _post(self, send: _Send) -> _Result:
-        try:
-            return await post(self._session, self._resolver, send, self.timeout)
-        except Exception as exc:  # not an answer but a fault of ours: logged, tried again
-            log.exception("webhooks: attempt %d of %s", send.attempt, send.message_id)
-            return _Result(send, None, None, f"{type(exc).__name__}: {exc}", 0)
+# -- sending (shared.webhooks.posting: each attempt on the wire) -----------------------
 
 
 def deliver_due(limit: int = 200) -> dict[str, int]:
@@ -663,10 +453,10 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
     if not sends:
         return {"sent": 0}
 
-    async def send_all() -> list[_Result]:
-        resolver, results = Resolver(), list[_Result]()
+    async def send_all() -> list[Result]:
+        resolver, results = Resolver(), list[Result]()
         try:
-            async with aiohttp.ClientSession(timeout=_NO_AIOHTTP_TIMEOUT) as session:
+            async with aiohttp.ClientSession(timeout=NO_AIOHTTP_TIMEOUT) as session:
                 lanes = Lanes(session, resolver, results.append)
                 for send in sends:
                     lanes.submit(send)
@@ -681,11 +471,6 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
     return {"sent": len(results), **counts}
 
 
-# Every attempt is bounded by post() (the look-up included); aiohttp's own timers would
-# be a second pair per request.
-_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
-
-
 class Sender:
     """One sender process's loop: record what ended and take what is due (one
     transaction), send it."""
@@ -695,7 +480,7 @@ class Sender:
         self.settings = settings
         self.turns = Turns()
         self.in_flight: Counter[str] = Counter()  # taken, not recorded yet, per receiver
-        self.ended: list[_Result] = []
+        self.ended: list[Result] = []
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.sent = 0
@@ -716,7 +501,7 @@ class Sender:
         listener = asyncio.create_task(self._listen())
         try:
             async with aiohttp.ClientSession(
-                connector=connector, timeout=_NO_AIOHTTP_TIMEOUT
+                connector=connector, timeout=NO_AIOHTTP_TIMEOUT
             ) as session:
                 lanes = Lanes(session, resolver, self._ended)
                 log.info("webhook sender ready.")
@@ -745,7 +530,7 @@ class Sender:
         if self._retry_at is not None and self._retry_at <= loop.time():
             self._retry_at = None
 
-    async def _step(self, room: int | None) -> list[_Send]:
+    async def _step(self, room: int | None) -> list[Send]:
         """Record what ended and take more (``room``: as much as there is room for)."""
         ended, self.ended = self.ended, []
         for result in ended:  # their room is free whatever becomes of the recording
@@ -775,7 +560,7 @@ class Sender:
             self.wake.set()  # messages that waited for these may be due now
         return sends
 
-    def _ended(self, result: _Result) -> None:
+    def _ended(self, result: Result) -> None:
         self.ended.append(result)  # the list of now: a step may have swapped it meanwhile
         self.wake.set()
 
