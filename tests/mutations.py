@@ -500,8 +500,8 @@ MUTATIONS = [
     Mutation(
         "webhooks: an organisation without a secret gets one before sending",
         "shared/webhooks/secrets.py",
-        "    ensure_current(session, organisation_ids)\n    by_organisation",
-        "    by_organisation",
+        "        ensure_current(session, lacking)\n",
+        "",
         tests=(WEBHOOK_CLAIM,),
     ),
     Mutation(
@@ -559,8 +559,8 @@ MUTATIONS = [
     Mutation(
         "webhook sender: takes go round the organisations and receivers",
         "shared/webhooks/sender.py",
-        "    groups = turns.order([(o, r) for o, r in session.execute(waiting)])\n",
-        "    groups = [(o, r) for o, r in session.execute(waiting)]\n",
+        "    groups = turns.order([(o, r) for o, r in waiting])\n",
+        "    groups = [(o, r) for o, r in waiting]\n",
         tests=(WEBHOOK_CLAIM,),
     ),
     Mutation(
@@ -571,6 +571,14 @@ MUTATIONS = [
         tests=(
             f"{SENDER_FAIRNESS}::test_a_hanging_receiver_holds_up_no_other_tenant_and_only_its_bound_of_requests",
         ),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "webhook sender: a message another sender holds is skipped, not leased twice",
+        "shared/webhooks/sender.py",
+        "        .with_for_update(skip_locked=True)\n",
+        "",
+        tests=(f"{SENDER_FAIRNESS}::test_two_senders_at_once_send_each_message_once",),
         databases=POSTGRESQL,
     ),
     Mutation(

@@ -9,7 +9,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -184,12 +194,13 @@ def _chain_tails(
     return {execution_id: message_id for execution_id, message_id in rows if execution_id}
 
 
-def sendable(now: datetime) -> ColumnElement[bool]:
-    """SQL for "this message is due now": still being tried, its time has come, and what
-    it waits for is settled (delivered, failed or gone) — the message it follows, and for
-    a message that closes its job every message about the job's executions, including
-    those whose ``execution.finished`` events are not messages yet. A message in a
-    sender's hands is still being tried: what waits for it waits for its outcome."""
+def sendable(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """SQL for "this message is due ``now``" (a time, or a parameter of a statement built
+    once): still being tried, its time has come, and what it waits for is settled
+    (delivered, failed or gone) — the message it follows, and for a message that closes
+    its job every message about the job's executions, including those whose
+    ``execution.finished`` events are not messages yet. A message in a sender's hands is
+    still being tried: what waits for it waits for its outcome."""
     followed, about_execution = aliased(WebhookMessage), aliased(WebhookMessage)
     unsettled_predecessor = exists().where(
         followed.id == WebhookMessage.follows_id, followed.state == MessageState.SENDING

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import WebhookReceiver
@@ -48,14 +50,18 @@ class Verdict:
 def open_breakers(session: Session, now: datetime) -> tuple[set[str], set[str]]:
     """(origins whose breaker is open now, origins whose breaker waits for a probe)."""
     threshold = get_settings().webhook_breaker_failures
-    rows = session.execute(
-        select(WebhookReceiver.origin, WebhookReceiver.open_until).where(
-            WebhookReceiver.failures >= threshold
-        )
-    ).all()
+    rows = session.execute(_open_statement(), {"threshold": threshold}).all()
     open_now = {origin for origin, until in rows if until is not None and until > now}
     probing = {origin for origin, until in rows if until is None or until <= now}
     return open_now, probing
+
+
+@cache
+def _open_statement() -> Any:
+    """Built once: a sender runs it every take."""
+    return select(WebhookReceiver.origin, WebhookReceiver.open_until).where(
+        WebhookReceiver.failures >= bindparam("threshold", type_=Integer())
+    )
 
 
 def claim_probe(session: Session, origin: str, now: datetime) -> bool:

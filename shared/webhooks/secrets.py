@@ -16,14 +16,17 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
 from shared.models import WebhookSecret
 from shared.models import utcnow as utcnow  # the clock the callers compare with
+from shared.models.base import UTCDateTime
 
 PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -126,15 +129,43 @@ def signing_secrets_of(
 ) -> dict[uuid.UUID, list[str]]:
     """The secrets that sign now for each of these organisations, current first; an
     organisation without a current secret gets one first, so none has an empty list."""
-    ensure_current(session, organisation_ids)
-    by_organisation: dict[uuid.UUID, list[str]] = {o: [] for o in organisation_ids}
-    for organisation_id, secret in session.execute(
-        select(WebhookSecret.organisation_id, WebhookSecret.secret)
+    by_organisation = _signing_secrets_of(session, organisation_ids, now)
+    # Every organisation has its current secret from the start; one made otherwise gets
+    # it here, before anything of it is signed (looked for first: a sender's every take
+    # comes here, and an insert each time would cost more than the look-up).
+    lacking = [o for o, (current, _) in by_organisation.items() if not current]
+    if lacking:
+        ensure_current(session, lacking)
+        by_organisation.update(_signing_secrets_of(session, lacking, now))
+    return {o: current + previous for o, (current, previous) in by_organisation.items()}
+
+
+@cache
+def _signing_statement() -> Any:
+    """Built once: a sender runs it every take."""
+    return (
+        select(WebhookSecret.organisation_id, WebhookSecret.secret, WebhookSecret.expires_at)
         .where(
-            WebhookSecret.organisation_id.in_(list(organisation_ids)),
-            or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
+            WebhookSecret.organisation_id.in_(bindparam("organisations", expanding=True)),
+            or_(
+                WebhookSecret.expires_at.is_(None),
+                WebhookSecret.expires_at > bindparam("now", type_=UTCDateTime()),
+            ),
         )
-        .order_by(WebhookSecret.expires_at.is_not(None), WebhookSecret.created_at.desc())
+        .order_by(WebhookSecret.created_at.desc())
+    )
+
+
+def _signing_secrets_of(
+    session: Session, organisation_ids: Collection[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, tuple[list[str], list[str]]]:
+    """Per organisation, (its current secret, if any; the previous ones that still sign)."""
+    by_organisation: dict[uuid.UUID, tuple[list[str], list[str]]] = {
+        o: ([], []) for o in organisation_ids
+    }
+    for organisation_id, secret, expires_at in session.execute(
+        _signing_statement(), {"organisations": list(organisation_ids), "now": now}
     ):
-        by_organisation[organisation_id].append(secret)
+        current, previous = by_organisation[organisation_id]
+        (current if expires_at is None else previous).append(secret)
     return by_organisation

@@ -45,30 +45,41 @@ import itertools
 import json
 import logging
 import random
-import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import redis
 import redis.asyncio
-from sqlalchemy import Row, Table, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from shared.db import dialect_name, session_scope
 from shared.engine.finish import to_json
 from shared.models import WebhookDelivery, WebhookMessage, utcnow
-from shared.netguard import RefusedURL, Target, Unresolvable, aimed, check_syntax, resolve
+from shared.models.base import UTCDateTime
 from shared.settings import get_settings
 from shared.webhooks.kicks import KICK_CHANNEL
 from shared.webhooks.messages import TAKEN_AHEAD, MessageState, sendable
+from shared.webhooks.posting import NO_AIOHTTP_TIMEOUT, Lanes, Resolver, Result, Send
 from shared.webhooks.receivers import (
     claim_probe,
     note_verdicts,
@@ -80,40 +91,7 @@ from shared.webhooks.secrets import signing_secrets_of
 
 log = logging.getLogger(__name__)
 
-MAX_LOGGED_BODY = 1024
 GROUPS_PER_TAKE = 200  # (organisation, receiver) pairs looked at per take, in turn
-RESOLVED_FOR = 30.0  # seconds an address is reused for
-UNRESOLVED_FOR = 5.0  # seconds a failed look-up is
-
-
-@dataclass(frozen=True)
-class _Send:
-    delivery_id: uuid.UUID  # the attempt's row, written before the request leaves
-    message_id: uuid.UUID
-    attempt: int
-    url: str
-    receiver: str
-    body: str
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class _Result:
-    send: _Send
-    status_code: int | None
-    response_body: str | None
-    error: str | None
-    latency_ms: int
-    permanent: bool = False  # an address we will not send to: no more attempts
-
-    @property
-    def receiver_failed(self) -> bool:
-        """No usable answer, the receiver's fault or its network's: what opens a breaker
-        (a refused address is ours, and a 4xx is an answer)."""
-        code = self.status_code
-        if code is None:
-            return not self.permanent
-        return code >= 500 or code == 429
 
 
 class Signer:
@@ -128,6 +106,13 @@ class Signer:
     def sign(self, message_id: str, timestamp: datetime, body: str) -> str:
         """The ``webhook-signature`` header: one ``v1,<base64>`` per secret, space-separated."""
         return " ".join(key.sign(message_id, timestamp, body) for key in self._keys)
+
+
+@lru_cache(maxsize=1024)
+def signer_of(secrets: tuple[str, ...]) -> Signer:
+    """The signer for these secrets, made once (each take reads the secrets again, so a
+    rotation signs from the next take on)."""
+    return Signer(secrets)
 
 
 # -- taking messages, fairly ---------------------------------------------------------
@@ -152,13 +137,13 @@ class Turns:
         self.receivers[group] = turn
 
 
-def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+def take(in_flight: Mapping[str, int], room: int, turns: Turns) -> list[Send]:
     """:func:`take_in` in a transaction of its own, committed before any is sent."""
     with session_scope() as session:
         return take_in(session, in_flight, room, turns)
 
 
-def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[_Send]:
+def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Turns) -> list[Send]:
     """Lease up to ``room`` due messages, fairly across (organisation, receiver), none to
     a receiver with its share taken already (``in_flight`` counts this sender's messages
     per receiver, sent or waiting their turn: at most ``TAKEN_AHEAD`` times the bound) or
@@ -170,19 +155,18 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
     lease = timedelta(seconds=settings.webhook_timeout_seconds * TAKEN_AHEAD + 30)
     open_now, probing = open_breakers(session, now)
     held_back = open_now | {r for r, n in in_flight.items() if n >= share}
-    waiting = (
-        select(WebhookMessage.organisation_id, WebhookMessage.receiver)
-        .where(
-            WebhookMessage.state == MessageState.SENDING,
-            WebhookMessage.next_attempt_at <= now,
-        )
-        .group_by(WebhookMessage.organisation_id, WebhookMessage.receiver)
-    )
-    if held_back:
-        waiting = waiting.where(WebhookMessage.receiver.not_in(held_back))
-    groups = turns.order([(o, r) for o, r in session.execute(waiting)])
+    # The statements of a take are built once and go to the connection: no statement
+    # building, no cache key, Core rows, no ORM bookkeeping.
+    connection = session.connection()
+    waiting = connection.execute(_waiting_statement(), {"now": now, "held_back": sorted(held_back)})
+    groups = turns.order([(o, r) for o, r in waiting])
     taken: list[Row[Any]] = []
     taken_per_receiver: Counter[str] = Counter()
+    # Logged and committed before any request leaves: a sender that dies after sending
+    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
+    # PostgreSQL logs them in the statement that leases them; SQLite, after it.
+    logged_with_lease = dialect_name(session) == "postgresql"
+    take_statement = _take_statement(logged_with_lease)
     for group in groups[:GROUPS_PER_TAKE]:
         if len(taken) >= room:
             break
@@ -198,42 +182,117 @@ def take_in(session: Session, in_flight: Mapping[str, int], room: int, turns: Tu
         want = min(free, room - len(taken))
         if want <= 0:
             continue
-        batch = list(
-            session.execute(
-                select(*_TAKEN_COLUMNS)
-                .where(
-                    WebhookMessage.organisation_id == organisation_id,
-                    WebhookMessage.receiver == receiver,
-                    sendable(now),
-                )
-                .order_by(WebhookMessage.next_attempt_at)
-                .limit(want)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if batch:
+        leased = connection.execute(
+            take_statement,
+            {
+                "the_organisation": organisation_id,
+                "the_receiver": receiver,
+                "now": now,
+                "want": want,
+                "lease_until": now + lease,
+            },
+        ).all()
+        if leased:
             turns.served(group)
-            taken += batch
-            taken_per_receiver[receiver] += len(batch)
+            # RETURNING keeps no order: oldest first again, as they were picked.
+            taken += sorted(leased, key=_age)
+            taken_per_receiver[receiver] += len(leased)
     if not taken:
         return []
-    # Rows, not ORM objects: a take of hundreds builds no identity map.
-    signers = {
-        organisation_id: Signer(secrets)
-        for organisation_id, secrets in signing_secrets_of(
-            session, {m.organisation_id for m in taken}, now
-        ).items()
-    }
-    sends = [_prepare(m, signers[m.organisation_id], now) for m in taken]
-    session.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.id.in_([m.id for m in taken]))
-        .values(next_attempt_at=now + lease, attempts=WebhookMessage.attempts + 1)
-    )
-    # Logged and committed before any request leaves: a sender that dies after sending
-    # leaves its attempts in the log (the outcome unknown), never a request unlogged.
-    session.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
+    secrets = signing_secrets_of(session, {m.organisation_id for m in taken}, now)
+    signers = {organisation_id: signer_of(tuple(s)) for organisation_id, s in secrets.items()}
+    timestamp = str(int(now.timestamp()))
+    sends = [
+        _prepare(
+            m,
+            m.delivery_id if logged_with_lease else uuid.uuid4(),
+            signers[m.organisation_id],
+            now,
+            timestamp,
+        )
+        for m in taken
+    ]
+    if not logged_with_lease:
+        connection.execute(insert(DELIVERIES), [_attempt_row(s, now) for s in sends])
     return sends
+
+
+@cache
+def _waiting_statement() -> Any:
+    """Who has messages due: (organisation, receiver) pairs, the receivers held back
+    left out."""
+    return (
+        select(MESSAGES.c.organisation_id, MESSAGES.c.receiver)
+        .where(
+            MESSAGES.c.state == MessageState.SENDING,
+            MESSAGES.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
+            MESSAGES.c.receiver.not_in(bindparam("held_back", expanding=True)),
+        )
+        .group_by(MESSAGES.c.organisation_id, MESSAGES.c.receiver)
+    )
+
+
+@cache
+def _take_statement(log_with_lease: bool) -> Any:
+    """One (organisation, receiver)'s due messages, oldest first, at most ``want``, those
+    another sender holds skipped, leased (their attempt counted) in one statement, and,
+    ``log_with_lease`` (PostgreSQL), their attempts logged by it as well. Built once:
+    running it costs no statement building and no cache key."""
+    picked = (
+        select(WebhookMessage.id)
+        .where(
+            WebhookMessage.organisation_id == bindparam("the_organisation"),
+            WebhookMessage.receiver == bindparam("the_receiver"),
+            sendable(bindparam("now", type_=UTCDateTime())),
+        )
+        .order_by(WebhookMessage.next_attempt_at)
+        .limit(bindparam("want", type_=Integer()))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    lease = (
+        update(MESSAGES)
+        .where(MESSAGES.c.id.in_(picked))
+        .values(
+            next_attempt_at=bindparam("lease_until", type_=UTCDateTime()),
+            attempts=MESSAGES.c.attempts + 1,
+        )
+        .returning(
+            MESSAGES.c.id,
+            MESSAGES.c.organisation_id,
+            MESSAGES.c.url,
+            MESSAGES.c.receiver,
+            # The body as stored: no JSON decoded only to be encoded again.
+            cast(MESSAGES.c.payload, Text).label("body"),
+            MESSAGES.c.attempts,  # counting this attempt
+            MESSAGES.c.created_at,
+        )
+    )
+    if not log_with_lease:
+        return lease
+    leased = lease.cte("leased")
+    logged = (
+        insert(DELIVERIES)
+        .from_select(
+            ["id", "message_id", "attempt", "url", "attempted_at"],
+            select(
+                func.gen_random_uuid(),
+                leased.c.id,
+                leased.c.attempts,
+                leased.c.url,
+                bindparam("now", type_=UTCDateTime()),
+            ),
+        )
+        .returning(DELIVERIES.c.id, DELIVERIES.c.message_id)
+        .cte("logged")
+    )
+    return select(leased, logged.c.id.label("delivery_id")).join(
+        logged, logged.c.message_id == leased.c.id
+    )
+
+
+def _age(message: Row[Any]) -> tuple[datetime, uuid.UUID]:
+    return message.created_at, message.id
 
 
 def due_count() -> int:
@@ -252,33 +311,27 @@ def due_count() -> int:
         )
 
 
-_TAKEN_COLUMNS = (
-    WebhookMessage.id,
-    WebhookMessage.organisation_id,
-    WebhookMessage.url,
-    WebhookMessage.receiver,
-    WebhookMessage.payload,
-    WebhookMessage.attempts,
-)
+MESSAGES: Table = WebhookMessage.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
 
-def _prepare(message: Row[Any], signer: Signer, now: datetime) -> _Send:
-    body = json.dumps(message.payload, separators=(",", ":"))
+def _prepare(
+    message: Row[Any], delivery_id: uuid.UUID, signer: Signer, now: datetime, timestamp: str
+) -> Send:
+    body: str = message.body
+    message_id = str(message.id)
     headers = {
         "content-type": "application/json",
         "user-agent": "jobyard-webhooks",
-        "webhook-id": str(message.id),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signer.sign(str(message.id), now, body),
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": signer.sign(message_id, now, body),
     }
     receiver = message.receiver or origin_of(message.url)
-    return _Send(
-        uuid.uuid4(), message.id, message.attempts + 1, message.url, receiver, body, headers
-    )
+    return Send(delivery_id, message.id, message.attempts, message.url, receiver, body, headers)
 
 
-def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
+def _attempt_row(send: Send, now: datetime) -> dict[str, object]:
     """The attempt's delivery row as written before the request: no outcome yet."""
     return {
         "id": send.delivery_id,
@@ -292,7 +345,7 @@ def _attempt_row(send: _Send, now: datetime) -> dict[str, object]:
 # -- recording outcomes ----------------------------------------------------------------
 
 
-def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | None]:
+def _next_state(result: Result, schedule: list[float]) -> tuple[str, float | None]:
     """(state, seconds until the next attempt)."""
     code = result.status_code
     if code is not None and 200 <= code < 300:
@@ -305,15 +358,15 @@ def _next_state(result: _Result, schedule: list[float]) -> tuple[str, float | No
     return MessageState.SENDING, wait * random.uniform(0.9, 1.1)
 
 
-def record(results: Sequence[_Result]) -> float | None:
+def record(results: Sequence[Result]) -> float | None:
     """:func:`record_in` in a transaction of its own."""
     with session_scope() as session:
         return record_in(session, results)
 
 
 def cycle(
-    ended: Sequence[_Result], in_flight: Mapping[str, int], room: int, turns: Turns
-) -> tuple[float | None, list[_Send]]:
+    ended: Sequence[Result], in_flight: Mapping[str, int], room: int, turns: Turns
+) -> tuple[float | None, list[Send]]:
     """A sender's step, one transaction: record what ended, then take up to ``room``
     more. Returns the seconds until the soonest retry scheduled, and what was taken."""
     with session_scope() as session:
@@ -343,7 +396,7 @@ _RECORD_MESSAGES = text(
 )
 
 
-def record_in(session: Session, results: Sequence[_Result]) -> float | None:
+def record_in(session: Session, results: Sequence[Result]) -> float | None:
     """Every attempt's outcome on its delivery row, its message's new state, and each
     receiver's breaker, in the caller's transaction. Returns the seconds until the
     soonest retry it scheduled (None: none)."""
@@ -390,111 +443,7 @@ def record_in(session: Session, results: Sequence[_Result]) -> float | None:
     return soonest
 
 
-# -- sending ---------------------------------------------------------------------------
-
-
-class Resolver:
-    """Addresses per receiver, looked up off the loop (on threads of its own, so a slow
-    resolver never holds up anything else), one look-up per receiver at a time, reused
-    for a while: thousands of messages to a host that does not resolve cost a look-up
-    every few seconds, not one each."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._known: dict[str, tuple[float, Target | RefusedURL]] = {}
-
-    async def target(self, url: str, receiver: str) -> Target:
-        check_syntax(url)
-        lock = self._locks.setdefault(receiver, asyncio.Lock())
-        async with lock:
-            known = self._known.get(receiver)
-            if known is None or known[0] < time.monotonic():
-                try:
-                    found: Target | RefusedURL = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, resolve, receiver + "/"
-                    )
-                    ttl = RESOLVED_FOR
-                except RefusedURL as exc:
-                    found, ttl = exc, UNRESOLVED_FOR
-                known = (time.monotonic() + ttl, found)
-                self._known[receiver] = known
-        if isinstance(known[1], RefusedURL):
-            raise known[1]
-        return aimed(url, known[1].address)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def post(
-    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, timeout: float
-) -> _Result:
-    """One attempt, the address look-up included, ended within ``timeout``: an attempt
-    older than that without an outcome is one whose sender stopped."""
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            return await _attempt(session, resolver, send, started)
-    except TimeoutError:
-        error = f"TimeoutError: no answer within {timeout:g} s"
-        return _Result(send, None, None, error, _elapsed_ms(started))
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-async def _attempt(
-    session: aiohttp.ClientSession, resolver: Resolver, send: _Send, started: float
-) -> _Result:
-    try:
-        target = await resolver.target(send.url, send.receiver)
-    except Unresolvable as exc:  # may resolve later: retried, and counted by the breaker
-        return _Result(send, None, None, exc.message, _elapsed_ms(started))
-    except RefusedURL as exc:
-        return _Result(send, None, None, exc.message, _elapsed_ms(started), permanent=True)
-    parts = urlsplit(send.url)
-    host = f"{target.host}:{parts.port}" if parts.port else target.host
-    try:
-        async with session.post(
-            target.url,
-            data=send.body.encode(),
-            headers={**send.headers, "host": host},
-            server_hostname=target.host if parts.scheme == "https" else None,
-            allow_redirects=False,
-        ) as response:
-            head = await response.content.read(MAX_LOGGED_BODY)
-            return _Result(
-                send, response.status, head.decode(errors="replace"), None, _elapsed_ms(started)
-            )
-    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        return _Result(
-            send, None, None, f"{type(exc).__name__}: {exc}".strip(), _elapsed_ms(started)
-        )
-
-
-class Gates:
-    """Per receiver, at most ``JOBYARD_WEBHOOK_RECEIVER_CONCURRENCY`` requests at once; the
-    messages taken ahead wait their turn here (not against their own timeout)."""
-
-    def __init__(self) -> None:
-        self.bound = get_settings().webhook_receiver_concurrency
-        self._gates: dict[str, asyncio.Semaphore] = {}
-
-    def of(self, receiver: str) -> asyncio.Semaphore:
-        gate = self._gates.get(receiver)
-        if gate is None:
-            gate = self._gates[receiver] = asyncio.Semaphore(self.bound)
-        return gate
-
-
-async def send_one(
-    session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
-) -> _Result:
-    """One attempt, once its receiver has room."""
-    async with gates.of(send.receiver):
-        return await post(session, resolver, send, get_settings().webhook_timeout_seconds)
+# -- sending (shared.webhooks.posting: each attempt on the wire) -----------------------
 
 
 def deliver_due(limit: int = 200) -> dict[str, int]:
@@ -504,13 +453,15 @@ def deliver_due(limit: int = 200) -> dict[str, int]:
     if not sends:
         return {"sent": 0}
 
-    async def send_all() -> list[_Result]:
-        resolver, gates = Resolver(), Gates()
+    async def send_all() -> list[Result]:
+        resolver, results = Resolver(), list[Result]()
         try:
-            async with aiohttp.ClientSession() as session:
-                return list(
-                    await asyncio.gather(*(send_one(session, resolver, gates, s) for s in sends))
-                )
+            async with aiohttp.ClientSession(timeout=NO_AIOHTTP_TIMEOUT) as session:
+                lanes = Lanes(session, resolver, results.append)
+                for send in sends:
+                    lanes.submit(send)
+                await lanes.drained()
+                return results
         finally:
             resolver.close()
 
@@ -529,7 +480,7 @@ class Sender:
         self.settings = settings
         self.turns = Turns()
         self.in_flight: Counter[str] = Counter()  # taken, not recorded yet, per receiver
-        self.ended: list[_Result] = []
+        self.ended: list[Result] = []
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.sent = 0
@@ -541,29 +492,26 @@ class Sender:
 
     async def run(self) -> None:
         settings = self.settings
-        resolver, gates = Resolver(), Gates()
+        resolver = Resolver()
         connector = aiohttp.TCPConnector(
             limit=settings.webhook_concurrency,
             limit_per_host=settings.webhook_receiver_concurrency,
             keepalive_timeout=30,
         )
         listener = asyncio.create_task(self._listen())
-        tasks: set[asyncio.Task[None]] = set()
         try:
             async with aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+                connector=connector, timeout=NO_AIOHTTP_TIMEOUT
             ) as session:
+                lanes = Lanes(session, resolver, self._ended)
                 log.info("webhook sender ready.")
                 while True:
                     await self._sleep()
-                    if self.stopping.is_set() and not tasks and not self.ended:
+                    if self.stopping.is_set() and lanes.idle and not self.ended:
                         break
                     sends = await self._step(room=0 if self.stopping.is_set() else None)
                     for send in sends:
-                        task = asyncio.create_task(self._send(session, resolver, gates, send))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                        lanes.submit(send)
                     if sends:
                         self.wake.set()  # more may be due: look again at once
         finally:
@@ -582,7 +530,7 @@ class Sender:
         if self._retry_at is not None and self._retry_at <= loop.time():
             self._retry_at = None
 
-    async def _step(self, room: int | None) -> list[_Send]:
+    async def _step(self, room: int | None) -> list[Send]:
         """Record what ended and take more (``room``: as much as there is room for)."""
         ended, self.ended = self.ended, []
         for result in ended:  # their room is free whatever becomes of the recording
@@ -612,10 +560,7 @@ class Sender:
             self.wake.set()  # messages that waited for these may be due now
         return sends
 
-    async def _send(
-        self, session: aiohttp.ClientSession, resolver: Resolver, gates: Gates, send: _Send
-    ) -> None:
-        result = await send_one(session, resolver, gates, send)
+    def _ended(self, result: Result) -> None:
         self.ended.append(result)  # the list of now: a step may have swapped it meanwhile
         self.wake.set()
 

@@ -220,6 +220,17 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "the batch's own callback, after every data point's",
             )
         )
+    ws = s.get("w_sender_alone")
+    if ws:
+        out.append(
+            (
+                f"(w) the sender alone, {_fmt(ws['callbacks'])} callbacks due, "
+                f"{_fmt(ws['sender_processes'])} sender(s)",
+                f"{_fmt(ws['sender_cpu_ms_per_callback'])} CPU ms a callback",
+                f"{_fmt(ws['sends_per_s'])} sends/s ({_fmt(ws['requests_unsigned'])} unsigned); "
+                f"the receiver {_fmt(ws['receiver_cpu_ms_per_callback'])} CPU ms a callback",
+            )
+        )
     wf = s.get("w_fairness_hanging_receiver")
     if wf:
         out.append(

@@ -24,7 +24,8 @@ Scenarios (``--only``, comma-separated; all by default):
   loopback receiver, through the Procfile's ``sender``: inputs/s, sends/s, the delay from
   finish to callback, and from the batch's end to its last callback; and another
   tenant's small batch while one receiver hangs (30 s) behind ``--webhook-backlog``
-  callbacks: its delay from finish to callback;
+  callbacks: its delay from finish to callback; and as many callbacks already due, sent
+  by the ``sender`` alone: its CPU per callback;
 - ``r``     recovery with the default settings: Redis restarted empty in the middle of a
   job, and the dispatcher killed in the middle of a 100,000-execution fan-out — how long
   after each is back the work goes on and the job ends (tests/bench/recovery.py).
@@ -79,7 +80,11 @@ from tests.bench.kb import run_kb  # noqa: E402
 from tests.bench.long_calls import LOGNORMAL, UNIFORM, run_long_calls  # noqa: E402
 from tests.bench.recovery import run_recovery  # noqa: E402
 from tests.bench.scenarios import BenchContext, run_bare, run_fairness, run_job  # noqa: E402
-from tests.bench.webhooks import run_webhooks, run_webhooks_fairness  # noqa: E402
+from tests.bench.webhooks import (  # noqa: E402
+    run_sender_alone,
+    run_webhooks,
+    run_webhooks_fairness,
+)
 
 SCENARIOS = ("astar", "a", "b", "c", "d", "e", "f", "w", "k", "r")
 
@@ -120,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path of a py-spy binary: profile the first worker of (b)/(c)/(e) (slows it down)",
+        help="path of a py-spy binary: profile the first worker of (b)/(c)/(d)/(e), the sender of (w) (slows it down)",
     )
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
@@ -257,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(
             (
                 "w",
+                "w_sender_alone",
+                lambda: run_sender_alone(ctx, args.webhook_inputs, args.webhook_senders),
+            )
+        )
+        plan.append(
+            (
+                "w",
                 "w_fairness_hanging_receiver",
                 lambda: run_webhooks_fairness(ctx, args.webhook_backlog),
             )
@@ -290,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                     or figures.get("executions_per_s")
                     or figures.get("inputs_per_s")
                     or figures.get("rows_per_s")
+                    or figures.get("sends_per_s")
                 )
                 print(f"bench: ({letter}) {key}: {rate}/s in {figures['elapsed_s']} s", flush=True)
     finally:

@@ -5,6 +5,9 @@ webhook ``sender``) to loopback receivers on the same machine (same clock):
   point finishing (its ``finished_at``) to its callback arriving (p50/p99/max), and from
   the batch completing (the job's ``finished_at``) to the last callback (the batch's own);
   every callback's signature is checked against the organisation's secret;
+- the sender alone: callbacks already due (a data point's callback each, with its
+  response), sent by the ``sender`` process(es) and nothing else: CPU ms per callback in
+  the sender (the robust figure on a shared machine) and in the receiver, sends/s;
 - fairness: another tenant's small batch while one receiver hangs (30 s answers) behind
   30,000 of its tenant's due callbacks: that batch's callbacks' delay from finish.
 """
@@ -15,6 +18,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,7 +32,7 @@ from shared.webhooks.messages import MessageState
 from shared.webhooks.receivers import origin_of
 from shared.webhooks.secrets import signing_secrets
 from tests.bench.infra import BenchWorker, CpuMeter, libpq_url
-from tests.bench.scenarios import BenchContext, wait_terminal
+from tests.bench.scenarios import BenchContext, _profile, wait_terminal
 from tests.support import Tenant, assert_counters_exact, make_tenant
 from tests.webhook_signatures import SignatureRefused, verify
 
@@ -165,17 +169,18 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1
                     **{f"sender{i}": w.proc.pid for i, w in enumerate(sending)},
                 },
             )
-            cpu.begin()
-            started = time.perf_counter()
-            batch_id = _submit(client, tenant, n, receiver.url, "i")
-            done = wait_terminal(conn, batch_id, timeout=120 + n / 50)
-            deadline = time.perf_counter() + 120
-            while (len(receiver.arrivals) < n or receiver.batch_at is None) and (
-                time.perf_counter() < deadline
-            ):
-                time.sleep(0.01)
-            last = time.perf_counter()
-            cpu_seconds = cpu.end()
+            with _profile(ctx, "w", sending[0].proc.pid):
+                cpu.begin()
+                started = time.perf_counter()
+                batch_id = _submit(client, tenant, n, receiver.url, "i")
+                done = wait_terminal(conn, batch_id, timeout=120 + n / 50)
+                deadline = time.perf_counter() + 120
+                while (len(receiver.arrivals) < n or receiver.batch_at is None) and (
+                    time.perf_counter() < deadline
+                ):
+                    time.sleep(0.01)
+                last = time.perf_counter()
+                cpu_seconds = cpu.end()
         finally:
             for worker in workers:
                 worker.stop()
@@ -204,10 +209,84 @@ def run_webhooks(ctx: BenchContext, n: int, processes: int = 2, senders: int = 1
         "callback_delay_max_s": round(max(delays), 3) if delays else None,
         "last_callback_after_batch_s": round(last_arrival - batch_finished, 3),
         "cpu_seconds": cpu_seconds,
+        # The robust figure on a shared machine: what a callback costs its sender.
+        "sender_cpu_ms_per_callback": round(
+            1000
+            * sum(v for k, v in cpu_seconds.items() if k.startswith("sender"))
+            / max(receiver.requests, 1),
+            3,
+        ),
     }
 
 
-def _due_callbacks(tenant: Tenant, url: str, count: int) -> None:
+def run_sender_alone(ctx: BenchContext, n: int, senders: int = 1) -> dict[str, Any]:
+    """``n`` data-point callbacks due at once, sent by the sender process(es) alone to a
+    loopback receiver: what a callback costs its sender, apart from the workers."""
+    ctx.flush_broker()
+    receiver = _Receiver()
+    try:
+        tenant = make_tenant(n_queries=0, name="BenchSenderAlone")
+        _due_callbacks(tenant, receiver.url, n, payload=_data_point_payload)
+        extra = {"JOBYARD_ALLOW_PRIVATE_URLS": "true"}
+        sending = []
+        try:
+            for i in range(senders):
+                sending.append(ctx.start(f"ws-sender-{i}", 0, "sender", extra_env=extra))
+            cpu = CpuMeter([], {f"sender{i}": w.proc.pid for i, w in enumerate(sending)})
+            # The sender starts sending at once: the window opens at its first request.
+            deadline = time.perf_counter() + 30
+            while receiver.requests == 0 and time.perf_counter() < deadline:
+                time.sleep(0.001)
+            cpu.begin()
+            first, started = receiver.requests, time.perf_counter()
+            with _profile(ctx, "ws", sending[0].proc.pid):
+                deadline = started + 60 + n / 100
+                while receiver.requests < n and time.perf_counter() < deadline:
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - started
+                cpu_seconds = cpu.end()
+        finally:
+            for worker in sending:
+                worker.stop()
+        unsigned = receiver.unsigned(_secrets(tenant))
+    finally:
+        receiver.close()
+    measured = max(receiver.requests - first, 1)
+    sender_cpu = sum(v for k, v in cpu_seconds.items() if k.startswith("sender"))
+    return {
+        "callbacks": n,
+        "sender_processes": senders,
+        "callbacks_received": receiver.requests,
+        "requests_unsigned": unsigned,
+        "elapsed_s": round(elapsed, 3),
+        "sends_per_s": round(measured / elapsed, 1),
+        "sender_cpu_ms_per_callback": round(1000 * sender_cpu / measured, 3),
+        # The receiver is this process's threads (and this process's polling).
+        "receiver_cpu_ms_per_callback": round(1000 * cpu_seconds["bench"] / measured, 3),
+        "cpu_seconds": cpu_seconds,
+    }
+
+
+def _data_point_payload(i: int) -> dict[str, Any]:
+    """A data point's callback as a batch sends it, its response included."""
+    point = str(uuid.uuid4())
+    return {
+        "id": point,
+        "uuid": point,
+        "state": "COMPLETED",
+        "action": "STATE_CHANGE",
+        "responseUrl": f"https://jobyard.example/v1/apps/app/jobs/{point}/response",
+        "responseIncluded": True,
+        "response": {"text": f"input {i}", "answer": "simulated " * 40, "simulated": True},
+    }
+
+
+def _due_callbacks(
+    tenant: Tenant,
+    url: str,
+    count: int,
+    payload: Callable[[int], dict[str, Any]] = lambda i: {"n": i},
+) -> None:
     """``count`` callbacks of one of the tenant's batches to ``url``, due now (written in
     bulk: the backlog a busy tenant's hanging receiver leaves)."""
     with session_scope() as session:
@@ -222,7 +301,7 @@ def _due_callbacks(tenant: Tenant, url: str, count: int) -> None:
                 "event": "datapoint.finished",
                 "url": url,
                 "receiver": receiver,
-                "payload": {"n": i},
+                "payload": payload(i),
                 "state": MessageState.SENDING,
                 "attempts": 0,
                 "next_attempt_at": now,
