@@ -29,6 +29,7 @@ CAPACITY = "tests/engine/test_worker_capacity.py"
 FANOUT_TESTS = "tests/engine/test_fanout.py"
 SENDER_FAIRNESS = "tests/e2e/test_sender_fairness.py"
 PERIODIC = "tests/engine/test_periodic.py"
+PREPARATION = "tests/engine/test_preparation.py"
 REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
@@ -555,6 +556,13 @@ MUTATIONS = [
         "and_(~unsettled_execution_message, ~unwritten_execution_message)",
         "~unsettled_execution_message",
         tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "preparation: only the first result counts (the prepared keys)",
+        "shared/engine/jobs.py",
+        " or prepared.keys() & job.payload.keys():",
+        ":",
+        tests=(PREPARATION,),
     ),
     Mutation(
         "webhook sender: takes go round the organisations and receivers",

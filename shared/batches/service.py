@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
@@ -32,7 +32,13 @@ from shared.engine import quotas
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.fanout import execution_id_for, fan_out_at_accept
 from shared.engine.job_types import PlannedItem
-from shared.engine.jobs import cancel_one, dispatch_after_commit, new_job, queue_parked
+from shared.engine.jobs import (
+    cancel_one,
+    dispatch_after_commit,
+    new_job,
+    queue_parked,
+    record_preparation,
+)
 from shared.errors import Conflict, NotFound
 from shared.models import (
     Execution,
@@ -209,18 +215,7 @@ def load_input_file(job_id: uuid.UUID) -> None:
         url = str(job.payload["inputsFileUrl"])
     inputs = fetch_inputs(url)  # PlanFailed: the engine fails the batch with the reason
     with session_scope() as session:
-        job = session.get(Job, job_id, with_for_update={"of": Job})
-        if job is None or "inputs" in job.payload or job.canceled_at is not None:
-            return
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.total == 1, Job.pending == 1)
-            .values(
-                payload={**job.payload, "inputs": inputs},
-                total=len(inputs),
-                pending=len(inputs),
-            )
-        )
+        record_preparation(session, job_id, {"inputs": inputs}, len(inputs))
 
 
 def plan_batch(session: Session, job: Job) -> Iterator[PlannedItem]:

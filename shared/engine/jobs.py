@@ -103,6 +103,29 @@ def dispatch_after_commit(
         work.after_commit(publish)
 
 
+def record_preparation(
+    session: Session, job_id: uuid.UUID, prepared: dict[str, Any], total: int
+) -> bool:
+    """A preparer's result, written once: the job's payload gains ``prepared`` and its
+    count becomes ``total`` executions (every one pending), in the caller's transaction.
+
+    A job whose items are fetched first is accepted counting one placeholder execution;
+    its preparer runs before the fan-out, maybe twice (a fan-out taken over, a duplicate
+    message). Only the first result counts: nothing is written when the job is gone,
+    canceled, or already holds the prepared keys, and the counters move only from the
+    placeholder's 1/1, so ``total = pending + ...`` holds whatever raced. Returns whether
+    it was written."""
+    job = session.get(Job, job_id, with_for_update={"of": Job})
+    if job is None or job.canceled_at is not None or prepared.keys() & job.payload.keys():
+        return False
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.total == 1, Job.pending == 1)
+        .values(payload={**job.payload, **prepared}, total=total, pending=total)
+    )
+    return bool(getattr(moved, "rowcount", 0))
+
+
 def get_job(
     session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID, job_type: str | None = None
 ) -> Job:

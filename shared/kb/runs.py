@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from shared.db import session_scope
 from shared.engine import periodic
 from shared.engine.job_types import PlanFailed, PlannedItem
+from shared.engine.jobs import record_preparation
 from shared.engine.outbox import Event
 from shared.errors import InvalidInput
 from shared.kb.embedders import EmbeddingFailed
@@ -140,18 +141,9 @@ def prepare_run(job_id: uuid.UUID) -> None:
     except (SQLAlchemyError, InvalidInput, SourceFailed) as exc:
         raise PlanFailed(f"cannot read {where}: {describe_source_error(exc)}") from exc
     with session_scope() as session:
-        job = session.get(Job, job_id, with_for_update={"of": Job})
-        if job is None or "batches" in job.payload or job.canceled_at is not None:
+        prepared = {"batches": plan.batches, "watermark": watermark_json}
+        if not record_preparation(session, job_id, prepared, len(plan.batches)):
             return
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.total == 1, Job.pending == 1)
-            .values(
-                payload={**job.payload, "batches": plan.batches, "watermark": watermark_json},
-                total=len(plan.batches),
-                pending=len(plan.batches),
-            )
-        )
         session.execute(
             update(SyncRun)
             .where(SyncRun.job_id == job_id)
