@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +29,7 @@ from shared.mentionlab.answers import (
 )
 from shared.models import Project, Query
 from worker.executors.calls import call_model
+from worker.executors.lookup_cache import LookupCache
 from worker.providers.base import AiAnswer, AiRequest, Source
 
 log = logging.getLogger(__name__)
@@ -38,36 +37,23 @@ log = logging.getLogger(__name__)
 # A query's text and its project's brands, kept this long per process: one read per group
 # instead of one per execution (a renamed brand shows in answers from at most this long).
 CONTEXT_TTL_SECONDS = 30.0
-_contexts: dict[uuid.UUID, tuple[float, AiContext | None]] = {}
-_contexts_lock = threading.Lock()
+_contexts: LookupCache[uuid.UUID, AiContext | None] = LookupCache(ttl_seconds=CONTEXT_TTL_SECONDS)
 
 
 def load_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None]:
     """The contexts of ``query_ids`` (None for a deleted query), cached per process."""
-    now = time.monotonic()
-    found: dict[uuid.UUID, AiContext | None] = {}
-    with _contexts_lock:
-        for query_id in query_ids:
-            cached = _contexts.get(query_id)
-            if cached is not None and cached[0] > now:
-                found[query_id] = cached[1]
-    missing = query_ids - set(found)
-    if missing:
-        rows = read_contexts(missing)
-        loaded: dict[uuid.UUID, AiContext | None] = dict.fromkeys(missing)
-        for query_id, text, name, aliases, competitors, web_search in rows:
-            loaded[query_id] = AiContext(
-                text,
-                project_brands(name, list(aliases or []), list(competitors or [])),
-                web_search,
-            )
-        with _contexts_lock:
-            if len(_contexts) > 10_000:  # bounded: drop everything, it refills on demand
-                _contexts.clear()
-            for query_id, context in loaded.items():
-                _contexts[query_id] = (now + CONTEXT_TTL_SECONDS, context)
-        found.update(loaded)
-    return found
+    return _contexts.get_many(query_ids, _read_contexts)
+
+
+def _read_contexts(query_ids: set[uuid.UUID]) -> dict[uuid.UUID, AiContext | None]:
+    loaded: dict[uuid.UUID, AiContext | None] = dict.fromkeys(query_ids)
+    for query_id, text, name, aliases, competitors, web_search in read_contexts(query_ids):
+        loaded[query_id] = AiContext(
+            text,
+            project_brands(name, list(aliases or []), list(competitors or [])),
+            web_search,
+        )
+    return loaded
 
 
 def read_contexts(query_ids: set[uuid.UUID]) -> list[Any]:

@@ -8,7 +8,6 @@ and process (it never changes). The data point's response is the model's answer.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections.abc import Sequence
 
@@ -21,26 +20,25 @@ from shared.engine.job_types import Report
 from shared.engine.outcomes import Outcome
 from shared.models import Job
 from worker.executors.calls import call_model
+from worker.executors.lookup_cache import LookupCache
 from worker.providers.base import AiAnswer, AiRequest
 
-_processors: dict[uuid.UUID, Processor] = {}
-_lock = threading.Lock()
+# A batch's processor never changes: kept for the life of the process.
+_processors: LookupCache[uuid.UUID, Processor] = LookupCache()
 
 
 def load_processors(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, Processor]:
-    """The processors of these batches (one read for those not seen yet in this process)."""
-    with _lock:
-        missing = job_ids - set(_processors)
-    if missing:
-        with connection_scope() as connection:
-            rows = connection.execute(select(Job.id, Job.payload).where(Job.id.in_(missing))).all()
-        with _lock:
-            if len(_processors) > 10_000:  # bounded: refills on demand
-                _processors.clear()
-            for job_id, payload in rows:
-                _processors[job_id] = Processor.from_json((payload or {}).get("processor"))
-    with _lock:
-        return {j: _processors[j] for j in job_ids if j in _processors}
+    """The processors of these batches (one read for those not seen yet in this process;
+    a batch that no longer exists is absent)."""
+    return _processors.get_many(job_ids, _read_processors)
+
+
+def _read_processors(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, Processor]:
+    with connection_scope() as connection:
+        rows = connection.execute(select(Job.id, Job.payload).where(Job.id.in_(job_ids))).all()
+    return {
+        job_id: Processor.from_json((payload or {}).get("processor")) for job_id, payload in rows
+    }
 
 
 class BatchExecutor:
