@@ -30,6 +30,7 @@ FANOUT_TESTS = "tests/engine/test_fanout.py"
 SENDER_FAIRNESS = "tests/e2e/test_sender_fairness.py"
 PERIODIC = "tests/engine/test_periodic.py"
 PREPARATION = "tests/engine/test_preparation.py"
+CANCEL_DEADLOCK = "tests/engine/test_cancel_deadlock.py"
 REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
@@ -556,6 +557,14 @@ MUTATIONS = [
         "and_(~unsettled_execution_message, ~unwritten_execution_message)",
         "~unsettled_execution_message",
         tests=(WEBHOOK_CLAIM,),
+    ),
+    Mutation(
+        "cancel: a deadlock with a worker is tried again, not failed",
+        "shared/engine/cancel.py",
+        "            if attempt == DEADLOCK_RETRIES or not _deadlocked(error):\n",
+        "            if True:\n",
+        tests=(CANCEL_DEADLOCK,),
+        databases=POSTGRESQL,
     ),
     Mutation(
         "preparation: only the first result counts (the prepared keys)",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shared.engine import outbox, progress
@@ -23,6 +25,10 @@ from shared.models import (
 )
 
 CANCELED_ERROR = "canceled"
+DEADLOCK_RETRIES = 5
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE for a deadlock it broke
+
+log = logging.getLogger(__name__)
 
 
 def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
@@ -35,7 +41,30 @@ def cancel_executions(session: Session, job_id: uuid.UUID) -> None:
     written as canceled. The transaction writes the job's ``job.finished`` event.
 
     Raises Conflict when the job finished on its own meanwhile.
+
+    The cancel updates every unfinished execution of the job while workers claim and
+    finish some of them, each statement locking its rows in its own order: PostgreSQL may
+    find a deadlock and abort one side. When it is the cancel, its savepoint is rolled back
+    (its locks go with it, so the worker goes on) and the cancel is tried again, up to
+    :data:`DEADLOCK_RETRIES` times, instead of failing the caller's request.
     """
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            with session.begin_nested():
+                _cancel_executions(session, job_id)
+            return
+        except DBAPIError as error:
+            if attempt == DEADLOCK_RETRIES or not _deadlocked(error):
+                raise
+            log.info("cancel of job %s: deadlock with a worker, tried again (%d)", job_id, attempt)
+
+
+def _deadlocked(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED
+
+
+def _cancel_executions(session: Session, job_id: uuid.UUID) -> None:
+
     now = utcnow()
     lock_job(session, job_id)
     canceled = session.scalars(
