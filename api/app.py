@@ -15,7 +15,7 @@ from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from api.routing import FamilyRoutedFlask
 from api.transaction import init_request_transactions
-from shared import sqlite
+from shared import sqlite, tracing
 from shared.engine import job_types
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -26,6 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     then every API family found under ``api/`` (see :mod:`api.families`); where families
     share a path, the credential routes the request (:mod:`api.routing`). Every installed
     job type is loaded first (:mod:`shared.engine.job_types`): a broken one stops the start."""
+    tracing.setup("api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set; before the first query
     job_types.discover()
     settings = get_settings()
     app = FamilyRoutedFlask(__name__)
@@ -55,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         families.register(app, family, found)
     docs_home.register(app)  # /docs and /openapi.json: the docs of the port's family
     errors.register_error_handlers(app)
+    tracing.instrument_flask(app)
     return app
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import logs, metrics
+from shared import logs, metrics, tracing
 from shared.db import UnitOfWork, session_scope
 from shared.engine import dispatch
 from shared.engine.cancel import cancel_execution, cancel_executions
@@ -70,6 +70,7 @@ def new_job(
         callback_url=callback_url,
         parked=parked,
         dispatched_at=None if parked else utcnow(),
+        traceparent=tracing.current_traceparent(),  # the creating request's (or task's)
     )
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
 
-from shared import logs
+from shared import logs, tracing
 from shared.messaging.queues import (
     FAN_OUT_TASK,
     OUTBOX_DRAIN_TASK,
@@ -68,7 +68,10 @@ def producer_app() -> Celery:
 
 def publish(task_name: str, args: list[Any], countdown: float | None = None) -> None:
     """Publish one task; raises when the broker cannot be reached."""
-    producer_app().send_task(task_name, args=args, countdown=countdown)
+    with tracing.publishing(task_name) as trace_headers:
+        producer_app().send_task(
+            task_name, args=args, countdown=countdown, headers=trace_headers or None
+        )
 
 
 def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -84,21 +87,28 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     try:
         with app.producer_or_acquire() as producer:
             while pending:
-                app.send_task(
-                    FAN_OUT_TASK,
-                    args=[str(pending[0])],
-                    producer=producer,
-                    headers=logs.message_headers(job_id=pending[0]),
-                )
+                with tracing.publishing(FAN_OUT_TASK, job_id=pending[0]) as trace_headers:
+                    app.send_task(
+                        FAN_OUT_TASK,
+                        args=[str(pending[0])],
+                        producer=producer,
+                        headers={**logs.message_headers(job_id=pending[0]), **trace_headers},
+                    )
                 pending.pop(0)
     except Exception:  # any broker/connection failure: the sweep dispatches them later
         log.warning("could not publish %d fan-out(s); the sweep will", len(pending), exc_info=True)
     return pending
 
 
-def _send_each(task: str, messages: list[tuple[list[Any], float | None]]) -> int:
+def _send_each(
+    task: str,
+    messages: list[tuple[list[Any], float | None]],
+    trace_parents: Sequence[str | None] | None = None,
+) -> int:
     """Send ``task`` once per (args, countdown) over one pooled broker connection; returns
-    how many went before the broker failed (the rest are the caller's to hand back)."""
+    how many went before the broker failed (the rest are the caller's to hand back).
+    ``trace_parents``, while tracing is on: each message's trace context (see
+    shared.tracing.publishing); without it, the current one."""
     if not messages:
         return 0
     app = producer_app()
@@ -106,18 +116,32 @@ def _send_each(task: str, messages: list[tuple[list[Any], float | None]]) -> int
     try:
         with app.producer_or_acquire() as producer:
             for args, countdown in messages:
-                app.send_task(task, args=args, countdown=countdown, producer=producer)
+                parent = trace_parents[sent] if trace_parents is not None else tracing.CURRENT
+                with tracing.publishing(task, parent) as trace_headers:
+                    app.send_task(
+                        task,
+                        args=args,
+                        countdown=countdown,
+                        producer=producer,
+                        headers=trace_headers or None,
+                    )
                 sent += 1
     except Exception:  # any broker/connection failure
         log.warning("could not publish %d %s message(s)", len(messages) - sent, task)
     return sent
 
 
-def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
+def publish_groups(
+    groups: Iterable[list[uuid.UUID]], trace_parents: Sequence[str | None] | None = None
+) -> list[list[uuid.UUID]]:
     """Publish one ``executions.run`` per group; returns the groups that could not be
-    published (the broker is unreachable): the caller hands those back to dispatch."""
+    published (the broker is unreachable): the caller hands those back to dispatch.
+    ``trace_parents``: each group's job's stored trace context, while tracing is on."""
     pending = list(groups)
-    sent = _send_each(RUN_GROUP_TASK, [([[str(i) for i in group]], None) for group in pending])
+    messages: list[tuple[list[Any], float | None]] = [
+        ([[str(i) for i in group]], None) for group in pending
+    ]
+    sent = _send_each(RUN_GROUP_TASK, messages, trace_parents)
     return pending[sent:]
 
 

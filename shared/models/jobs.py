@@ -143,6 +143,10 @@ class Job(Base):
     # the least recently served organisation, then its least recently served job.
     last_dispatched_at: Mapped[optional_timestamp]
     canceled_at: Mapped[optional_timestamp]
+    # The job's trace context (a W3C traceparent) while tracing is on: the request's that
+    # created it, then its fan-out's. Dispatch publishes the job's groups as its children,
+    # long after the request (shared.tracing). NULL when tracing is off.
+    traceparent: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[timestamp]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[optional_timestamp]
