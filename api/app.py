@@ -26,7 +26,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     then every API family found under ``api/`` (see :mod:`api.families`); where families
     share a path, the credential routes the request (:mod:`api.routing`). Every installed
     job type is loaded first (:mod:`shared.engine.job_types`): a broken one stops the start."""
-    tracing.setup("api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set; before the first query
     job_types.discover()
     settings = get_settings()
     app = FamilyRoutedFlask(__name__)
@@ -40,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     configure_logging(settings.log_format, settings.log_level)
+    tracing.setup("api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set; before the first query
     init_request_log(app)  # first: every request's context starts empty
     init_request_transactions(app)
     init_read_only_requests(app)

@@ -172,6 +172,8 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
     from worker import metrics_server
 
     metrics_server.start()
+    if tracing.enabled():  # said here: Celery sets its logging up after worker_init
+        log.info("tracing on: spans of %s to the OTLP endpoint", tracing.service_name())
     queues = {q.name for q in getattr(sender.task_consumer, "queues", [])} if sender else set()
     from worker.runtime import start_presence, start_runtime
 

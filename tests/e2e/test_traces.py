@@ -58,6 +58,11 @@ def test_one_trace_runs_from_the_request_to_each_provider_call(tmp_path: Path) -
     ]
     assert request.service == "jobyard-api"
     by_id = {s.span_id: s for s in spans}
+    # The request's statements are its children (SQLAlchemy's instrumentation).
+    statements = [
+        s for s in spans if s.parent_id == request.span_id and "db.system" in s.attributes
+    ]
+    assert any(s.name.startswith("INSERT") for s in statements), [s.name for s in statements]
 
     def chain(span: ReceivedSpan) -> list[ReceivedSpan]:
         """The span and its ancestors, the root last (each parent received)."""
