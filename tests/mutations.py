@@ -34,6 +34,7 @@ CANCEL_DEADLOCK = "tests/engine/test_cancel_deadlock.py"
 REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
+FLOWER = "tests/e2e/test_flower.py"
 TRACES = "tests/e2e/test_traces.py"
 TRACING_SETUP = "tests/unit/test_tracing.py"
 
@@ -472,7 +473,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: a different request under the key",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if row.fingerprint != fingerprint:",
         "    if False:",
         tests=("tests/api/test_idempotency.py",),
@@ -480,7 +481,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: only expired keys are freed",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "            IdempotencyKey.created_at < _expiry(utcnow()),\n",
         "",
         tests=("tests/api/test_idempotency.py",),
@@ -488,7 +489,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: an answer stored under a taken key is refused",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if stored is None:\n",
         "    if False:\n",
         tests=("tests/api/test_idempotency.py",),
@@ -644,12 +645,41 @@ MUTATIONS = [
     # (PostgreSQL's advisory lock; SQLite's writer lock makes it wait its turn).
     Mutation(
         "idempotency: the key's advisory lock",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if not lock_key(session, organisation_id, key):\n        return InProgress()\n",
         "",
         tests=(
             f"{IDEMPOTENCY}::test_a_key_in_progress_answers_409_at_once_and_is_free_again_if_its_request_dies",
         ),
+        databases=POSTGRESQL,
+    ),
+    # Flower names jobs: a group message shows its job (kwargsrepr), so a search by the job
+    # id finds its group tasks ...
+    Mutation(
+        "flower: a group message carries its job's label",
+        "shared/messaging/publisher.py",
+        "([[str(i) for i in group]], None, kwargsrepr_of(group))",
+        "([[str(i) for i in group]], None, None)",
+        tests=(FLOWER,),
+        databases=POSTGRESQL,
+    ),
+    # ... and a group task's end waits for its executions: with Celery's own
+    # task-succeeded sent at the ack, a later task-failed cannot make the task FAILURE.
+    Mutation(
+        "flower: a group task's own task-succeeded held back",
+        "worker/runtime/group_events.py",
+        '            if deferred and type == "task-succeeded":\n'
+        "                return  # the completer sends this task's end\n",
+        "",
+        tests=(FLOWER,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "flower: a group with a failed execution ends task-failed",
+        "worker/runtime/group_events.py",
+        '        if ends.get("failed"):\n',
+        "        if False:\n",
+        tests=(FLOWER,),
         databases=POSTGRESQL,
     ),
     # Traces: one trace from the request to each provider call (shared/tracing.py). The

@@ -42,6 +42,7 @@ from shared.engine.counters import Executor
 from shared.engine.job_types import group_size_for
 from shared.engine.locks import lock_dispatch
 from shared.messaging import publisher
+from shared.messaging.labels import JobGroup, JobLabel
 from shared.models import ACTIVE_EXECUTION_STATUSES, ACTIVE_JOB_STATUSES, Execution, Job, utcnow
 from shared.settings import get_settings
 
@@ -183,9 +184,10 @@ def _served_statement() -> Any:
     )
 
 
-def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[list[uuid.UUID]]:
-    """Mark the next groups as dispatched (in the caller's transaction) and return them;
-    without ``wait``, none while another transaction is dispatching."""
+def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[JobGroup]:
+    """Mark the next groups as dispatched (in the caller's transaction) and return them,
+    each with its job's label (the rotation knows it: no query more); without ``wait``,
+    none while another transaction is dispatching."""
     if not lock_dispatch(connection, wait=wait):
         return []
     room = target(connection, now) - queued(connection, now)
@@ -193,7 +195,7 @@ def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> li
         return []
     default_size = get_settings().group_size
     rotation = _rotation(connection, now)
-    groups: list[list[uuid.UUID]] = []
+    groups: list[JobGroup] = []
     while room > 0 and rotation:
         organisation = rotation.popleft()
         job_id, job_type = organisation.jobs.popleft()
@@ -202,7 +204,7 @@ def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> li
         if ids:
             stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
             connection.execute(_served_statement(), {"the_job_id": job_id, "stamp": stamp})
-            groups.append(ids)
+            groups.append(JobGroup(ids, JobLabel(job_id, organisation.id, job_type)))
             room -= len(ids) * weight(job_type)
             organisation.jobs.append((job_id, job_type))  # served: to the back of its organisation
             rotation.append(organisation)  # and the organisation to the back of all
@@ -239,15 +241,13 @@ def fill(*, wait: bool = True) -> int:
     return sum(len(g) for g in groups) - sum(len(g) for g in unpublished)
 
 
-def trace_parents(connection: Executor, groups: list[list[uuid.UUID]]) -> list[str | None]:
+def trace_parents(connection: Executor, groups: list[JobGroup]) -> list[str | None]:
     """Each group's job's stored trace context (a group is one job's executions), for its
-    message to be that trace's (shared.tracing): one query per fill, only while tracing
-    is on."""
-    firsts = [group[0] for group in groups]
+    message to be that trace's (shared.tracing): one query per fill, by the jobs' keys,
+    only while tracing is on."""
+    job_ids = {group.label.job_id for group in groups}
     rows = connection.execute(
-        select(EXECUTIONS.c.id, JOBS.c.traceparent)
-        .join(JOBS, JOBS.c.id == EXECUTIONS.c.job_id)
-        .where(EXECUTIONS.c.id.in_(firsts))
+        select(JOBS.c.id, JOBS.c.traceparent).where(JOBS.c.id.in_(job_ids))
     ).all()
-    by_first = {execution_id: traceparent for execution_id, traceparent in rows}
-    return [by_first.get(first) for first in firsts]
+    by_job = {job_id: traceparent for job_id, traceparent in rows}
+    return [by_job.get(group.label.job_id) for group in groups]
