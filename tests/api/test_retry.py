@@ -18,7 +18,7 @@ from api.app import create_app
 from shared.db import session_scope
 from shared.engine import outbox
 from shared.engine.fanout import fan_out_job
-from shared.models import CachedJob, Execution
+from shared.models import CachedJob, Execution, WebhookMessage
 from shared.settings import reset_settings_cache
 from tests.kb_support import (
     SOURCE_URL,
@@ -302,6 +302,36 @@ def test_superai_retries_a_batch_or_one_data_point(client: FlaskClient, tenant: 
     assert response.status_code == 200, response.json
     assert (response.json["pending"], response.json["failedCount"]) == (3, 0)
     assert response.json["completed"] is None
+
+
+def test_superai_callbacks_come_again_when_the_retried_batch_ends(
+    client: FlaskClient, tenant: Tenant
+) -> None:
+    """Each retried data point's callback follows its first (one chain per data point),
+    and the batch's own callback comes again."""
+    app = f"/v1/apps/{tenant.project_id}"
+    body = {"inputs": [{"a": 1}, {"a": 2}], "callbackUrl": "https://hooks.example.com/retry"}
+    batch_id = client.post(f"{app}/jobs", headers=tenant.headers(), json=body).json["batchId"]
+    assert fail_every_execution(batch_id) == 2
+    assert (
+        client.post(f"{app}/batches/{batch_id}/retry", headers=tenant.headers()).status_code == 200
+    )
+    assert fail_every_execution(batch_id, "HTTP 400: refused again") == 2
+    with session_scope() as session:
+        messages = session.scalars(
+            select(WebhookMessage)
+            .where(WebhookMessage.job_id == uuid.UUID(batch_id))
+            .order_by(WebhookMessage.created_at, WebhookMessage.id)
+        ).all()
+        per_point: dict[Any, list[WebhookMessage]] = {}
+        for message in messages:
+            if message.execution_id is not None:
+                per_point.setdefault(message.execution_id, []).append(message)
+        assert len(per_point) == 2
+        for first, second in per_point.values():
+            assert second.follows_id == first.id
+        closing = [m for m in messages if m.closes_job]
+        assert len(closing) == 2 and all(m.payload["state"] == "FAILED" for m in closing)
 
 
 def test_superai_bad_input_changes_nothing(client: FlaskClient, tenant: Tenant) -> None:

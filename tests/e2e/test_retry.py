@@ -32,7 +32,9 @@ def test_failed_executions_retried_with_the_failure_gone_succeed(
         (tmp_path / name).mkdir()
     try:
         body = {"aiModels": ["gpt-4.1-mini", "sonar"], "executionCount": 4}  # 24 executions
-        with running_worker(tmp_path / "failing", JOBYARD_SIMULATED_FAILURE_RATE=0.5):
+        with running_worker(
+            tmp_path / "failing", with_sender=False, JOBYARD_SIMULATED_FAILURE_RATE=0.5
+        ):
             response = client.post("/api/jobs/trigger", headers=tenant.headers(), json=body)
             assert response.status_code == 201, response.json
             job_id = response.json["id"]
@@ -48,7 +50,7 @@ def test_failed_executions_retried_with_the_failure_gone_succeed(
             )
         assert len(failed) == first.failed
 
-        with running_worker(tmp_path / "well", JOBYARD_SIMULATED_FAILURE_RATE=0):
+        with running_worker(tmp_path / "well", with_sender=False, JOBYARD_SIMULATED_FAILURE_RATE=0):
             retried = client.post(f"/api/jobs/{job_id}/retry", headers=tenant.headers())
             assert retried.status_code == 200, retried.json
             assert retried.json["status"] == "processing"
