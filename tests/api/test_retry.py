@@ -18,8 +18,10 @@ from api.app import create_app
 from shared.db import session_scope
 from shared.engine import outbox
 from shared.engine.fanout import fan_out_job
-from shared.models import CachedJob, Execution, WebhookMessage
+from shared.mentionlab.models import CachedJob
+from shared.models import Execution
 from shared.settings import reset_settings_cache
+from shared.webhooks.models import WebhookMessage
 from tests.kb_support import (
     SOURCE_URL,
     create_job,
