@@ -141,7 +141,15 @@ class ProjectSchema(Answer):
 class QueryCreateSchema(Schema):
     query = Text(required=True, validate=validate.Length(min=1, max=2000))
     language = Text(load_default="en", validate=validate.Length(min=2, max=5))
-    country = Text(load_default="US", validate=validate.Length(equal=2))
+    # An ISO 3166-1 alpha-2 code, stored upper-cased in two characters: only A-Z letters
+    # keep two characters when upper-cased ("ß" becomes "SS").
+    country = Text(
+        load_default="US",
+        validate=[
+            validate.Length(equal=2),
+            validate.Regexp(r"[A-Za-z]*\Z", error="Must be an ISO 3166-1 alpha-2 code (A-Z)."),
+        ],
+    )
     tag_ids = fields.List(
         fields.UUID(),
         data_key="tagIds",
