@@ -35,6 +35,7 @@ REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
 FLOWER = "tests/e2e/test_flower.py"
+RETRY = "tests/engine/test_retry.py"
 TRACES = "tests/e2e/test_traces.py"
 TRACING_SETUP = "tests/unit/test_tracing.py"
 
@@ -191,6 +192,22 @@ MUTATIONS = [
         "    lock_job(session, job_id)\n",
         "",
         databases=POSTGRESQL,
+    ),
+    # Retry on demand: only failed executions move back to pending (a succeeded one named
+    # with them would be run again and counted twice), and only a finished job's.
+    Mutation(
+        "retry: only failed executions move",
+        "shared/engine/retry.py",
+        "            Execution.status == FAILED,  # each failed execution is retried once\n",
+        "",
+        tests=(RETRY,),
+    ),
+    Mutation(
+        "retry: only a finished job",
+        "shared/engine/retry.py",
+        "    if job.status not in RETRYABLE_JOB_STATUSES:\n",
+        "    if False:\n",
+        tests=(RETRY,),
     ),
     Mutation(
         "SQLite: transactions take the write lock at their start",
