@@ -18,7 +18,7 @@ from shared.db import UnitOfWork
 from shared.engine.job_types import JobTypeSpec
 from shared.engine.outbox import JOB_FINISHED, Consumer
 from shared.mentionlab.cached_jobs import settle_finished_jobs
-from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs, trigger_ai_job
+from shared.mentionlab.runs import AI_QUERIES, job_projects, plan_ai_runs, trigger_ai_job
 from shared.mentionlab.schedules import RECURRENCE
 from shared.models import Job
 
@@ -39,5 +39,6 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:AiQueriesPayload",
     create=create,
     result_type="ai_answers",
+    owners=job_projects,  # a run's project (its projectId)
     periodic=RECURRENCE,  # a project's cached jobs, run on its recurrence
 )
