@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
-from shared.ai_models import ensure_models_available
+from shared.ai_models import ensure_models_available, resolve_model
 from shared.db import UnitOfWork
 from shared.engine import quotas
 from shared.engine.job_types import PlannedItem
@@ -129,7 +129,12 @@ def job_projects(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UU
 
 
 def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
-    """The items of an ai_queries job: every query x model x run, in that order."""
+    """The items of an ai_queries job: every query x model x run, in that order.
+
+    Each model is resolved here, once for the job, to its provider and vendor name, which
+    every item carries (``provider``, ``vendorModel``): the worker reads them from the item
+    and never looks the model up again."""
+    models = {model: _resolved(model) for model in job.payload["aiModels"]}
     query_ids = [uuid.UUID(q) for q in job.payload["queryIds"]]
     queries = {q.id: q for q in session.scalars(select(Query).where(Query.id.in_(query_ids)))}
     runs = range(1, int(job.payload["executionCount"]) + 1)
@@ -138,7 +143,7 @@ def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
         language = query.language if query else None
         country = query.country if query else None
         query_key = str(query_id)  # once per query: a UUID's str() is slow
-        for model in job.payload["aiModels"]:
+        for model, resolved in models.items():
             key_prefix = f"{query_key}:{model}:"
             for run in runs:
                 yield PlannedItem(
@@ -149,8 +154,19 @@ def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
                         "run": run,
                         "language": language,
                         "country": country,
+                        **resolved,
                     },
                 )
+
+
+def _resolved(model: str) -> dict[str, str]:
+    """The item's fields naming what answers ``model`` (none for an id no longer known:
+    its executions then fail in the worker, as they did before it was resolved here)."""
+    try:
+        resolved = resolve_model(model)
+    except KeyError:
+        return {}
+    return {"provider": resolved.provider, "vendorModel": resolved.vendor_model}
 
 
 @dataclass(frozen=True)
