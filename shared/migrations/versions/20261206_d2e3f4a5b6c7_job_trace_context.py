@@ -5,7 +5,7 @@ each database's own ALTER TABLE (SQLite has both), never batch mode's copy of ``
 dropping it to copy it would cascade to every row that refers to a job.
 
 Revision ID: d2e3f4a5b6c7
-Revises: c9d0e1f2a3b4
+Revises: d0e1f2a3b4c5
 Create Date: 2026-12-06 09:00:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d2e3f4a5b6c7"
-down_revision: str | None = "c9d0e1f2a3b4"
+down_revision: str | None = "d0e1f2a3b4c5"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
