@@ -314,7 +314,7 @@ def test_filters(client: FlaskClient, tenant: Tenant) -> None:
 def test_the_family_has_its_own_spec_and_envelope(client: FlaskClient, tenant: Tenant) -> None:
     spec = client.get("/v1/jobs/openapi.json")
     assert spec.status_code == 200
-    assert set(spec.json["paths"]) == {"/v1/jobs", "/v1/jobs/{job_id}"}
+    assert set(spec.json["paths"]) == {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/retry"}
     assert spec.json["components"]["securitySchemes"] == {
         "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     }

@@ -32,7 +32,13 @@ from tests.kb_support import (
     quiet_other_sync_jobs,
     source_table,
 )
-from tests.support import Tenant, running_worker, wait_for_job, wait_until
+from tests.support import (
+    Tenant,
+    fail_every_execution,
+    running_worker,
+    wait_for_job,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -330,6 +336,37 @@ def test_every_answer_of_every_operation_matches_its_spec(
         for job in jobs:
             walk.call("valpay", "GET", "/v1/jobs/{job_id}", job_id=job["jobId"])
 
+        # -- Retry on demand: each family's route refuses a job that failed nothing (409,
+        # in its envelope); the 200s follow, once the worker is gone.
+        walk.call("mentionlab", "POST", "/api/jobs/{job_id}/retry", 409, job_id=run["id"])
+        walk.call(
+            "valpay", "POST", "/v1/jobs/{job_id}/retry", 409, job_id=valpay_run["data"]["jobId"]
+        )
+        walk.call(
+            "superai",
+            "POST",
+            "/v1/apps/{app_id}/batches/{batch_id}/retry",
+            409,
+            app_id=app_id,
+            batch_id=batch["batchId"],
+        )
+        walk.call(
+            "superai",
+            "POST",
+            "/v1/apps/{app_id}/jobs/{job_id}/retry",
+            409,
+            app_id=app_id,
+            job_id=finished["id"],
+        )
+        walk.call(
+            "smartdb",
+            "POST",
+            "/jobs/{name}/history/{run}/retry",
+            409,
+            name=sync_name,
+            run=started["data"]["run_job_id"],
+        )
+
         # -- Smart DB reads, then everything deleted
         walk.call("smartdb", "GET", "/databases")
         walk.call("smartdb", "GET", "/databases/{name}", name=database)
@@ -351,6 +388,21 @@ def test_every_answer_of_every_operation_matches_its_spec(
         walk.call("smartdb", "DELETE", "/jobs/{name}", name=sync_name)
         walk.call("smartdb", "DELETE", "/knowledge_bases/{name}", name="orders_kb")
         walk.call("smartdb", "DELETE", "/databases/{name}", name=database)
+
+    # Runs whose every execution failed (no worker now: nothing runs them again), retried:
+    # the 200 answers of Mentionlab's and Valpay's retry.
+    for family, template in (
+        ("mentionlab", "/api/jobs/{job_id}/retry"),
+        ("valpay", "/v1/jobs/{job_id}/retry"),
+    ):
+        failing = walk.call(
+            "mentionlab",
+            "POST",
+            "/api/jobs/trigger",
+            json={"aiModels": ["sonar"], "executionCount": 1},
+        )
+        assert fail_every_execution(failing["id"]) > 0
+        walk.call(family, "POST", template, job_id=failing["id"])
 
     missed = walk.not_validated()
     assert not missed, f"operations no answer was validated for: {missed}"
