@@ -147,7 +147,10 @@ class QueryCreateSchema(Schema):
         load_default="US",
         validate=[
             validate.Length(equal=2),
-            validate.Regexp(r"[A-Za-z]*\Z", error="Must be an ISO 3166-1 alpha-2 code (A-Z)."),
+            # Written for both Python and the spec's ECMAScript: "(?!\n)$" is "\Z".
+            validate.Regexp(
+                r"^[A-Za-z]*(?!\n)$", error="Must be an ISO 3166-1 alpha-2 code (A-Z)."
+            ),
         ],
     )
     tag_ids = fields.List(
