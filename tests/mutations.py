@@ -34,6 +34,7 @@ CANCEL_DEADLOCK = "tests/engine/test_cancel_deadlock.py"
 REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
+DASHBOARD = "tests/api/test_ui.py"
 
 
 @dataclass(frozen=True)
@@ -648,6 +649,24 @@ MUTATIONS = [
         tests=(
             f"{IDEMPOTENCY}::test_a_key_in_progress_answers_409_at_once_and_is_free_again_if_its_request_dies",
         ),
+        databases=POSTGRESQL,
+    ),
+    # The dashboard: a form post without the session's CSRF token changes nothing.
+    Mutation(
+        "dashboard: form posts without a CSRF token",
+        "api/ui/views.py",
+        '    if request.method == "POST":\n        csrf.protect()\n',
+        "",
+        tests=(f"{DASHBOARD}::test_a_post_without_the_csrf_token_is_refused_and_changes_nothing",),
+        databases=POSTGRESQL,
+    ),
+    # The dashboard's session names an API key: a revoked one logs out at the next click.
+    Mutation(
+        "dashboard: a revoked key's session goes on",
+        "api/ui/login.py",
+        "key is None or key.revoked_at is not None or ",
+        "key is None or ",
+        tests=(f"{DASHBOARD}::test_a_revoked_key_ends_the_session_at_the_next_click",),
         databases=POSTGRESQL,
     ),
 ]

@@ -53,4 +53,5 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:BatchPayload",
     create=create,
     result_type="data_points",
+    breakdown_key="input",
 )

@@ -141,6 +141,9 @@ class JobTypeSpec:
     # What the type's executions produce, as the generic jobs list's ``resultType`` names it.
     result_type: str = "items"
     description: str = ""
+    # The key of an execution's ``item`` that the dashboard breaks a job's executions
+    # down by (a run's ``model``, a batch's ``input``), if any.
+    breakdown_key: str | None = None
 
     @property
     def creatable(self) -> bool:

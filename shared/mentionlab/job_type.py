@@ -40,4 +40,5 @@ SPEC = JobTypeSpec(
     create=create,
     result_type="ai_answers",
     periodic=RECURRENCE,  # a project's cached jobs, run on its recurrence
+    breakdown_key="model",
 )
