@@ -36,8 +36,10 @@ def test_cancels_at_every_moment_of_a_fan_out_leave_each_job_exact(
     a few chunks, in the middle, near the end, and after it while executions run."""
     tenant = make_tenant(n_queries=100)
     # Small chunks, so that a fan-out is many transactions, each a chance to race; slow
-    # answers, so that the last job is still running when its fan-out is over.
-    env = {"JOBYARD_FANOUT_CHUNK_SIZE": 150, "JOBYARD_SIMULATED_LATENCY_MS": 1000}
+    # answers, so that each job is still running when its cancel comes: with a place per
+    # execution every written row starts at once, and on a loaded machine the poll below
+    # can see its threshold seconds after the rows were written (seen on SQLite in CI).
+    env = {"JOBYARD_FANOUT_CHUNK_SIZE": 150, "JOBYARD_SIMULATED_LATENCY_MS": 8000}
     cancel_after_rows = [0, 300, 1500, 2600, None]  # None: once the fan-out is over
     job_ids: list[str] = []
     with running_worker(tmp_path, concurrency=4, **env) as worker:
