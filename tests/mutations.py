@@ -660,6 +660,15 @@ MUTATIONS = [
         tests=(f"{DASHBOARD}::test_a_post_without_the_csrf_token_is_refused_and_changes_nothing",),
         databases=POSTGRESQL,
     ),
+    # The dashboard reads a job through the organisation's scope: another's is a 404.
+    Mutation(
+        "dashboard: a job page without the tenant check",
+        "api/ui/views.py",
+        "    return engine_jobs.get_job(request_session(), organisation_id(), job_id)\n",
+        "    return request_session().get(Job, job_id)  # type: ignore[return-value]\n",
+        tests=(f"{DASHBOARD}::test_another_organisations_jobs_are_not_there",),
+        databases=POSTGRESQL,
+    ),
     # The dashboard's session names an API key: a revoked one logs out at the next click.
     Mutation(
         "dashboard: a revoked key's session goes on",

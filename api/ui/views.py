@@ -37,6 +37,7 @@ from shared.engine import jobs as engine_jobs
 from shared.engine import workers as engine_workers
 from shared.engine.backlog import executions_backlog, oldest_unclaimed_since
 from shared.engine.breakdown import STATUSES, breakdown
+from shared.engine.retry import retry_failed
 from shared.errors import InvalidInput, Unauthenticated
 from shared.kb import sync as kb_sync
 from shared.mentionlab import projects
@@ -271,7 +272,6 @@ def job(job_id: uuid.UUID) -> str:
         deliveries=deliveries.items,
         more_deliveries=deliveries.next_cursor is not None,
         failed_deliveries=len(failed_deliveries),
-        retry_available=False,
     )
 
 
@@ -320,6 +320,22 @@ def back_to_job(job_id: uuid.UUID) -> Response:
 def cancel(job_id: uuid.UUID) -> Response:
     engine_jobs.cancel_job(request_work(), organisation_id(), job_id)
     flash("Canceled: no new attempt starts; unfinished executions end failed (canceled).")
+    return back_to_job(job_id)
+
+
+@blp.route("/jobs/<uuid:job_id>/retry", methods=["POST"])
+def retry(job_id: uuid.UUID) -> Response:
+    """Run the finished job's failed executions again (or the one the execution page
+    names), as ``POST /api/jobs/{id}/retry`` does."""
+    named = request.form.get("execution")
+    try:
+        execution_ids = [uuid.UUID(named)] if named else None
+    except ValueError:
+        raise InvalidInput("execution must be an execution id") from None
+    again = retry_failed(request_work(), organisation_id(), job_id, execution_ids=execution_ids)
+    flash(
+        f"Retrying {'that execution' if named else 'the failed executions'}: the job is {again.status}."
+    )
     return back_to_job(job_id)
 
 

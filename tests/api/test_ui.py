@@ -372,3 +372,62 @@ def test_pages_answer_html(app: Flask, tenant: Tenant, path: str) -> None:
     client = logged_in(app, tenant.api_key)
     response = client.get(path)
     assert response.status_code == 200 and response.mimetype == "text/html"
+
+
+def finished_with_failures(client: FlaskClient, tenant: Tenant) -> tuple[str, list[uuid.UUID]]:
+    """An AI run of six executions, three succeeded and three failed (the engine's own
+    claim and finish, as a worker does them): partial_failed."""
+    from shared.db import connection_scope
+    from shared.engine.claim import claim_group
+    from shared.engine.finish import finish_batch
+    from shared.engine.outcomes import Outcome
+
+    job_id = trigger(client, tenant)
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(Execution.id)
+                .where(Execution.job_id == uuid.UUID(job_id))
+                .order_by(Execution.seq)
+            )
+        )
+    with connection_scope() as connection:
+        claims = {c.execution_id: c for c in claim_group(connection, ids, "ui-test")}
+    outcomes = [
+        Outcome.succeeded({"answer": "fine"}) if i % 2 else Outcome.failed("HTTP 400: refused")
+        for i in range(len(ids))
+    ]
+    with connection_scope() as connection:
+        finish_batch(connection, [(claims[i], o) for i, o in zip(ids, outcomes, strict=True)])
+    assert job_status(job_id) == "partial_failed"
+    return job_id, [i for i, o in zip(ids, outcomes, strict=True) if not o.success]
+
+
+def test_retry_failed_runs_the_failed_ones_again(app: Flask, tenant: Tenant) -> None:
+    client = logged_in(app, tenant.api_key)
+    job_id, failed = finished_with_failures(client, tenant)
+    page = text(client.get(f"/ui/jobs/{job_id}"))
+    assert 'id="retry-failed"' in page and "Retry 3 failed" in page
+    execution_page = text(client.get(f"/ui/jobs/{job_id}/executions/{failed[0]}"))
+    assert "HTTP 400: refused" in execution_page and 'id="retry-execution"' in execution_page
+
+    # One execution, named on its page.
+    one = post(client, f"/ui/jobs/{job_id}/retry", execution=str(failed[0]))
+    assert one.status_code == 303
+    with session_scope() as session:
+        job = session.get(Job, uuid.UUID(job_id))
+        assert job is not None and (job.status, job.pending, job.failed) == ("processing", 1, 2)
+    # A running job has nothing to retry yet: a 409 page, nothing changed.
+    refused = post(client, f"/ui/jobs/{job_id}/retry")
+    assert refused.status_code == 409 and refused.mimetype == "text/html"
+    assert post(client, f"/ui/jobs/{job_id}/retry", execution="nope").status_code == 400
+
+
+def test_retry_of_another_organisations_job_is_not_found(
+    app: Flask, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    owner = logged_in(app, tenant.api_key)
+    job_id, _ = finished_with_failures(owner, tenant)
+    stranger = logged_in(app, other_tenant.api_key)
+    assert post(stranger, f"/ui/jobs/{job_id}/retry").status_code == 404
+    assert job_status(job_id) == "partial_failed"
