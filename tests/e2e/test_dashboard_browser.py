@@ -4,7 +4,8 @@ cut to loopback) against the real API (gunicorn) and real workers.
 The walk: log in with the organisation's API key; open a job whose executions all
 failed, open one failed execution and read its error; retry the failed ones (the worker
 runs them) and watch the job end completed on the page; open a running job and see its
-counters move live; cancel it. Another organisation's session, beside it, sees none of it.
+counters move live; a page of another origin posts the cancel form without the CSRF token and is
+refused; cancel it. Another organisation's session, beside it, sees none of it.
 
 The failed job is made before the worker starts, by the engine's own claim and finish
 with the simulated provider's failure (what a worker whose provider fails every call
@@ -18,10 +19,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -65,6 +69,37 @@ def browser(chromium: str) -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+ATTACK = """<!DOCTYPE html><html><body>
+<form id="f" method="post" action="{action}"><input type="hidden" name="x" value="1"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
+
+
+@contextmanager
+def attacker_page(action: str) -> Iterator[str]:
+    """A page on its own loopback port (another origin) that posts a form to ``action``."""
+    body = ATTACK.format(action=action).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def trigger(base_url: str, tenant: Tenant, body: dict[str, object]) -> str:
@@ -111,7 +146,7 @@ def test_the_dashboard_walk(chromium: str, tmp_path: Path) -> None:
         failed_job = trigger(base_url, tenant, SMALL_RUN)
         fail_every_execution(failed_job)
         with running_worker(tmp_path, concurrency=2, **SLOW_WORKER), browser(chromium) as chrome:
-            page = chrome.new_page(viewport={"width": 1280, "height": 900})
+            page = chrome.new_context(viewport={"width": 1280, "height": 900}).new_page()
             page.set_default_timeout(15_000)
             log_in(page, base_url, tenant)
             row = page.locator(f"tr[data-job='{failed_job}']")
@@ -147,6 +182,14 @@ def test_the_dashboard_walk(chromium: str, tmp_path: Path) -> None:
             expect(page.locator("#live")).to_have_text("live")
             expect(page.locator("tr.execution").first).to_be_visible()
             page.screenshot(path=str(tmp_path / "dashboard-job.png"), full_page=False)
+            # A page of another origin posts the cancel form in the logged-in browser:
+            # the cookie goes along (127.0.0.1 is the same site), the CSRF token cannot.
+            with attacker_page(f"{base_url}/ui/jobs/{running}/cancel") as evil:
+                attack = page.context.new_page()  # the logged-in browser
+                with attack.expect_navigation(url=f"**/ui/jobs/{running}/cancel"):
+                    attack.goto(evil)
+                expect(attack.locator("#error-message")).to_contain_text("CSRF token")
+                attack.close()
             page.click("#cancel-job")
             expect(page.locator(".flash")).to_contain_text("Canceled")
             expect(page.locator("#job-status")).to_have_text("canceled")
