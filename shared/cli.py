@@ -21,8 +21,9 @@ from shared.engine import job_types
 from shared.errors import DomainError
 from shared.kb.demo import seed_orders_demo
 from shared.mentionlab import projects
+from shared.mentionlab.models import Project
 from shared.migrate import upgrade_database
-from shared.models import ApiKey, Membership, Organisation, Project, User
+from shared.models import ApiKey, Membership, Organisation, User
 from shared.settings import (
     DEVELOPMENT_SECRET_KEY,
     VAR_DIR,

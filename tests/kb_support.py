@@ -28,8 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from shared.db import session_scope
+from shared.kb.models import KbChunk, KnowledgeBase, SyncJob, SyncRun
 from shared.kb.sync import KB_SYNC
-from shared.models import KbChunk, KnowledgeBase, PeriodicSchedule, SyncJob, SyncRun
+from shared.models import PeriodicSchedule
 from shared.settings import reset_settings_cache
 from tests.periodic_support import next_slot, set_next_slot
 from tests.support import Tenant

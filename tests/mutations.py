@@ -471,7 +471,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: a different request under the key",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if row.fingerprint != fingerprint:",
         "    if False:",
         tests=("tests/api/test_idempotency.py",),
@@ -479,7 +479,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: only expired keys are freed",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "            IdempotencyKey.created_at < _expiry(utcnow()),\n",
         "",
         tests=("tests/api/test_idempotency.py",),
@@ -487,7 +487,7 @@ MUTATIONS = [
     ),
     Mutation(
         "idempotency: an answer stored under a taken key is refused",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if stored is None:\n",
         "    if False:\n",
         tests=("tests/api/test_idempotency.py",),
@@ -643,7 +643,7 @@ MUTATIONS = [
     # (PostgreSQL's advisory lock; SQLite's writer lock makes it wait its turn).
     Mutation(
         "idempotency: the key's advisory lock",
-        "shared/idempotency.py",
+        "shared/idempotency/__init__.py",
         "    if not lock_key(session, organisation_id, key):\n        return InProgress()\n",
         "",
         tests=(

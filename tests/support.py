@@ -25,7 +25,8 @@ from shared.accounts import organisations as tenancy
 from shared.db import session_scope
 from shared.mentionlab import projects
 from shared.messaging.queues import ALL_QUEUES
-from shared.models import Base, Execution, Job
+from shared.migrate import load_every_model
+from shared.models import Execution, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -288,7 +289,7 @@ def remove_all_jobs(session: Session) -> None:
         session.execute(text("TRUNCATE jobs, executions, worker_processes CASCADE"))
         return
     doomed = {"jobs", "executions", "worker_processes"}
-    tables = Base.metadata.sorted_tables
+    tables = load_every_model().sorted_tables
     for table in tables:  # dependants come after what they refer to
         if any(fk.column.table.name in doomed for fk in table.foreign_keys):
             doomed.add(table.name)

@@ -29,7 +29,8 @@ from api.mentionlab.schemas import (
 )
 from api.transaction import request_session, request_work
 from shared.mentionlab import cached_jobs
-from shared.models import CachedJob, Job
+from shared.mentionlab.models import CachedJob
+from shared.models import Job
 
 blp = Blueprint(
     "mentionlab-cached-jobs",

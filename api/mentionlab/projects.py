@@ -20,7 +20,7 @@ from api.mentionlab.envelope import nest_envelope
 from api.mentionlab.schemas import ProjectCreateSchema, ProjectFieldsSchema, ProjectSchema
 from api.transaction import request_session
 from shared.mentionlab import projects
-from shared.models import Project
+from shared.mentionlab.models import Project
 
 blp = Blueprint(
     "mentionlab-projects", __name__, url_prefix="/api/projects", description="Projects (Mentionlab)"

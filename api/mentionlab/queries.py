@@ -28,7 +28,7 @@ from api.mentionlab.schemas import (
 )
 from api.transaction import request_session
 from shared.mentionlab import projects
-from shared.models import Query
+from shared.mentionlab.models import Query
 
 blp = Blueprint(
     "mentionlab-queries", __name__, url_prefix="/api/queries", description="Queries (Mentionlab)"

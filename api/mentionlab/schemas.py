@@ -12,8 +12,9 @@ from api.openapi import Answer
 from api.params import WholeNumber
 from shared.ai_models import AI_MODELS, PROVIDERS
 from shared.mentionlab.cached_jobs import effective_status
+from shared.mentionlab.models import CachedJobStatus
 from shared.mentionlab.runs import AI_QUERIES
-from shared.models import CachedJobStatus, ExecutionStatus, JobStatus
+from shared.models import ExecutionStatus, JobStatus
 from shared.paging import Page
 
 RECURRENCES = ("manual", "daily", "weekly", "biweekly", "monthly")

@@ -14,7 +14,7 @@ from api.smartdb import schemas
 from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
 from api.transaction import request_session
 from shared.kb import sources
-from shared.models import DataSource
+from shared.kb.models import DataSource
 
 blp = Blueprint("smartdb-databases", __name__, url_prefix="/databases", description="Sources")
 

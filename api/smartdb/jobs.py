@@ -16,9 +16,9 @@ from api.smartdb import schemas
 from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
 from api.transaction import request_session, request_work
 from shared.kb import sync
+from shared.kb.models import KnowledgeBase, SyncJob, SyncRun
 from shared.kb.reading import decode
 from shared.kb.schedule import FORMATS
-from shared.models import KnowledgeBase, SyncJob, SyncRun
 
 blp = Blueprint("smartdb-jobs", __name__, url_prefix="/jobs", description="Sync jobs")
 

@@ -17,8 +17,8 @@ from api.transaction import request_session
 from shared.errors import UpstreamFailed
 from shared.kb import knowledge
 from shared.kb.embedders import EMBEDDERS, EmbeddingFailed, available
+from shared.kb.models import KnowledgeBase
 from shared.kb.sources import NAME
-from shared.models import KnowledgeBase
 
 blp = Blueprint(
     "smartdb-knowledge-bases", __name__, url_prefix="/knowledge_bases", description="KBs"

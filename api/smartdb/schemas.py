@@ -7,8 +7,9 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from api.openapi import Answer
+from shared.kb.models import SyncJobStatus
 from shared.kb.sync import RUNNING
-from shared.models import JobStatus, SyncJobStatus
+from shared.models import JobStatus
 
 INSTANT = {"format": "date-time"}
 

@@ -40,14 +40,8 @@ from shared.engine.jobs import (
     record_preparation,
 )
 from shared.errors import Conflict, NotFound
-from shared.models import (
-    Execution,
-    ExecutionStatus,
-    Job,
-    JobStatus,
-    Project,
-    utcnow,
-)
+from shared.mentionlab.models import Project
+from shared.models import Execution, ExecutionStatus, Job, JobStatus, utcnow
 from shared.netguard import check_syntax
 from shared.paging import Page, paginate
 from shared.scoping import get_owned

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.kb import knowledge, sources
-from shared.models import DataSource, KnowledgeBase
+from shared.kb.models import DataSource, KnowledgeBase
 
 CATALOGUE = [
     ("Espresso machine", "15-bar pump espresso maker with a steam wand for milk"),

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from shared.db import dialect_name
 from shared.errors import Conflict, InvalidInput
 from shared.kb.embedders import EmbeddingFailed, available_embedder, embedder
+from shared.kb.models import KbChunk, KnowledgeBase, SyncJob
 from shared.kb.reading import content_hash, content_of
 from shared.kb.sources import NAME, refuse_while_synced
-from shared.models import KbChunk, KnowledgeBase, SyncJob, utcnow
+from shared.models import utcnow
 from shared.scoping import get_named, list_named
 
 CHUNK_CHARS = 1000

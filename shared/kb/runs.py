@@ -36,6 +36,7 @@ from shared.engine.outbox import Event
 from shared.errors import InvalidInput
 from shared.kb.embedders import EmbeddingFailed
 from shared.kb.knowledge import prepare_rows, write_rows
+from shared.kb.models import DataSource, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 from shared.kb.reading import (
     SourceShape,
     TableMissing,
@@ -50,17 +51,7 @@ from shared.kb.reading import (
 from shared.kb.source_connections import SourceFailed, source_connection
 from shared.kb.sources import source_engine
 from shared.kb.sync import KB_SYNC, RUNNING
-from shared.models import (
-    DataSource,
-    Execution,
-    ExecutionStatus,
-    Job,
-    KnowledgeBase,
-    SyncJob,
-    SyncJobStatus,
-    SyncRun,
-    utcnow,
-)
+from shared.models import Execution, ExecutionStatus, Job, utcnow
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)

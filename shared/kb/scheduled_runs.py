@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from shared.db import UnitOfWork
 from shared.engine.periodic import PeriodicKind
 from shared.kb import schedule
+from shared.kb.models import SyncJob, SyncJobStatus, SyncRun
 from shared.kb.sync import KB_SYNC, RUNNING, current_run, start_run
-from shared.models import PeriodicSchedule, SyncJob, SyncJobStatus, SyncRun
+from shared.models import PeriodicSchedule
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, InvalidInput
 from shared.kb.check_slots import check_slot
+from shared.kb.models import DataSource, SyncJob
 from shared.kb.source_connections import SourceFailed, engine_for, source_connection
 from shared.kb.source_urls import invalid, parse_url
-from shared.models import DataSource, SyncJob
 from shared.netguard import RefusedURL, resolve
 from shared.scoping import get_named, list_named
 from shared.settings import get_settings

@@ -28,18 +28,12 @@ from shared.engine.jobs import dispatch_after_commit, new_job
 from shared.errors import Conflict, DomainError, InvalidInput
 from shared.kb import schedule
 from shared.kb.check_slots import check_slot
+from shared.kb.models import DataSource, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
 from shared.kb.reading import TableMissing, missing_columns, reflect_table
 from shared.kb.source_connections import SourceFailed, source_connection
 from shared.kb.sources import NAME, source_engine
 from shared.messaging import publisher
-from shared.models import (
-    DataSource,
-    KnowledgeBase,
-    SyncJob,
-    SyncJobStatus,
-    SyncRun,
-    utcnow,
-)
+from shared.models import utcnow
 from shared.scoping import get_named, list_named
 from shared.settings import get_settings
 

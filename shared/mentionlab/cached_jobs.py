@@ -33,17 +33,10 @@ from shared.engine import quotas
 from shared.engine.jobs import dispatch_after_commit, get_job
 from shared.engine.outbox import Event
 from shared.errors import InvalidInput, NotFound, Unprocessable
+from shared.mentionlab.models import CachedJob, CachedJobStatus, Project, Query
 from shared.mentionlab.projects import get_project
 from shared.mentionlab.runs import create_ai_job, plan_ai_job
-from shared.models import (
-    TERMINAL_JOB_STATUSES,
-    CachedJob,
-    CachedJobStatus,
-    Job,
-    Project,
-    Query,
-    utcnow,
-)
+from shared.models import TERMINAL_JOB_STATUSES, Job, utcnow
 from shared.paging import Page, paginate
 from shared.scoping import get_owned
 from shared.settings import get_settings

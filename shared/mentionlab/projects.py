@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.errors import NotFound
+from shared.mentionlab.models import Project, Query
 from shared.mentionlab.recurrence import apply_recurrence
-from shared.models import Project, Query
 from shared.paging import Page, paginate
 from shared.scoping import get_owned
 

@@ -20,7 +20,8 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from shared.engine import periodic
-from shared.models import CachedJob, CachedJobStatus, Project, utcnow
+from shared.mentionlab.models import CachedJob, CachedJobStatus, Project
+from shared.models import utcnow
 
 RECURRENCE_KIND = "mentionlab.recurrence"
 MANUAL = "manual"

@@ -22,8 +22,9 @@ from shared.engine import quotas
 from shared.engine.job_types import PlannedItem
 from shared.engine.jobs import dispatch_after_commit, get_job, new_job
 from shared.errors import Unprocessable
+from shared.mentionlab.models import Project, Query
 from shared.mentionlab.projects import get_project
-from shared.models import Execution, Job, Project, Query
+from shared.models import Execution, Job
 from shared.paging import Page, paginate
 from shared.settings import get_settings
 

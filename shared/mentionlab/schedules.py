@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from shared.db import UnitOfWork
 from shared.engine import periodic
 from shared.mentionlab import cached_jobs
+from shared.mentionlab.models import Project
 from shared.mentionlab.recurrence import (
     ACTIVE,
     MANUAL,
@@ -34,7 +35,7 @@ from shared.mentionlab.recurrence import (
     is_scheduled,
     next_slot,
 )
-from shared.models import PeriodicSchedule, Project
+from shared.models import PeriodicSchedule
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from alembic import context
 
 from shared.db import build_engine
-from shared.models import Base
+from shared.migrate import load_every_model
 
 config = context.config
-target_metadata = Base.metadata
+# Every domain's tables, not only those shared.models imports (each domain keeps its own).
+target_metadata = load_every_model()
 
 
 def run_migrations_online() -> None:

@@ -1,9 +1,14 @@
-"""SQLAlchemy models of jobyard; import from here."""
+"""The engine's and tenancy's SQLAlchemy models; import them from here.
+
+Each domain keeps its own models beside its code (``shared/mentionlab/models.py``,
+``shared/kb/models.py``, ``shared/webhooks/models.py``, ``shared/idempotency/models.py``):
+a domain's tables are known to a process once that domain is imported, as it is when its
+job type is discovered. Alembic's environment loads every one
+(:func:`shared.migrate.load_every_model`).
+"""
 
 from shared.models.base import Base, utcnow
-from shared.models.cached_jobs import CachedJob, CachedJobStatus
 from shared.models.engine import OutboxEvent, PeriodicSchedule, WorkerProcess
-from shared.models.idempotency import IdempotencyKey
 from shared.models.jobs import (
     ACTIVE_EXECUTION_STATUSES,
     ACTIVE_JOB_STATUSES,
@@ -13,15 +18,7 @@ from shared.models.jobs import (
     Job,
     JobStatus,
 )
-from shared.models.kb import DataSource, KbChunk, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
-from shared.models.projects import Project, Query
 from shared.models.tenancy import ApiKey, Membership, Organisation, User
-from shared.models.webhooks import (
-    WebhookDelivery,
-    WebhookMessage,
-    WebhookReceiver,
-    WebhookSecret,
-)
 
 __all__ = [
     "ACTIVE_EXECUTION_STATUSES",
@@ -29,30 +26,15 @@ __all__ = [
     "TERMINAL_JOB_STATUSES",
     "ApiKey",
     "Base",
-    "CachedJob",
-    "CachedJobStatus",
-    "DataSource",
     "Execution",
     "ExecutionStatus",
-    "IdempotencyKey",
     "Job",
     "JobStatus",
-    "KbChunk",
-    "KnowledgeBase",
     "Membership",
     "Organisation",
     "OutboxEvent",
     "PeriodicSchedule",
-    "Project",
-    "Query",
-    "SyncJob",
-    "SyncJobStatus",
-    "SyncRun",
     "User",
-    "WebhookDelivery",
-    "WebhookMessage",
-    "WebhookReceiver",
-    "WebhookSecret",
     "WorkerProcess",
     "utcnow",
 ]

@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session, aliased
 
 from shared.engine.outbox import EXECUTION_FINISHED
 from shared.errors import Conflict, NotFound
-from shared.models import OutboxEvent, WebhookDelivery, WebhookMessage, utcnow
+from shared.models import OutboxEvent, utcnow
 from shared.paging import keyset_page
 from shared.settings import get_settings
 from shared.webhooks.kicks import kick_after_commit
+from shared.webhooks.models import WebhookDelivery, WebhookMessage
 from shared.webhooks.receivers import origin_of
 
 # A sender takes a receiver's messages up to this many times its bound of requests in

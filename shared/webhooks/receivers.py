@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import WebhookReceiver
 from shared.settings import get_settings
+from shared.webhooks.models import WebhookReceiver
 
 
 def origin_of(url: str) -> str:

@@ -24,9 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
-from shared.models import WebhookSecret
 from shared.models import utcnow as utcnow  # the clock the callers compare with
 from shared.models.base import UTCDateTime
+from shared.webhooks.models import WebhookSecret
 
 PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)

@@ -74,11 +74,12 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.db import dialect_name, session_scope
 from shared.engine.finish import to_json
-from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.models import utcnow
 from shared.models.base import UTCDateTime
 from shared.settings import get_settings
 from shared.webhooks.kicks import KICK_CHANNEL
 from shared.webhooks.messages import TAKEN_AHEAD, MessageState, sendable
+from shared.webhooks.models import WebhookDelivery, WebhookMessage
 from shared.webhooks.posting import NO_AIOHTTP_TIMEOUT, Lanes, Resolver, Result, Send
 from shared.webhooks.receivers import (
     claim_probe,

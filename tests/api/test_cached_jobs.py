@@ -15,8 +15,9 @@ from shared.ai_models import PROVIDERS
 from shared.db import session_scope
 from shared.engine import outbox
 from shared.engine.counters import move_counters
+from shared.mentionlab.models import CachedJob
 from shared.mentionlab.recurrence import RECURRENCE_KIND
-from shared.models import CachedJob, Job, utcnow
+from shared.models import Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.api.helpers import (
     PAGE_RANGE,

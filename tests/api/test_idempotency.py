@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from shared import idempotency
 from shared.db import session_scope, unit_of_work
 from shared.errors import Conflict
-from shared.models import IdempotencyKey, WebhookSecret, utcnow
+from shared.idempotency.models import IdempotencyKey
+from shared.models import utcnow
 from shared.settings import get_settings, reset_settings_cache
+from shared.webhooks.models import WebhookSecret
 from tests.api.helpers import SEED_BODY, job_count
 from tests.kb_support import SOURCE_URL, private_allowed  # noqa: F401 - a fixture
 from tests.support import Tenant, make_tenant

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete
 
 from shared.db import session_scope
-from shared.models import Query
+from shared.mentionlab.models import Query
 from tests.api.helpers import PAGE_RANGE, assert_error, assert_recent_timestamp, validation_messages
 from tests.support import Tenant
 

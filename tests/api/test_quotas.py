@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from shared.ai_models import PROVIDERS
 from shared.db import session_scope
-from shared.models import CachedJob, Job
+from shared.mentionlab.models import CachedJob
+from shared.models import Job
 from shared.settings import reset_settings_cache
 from tests.api.helpers import SEED_BODY, job_count
 from tests.kb_support import (

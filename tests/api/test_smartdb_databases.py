@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from shared.db import session_scope
-from shared.models import DataSource
+from shared.kb.models import DataSource
 from shared.settings import reset_settings_cache
 from tests.support import Tenant
 

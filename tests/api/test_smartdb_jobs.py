@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import inspect, select
 
 from shared.db import session_scope
-from shared.models import SyncJob, SyncRun
+from shared.kb.models import SyncJob, SyncRun
 from shared.settings import reset_settings_cache
 from tests.kb_support import (
     SOURCE_URL,

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from shared.db import session_scope
 from shared.kb import knowledge
 from shared.kb.embedders import hashing
-from shared.models import KbChunk
+from shared.kb.models import KbChunk
 from tests.support import Tenant
 
 PRODUCTS = [

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from shared.db import session_scope
 from shared.kb.check_slots import KEY_PREFIX, check_slot
-from shared.models import DataSource
+from shared.kb.models import DataSource
 from shared.settings import reset_settings_cache
 from tests.fakes.mysql_server import FakeMySQL
 from tests.fakes.postgres_server import FakePostgres

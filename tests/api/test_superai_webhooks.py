@@ -18,9 +18,10 @@ from sqlalchemy import delete, select
 
 from shared.db import new_session, session_scope
 from shared.engine.fanout import fan_out_job
-from shared.models import Execution, WebhookDelivery, WebhookMessage, WebhookSecret, utcnow
+from shared.models import Execution, utcnow
 from shared.webhooks import enqueue
 from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState, outcome_overdue
+from shared.webhooks.models import WebhookDelivery, WebhookMessage, WebhookSecret
 from shared.webhooks.secrets import rotate
 from tests.support import Tenant
 

@@ -35,10 +35,12 @@ from api import create_app
 from api.families import Family, discover, family_for
 from shared.db import session_scope
 from shared.engine.fanout import fan_out_job
-from shared.models import Base, Execution, Job, WebhookMessage, utcnow
+from shared.migrate import load_every_model
+from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
 from shared.webhooks import enqueue
 from shared.webhooks.messages import MessageState
+from shared.webhooks.models import WebhookMessage
 from tests.kb_support import SOURCE_URL, insert_orders, job_body, source_table
 from tests.support import Tenant, make_tenant
 
@@ -255,7 +257,7 @@ def owned(table: Table, org: uuid.UUID, depth: int = 0) -> ColumnElement[bool]:
     if table.name == "organisations":
         return table.c.id == org
     if table.name == "users":
-        memberships = Base.metadata.tables["memberships"]
+        memberships = load_every_model().tables["memberships"]
         return table.c.id.in_(
             select(memberships.c.user_id).where(memberships.c.organisation_id == org)
         )
@@ -274,7 +276,7 @@ def snapshot(org: uuid.UUID) -> dict[str, list[str]]:
     """Every row the organisation owns, as text, table by table."""
     found: dict[str, list[str]] = {}
     with session_scope() as session:
-        for table in Base.metadata.sorted_tables:
+        for table in load_every_model().sorted_tables:
             if table.name in NOT_TENANT_DATA:
                 continue
             rows = session.execute(select(table).where(owned(table, org))).all()

@@ -27,8 +27,9 @@ from sqlalchemy import insert
 
 from shared.db import session_scope
 from shared.engine.jobs import new_job
-from shared.models import WebhookMessage, utcnow
+from shared.models import utcnow
 from shared.webhooks.messages import MessageState
+from shared.webhooks.models import WebhookMessage
 from shared.webhooks.receivers import origin_of
 from shared.webhooks.secrets import signing_secrets
 from tests.bench.infra import BenchWorker, CpuMeter, libpq_url

@@ -11,7 +11,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.models import Execution, Project
+from shared.mentionlab.models import Project
+from shared.models import Execution
 from tests.e2e.test_provider_faults import openai_env, tenant_with_unique_queries, trigger
 from tests.fakes import FakeOpenAI, Reply, Truncated
 from tests.support import assert_counters_exact, running_worker, wait_for_job

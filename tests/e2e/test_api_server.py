@@ -35,7 +35,7 @@ from sqlalchemy import select, text
 
 from api.families import Family, discover
 from shared.db import session_scope
-from shared.models import Project
+from shared.mentionlab.models import Project
 from tests.support import Tenant, make_tenant, running_api, uncredentialed_path, wait_until
 
 FAMILIES = {family.name: family for family in discover()}

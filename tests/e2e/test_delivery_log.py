@@ -19,10 +19,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select
 
 from shared.db import session_scope
-from shared.models import WebhookDelivery, WebhookMessage, utcnow
+from shared.models import utcnow
 from shared.settings import reset_settings_cache
 from shared.webhooks import enqueue
 from shared.webhooks.messages import UNKNOWN_OUTCOME, MessageState
+from shared.webhooks.models import WebhookDelivery, WebhookMessage
 from tests.fakes import FakeWebhookReceiver, Hang, Reply
 from tests.support import Tenant, running_api, running_sender, wait_until
 

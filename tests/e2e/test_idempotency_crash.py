@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.models import IdempotencyKey
+from shared.idempotency.models import IdempotencyKey
 from tests.api.helpers import SEED_BODY, job_count
 from tests.support import Tenant, make_tenant, running_api, wait_until
 

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from shared.db import session_scope
 from shared.mentionlab import projects
-from shared.models import Project
+from shared.mentionlab.models import Project
 from shared.settings import reset_settings_cache
 from tests.fakes import Fail, FakeOpenAI, Hang, RateLimited, Reply
 from tests.fakes.server import RecordedRequest

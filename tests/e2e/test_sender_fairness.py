@@ -17,9 +17,10 @@ from sqlalchemy import func, insert, select
 
 from shared.accounts.organisations import create_organisation
 from shared.db import session_scope
-from shared.models import WebhookMessage, WebhookReceiver, utcnow
+from shared.models import utcnow
 from shared.webhooks import NewMessage, enqueue_all
 from shared.webhooks.messages import MessageState
+from shared.webhooks.models import WebhookMessage, WebhookReceiver
 from shared.webhooks.receivers import origin_of
 from tests.engine.conftest import make_job
 from tests.fakes import Fail, FakeWebhookReceiver, Hang, Reply

@@ -16,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from shared.accounts.organisations import create_organisation
 from shared.db import dialect_name, new_session, session_scope
 from shared.engine.outbox import EXECUTION_FINISHED
-from shared.models import OutboxEvent, WebhookMessage, WebhookSecret, utcnow
+from shared.models import OutboxEvent, utcnow
 from shared.settings import reset_settings_cache
 from shared.webhooks import NewMessage, enqueue_all
 from shared.webhooks.messages import MessageState
+from shared.webhooks.models import WebhookMessage, WebhookSecret
 from shared.webhooks.secrets import current
 from shared.webhooks.sender import Signer, Turns, deliver_due, take
 from tests.engine.conftest import make_job

@@ -19,10 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from shared.db import session_scope, unit_of_work
 from shared.engine.job_types import PlanFailed
 from shared.kb import sync
+from shared.kb.models import DataSource, SyncRun
 from shared.kb.runs import BatchFailed, prepare_run, write_batch
 from shared.kb.source_connections import source_connection
 from shared.kb.sources import get_source, source_engine
-from shared.models import DataSource, Job, SyncRun
+from shared.models import Job
 from shared.settings import reset_settings_cache
 from tests.fakes.tcp import FreezableProxy
 from tests.kb_support import create_job, create_kb, insert_orders, job_body, source_table

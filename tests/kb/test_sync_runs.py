@@ -19,9 +19,10 @@ from sqlalchemy.engine import Engine
 from shared.db import session_scope, unit_of_work
 from shared.engine import periodic
 from shared.kb import sync
+from shared.kb.models import SyncJob, SyncRun
 from shared.kb.runs import prepare_run, write_batch
 from shared.kb.sync import KB_SYNC
-from shared.models import Job, SyncJob, SyncRun
+from shared.models import Job
 from tests.kb_support import (
     SOURCE_URL,
     create_job,

@@ -15,6 +15,7 @@ from shared.db import session_scope
 from shared.engine import outbox, periodic
 from shared.engine.counters import move_counters
 from shared.mentionlab import cached_jobs
+from shared.mentionlab.models import CachedJob, Project
 from shared.mentionlab.recurrence import (
     RECURRENCE_KIND,
     add_months,
@@ -22,7 +23,7 @@ from shared.mentionlab.recurrence import (
     next_slot,
     slot,
 )
-from shared.models import CachedJob, Job, Project, utcnow
+from shared.models import Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.periodic_support import next_slot as next_slot_of
 from tests.periodic_support import set_next_slot

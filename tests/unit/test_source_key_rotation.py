@@ -14,7 +14,7 @@ from shared.cli import cli
 from shared.db import session_scope
 from shared.errors import InvalidInput
 from shared.kb import sources
-from shared.models import DataSource
+from shared.kb.models import DataSource
 from shared.settings import reset_settings_cache
 from tests.support import Tenant
 

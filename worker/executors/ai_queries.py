@@ -27,7 +27,7 @@ from shared.mentionlab.answers import (
     find_mentions,
     project_brands,
 )
-from shared.models import Project, Query
+from shared.mentionlab.models import Project, Query
 from worker.executors.calls import call_model
 from worker.executors.lookup_cache import LookupCache
 from worker.providers.base import AiAnswer, AiRequest, Source

@@ -37,7 +37,8 @@ from sqlalchemy.orm import Session
 
 from shared.db import dialect_name
 from shared.errors import Conflict
-from shared.models import IdempotencyKey, utcnow
+from shared.idempotency.models import IdempotencyKey
+from shared.models import utcnow
 from shared.settings import get_settings
 
 PURGE_BATCH = 5000
