@@ -41,17 +41,16 @@ from shared.engine.retry import retry_failed
 from shared.errors import InvalidInput, Unauthenticated
 from shared.kb import sync as kb_sync
 from shared.mentionlab import projects
+from shared.mentionlab.models import CachedJob, Query
 from shared.mentionlab.recurrence import ACTIVE, PAUSED
 from shared.messaging.broker import queue_depth
 from shared.messaging.queues import ALL_QUEUES
 from shared.models import (
     ACTIVE_EXECUTION_STATUSES,
     ACTIVE_JOB_STATUSES,
-    CachedJob,
     Execution,
     Job,
     JobStatus,
-    Query,
     WorkerProcess,
     utcnow,
 )

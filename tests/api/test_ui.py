@@ -18,7 +18,8 @@ from api import create_app
 from shared.db import session_scope
 from shared.engine import sweep_log
 from shared.engine.fanout import fan_out_job
-from shared.models import ApiKey, Execution, Job, Project, WorkerProcess, utcnow
+from shared.mentionlab.models import Project
+from shared.models import ApiKey, Execution, Job, WorkerProcess, utcnow
 from tests.support import Tenant
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
