@@ -22,6 +22,9 @@ from shared.mentionlab.models import Project
 from shared.models import ApiKey, Execution, Job, WorkerProcess, utcnow
 from tests.support import Tenant
 
+# The pages whose queries differ by database (JSON keys, aggregates, keyset cursors) run on
+# SQLite too: make up's database.
+ON_EVERY_DATABASE = pytest.mark.every_database
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -251,6 +254,7 @@ def test_an_unknown_ui_path_is_an_html_404(client: FlaskClient) -> None:
 # -- the pages ----------------------------------------------------------------------------------------
 
 
+@ON_EVERY_DATABASE
 def test_the_job_list_filters_and_pages(app: Flask, tenant: Tenant) -> None:
     client = logged_in(app, tenant.api_key)
     jobs = [trigger(client, tenant, fan_out=False) for _ in range(3)]
@@ -280,6 +284,7 @@ def test_the_job_list_filters_and_pages(app: Flask, tenant: Tenant) -> None:
     assert seen == list(reversed(jobs))
 
 
+@ON_EVERY_DATABASE
 def test_the_job_page_shows_counters_breakdown_executions_and_the_stream(
     app: Flask, tenant: Tenant
 ) -> None:
@@ -340,6 +345,7 @@ def test_schedules_pause_and_resume_a_projects_recurrence(app: Flask, tenant: Te
     assert post(client, "/ui/sync-jobs/nothing_here/pause").status_code == 404
 
 
+@ON_EVERY_DATABASE
 def test_operations_shows_workers_queues_and_the_sweeps(
     app: Flask, tenant: Tenant, empty_broker: object
 ) -> None:
@@ -404,6 +410,7 @@ def finished_with_failures(client: FlaskClient, tenant: Tenant) -> tuple[str, li
     return job_id, [i for i, o in zip(ids, outcomes, strict=True) if not o.success]
 
 
+@ON_EVERY_DATABASE
 def test_retry_failed_runs_the_failed_ones_again(app: Flask, tenant: Tenant) -> None:
     client = logged_in(app, tenant.api_key)
     job_id, failed = finished_with_failures(client, tenant)
@@ -432,3 +439,114 @@ def test_retry_of_another_organisations_job_is_not_found(
     stranger = logged_in(app, other_tenant.api_key)
     assert post(stranger, f"/ui/jobs/{job_id}/retry").status_code == 404
     assert job_status(job_id) == "partial_failed"
+
+
+def test_schedules_pause_and_resume_a_sync_job(
+    app: Flask, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.kb.models import SyncJob
+    from shared.settings import reset_settings_cache
+    from tests.kb_support import SOURCE_URL, job_body, source_table
+
+    monkeypatch.setenv("JOBYARD_ALLOW_PRIVATE_URLS", "true")  # the source is on 127.0.0.1
+    reset_settings_cache()
+    suffix = uuid.uuid4().hex[:8]
+    database, kb, name = f"ui_db_{suffix}", f"ui_kb_{suffix}", f"ui_sync_{suffix}"
+    api = app.test_client()
+    headers = tenant.headers()
+    try:
+        with source_table() as (_engine, table):
+            made = api.post(
+                "/databases", headers=headers, json={"name": database, "url": SOURCE_URL}
+            )
+            assert made.status_code == 201, made.json
+            assert (
+                api.post("/knowledge_bases", headers=headers, json={"name": kb}).status_code == 201
+            )
+            body = job_body(database, table.name, kb, job_name=name)
+            created = api.post("/jobs/create", headers=headers, json=body)
+            assert created.status_code == 201, created.json
+
+            def status() -> str:
+                with session_scope() as session:
+                    row = session.scalars(select(SyncJob).where(SyncJob.name == name)).one()
+                    return row.status
+
+            client = logged_in(app, tenant.api_key)
+            page = text(client.get("/ui/schedules"))
+            assert name in page and f"{database}.{table.name}" in page
+            assert post(client, f"/ui/sync-jobs/{name}/pause").status_code == 303
+            assert status() == "paused"
+            assert "Resume" in text(client.get("/ui/schedules"))
+            assert post(client, f"/ui/sync-jobs/{name}/resume").status_code == 303
+            assert status() == "scheduled"
+            api.delete(f"/jobs/{name}", headers=headers)
+    finally:
+        reset_settings_cache()
+
+
+def test_failed_callbacks_are_resent_from_the_job_page(app: Flask, tenant: Tenant) -> None:
+    from shared.webhooks import enqueue
+    from shared.webhooks.messages import MessageState
+    from shared.webhooks.models import WebhookMessage
+
+    api = app.test_client()
+    batch = api.post(
+        f"/v1/apps/{tenant.project_id}/jobs",
+        headers=tenant.headers(),
+        json={"inputs": [{"a": 1}], "callbackUrl": "https://hooks.example.com/ui"},
+    )
+    assert batch.status_code == 200, batch.json
+    job_id = batch.json["batchId"]
+    with session_scope() as session:
+        message = enqueue(
+            session,
+            organisation_id=tenant.org_id,
+            job_id=uuid.UUID(job_id),
+            execution_id=None,
+            event="batch.finished",
+            url="https://hooks.example.com/ui",
+            payload={"entityId": job_id},
+            now=utcnow() - timedelta(minutes=5),
+        )
+        message.state = MessageState.FAILED
+        message.next_attempt_at = None
+        message_id = message.id
+
+    def state() -> str:
+        with session_scope() as session:
+            row = session.get(WebhookMessage, message_id)
+            assert row is not None
+            return row.state
+
+    client = logged_in(app, tenant.api_key)
+    page = text(client.get(f"/ui/jobs/{job_id}"))
+    assert str(message_id) in page and "Resend 1 failed callback(s)" in page
+    assert "By input" in page  # a batch is broken down by its inputs
+    assert post(client, f"/ui/jobs/{job_id}/deliveries/resend").status_code == 303
+    assert state() == MessageState.SENDING
+    with session_scope() as session:
+        session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message_id)
+            .values(state=MessageState.FAILED, next_attempt_at=None)
+        )
+    resent = post(client, f"/ui/jobs/{job_id}/deliveries/{message_id}/resend")
+    assert resent.status_code == 303 and state() == MessageState.SENDING
+    # A callback of another of the organisation's jobs is not this job's to resend.
+    other_job = trigger(client, tenant, fan_out=False)
+    assert post(client, f"/ui/jobs/{other_job}/deliveries/{message_id}/resend").status_code == 404
+
+
+def test_the_recovery_sweep_records_what_it_did(
+    app: Flask, tenant: Tenant, empty_broker: object
+) -> None:
+    """The worker's sweep task writes its summary where the operations page reads it."""
+    from worker.tasks.recovery import recovery_sweep
+
+    summary = recovery_sweep()
+    latest = sweep_log.recent(1)
+    assert latest and latest[0]["dispatched"] == summary["dispatched"]
+    assert set(summary) <= set(latest[0])
+    client = logged_in(app, tenant.api_key)
+    assert latest[0]["at"] in text(client.get("/ui/operations"))
