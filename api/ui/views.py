@@ -93,6 +93,28 @@ def check_form_and_visitor() -> Response | None:
     return None
 
 
+# The pages load only their own CSS and JS and talk only to their own origin (the progress
+# stream included), may not be framed (clickjacking a cancel button), and hold one
+# organisation's data: no cache keeps them.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+        "object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@blp.after_request
+def page_headers(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def current_visitor() -> Visitor:
     found: Visitor = g.visitor
     return found

@@ -109,6 +109,11 @@ def test_login_with_an_api_key_sets_a_hardened_session_cookie(app: Flask, tenant
     assert tenant.api_key not in cookie  # the key itself is never kept
     page = client.get("/ui/")
     assert page.status_code == 200 and "Acme Org" in text(page)
+    # Not framed (a cancel button under a decoy), scripts of its own origin only, not cached.
+    assert page.headers["X-Frame-Options"] == "DENY"
+    policy = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    assert page.headers["Cache-Control"] == "no-store"
 
 
 def test_the_session_cookie_is_secure_when_configured(tenant: Tenant) -> None:
