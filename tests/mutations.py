@@ -35,6 +35,8 @@ REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
 DASHBOARD = "tests/api/test_ui.py"
+FLOWER = "tests/e2e/test_flower.py"
+RETRY = "tests/engine/test_retry.py"
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,22 @@ MUTATIONS = [
         "    lock_job(session, job_id)\n",
         "",
         databases=POSTGRESQL,
+    ),
+    # Retry on demand: only failed executions move back to pending (a succeeded one named
+    # with them would be run again and counted twice), and only a finished job's.
+    Mutation(
+        "retry: only failed executions move",
+        "shared/engine/retry.py",
+        "            Execution.status == FAILED,  # each failed execution is retried once\n",
+        "",
+        tests=(RETRY,),
+    ),
+    Mutation(
+        "retry: only a finished job",
+        "shared/engine/retry.py",
+        "    if job.status not in RETRYABLE_JOB_STATUSES:\n",
+        "    if False:\n",
+        tests=(RETRY,),
     ),
     Mutation(
         "SQLite: transactions take the write lock at their start",
@@ -676,6 +694,35 @@ MUTATIONS = [
         "key is None or key.revoked_at is not None or ",
         "key is None or ",
         tests=(f"{DASHBOARD}::test_a_revoked_key_ends_the_session_at_the_next_click",),
+        databases=POSTGRESQL,
+    ),
+    # Flower names jobs: a group message shows its job (kwargsrepr), so a search by the job
+    # id finds its group tasks ...
+    Mutation(
+        "flower: a group message carries its job's label",
+        "shared/messaging/publisher.py",
+        "([[str(i) for i in group]], None, kwargsrepr_of(group))",
+        "([[str(i) for i in group]], None, None)",
+        tests=(FLOWER,),
+        databases=POSTGRESQL,
+    ),
+    # ... and a group task's end waits for its executions: with Celery's own
+    # task-succeeded sent at the ack, a later task-failed cannot make the task FAILURE.
+    Mutation(
+        "flower: a group task's own task-succeeded held back",
+        "worker/runtime/group_events.py",
+        '            if deferred and type == "task-succeeded":\n'
+        "                return  # the completer sends this task's end\n",
+        "",
+        tests=(FLOWER,),
+        databases=POSTGRESQL,
+    ),
+    Mutation(
+        "flower: a group with a failed execution ends task-failed",
+        "worker/runtime/group_events.py",
+        '        if ends.get("failed"):\n',
+        "        if False:\n",
+        tests=(FLOWER,),
         databases=POSTGRESQL,
     ),
 ]

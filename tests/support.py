@@ -22,7 +22,11 @@ from sqlalchemy.orm import Session
 
 from shared.accounts import auth
 from shared.accounts import organisations as tenancy
-from shared.db import session_scope
+from shared.db import connection_scope, session_scope
+from shared.engine.claim import claim_group
+from shared.engine.fanout import fan_out_job
+from shared.engine.finish import finish_batch
+from shared.engine.outcomes import Outcome
 from shared.mentionlab import projects
 from shared.messaging.queues import ALL_QUEUES
 from shared.migrate import load_every_model
@@ -546,3 +550,17 @@ def uncredentialed_path(family: Any, families: list[Any]) -> str:
     path: str = family.url_prefixes[0].rstrip("/") + "/x"
     shared = any(path.startswith(p) for f in families for p in f.keyed_prefixes)
     return family.url_prefixes[0].rstrip("/") if shared else path
+
+
+def fail_every_execution(job_id: uuid.UUID | str, error: str = "HTTP 400: refused") -> int:
+    """Fan the job out and end each of its executions failed (an attempt each, no retry):
+    a finished, failed job without a worker. Returns how many failed."""
+    job_id = uuid.UUID(str(job_id))
+    fan_out_job(job_id)
+    with session_scope() as session:
+        ids = list(session.scalars(select(Execution.id).where(Execution.job_id == job_id)))
+    with connection_scope() as connection:
+        claims = claim_group(connection, ids, "test-failer")
+    with connection_scope() as connection:
+        finish_batch(connection, [(c, Outcome.failed(error)) for c in claims])
+    return len(claims)

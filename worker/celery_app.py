@@ -161,6 +161,9 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
     from worker.runtime import start_presence, start_runtime
 
     if EXECUTIONS_QUEUE in queues:
+        from worker.runtime import group_events
+
+        group_events.attach(sender)  # groups' ends go out as this consumer's task events
         start_runtime(get_settings().worker_capacity)
     else:
         start_presence()

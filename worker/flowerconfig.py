@@ -14,6 +14,9 @@ basic_auth = [f"{_settings.flower_user}:{_settings.flower_password}"]
 address = "127.0.0.1"
 port = _settings.flower_port  # FLOWER_PORT: this file wins over Flower's own variable
 persistent = False
+# The tasks page also shows each task's job (kwargs: job, organisation, job type, see
+# shared/messaging/labels.py) and a group's tally (result); Flower's default hides both.
+tasks_columns = "name,uuid,state,kwargs,result,received,runtime,worker"
 purge_offline_workers = 300
 
 

@@ -1,5 +1,5 @@
-"""``/api/jobs``: trigger a run of every project query on AI models, list, read and cancel
-jobs (their live progress: :mod:`api.mentionlab.events`)."""
+"""``/api/jobs``: trigger a run of every project query on AI models, list, read, cancel and
+retry jobs (their live progress: :mod:`api.mentionlab.events`)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ from api.mentionlab.schemas import (
     JobListFilterSchema,
     JobPageArgs,
     JobSchema,
+    RetryJobSchema,
     TriggerJobSchema,
     page_envelope,
     page_schema,
 )
 from api.transaction import request_session, request_work
 from shared.engine import jobs as engine_jobs
+from shared.engine.retry import retry_failed
 from shared.mentionlab import runs
 from shared.mentionlab.runs import AI_QUERIES
 from shared.models import Job
@@ -114,6 +116,35 @@ class CancelJob(MethodView):
         """Cancel an AI run: unfinished executions end failed with error "canceled"."""
         return engine_jobs.cancel_job(
             request_work(), current_principal().organisation_id, job_id, AI_QUERIES
+        )
+
+
+@blp.route("/<uuid:job_id>/retry")
+class RetryJob(MethodView):
+    @create_endpoint(nest_envelope, creates_jobs=True)
+    @context_headers
+    @blp.arguments(RetryJobSchema, required=False)
+    @blp.response(200, JobSchema)
+    @blp.alt_response(404, description="No such job, or a named execution is not the job's")
+    @blp.alt_response(
+        409,
+        description="The job has not finished (or runs again after a retry), was canceled, "
+        "or has nothing failed to retry (a named execution did not fail)",
+    )
+    def post(self, body: dict[str, Any], job_id: uuid.UUID) -> Job:
+        """Run a finished AI run's failed executions again
+
+        Every failed execution (or only `executionIds`) goes back to pending with a fresh
+        attempt budget; the job is processing again and ends again (a new callback and
+        live-progress end). Its cost keeps what the failed attempts cost. A canceled job
+        is not retried. Counts against the organisation's quotas like new work.
+        """
+        return retry_failed(
+            request_work(),
+            current_principal().organisation_id,
+            job_id,
+            AI_QUERIES,
+            (body or {}).get("executionIds"),
         )
 
 

@@ -26,6 +26,7 @@ MAX_PAGE = 2**31 - 1
 # terms, which was a 500); model lists and filters name a few values each.
 MAX_SORT_TERMS = 10
 MAX_LIST_VALUES = 100
+MAX_RETRY_IDS = 1000  # executions named in one retry
 
 
 class IsoDateTime(fields.DateTime):
@@ -140,7 +141,15 @@ class ProjectSchema(Answer):
 class QueryCreateSchema(Schema):
     query = Text(required=True, validate=validate.Length(min=1, max=2000))
     language = Text(load_default="en", validate=validate.Length(min=2, max=5))
-    country = Text(load_default="US", validate=validate.Length(equal=2))
+    # An ISO 3166-1 alpha-2 code, stored upper-cased in two characters: only A-Z letters
+    # keep two characters when upper-cased ("ß" becomes "SS").
+    country = Text(
+        load_default="US",
+        validate=[
+            validate.Length(equal=2),
+            validate.Regexp(r"[A-Za-z]*\Z", error="Must be an ISO 3166-1 alpha-2 code (A-Z)."),
+        ],
+    )
     tag_ids = fields.List(
         fields.UUID(),
         data_key="tagIds",
@@ -227,6 +236,17 @@ class TriggerJobSchema(Schema):
             "description": "Runs per query and model (>= 1; a number, whole: 3 or 3.0): the "
             "job has queries x aiModels x executionCount executions, at most "
             "JOBYARD_MAX_EXECUTIONS_PER_JOB (default 200,000); a larger job is refused with 422."
+        },
+    )
+
+
+class RetryJobSchema(Schema):
+    executionIds = fields.List(
+        fields.UUID(),
+        validate=validate.Length(min=1, max=MAX_RETRY_IDS),
+        metadata={
+            "description": "Only these failed executions of the job (default: every failed "
+            "one, except those canceled one by one)"
         },
     )
 

@@ -1,5 +1,5 @@
 """``/jobs``: sync jobs, as Smart DB's seed documents ``POST /jobs/create``, and the rest
-of their life (list, read, delete, pause, resume, run now, history)."""
+of their life (list, read, delete, pause, resume, run now, history, retry a failed run)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import authenticate_request, current_principal
 from api.idempotency import create_endpoint
+from api.params import path_uuid
 from api.smartdb import schemas
 from api.smartdb.envelope import documents_check_refusals, error_envelope, ok
 from api.transaction import request_session, request_work
@@ -261,3 +262,29 @@ class JobHistory(MethodView):
         job = sync.get_sync_job(session, current_principal().organisation_id, name)
         runs = sync.runs_of(session, job.id, args["limit"])
         return ok([history_entry(r) for r in runs], "History retrieved successfully")
+
+
+@blp.route("/<name>/history/<run>/retry")
+class RetryRun(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
+    @blp.response(202, schemas.RunStartedAnswer)
+    @blp.alt_response(404, description="NOT_FOUND: no such job, or the run is not one of its")
+    @blp.alt_response(
+        409,
+        description="RUN_IN_PROGRESS: a run is going; CONFLICT: the run did not fail, or "
+        "NOT_LATEST_RUN: a later run has read on from it",
+    )
+    def post(self, name: str, run: str) -> dict[str, Any]:
+        """Run a failed run's failed batches again (its latest run; `run` is the run's
+        job_id in the history)
+
+        The run is running again (its history entry too) and ends again; the batches that
+        succeeded are not read again. Counts against the organisation's quotas.
+        """
+        organisation_id = current_principal().organisation_id
+        run_id = path_uuid(run, "run")
+        sync.retry_run(request_work(), organisation_id, name, run_id)
+        session = request_session()
+        data = describe(session, sync.get_sync_job(session, organisation_id, name))
+        data["run_job_id"] = str(run_id)
+        return ok(data, "Run retried")

@@ -143,6 +143,27 @@ class QueueJob(MethodView):
         )
 
 
+@blp.route("/<app_id>/jobs/<job_id>/retry")
+class RetryJob(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
+    @blp.response(200, schemas.DataPointSchema)
+    @blp.alt_response(
+        409,
+        description="The data point did not fail, or its batch has not finished (or runs "
+        "again after a retry) or was canceled",
+    )
+    def post(self, app_id: str, job_id: str) -> DataPoint:
+        """Run a failed data point of a finished batch again (jobyard's own: not in
+        super.AI's API)
+
+        It goes back to pending (SCHEDULED) with a fresh attempt budget; its
+        callback comes again when it ends, and the batch's when the batch ends again.
+        """
+        return service.retry_data_point(
+            request_work(), current_principal(), path_uuid(app_id, "App"), path_uuid(job_id, "Job")
+        )
+
+
 @blp.route("/<app_id>/jobs/<job_id>/review")
 class ReviewJob(MethodView):
     @blp.arguments(schemas.ReviewSchema)
@@ -187,6 +208,35 @@ class BatchById(MethodView):
             current_principal(),
             path_uuid(app_id, "App"),
             path_uuid(batch_id, "Batch"),
+        )
+
+
+@blp.route("/<app_id>/batches/<batch_id>/retry")
+class RetryBatch(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
+    @blp.arguments(schemas.RetryBatchSchema, required=False)
+    @blp.response(200, schemas.BatchSchema)
+    @blp.alt_response(404, description="No such batch, or a named data point is not the batch's")
+    @blp.alt_response(
+        409,
+        description="The batch has not finished (or runs again after a retry), was canceled, "
+        "or has nothing failed to retry (a named data point did not fail)",
+    )
+    def post(self, body: dict[str, Any], app_id: str, batch_id: str) -> Any:
+        """Run a finished batch's failed data points again (jobyard's own: not in super.AI's
+        API)
+
+        Every failed data point (or only `jobIds`) goes back to pending with a fresh
+        attempt budget; the batch is in progress again, and each data point's callback
+        and the batch's come again as they end. A canceled batch is not retried. Counts
+        against the organisation's quotas like new work.
+        """
+        return service.retry_batch(
+            request_work(),
+            current_principal(),
+            path_uuid(app_id, "App"),
+            path_uuid(batch_id, "Batch"),
+            (body or {}).get("jobIds"),
         )
 
 

@@ -268,6 +268,17 @@ class DataPointResponseSchema(Answer):
         return data_point_response(data_point.execution)
 
 
+class RetryBatchSchema(Schema):
+    jobIds = fields.List(
+        fields.UUID(),
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Only these failed data points (jobs) of the batch (default: every "
+            "failed one, except those canceled one by one)"
+        },
+    )
+
+
 class ReviewSchema(Schema):
     """A review of a finished data point, as the super.AI client's ``review_job`` sends it."""
 

@@ -21,6 +21,7 @@ from api.valpay.envelope import error_envelope, ok
 from shared import instants
 from shared.engine import job_types
 from shared.engine import jobs as engine_jobs
+from shared.engine.retry import retry_failed
 
 blp = Blueprint("valpay-jobs", __name__, url_prefix="/v1/jobs", description="Jobs (Valpay)")
 
@@ -100,3 +101,34 @@ class JobById(MethodView):
             session, current_principal().organisation_id, path_uuid(job_id, "Job")
         )
         return ok(job, "Job retrieved successfully")
+
+
+@blp.route("/<job_id>/retry")
+class RetryJob(MethodView):
+    @create_endpoint(error_envelope, creates_jobs=True)
+    @blp.arguments(schemas.RetryJobSchema, required=False)
+    @blp.response(200, schemas.JobAnswer)
+    @blp.alt_response(400, description="Bad request - Invalid input data")
+    @blp.alt_response(401, description="Unauthorized - Invalid or missing authentication")
+    @blp.alt_response(
+        404, description="Job not found, or a named execution is not one of the job's"
+    )
+    @blp.alt_response(
+        409,
+        description="The job has not finished (or runs again after a retry), was canceled, "
+        "or has nothing failed to retry (a named execution did not fail)",
+    )
+    def post(self, body: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """Run a finished job's failed executions again
+
+        Every failed execution (or only `executionIds`) goes back to pending with a fresh
+        attempt budget; the job is processing again and finishes again. A canceled job is
+        not retried. Counts against the organisation's quotas like new work.
+        """
+        job = retry_failed(
+            request_work(),
+            current_principal().organisation_id,
+            path_uuid(job_id, "Job"),
+            execution_ids=(body or {}).get("executionIds"),
+        )
+        return ok(job, "Job retried successfully")

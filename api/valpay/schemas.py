@@ -91,6 +91,17 @@ class CreateJobSchema(Schema):
             raise ValidationError({"payload": errors})
 
 
+class RetryJobSchema(Schema):
+    executionIds = fields.List(
+        fields.UUID(),
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Only these failed executions of the job (default: every failed "
+            "one, except those canceled one by one)"
+        },
+    )
+
+
 def create_job_body() -> dict[str, Any]:
     """The documented request body of ``POST /v1/jobs``: one object per job type, whose
     ``payload`` is that type's (what :class:`CreateJobSchema` checks; a ``fields.Dict``

@@ -39,6 +39,7 @@ from shared.engine.jobs import (
     queue_parked,
     record_preparation,
 )
+from shared.engine.retry import retry_failed
 from shared.errors import Conflict, NotFound
 from shared.mentionlab.models import Project
 from shared.models import Execution, ExecutionStatus, Job, JobStatus, utcnow
@@ -356,6 +357,34 @@ def queue_data_point(
     work; the data point as queued."""
     point = get_data_point(work.session, principal, app_id, data_point_id)  # the app's, or 404
     queue_parked(work, principal.organisation_id, data_point_id, "Job")
+    return _reread(work.session, point)
+
+
+def retry_batch(
+    work: UnitOfWork,
+    principal: Principal,
+    app_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    data_point_ids: list[uuid.UUID] | None = None,
+) -> Job:
+    """Run a finished batch's failed data points again (only ``data_point_ids`` when
+    given), in the caller's unit of work (see :mod:`shared.engine.retry`); the batch as
+    the retry left it. Each data point that ends again has its callback again, and the
+    batch its own when it ends again."""
+    batch = get_batch(work.session, principal, app_id, batch_id)  # the app's, or 404
+    return retry_failed(
+        work, principal.organisation_id, batch.id, BATCH, data_point_ids, what="Job"
+    )
+
+
+def retry_data_point(
+    work: UnitOfWork, principal: Principal, app_id: uuid.UUID, data_point_id: uuid.UUID
+) -> DataPoint:
+    """Run one failed data point of a finished batch again; the data point as queued."""
+    point = get_data_point(work.session, principal, app_id, data_point_id)  # the app's, or 404
+    retry_failed(
+        work, principal.organisation_id, point.batch.id, BATCH, [data_point_id], what="Job"
+    )
     return _reread(work.session, point)
 
 

@@ -41,6 +41,7 @@ from shared.engine.counters import Executor
 from shared.engine.job_types import group_size_for
 from shared.engine.locks import lock_dispatch
 from shared.messaging import publisher
+from shared.messaging.labels import JobGroup, JobLabel
 from shared.models import ACTIVE_EXECUTION_STATUSES, ACTIVE_JOB_STATUSES, Execution, Job, utcnow
 from shared.settings import get_settings
 
@@ -182,9 +183,10 @@ def _served_statement() -> Any:
     )
 
 
-def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[list[uuid.UUID]]:
-    """Mark the next groups as dispatched (in the caller's transaction) and return them;
-    without ``wait``, none while another transaction is dispatching."""
+def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> list[JobGroup]:
+    """Mark the next groups as dispatched (in the caller's transaction) and return them,
+    each with its job's label (the rotation knows it: no query more); without ``wait``,
+    none while another transaction is dispatching."""
     if not lock_dispatch(connection, wait=wait):
         return []
     room = target(connection, now) - queued(connection, now)
@@ -192,7 +194,7 @@ def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> li
         return []
     default_size = get_settings().group_size
     rotation = _rotation(connection, now)
-    groups: list[list[uuid.UUID]] = []
+    groups: list[JobGroup] = []
     while room > 0 and rotation:
         organisation = rotation.popleft()
         job_id, job_type = organisation.jobs.popleft()
@@ -201,7 +203,7 @@ def take_groups(connection: Executor, now: datetime, *, wait: bool = True) -> li
         if ids:
             stamp = now + timedelta(microseconds=len(groups))  # keeps this round's order
             connection.execute(_served_statement(), {"the_job_id": job_id, "stamp": stamp})
-            groups.append(ids)
+            groups.append(JobGroup(ids, JobLabel(job_id, organisation.id, job_type)))
             room -= len(ids) * weight(job_type)
             organisation.jobs.append((job_id, job_type))  # served: to the back of its organisation
             rotation.append(organisation)  # and the organisation to the back of all

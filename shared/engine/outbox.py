@@ -37,6 +37,9 @@ from shared.models import Execution, Job, OutboxEvent, utcnow
 log = logging.getLogger(__name__)
 
 JOB_FINISHED = "job.finished"
+# A finished job's failed executions were made to run again (shared.engine.retry): the
+# job is active again, and ends again with a new ``job.finished``.
+JOB_RETRIED = "job.retried"
 # An execution ended (success, or failed for good) in a job with a callback URL, for the
 # job types that ask for it: webhooks per data point.
 EXECUTION_FINISHED = "execution.finished"

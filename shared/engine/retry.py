@@ -52,7 +52,7 @@ from shared.models import Execution, ExecutionStatus, Job, JobStatus, utcnow
 FAILED = ExecutionStatus.FAILED.value
 PENDING = ExecutionStatus.PENDING.value
 RETRYABLE_JOB_STATUSES = (JobStatus.FAILED.value, JobStatus.PARTIAL_FAILED.value)
-JOB_RETRIED = "job.retried"
+JOB_RETRIED = outbox.JOB_RETRIED
 
 
 def retry_failed(
@@ -160,8 +160,5 @@ def _chosen(
     )
     missing = [str(i) for i in named if i not in found]
     if missing:
-        raise NotFound(
-            f"{what} {missing[0]} not found in job {job_id}",
-            details=[f"{what} {i} not found in job {job_id}" for i in missing],
-        )
+        raise NotFound(f"{what} {missing[0]} not found in job {job_id}")
     return named

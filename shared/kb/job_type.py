@@ -14,10 +14,10 @@ from typing import Any
 
 from shared.accounts.auth import Principal
 from shared.db import UnitOfWork
-from shared.engine.job_types import JobTypeSpec
+from shared.engine.job_types import InTransactionHandler, JobTypeSpec
 from shared.engine.jobs import get_job
-from shared.engine.outbox import JOB_FINISHED, Consumer
-from shared.kb.runs import on_runs_finished, plan_batches, prepare_run
+from shared.engine.outbox import JOB_FINISHED, JOB_RETRIED, Consumer
+from shared.kb.runs import on_runs_finished, plan_batches, prepare_run, reopen_retried_runs
 from shared.kb.scheduled_runs import SYNC_SLOTS
 from shared.kb.sync import KB_SYNC, run_now
 from shared.models import Job
@@ -37,6 +37,10 @@ SPEC = JobTypeSpec(
     group_size=1,
     executor="worker.executors.kb_sync:EXECUTOR",
     consumers=(Consumer("kb.sync_runs", JOB_FINISHED, on_runs_finished),),
+    # A retried run's history row reopens in the retry's transaction (its latest run only).
+    in_transaction=(
+        InTransactionHandler("kb.sync_runs_retried", JOB_RETRIED, reopen_retried_runs),
+    ),
     payload_schema="api.valpay.payloads:KbSyncPayload",
     create=create,
     result_type="kb_rows",

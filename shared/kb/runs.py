@@ -33,7 +33,7 @@ from shared.engine import periodic
 from shared.engine.job_types import PlanFailed, PlannedItem
 from shared.engine.jobs import record_preparation
 from shared.engine.outbox import Event
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput
 from shared.kb.embedders import EmbeddingFailed
 from shared.kb.knowledge import prepare_rows, write_rows
 from shared.kb.models import DataSource, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
@@ -51,7 +51,7 @@ from shared.kb.reading import (
 from shared.kb.source_connections import SourceFailed, source_connection
 from shared.kb.sources import source_engine
 from shared.kb.sync import KB_SYNC, RUNNING
-from shared.models import Execution, ExecutionStatus, Job, utcnow
+from shared.models import TERMINAL_JOB_STATUSES, Execution, ExecutionStatus, Job, utcnow
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -316,6 +316,8 @@ def on_runs_finished(session: Session, events: Sequence[Event]) -> None:
         run = session.get(SyncRun, job.id, with_for_update=True)
         if run is None or run.status != RUNNING:
             continue
+        if job.status not in TERMINAL_JOB_STATUSES:
+            continue  # retried before this event was drained: its next one closes the run
         run.status = job.status
         run.run_end = job.finished_at or utcnow()
         run.error = job.error or first_errors(session, job.id)
@@ -349,3 +351,39 @@ def first_errors(session: Session, job_id: uuid.UUID) -> str | None:
         return None
     first = failed[0] or "failed"
     return first if len(failed) == 1 else f"{first} (and {len(failed) - 1} more batch(es) failed)"
+
+
+def reopen_retried_runs(connection: Any, events: Sequence[Event]) -> None:
+    """In the transaction of a retry (``job.retried``) of a run's failed batches: its
+    history row is running again, until the run ends again (:func:`on_runs_finished`).
+
+    A sync job has one run at a time, and its watermark moves over its runs in order: only
+    its latest run is retried, and only while no other run is going (Conflict: the retry
+    is rolled back). The sync job's row is locked first, as a run's start locks it."""
+    session = connection if isinstance(connection, Session) else Session(bind=connection)
+    for event in events:
+        if event.payload.get("type") != KB_SYNC or event.job_id is None:
+            continue
+        run = session.get(SyncRun, event.job_id)
+        if run is None:
+            continue
+        session.get(SyncJob, run.sync_job_id, with_for_update=True)
+        latest = session.scalar(
+            select(SyncRun.job_id)
+            .where(SyncRun.sync_job_id == run.sync_job_id)
+            .order_by(SyncRun.run_start.desc(), SyncRun.job_id.desc())
+            .limit(1)
+        )
+        if latest != run.job_id:
+            raise Conflict(
+                "Only the sync job's latest run can be retried: a later run has read on "
+                "from where this one stopped",
+                code="NOT_LATEST_RUN",
+            )
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.job_id == run.job_id)
+            .values(status=RUNNING, run_end=None, error=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(run)

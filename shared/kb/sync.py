@@ -25,7 +25,8 @@ from shared.db import UnitOfWork
 from shared.engine import periodic, quotas
 from shared.engine.cancel import cancel_executions
 from shared.engine.jobs import dispatch_after_commit, new_job
-from shared.errors import Conflict, DomainError, InvalidInput
+from shared.engine.retry import retry_failed
+from shared.errors import Conflict, DomainError, InvalidInput, NotFound
 from shared.kb import schedule
 from shared.kb.check_slots import check_slot
 from shared.kb.models import DataSource, KnowledgeBase, SyncJob, SyncJobStatus, SyncRun
@@ -388,6 +389,23 @@ def run_now(
     run_id = start_run(work.session, job, trigger=trigger, slot=None)
     dispatch_after_commit(work, [run_id])
     return run_id
+
+
+def retry_run(work: UnitOfWork, organisation_id: uuid.UUID, name: str, run_id: uuid.UUID) -> None:
+    """Run the failed batches of the job's latest run again (see
+    :mod:`shared.engine.retry`): its history row is running again
+    (:func:`shared.kb.runs.reopen_retried_runs`) until the run ends again. NotFound for a
+    run not of this job; Conflict while a run is going, for a run that did not fail, or
+    for one that is not the latest. The run's batches are dispatched after the commit."""
+    job = _locked(work.session, organisation_id, name)  # first, as a run's start does
+    run = work.session.get(SyncRun, run_id)
+    if run is None or run.sync_job_id != job.id:
+        raise NotFound(f"run {run_id} of job {name!r} not found", code="NOT_FOUND")
+    if current_run(work.session, job.id) is not None:
+        raise Conflict(
+            f"job {name!r} has a run in progress: wait for it to end", code="RUN_IN_PROGRESS"
+        )
+    retry_failed(work, organisation_id, run_id, KB_SYNC, what="Batch")
 
 
 def delete(work: UnitOfWork, organisation_id: uuid.UUID, name: str) -> None:

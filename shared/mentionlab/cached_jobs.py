@@ -291,15 +291,34 @@ def trigger_project(work: UnitOfWork, principal: Principal, project_id: uuid.UUI
 
 
 def settle_finished_jobs(session: Session, events: Sequence[Event]) -> None:
-    """Outbox consumer of ``job.finished``: a cached job whose last job ended is ended."""
+    """Outbox consumer of ``job.finished``: a cached job whose last job ended is ended
+    (unless that job was retried before this event was drained: it is running again, and
+    its next ``job.finished`` ends the cached job)."""
     job_ids = [e.job_id for e in events if e.job_id is not None]
     if job_ids:
+        ended = select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(TERMINAL_JOB_STATUSES))
         session.execute(
             update(CachedJob)
             .where(
                 CachedJob.status == CachedJobStatus.ACTIVE.value,
-                CachedJob.last_job_id.in_(job_ids),
+                CachedJob.last_job_id.in_(ended),
             )
             .values(status=CachedJobStatus.ENDED.value)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def reopen_retried_jobs(connection: Any, events: Sequence[Event]) -> None:
+    """In the transaction of a retry (``job.retried``): a cached job whose last job was
+    run again is active again, until that job ends again (:func:`settle_finished_jobs`)."""
+    job_ids = [e.job_id for e in events if e.job_id is not None]
+    if job_ids:
+        connection.execute(
+            update(CachedJob)
+            .where(
+                CachedJob.status == CachedJobStatus.ENDED.value,
+                CachedJob.last_job_id.in_(job_ids),
+            )
+            .values(status=CachedJobStatus.ACTIVE.value)
             .execution_options(synchronize_session=False)
         )

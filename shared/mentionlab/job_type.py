@@ -15,9 +15,9 @@ from typing import Any
 
 from shared.accounts.auth import Principal
 from shared.db import UnitOfWork
-from shared.engine.job_types import JobTypeSpec
-from shared.engine.outbox import JOB_FINISHED, Consumer
-from shared.mentionlab.cached_jobs import settle_finished_jobs
+from shared.engine.job_types import InTransactionHandler, JobTypeSpec
+from shared.engine.outbox import JOB_FINISHED, JOB_RETRIED, Consumer
+from shared.mentionlab.cached_jobs import reopen_retried_jobs, settle_finished_jobs
 from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs, trigger_ai_job
 from shared.mentionlab.schedules import RECURRENCE
 from shared.models import Job
@@ -36,6 +36,10 @@ SPEC = JobTypeSpec(
     planner=plan_ai_runs,
     executor="worker.executors.ai_queries:EXECUTOR",
     consumers=(Consumer("mentionlab.cached_jobs", JOB_FINISHED, settle_finished_jobs),),
+    # A retried run makes its cached job active again, in the retry's transaction.
+    in_transaction=(
+        InTransactionHandler("mentionlab.cached_jobs_retried", JOB_RETRIED, reopen_retried_jobs),
+    ),
     payload_schema="api.valpay.payloads:AiQueriesPayload",
     create=create,
     result_type="ai_answers",

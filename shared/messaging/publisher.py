@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery import Celery
 
 from shared import logs
+from shared.messaging.labels import JobLabel, kwargsrepr_of
 from shared.messaging.queues import (
     FAN_OUT_TASK,
     OUTBOX_DRAIN_TASK,
@@ -81,14 +82,19 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     if not pending:
         return []
     app = producer_app()
+    # Shown in Flower with the job and, when the publisher knows it (a request does), its
+    # organisation; the job type is not known here (no query for it): none is shown.
+    organisation_id = logs.current().get("organisation_id")
     try:
         with app.producer_or_acquire() as producer:
             while pending:
+                label = JobLabel(pending[0], _uuid_or_none(organisation_id))
                 app.send_task(
                     FAN_OUT_TASK,
                     args=[str(pending[0])],
                     producer=producer,
                     headers=logs.message_headers(job_id=pending[0]),
+                    kwargsrepr=label.kwargsrepr(),
                 )
                 pending.pop(0)
     except Exception:  # any broker/connection failure: the sweep dispatches them later
@@ -96,17 +102,30 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return pending
 
 
-def _send_each(task: str, messages: list[tuple[list[Any], float | None]]) -> int:
-    """Send ``task`` once per (args, countdown) over one pooled broker connection; returns
-    how many went before the broker failed (the rest are the caller's to hand back)."""
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+# One message: its args, its countdown, and how Flower shows its job (kwargsrepr).
+Message = tuple[list[Any], float | None, str | None]
+
+
+def _send_each(task: str, messages: list[Message]) -> int:
+    """Send ``task`` once per message over one pooled broker connection; returns how many
+    went before the broker failed (the rest are the caller's to hand back)."""
     if not messages:
         return 0
     app = producer_app()
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            for args, countdown in messages:
-                app.send_task(task, args=args, countdown=countdown, producer=producer)
+            for args, countdown, kwargsrepr in messages:
+                app.send_task(
+                    task, args=args, countdown=countdown, producer=producer, kwargsrepr=kwargsrepr
+                )
                 sent += 1
     except Exception:  # any broker/connection failure
         log.warning("could not publish %d %s message(s)", len(messages) - sent, task)
@@ -114,20 +133,31 @@ def _send_each(task: str, messages: list[tuple[list[Any], float | None]]) -> int
 
 
 def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
-    """Publish one ``executions.run`` per group; returns the groups that could not be
-    published (the broker is unreachable): the caller hands those back to dispatch."""
+    """Publish one ``executions.run`` per group (a :class:`~shared.messaging.labels.JobGroup`
+    is shown in Flower with its job); returns the groups that could not be published (the
+    broker is unreachable): the caller hands those back to dispatch."""
     pending = list(groups)
-    sent = _send_each(RUN_GROUP_TASK, [([[str(i) for i in group]], None) for group in pending])
+    messages: list[Message] = [
+        ([[str(i) for i in group]], None, kwargsrepr_of(group)) for group in pending
+    ]
+    sent = _send_each(RUN_GROUP_TASK, messages)
     return pending[sent:]
 
 
 def publish_executions(
     countdowns: Iterable[tuple[uuid.UUID, float | None]],
+    labels: Mapping[uuid.UUID, JobLabel] | None = None,
 ) -> list[uuid.UUID]:
-    """Publish each execution alone with its own countdown (a retry, a deferred attempt);
-    returns the ids that could not be published."""
+    """Publish each execution alone with its own countdown (a retry, a deferred attempt),
+    shown in Flower with its job when ``labels`` has it; returns the ids that could not
+    be published."""
     pending = list(countdowns)
-    sent = _send_each(RUN_GROUP_TASK, [([[str(i)]], countdown) for i, countdown in pending])
+    known = labels or {}
+    messages: list[Message] = []
+    for execution_id, countdown in pending:
+        label = known.get(execution_id)
+        messages.append(([[str(execution_id)]], countdown, label.kwargsrepr() if label else None))
+    sent = _send_each(RUN_GROUP_TASK, messages)
     return [execution_id for execution_id, _ in pending[sent:]]
 
 

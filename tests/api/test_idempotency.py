@@ -356,9 +356,18 @@ def test_smartdb_mismatch_is_in_its_envelope(
 SPECS = ("/openapi.json", "/v1/apps/openapi.json", "/v1/jobs/openapi.json", "/smartdb/openapi.json")
 
 
+# Retries make work active again (a create of work, as far as keys and quotas go).
+RETRIES_ANSWERING_200 = (
+    "/api/jobs/{job_id}/retry",
+    "/v1/jobs/{job_id}/retry",
+    "/v1/apps/{app_id}/batches/{batch_id}/retry",
+    "/v1/apps/{app_id}/jobs/{job_id}/retry",
+)
+
+
 def test_every_create_operation_documents_the_header(client: FlaskClient) -> None:
-    """Every operation answering 201 or 202 (and super.AI's batch create and batch resend)
-    takes the header and documents its 409 and 422, and those that create jobs document
+    """Every operation answering 201 or 202 (and super.AI's batch create and batch resend,
+    and the retries) takes the header and documents its 409 and 422, and those that create jobs document
     the 429. A new create endpoint without it fails here."""
     documented = []
     for url in SPECS:
@@ -373,6 +382,7 @@ def test_every_create_operation_documents_the_header(client: FlaskClient) -> Non
                     in (
                         "/v1/apps/{app_id}/jobs",
                         "/v1/apps/{app_id}/batches/{batch_id}/deliveries/resend",
+                        *RETRIES_ANSWERING_200,
                     )
                 )
                 names = [p.get("name") for p in operation.get("parameters", [])]
@@ -382,13 +392,15 @@ def test_every_create_operation_documents_the_header(client: FlaskClient) -> Non
                 assert "Idempotency-Key" in names, (url, path, method)
                 assert {"409", "422"} <= set(operation["responses"]), (path, method)
                 documented.append((method, path))
-    assert len(documented) == 15, documented
+    assert len(documented) == 20, documented
     job_creates = {
         ("post", "/api/jobs/trigger"),
         ("post", "/api/cached-jobs/trigger"),
         ("post", "/v1/apps/{app_id}/jobs"),
         ("post", "/v1/jobs"),
         ("post", "/jobs/{name}/run"),
+        ("post", "/jobs/{name}/history/{run}/retry"),
+        *(("post", path) for path in RETRIES_ANSWERING_200),
     }
     for url in SPECS:
         for path, operations in client.get(url).json["paths"].items():

@@ -42,7 +42,7 @@ from shared.webhooks import enqueue
 from shared.webhooks.messages import MessageState
 from shared.webhooks.models import WebhookMessage
 from tests.kb_support import SOURCE_URL, insert_orders, job_body, source_table
-from tests.support import Tenant, make_tenant
+from tests.support import Tenant, fail_every_execution, make_tenant
 
 # Routes that take no tenant resource at all: nothing of anyone's to name.
 NO_TENANT_RESOURCE = {
@@ -214,6 +214,11 @@ def build_world(client: FlaskClient, table: str) -> World:
     ids["sync_job"], ids["sync_job_id"] = sync_job["job_name"], sync_job["job_id"]
     run = ok(client.post(f"/jobs/{ids['sync_job']}/run", headers=auth), 202)["data"]
     ids["kb_sync_job"] = run["run_job_id"]
+
+    # B's own failed AI run (A's execution named in B's retry of it is not B's).
+    b_job = ok(client.post("/api/jobs/trigger", headers=b.headers(), json=AI_RUN), 201)
+    fail_every_execution(b_job["id"])
+    world.b_ids["failed_job"] = b_job["id"]
 
     # Valpay: a cursor of A's job list.
     page = ok(client.get("/v1/jobs", headers=a.headers(bearer=True), query_string={"limit": 1}))
@@ -390,6 +395,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("/api/jobs/<uuid:job_id>/cancel", "POST"): lambda w: [
         by_path("POST", f"/api/jobs/{w.ids[k]}/cancel") for k in ("ai_job", "batch", "kb_sync_job")
     ],
+    ("/api/jobs/<uuid:job_id>/retry", "POST"): lambda w: (
+        [by_path("POST", f"/api/jobs/{w.ids[k]}/retry") for k in ("ai_job", "batch", "kb_sync_job")]
+        + [
+            by_path(
+                "POST",
+                f"/api/jobs/{w.b_ids['failed_job']}/retry",
+                json={"executionIds": [w.ids["execution"]]},
+                why="A's execution named in B's own job",
+            )
+        ]
+    ),
     ("/api/jobs/<uuid:job_id>/events", "GET"): lambda w: [
         by_path("GET", f"/api/jobs/{w.ids[k]}/events") for k in ("ai_job", "batch", "kb_sync_job")
     ],
@@ -443,6 +459,12 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("/v1/apps/<app_id>/jobs/<job_id>/cancel", "POST"): lambda w: app_children(
         w, "POST", "/jobs/{}/cancel", "data_point"
+    ),
+    ("/v1/apps/<app_id>/jobs/<job_id>/retry", "POST"): lambda w: app_children(
+        w, "POST", "/jobs/{}/retry", "data_point"
+    ),
+    ("/v1/apps/<app_id>/batches/<batch_id>/retry", "POST"): lambda w: app_children(
+        w, "POST", "/batches/{}/retry", "batch"
     ),
     ("/v1/apps/<app_id>/jobs/<job_id>/queue", "POST"): lambda w: app_children(
         w, "POST", "/jobs/{}/queue", "parked_point"
@@ -516,6 +538,9 @@ CASES: dict[tuple[str, str], Case] = {
     ],
     ("/v1/jobs/<job_id>/cancel", "POST"): lambda w: [
         by_path("POST", f"/v1/jobs/{w.ids[k]}/cancel") for k in ("data_point", "parked_point")
+    ],
+    ("/v1/jobs/<job_id>/retry", "POST"): lambda w: [
+        by_path("POST", f"/v1/jobs/{w.ids[k]}/retry") for k in ("ai_job", "batch", "kb_sync_job")
     ],
     ("/v1/jobs/<job_id>/queue", "POST"): lambda w: [
         by_path("POST", f"/v1/jobs/{w.ids['parked_point']}/queue")
@@ -594,6 +619,9 @@ CASES: dict[tuple[str, str], Case] = {
         by_path("POST", f"/jobs/{w.ids['sync_job']}/resume")
     ],
     ("/jobs/<name>/run", "POST"): lambda w: [by_path("POST", f"/jobs/{w.ids['sync_job']}/run")],
+    ("/jobs/<name>/history/<run>/retry", "POST"): lambda w: [
+        by_path("POST", f"/jobs/{w.ids['sync_job']}/history/{w.ids['kb_sync_job']}/retry")
+    ],
 }
 
 

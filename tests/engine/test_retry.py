@@ -9,19 +9,22 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from shared.db import session_scope, unit_of_work
+from shared.db import connection_scope, session_scope, unit_of_work
 from shared.engine import outbox
 from shared.engine.cancel import cancel_execution, cancel_executions
 from shared.engine.fanout import fan_out_job
 from shared.engine.outcomes import Outcome
 from shared.engine.quotas import QuotaExceeded
+from shared.engine.recovery import SweepReport, release_leases
 from shared.engine.retry import JOB_RETRIED, retry_failed
 from shared.errors import Conflict, NotFound
-from shared.models import Job
+from shared.models import Execution, Job, utcnow
 from shared.settings import reset_settings_cache
 from tests.engine.conftest import TEST_TYPE, claim, execution, execution_ids, finish, make_job
 from tests.support import assert_counters_exact, job_row
@@ -332,3 +335,34 @@ def test_a_retry_racing_a_cancel_leaves_exact_counters(organisation_id: uuid.UUI
             assert results[1] is None, results
             assert (job.status, job.pending, job.success, job.failed) == ("canceled", 0, 1, 2)
             assert [execution(i).error for i in ids] == ["canceled", None, "canceled"]
+
+
+def test_a_retry_racing_the_sweep_leaves_exact_counters(organisation_id: uuid.UUID) -> None:
+    """The sweep fails an execution whose lease expired on its last attempt, which ends the
+    job; a retry at the same moment is refused before (the job had not finished) or
+    retries both failed executions after."""
+    for _ in range(3):
+        job_id = make_job(organisation_id, 2, max_attempts=1)
+        fan_out_job(job_id)
+        ids = execution_ids(job_id)
+        attempt(ids[:1], [bad()])
+        claim(ids[1:])  # its worker dies with it: the lease runs out, no attempt left
+        with session_scope() as session:
+            session.execute(
+                update(Execution)
+                .where(Execution.id == ids[1])
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+
+        def sweep() -> None:
+            with connection_scope() as connection:
+                release_leases(connection, SweepReport())
+
+        results = race(lambda j=job_id: retry(organisation_id, j), sweep)
+        assert results[1] is None, results
+        job = assert_counters_exact(job_id)
+        if isinstance(results[0], Conflict):  # the retry came first: the job was running
+            assert (job.status, job.failed) == ("failed", 2)
+        else:
+            assert isinstance(results[0], Job), results
+            assert (job.status, job.pending, job.failed) == ("processing", 2, 0)

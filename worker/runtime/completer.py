@@ -26,6 +26,7 @@ from shared.engine.claim import Claim
 from shared.engine.finish import FlushReport, finish_batch
 from shared.engine.outcomes import Outcome, OutcomeKind
 from shared.messaging import publisher
+from shared.messaging.labels import JobLabel
 from shared.metrics import (
     EXECUTION_RETRIES,
     EXECUTIONS_FINISHED,
@@ -43,6 +44,30 @@ log = logging.getLogger(__name__)
 GIVE_UP_AFTER_SECONDS = 120.0
 
 
+# How an execution's outcome ended, as a group's tally counts it (a failed attempt that is
+# tried again is ``retrying``; a throttle's ``deferred`` was no attempt; ``not_counted``:
+# the lease was gone — a cancel, or another attempt took over — or the write given up).
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+RETRYING = "retrying"
+DEFERRED = "deferred"
+NOT_COUNTED = "not_counted"
+ENDS = (SUCCEEDED, FAILED, RETRYING, DEFERRED, NOT_COUNTED)
+# A group keeps this many distinct errors of its failed executions, and this much of each
+# (its task's end quotes them: worker.runtime.group_events).
+ERRORS_KEPT = 3
+ERROR_CHARS_KEPT = 200
+
+
+def end_of(outcome: Outcome, status: str | None) -> str:
+    """How an outcome ended, given the execution's new status (None: not counted)."""
+    if status is None:
+        return NOT_COUNTED
+    if outcome.kind is OutcomeKind.DEFERRED:
+        return DEFERRED
+    return {"success": SUCCEEDED, "failed": FAILED}.get(status, RETRYING)
+
+
 class Completion:
     """Counts one group's outcomes down to zero, then calls ``on_done`` (in the thread
     that wrote the last outcome)."""
@@ -54,19 +79,28 @@ class Completion:
         self._on_done = on_done
         self.counted = 0  # outcomes recorded
         self.not_counted = 0  # lease lost, or given up
+        self.ends = dict.fromkeys(ENDS, 0)  # how the outcomes ended
+        self.errors: list[str] = []  # the first distinct errors of failed executions
         # The group's task's ids (task_id, job_id, organisation_id): the completer thread
         # writes its outcomes, and its log lines name the task they came from.
         self.log_ids = logs.current()
         if expected <= 0:
             self._done.set()
 
-    def count_down(self, *, counted: bool) -> None:
+    def count_down(
+        self, *, counted: bool, end: str = NOT_COUNTED, error: str | None = None
+    ) -> None:
         with self._lock:
             self._remaining -= 1
             if counted:
                 self.counted += 1
             else:
                 self.not_counted += 1
+            self.ends[end] += 1
+            if end == FAILED and error and len(self.errors) < ERRORS_KEPT:
+                shown = error[:ERROR_CHARS_KEPT]
+                if shown not in self.errors:
+                    self.errors.append(shown)
             done = self._remaining == 0
             if done:
                 self._done.set()
@@ -136,14 +170,17 @@ class Completer:
 
     def flush(self, batch: Sequence[Item]) -> None:
         report = self._write(batch)
-        counted: set[uuid.UUID] = set()
+        statuses: dict[uuid.UUID, str | None] = {}
         if report is not None:
-            counted = {f.claim.execution_id for f in report.finished if f.status is not None}
+            statuses = {f.claim.execution_id: f.status for f in report.finished}
             record_metrics(batch, report)
             self._after_commit(report)
             log_finishes(batch, report)
-        for claim, _, completion in batch:
-            completion.count_down(counted=claim.execution_id in counted)
+        for claim, outcome, completion in batch:
+            status = statuses.get(claim.execution_id)
+            completion.count_down(
+                counted=status is not None, end=end_of(outcome, status), error=outcome.error
+            )
 
     def _write(self, batch: Sequence[Item]) -> FlushReport | None:
         started = time.monotonic()
@@ -168,11 +205,17 @@ class Completer:
             if f.status is not None and f.republish_in is not None
         ]
         if again:
-            unpublished = publisher.publish_executions(again)
+            labels = {f.claim.execution_id: label_of(f.claim) for f in report.finished}
+            unpublished = publisher.publish_executions(again, labels)
             if unpublished:
                 hand_back_to_dispatch(unpublished)
         if report.jobs_ended or report.events_written:
             publisher.publish_outbox_drain()
+
+
+def label_of(claim: Claim) -> JobLabel:
+    """How a retry's message shows its job in Flower."""
+    return JobLabel(claim.job_id, claim.organisation_id, claim.job_type)
 
 
 def record_metrics(batch: Sequence[Item], report: FlushReport) -> None:

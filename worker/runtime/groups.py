@@ -28,7 +28,7 @@ from shared.engine.claim import Claim, claim_group, seconds_until_due
 from shared.engine.job_types import executor_for
 from shared.engine.outcomes import Outcome
 from shared.messaging import publisher
-from worker.runtime import Runtime, current_runtime
+from worker.runtime import Runtime, current_runtime, group_events
 from worker.runtime.capacity import CapacityClosed
 from worker.runtime.completer import Completer, Completion, hand_back_to_dispatch
 
@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 DATABASE_RETRY_SECONDS = 2.0
 
 
-def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
-    """Run one ``executions.run`` message; returns what happened (for logs and Flower)."""
+def run_group(execution_ids: Sequence[uuid.UUID], task_id: str | None = None) -> dict[str, int]:
+    """Run one ``executions.run`` message (task ``task_id``); returns what happened (for
+    logs and Flower: the task's end, in Flower, is sent once the group's executions end,
+    see :mod:`worker.runtime.group_events`)."""
     runtime = current_runtime()
     try:
         reserved = runtime.capacity.reserve(len(execution_ids))
@@ -66,8 +68,9 @@ def run_group(execution_ids: Sequence[uuid.UUID]) -> dict[str, int]:
     summary = {"claimed": len(claims), "early": len(early)}
     summary["dropped"] = len(execution_ids) - len(claims) - len(early)
     if claims:
+        task = group_events.defer(task_id, summary)
         with logs.bound(**group_ids(claims)):
-            start(claims, runtime, reserved_for=min(reserved, len(claims)))
+            start(claims, runtime, reserved_for=min(reserved, len(claims)), task=task)
     return summary
 
 
@@ -82,11 +85,17 @@ def group_ids(claims: Sequence[Claim]) -> dict[str, Any]:
     return ids
 
 
-def start(claims: list[Claim], runtime: Runtime, reserved_for: int) -> None:
+def start(
+    claims: list[Claim],
+    runtime: Runtime,
+    reserved_for: int,
+    task: group_events.GroupTask | None = None,
+) -> None:
     """Hand the claims to the event loop; the first ``reserved_for`` hold a place each
     (all of them, unless the group was larger than the whole capacity), given back when
-    its outcome is reported. The group is logged when its last outcome is written."""
-    completion = Completion(len(claims), on_done=log_group(claims, runtime))
+    its outcome is reported. The group is logged, and the end of its ``task`` sent, when
+    its last outcome is written."""
+    completion = Completion(len(claims), on_done=log_group(claims, runtime, task))
     holding = {c.execution_id for c in claims[:reserved_for]}
 
     def reported(claim: Claim) -> None:
@@ -100,13 +109,18 @@ def start(claims: list[Claim], runtime: Runtime, reserved_for: int) -> None:
         runtime.loop.submit(execute(job_type, group, runtime.completer, completion, reported))
 
 
-def log_group(claims: list[Claim], runtime: Runtime) -> Callable[[Completion], None]:
-    """What a group's end does: log it, and ask for a fill (a group's worth of places is
-    free; the claims that will take it ask too, but a fill that failed or found nothing
-    ready then is tried again here, not only at the next sweep)."""
+def log_group(
+    claims: list[Claim], runtime: Runtime, task: group_events.GroupTask | None = None
+) -> Callable[[Completion], None]:
+    """What a group's end does: log it, send its task's end to Flower (when the task
+    deferred it), and ask for a fill (a group's worth of places is free; the claims that
+    will take it ask too, but a fill that failed or found nothing ready then is tried
+    again here, not only at the next sweep)."""
 
     def done(completion: Completion) -> None:
         runtime.refiller.request()
+        if task is not None:
+            group_events.send_end(task, completion.ends, completion.errors)
         summary = {
             "claimed": len(claims),
             "counted": completion.counted,
