@@ -15,7 +15,7 @@ from api.request_limits import init_request_limits
 from api.request_log import init_request_log
 from api.routing import FamilyRoutedFlask
 from api.transaction import init_request_transactions
-from shared import sqlite
+from shared import sqlite, tracing
 from shared.engine import job_types
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -40,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     configure_logging(settings.log_format, settings.log_level)
+    tracing.setup("api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set; before the first query
     init_request_log(app)  # first: every request's context starts empty
     init_request_transactions(app)
     init_read_only_requests(app)
@@ -57,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     docs_home.register(app)  # /docs and /openapi.json: the docs of the port's family
     ui.init_ui(app)  # the jobs dashboard at /ui/ (not a family: pages, a session cookie)
     errors.register_error_handlers(app)
+    tracing.instrument_flask(app)
     return app
 
 

@@ -129,6 +129,27 @@ MODEL_PROVIDERS: dict[str, str] = {m.id: m.provider for m in PUBLIC_MODELS.value
 AI_MODELS: tuple[str, ...] = tuple(MODEL_PROVIDERS)
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A public model id resolved to what answers it: the provider (a key of
+    :data:`PROVIDERS`) and the vendor's name for the model. An AI run resolves each of its
+    models once, when its executions are planned, and carries the result in each
+    execution's item (:meth:`as_item`): the executor, the throttle, the provider and the
+    price lookup all read it from there instead of looking the id up again."""
+
+    model: str  # the public id, as the client named it (and as answers show it)
+    provider: str
+    vendor_model: str
+
+    def as_item(self) -> dict[str, str]:
+        return {"model": self.model, "provider": self.provider, "vendorModel": self.vendor_model}
+
+
+def resolve_model(model: str) -> ResolvedModel:
+    """``model``'s provider and vendor name (a KeyError for an unknown id)."""
+    return ResolvedModel(model, MODEL_PROVIDERS[model], vendor_model_name(model))
+
+
 def vendor_model_name(model: str) -> str:
     """The name the vendor's API knows public id ``model`` by (unknown ids as they are)."""
     public = PUBLIC_MODELS.get(model)

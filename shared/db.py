@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import sqlite
@@ -58,6 +59,9 @@ def build_engine(url: str | None = None) -> Engine:
     """Create an engine for ``url`` (default: the configured database)."""
     settings = get_settings()
     url = url or settings.database_url
+    # Read from the module at each call: with tracing on, the SQLAlchemy instrumentation
+    # wraps it there (shared.tracing).
+    create_engine = sqlalchemy.create_engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sqlite.configure(engine)  # serializable: BEGIN IMMEDIATE (see shared.sqlite)

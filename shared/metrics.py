@@ -150,9 +150,12 @@ class _Forward(Collector):
 
 
 def provider_of(item: dict[str, Any]) -> str:
-    """The provider an execution calls ('' when its item names no known model)."""
+    """The provider an execution calls ('' when its item names no known model): as its
+    item carries it (resolved when planned), else from its model."""
     from shared.ai_models import provider_for_model
 
+    if isinstance(item.get("provider"), str) and item["provider"]:
+        return str(item["provider"])
     model = item.get("model")
     if not isinstance(model, str):
         return ""

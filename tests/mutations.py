@@ -37,6 +37,8 @@ IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
 DASHBOARD = "tests/api/test_ui.py"
 FLOWER = "tests/e2e/test_flower.py"
 RETRY = "tests/engine/test_retry.py"
+TRACES = "tests/e2e/test_traces.py"
+TRACING_SETUP = "tests/unit/test_tracing.py"
 
 
 @dataclass(frozen=True)
@@ -723,6 +725,46 @@ MUTATIONS = [
         '        if ends.get("failed"):\n',
         "        if False:\n",
         tests=(FLOWER,),
+        databases=POSTGRESQL,
+    ),
+    # Traces: one trace from the request to each provider call (shared/tracing.py). The
+    # carries are the same on both databases; one is enough.
+    # Dispatch publishes each group under its job's stored context, not the current one
+    # (a refill runs outside any task of the job, or inside another job's).
+    Mutation(
+        "traces: each group is published under its job's stored context",
+        "shared/engine/dispatch.py",
+        "    unpublished = publisher.publish_groups(groups, trace_parents=parents)\n",
+        "    unpublished = publisher.publish_groups(groups)\n",
+        tests=(TRACES,),
+        databases=POSTGRESQL,
+    ),
+    # ... the fan-out's context becomes the job's: its groups are its children ...
+    Mutation(
+        "traces: the fan-out's context becomes the job's",
+        "shared/engine/fanout.py",
+        "        traceparent = tracing.current_traceparent() if plan.should_run else None\n",
+        "        traceparent = None\n",
+        tests=(TRACES,),
+        databases=POSTGRESQL,
+    ),
+    # ... and the task's context goes onto the event loop with its group's calls.
+    Mutation(
+        "traces: the group's task context is carried onto the event loop",
+        "worker/runtime/groups.py",
+        "    trace_context = tracing.current_context()\n",
+        "    trace_context = None\n",
+        tests=(TRACES,),
+        databases=POSTGRESQL,
+    ),
+    # The Celery instrumentation's publish hooks stay off: for a task name its process
+    # does not register they leave their span open and its context attached.
+    Mutation(
+        "traces: the Celery instrumentation's publish hooks are disconnected",
+        "shared/tracing.py",
+        "    _disconnect_publish_hooks(celery)\n",
+        "",
+        tests=(TRACING_SETUP,),
         databases=POSTGRESQL,
     ),
 ]

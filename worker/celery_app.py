@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import (
+    beat_init,
     setup_logging,
     task_postrun,
     task_prerun,
@@ -29,7 +30,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from shared import logs
+from shared import logs, tracing
 from shared.db import dispose_engine, use_worker_connections
 from shared.engine import job_types
 from shared.messaging.publisher import celery_config
@@ -138,6 +139,20 @@ def _unbind_task_ids(task_id: str | None = None, **_: Any) -> None:
 
 
 @worker_init.connect
+def _start_tracing(sender: Any = None, **_: Any) -> None:
+    """Traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (shared.tracing): before the first
+    query, as the worker runs executions or fan-outs and maintenance (the dispatcher)."""
+    consumed = getattr(getattr(sender, "app", None), "amqp", None)
+    queues = set(consumed.queues.consume_from or {}) if consumed is not None else set()
+    tracing.setup("worker" if not queues or EXECUTIONS_QUEUE in queues else "dispatcher")
+
+
+@beat_init.connect
+def _start_beat_tracing(**_: Any) -> None:
+    tracing.setup("beat")
+
+
+@worker_init.connect
 def _tune_worker_connections(**_: Any) -> None:
     """Only a running worker trades flush-waits and pings for speed (see shared.db); and
     it loads every job type's executor before taking work, so a missing one stops it."""
@@ -157,6 +172,8 @@ def _start_execution_runtime(sender: Any = None, **_: Any) -> None:
     from worker import metrics_server
 
     metrics_server.start()
+    if tracing.enabled():  # said here: Celery sets its logging up after worker_init
+        log.info("tracing on: spans of %s to the OTLP endpoint", tracing.service_name())
     queues = {q.name for q in getattr(sender.task_consumer, "queues", [])} if sender else set()
     from worker.runtime import start_presence, start_runtime
 

@@ -28,6 +28,7 @@ from api.mentionlab.schemas import (
     page_schema,
 )
 from api.transaction import request_session, request_work
+from shared.engine import job_types
 from shared.mentionlab import cached_jobs
 from shared.mentionlab.models import CachedJob
 from shared.models import Job
@@ -85,9 +86,10 @@ class CachedJobsTrigger(MethodView):
         query, models and executionCount), all accepted in one transaction. The cached jobs
         turn `active`, then `ended` when their job finishes.
         """
-        return cached_jobs.trigger_project(
-            request_work(), current_principal(), required_project_id()
-        )
+        work = request_work()
+        jobs = cached_jobs.trigger_project(work, current_principal(), required_project_id())
+        job_types.attach_owners(work.session, jobs)
+        return jobs
 
 
 @blp.route("/list")

@@ -32,6 +32,7 @@ from api.mentionlab.schemas import (
     page_schema,
 )
 from api.transaction import request_session, request_work
+from shared.engine import job_types
 from shared.engine import jobs as engine_jobs
 from shared.engine.retry import retry_failed
 from shared.mentionlab import runs
@@ -57,13 +58,16 @@ class TriggerJob(MethodView):
     )
     def post(self, body: dict[str, Any]) -> Job:
         """Trigger an execution for all project queries"""
-        return runs.trigger_ai_job(
-            request_work(),
+        work = request_work()
+        job = runs.trigger_ai_job(
+            work,
             current_principal(),
             required_project_id(),
             body["aiModels"],
             body["executionCount"],
         )
+        job_types.attach_owners(work.session, [job])
+        return job
 
 
 @blp.route("/list")
@@ -90,6 +94,7 @@ class JobList(MethodView):
             limit=paging["limit"],
             page=paging["page"],
         )
+        job_types.attach_owners(session, page.items)
         return page_envelope(page)
 
 
@@ -104,7 +109,9 @@ class JobById(MethodView):
         GET /v1/jobs/{jobId}.
         """
         session = request_session()
-        return runs.get_job_detail(session, current_principal(), job_id)
+        job = runs.get_job_detail(session, current_principal(), job_id)
+        job_types.attach_owners(session, [job])
+        return job
 
 
 @blp.route("/<uuid:job_id>/cancel")
@@ -114,9 +121,10 @@ class CancelJob(MethodView):
     @blp.alt_response(409, description="The job has already finished")
     def post(self, job_id: uuid.UUID) -> Job:
         """Cancel an AI run: unfinished executions end failed with error "canceled"."""
-        return engine_jobs.cancel_job(
-            request_work(), current_principal().organisation_id, job_id, AI_QUERIES
-        )
+        work = request_work()
+        job = engine_jobs.cancel_job(work, current_principal().organisation_id, job_id, AI_QUERIES)
+        job_types.attach_owners(work.session, [job])
+        return job
 
 
 @blp.route("/<uuid:job_id>/retry")
@@ -139,13 +147,16 @@ class RetryJob(MethodView):
         live-progress end). Its cost keeps what the failed attempts cost. A canceled job
         is not retried. Counts against the organisation's quotas like new work.
         """
-        return retry_failed(
-            request_work(),
+        work = request_work()
+        job = retry_failed(
+            work,
             current_principal().organisation_id,
             job_id,
             AI_QUERIES,
             (body or {}).get("executionIds"),
         )
+        job_types.attach_owners(work.session, [job])
+        return job
 
 
 @blp.route("/<uuid:job_id>/executions")

@@ -265,7 +265,8 @@ class JobSchema(Answer):
     """An AI run (a job of type ai_queries: the only type this family answers)."""
 
     id = fields.UUID()
-    project = fields.UUID(attribute="project_id")
+    # The run's project, from Mentionlab's own table (job_types.attach_owners).
+    project = fields.UUID(attribute="owner_id")
     type = fields.String(metadata={"enum": [AI_QUERIES]})
     totalExecutions = fields.Integer(attribute="total")
     pendingExecutions = fields.Integer(attribute="pending")

@@ -210,8 +210,9 @@ class DataPointSchema(Answer):
     uuid = fields.Function(lambda dp: str(dp.execution.id), metadata={"type": "string"})
     created = fields.Function(lambda dp: iso(dp.execution.created_at), metadata=INSTANT)
     completed = fields.Function(lambda dp: iso(dp.execution.finished_at), metadata=MAYBE_INSTANT)
-    callbackUrl = fields.String(attribute="batch.callback_url", allow_none=True)
-    appId = fields.UUID(attribute="batch.project_id")
+    # The batch's own row (shared.batches.models.Batch), which the service attaches.
+    callbackUrl = fields.String(attribute="batch.batch_row.callback_url", allow_none=True)
+    appId = fields.UUID(attribute="batch.batch_row.app_id")
     batchId = fields.UUID(attribute="batch.id")
     status = fields.Function(lambda dp: dp.state.value, metadata=DATA_POINT_STATES)
     input = fields.Function(
@@ -297,7 +298,7 @@ class ReviewSchema(Schema):
 class BatchSchema(Answer):
     id = fields.UUID()
     batchId = fields.Function(lambda job: str(job.id), metadata={"type": "string"})
-    appId = fields.UUID(attribute="project_id")
+    appId = fields.UUID(attribute="batch_row.app_id")
     state = fields.Function(
         lambda j: batch_state(j).value,
         metadata={"type": "string", "enum": [s.value for s in BatchState]},
@@ -309,7 +310,7 @@ class BatchSchema(Answer):
     retrying = fields.Integer()
     completedCount = fields.Integer(attribute="success")
     failedCount = fields.Integer(attribute="failed")
-    callbackUrl = fields.String(attribute="callback_url", allow_none=True)
+    callbackUrl = fields.String(attribute="batch_row.callback_url", allow_none=True)
     metadata = fields.Raw(attribute="metadata_", metadata=OBJECT_OR_ARRAY)
     tags = fields.List(fields.String())
     cost = fields.Float()

@@ -21,6 +21,7 @@ from api.valpay.envelope import error_envelope, ok
 from shared import instants
 from shared.engine import job_types
 from shared.engine import jobs as engine_jobs
+from shared.engine.job_types import attach_owners
 from shared.engine.retry import retry_failed
 
 blp = Blueprint("valpay-jobs", __name__, url_prefix="/v1/jobs", description="Jobs (Valpay)")
@@ -63,6 +64,7 @@ class Jobs(MethodView):
             cursor=args.get("lastEvaluatedKey"),
             limit=args["limit"],
         )
+        attach_owners(session, page.items)
         data: dict[str, Any] = {"jobs": page.items, "count": len(page.items)}
         if page.next_cursor is not None:
             data["lastEvaluatedKey"] = page.next_cursor
@@ -84,9 +86,10 @@ class Jobs(MethodView):
         spec = job_types.spec_for(body["jobType"])  # one of schemas.CREATABLE: validated
         payload = schemas.PAYLOAD_SCHEMAS[spec.name]().load(body["payload"])
         assert spec.create is not None
-        return ok(
-            spec.create(request_work(), current_principal(), payload), "Job created successfully"
-        )
+        work = request_work()
+        job = spec.create(work, current_principal(), payload)
+        attach_owners(work.session, [job])
+        return ok(job, "Job created successfully")
 
 
 @blp.route("/<job_id>")
@@ -100,6 +103,7 @@ class JobById(MethodView):
         job = engine_jobs.get_job(
             session, current_principal().organisation_id, path_uuid(job_id, "Job")
         )
+        attach_owners(session, [job])
         return ok(job, "Job retrieved successfully")
 
 
@@ -125,10 +129,12 @@ class RetryJob(MethodView):
         attempt budget; the job is processing again and finishes again. A canceled job is
         not retried. Counts against the organisation's quotas like new work.
         """
+        work = request_work()
         job = retry_failed(
-            request_work(),
+            work,
             current_principal().organisation_id,
             path_uuid(job_id, "Job"),
             execution_ids=(body or {}).get("executionIds"),
         )
+        attach_owners(work.session, [job])
         return ok(job, "Job retried successfully")

@@ -156,7 +156,9 @@ class JobSchema(Answer):
     payload = fields.Dict(metadata={"description": "What the job was created with"})
     progress = OwnCounters(ProgressSchema)
     cost = fields.Float(metadata={"description": "USD spent on the job's calls so far"})
-    projectId = fields.UUID(attribute="project_id", allow_none=True)
+    # What the job belongs to in its type's own terms (a run's project, a batch's app):
+    # read from the type's tables by job_types.attach_owners.
+    projectId = fields.UUID(attribute="owner_id", allow_none=True)
     createdAt = fields.Function(lambda job: millis(job.created_at), metadata={"type": "integer"})
     updatedAt = fields.Function(lambda job: millis(job.updated_at), metadata={"type": "integer"})
     startedAt = fields.Function(

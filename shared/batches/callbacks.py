@@ -23,8 +23,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared import webhooks
+from shared.batches.models import Batch
 from shared.batches.responses import data_point_response, response_path
-from shared.batches.service import BATCH, batch_state
+from shared.batches.service import batch_state
 from shared.engine.cancel import CANCELED_ERROR
 from shared.engine.outbox import Event
 from shared.models import Execution, ExecutionStatus, Job, utcnow
@@ -47,16 +48,21 @@ def _reading(executor: Session | Connection) -> Iterator[Session]:
         yield session
 
 
-def _jobs(session: Session, events: Sequence[Event]) -> dict[uuid.UUID, Job]:
-    """The batches of these events that have a callback URL, as this transaction sees
-    them now (their counters just moved)."""
+def _jobs(session: Session, events: Sequence[Event]) -> dict[uuid.UUID, tuple[Job, Batch]]:
+    """The batches of these events that have a callback URL, with their own rows, as this
+    transaction sees them now (their counters just moved): one read per batch of events.
+    The engine reports every ended execution of the type; which ones call back is the
+    batches' to decide, here."""
     ids = {e.job_id for e in events if e.job_id is not None}
-    jobs = session.scalars(
-        select(Job)
-        .where(Job.id.in_(ids), Job.type == BATCH)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Job, Batch)
+        .join(Batch, Batch.job_id == Job.id)
+        .where(Job.id.in_(ids), Batch.callback_url.is_not(None), Batch.callback_url != "")
         .execution_options(populate_existing=True)
     )
-    return {job.id: job for job in jobs if job.callback_url}
+    return {job.id: (job, batch) for job, batch in rows}
 
 
 def data_point_state(status: str, error: str | None) -> str:
@@ -65,7 +71,7 @@ def data_point_state(status: str, error: str | None) -> str:
     return "CANCELED" if error == CANCELED_ERROR else "FAILED"
 
 
-def data_point_payload(job: Job, execution: Execution, state: str) -> dict[str, Any]:
+def data_point_payload(batch: Batch, execution: Execution, state: str) -> dict[str, Any]:
     """``{id, uuid, state, action}`` and the response (``responseIncluded``: true), or,
     above the size cap, only the link to it (``responseIncluded``: false). The link is
     there either way (``responseUrl``)."""
@@ -77,7 +83,7 @@ def data_point_payload(job: Job, execution: Execution, state: str) -> dict[str, 
         "state": state,
         "action": "STATE_CHANGE",
         "responseUrl": settings.public_url.rstrip("/")
-        + response_path(str(job.project_id), execution_id),
+        + response_path(str(batch.app_id), execution_id),
     }
     response = data_point_response(execution)
     size = len(json.dumps(response, separators=(",", ":")).encode())
@@ -110,9 +116,9 @@ def _data_point_messages(session: Session, events: Sequence[Event]) -> list[NewM
         )
     }
     messages = []
-    for job, item, execution_id in wanted:
+    for (job, batch), item, execution_id in wanted:
         execution = executions.get(execution_id)
-        if execution is None or job.callback_url is None:
+        if execution is None or batch.callback_url is None:
             continue
         state = data_point_state(item.payload["status"], item.payload.get("error"))
         messages.append(
@@ -121,8 +127,8 @@ def _data_point_messages(session: Session, events: Sequence[Event]) -> list[NewM
                 job_id=job.id,
                 execution_id=execution_id,
                 event=DATA_POINT_EVENT,
-                url=job.callback_url,
-                payload=data_point_payload(job, execution, state),
+                url=batch.callback_url,
+                payload=data_point_payload(batch, execution, state),
             )
         )
     return messages
@@ -140,8 +146,11 @@ def _batch_messages(session: Session, events: Sequence[Event]) -> list[NewMessag
     jobs = _jobs(session, events)
     messages = []
     for item in events:
-        job = jobs.get(item.job_id) if item.job_id is not None else None
-        if job is None or job.callback_url is None:
+        found = jobs.get(item.job_id) if item.job_id is not None else None
+        if found is None:
+            continue
+        job, batch = found
+        if batch.callback_url is None:
             continue
         messages.append(
             NewMessage(
@@ -149,13 +158,13 @@ def _batch_messages(session: Session, events: Sequence[Event]) -> list[NewMessag
                 job_id=job.id,
                 execution_id=None,
                 event=BATCH_EVENT,
-                url=job.callback_url,
+                url=batch.callback_url,
                 payload={
                     "version": "2",
                     "entityType": "batch",
                     "entityId": str(job.id),
                     "state": batch_state(job).value,
-                    "appId": str(job.project_id),
+                    "appId": str(batch.app_id),
                 },
                 closes_job=True,
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.accounts.auth import Principal
 from shared.batches.callbacks import on_batches_finished, on_data_points_finished
-from shared.batches.service import BATCH, create_batch, load_input_file, plan_batch
+from shared.batches.service import BATCH, batch_apps, create_batch, load_input_file, plan_batch
 from shared.db import UnitOfWork
 from shared.engine.job_types import InTransactionHandler, JobTypeSpec
 from shared.engine.outbox import EXECUTION_FINISHED, JOB_FINISHED
@@ -53,5 +53,6 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:BatchPayload",
     create=create,
     result_type="data_points",
+    owners=batch_apps,  # a batch's app (its projectId in the generic answers)
     breakdown_key="input",
 )

@@ -15,7 +15,7 @@ the app never alters a batch in flight.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
 from shared.batches.inputs import fetch_inputs
+from shared.batches.models import Batch
 from shared.batches.processor import Processor, check
 from shared.db import UnitOfWork, session_scope
 from shared.engine import quotas
@@ -182,19 +183,20 @@ def create_batch(
         job_type=BATCH,
         total=len(inputs) if inputs is not None else 1,  # the file, until it is read
         payload=payload,
-        project_id=app.id,
         created_by_user_id=principal.user_id,
         metadata=metadata,
         tags=tags,
-        callback_url=callback_url,
     )
     work.session.add(job)
     work.session.flush()
+    row = Batch(job_id=job.id, app_id=app.id, callback_url=callback_url)
+    work.session.add(row)
     if inputs is not None:
         # Its data points exist when the create answers: a client reads (or cancels)
         # the uuid it was given at once, not after a worker has fanned the batch out.
         fan_out_at_accept(work.session.connection(), job.id, plan_batch(work.session, job))
     work.session.refresh(job)
+    job.batch_row = row  # type: ignore[attr-defined]  # for its answer (see with_batch_rows)
     dispatch_after_commit(work, [job.id])
     single = execution_id_for(job.id, "0") if inputs is not None and len(inputs) == 1 else None
     return job, single
@@ -223,17 +225,38 @@ def plan_batch(session: Session, job: Job) -> Iterator[PlannedItem]:
 # -- reading ------------------------------------------------------------------------------
 
 
+def with_batch_rows(session: Session, jobs: Iterable[Job]) -> None:
+    """Give each batch its own row (its app and callback URL) as ``batch_row``, which the
+    answers read: one read for all of them."""
+    missing = {job.id: job for job in jobs if getattr(job, "batch_row", None) is None}
+    if not missing:
+        return
+    for row in session.scalars(select(Batch).where(Batch.job_id.in_(list(missing)))):
+        missing[row.job_id].batch_row = row  # type: ignore[attr-defined]
+
+
+def batch_apps(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The app of each of these batches (the spec's ``owners``), in one read."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Batch.job_id, Batch.app_id).where(Batch.job_id.in_(list(job_ids)))
+    )
+    return {job_id: app_id for job_id, app_id in rows}
+
+
 def get_batch(
     session: Session, principal: Principal, app_id: uuid.UUID, batch_id: uuid.UUID
 ) -> Job:
-    job = session.get(Job, batch_id)
-    if (
-        job is None
-        or job.organisation_id != principal.organisation_id
-        or job.project_id != app_id
-        or job.type != BATCH
-    ):
+    found = session.execute(
+        select(Job, Batch).join(Batch, Batch.job_id == Job.id).where(Job.id == batch_id)
+    ).one_or_none()
+    if found is None:
         raise NotFound(f"Batch {batch_id} not found")
+    job, row = found
+    if job.organisation_id != principal.organisation_id or row.app_id != app_id:
+        raise NotFound(f"Batch {batch_id} not found")
+    job.batch_row = row  # type: ignore[attr-defined]
     return job
 
 
@@ -243,10 +266,13 @@ def list_batches(
     get_app(session, principal, app_id)
     stmt = (
         select(Job)
-        .where(Job.project_id == app_id, Job.type == BATCH)
+        .join(Batch, Batch.job_id == Job.id)  # through batches' index on app_id
+        .where(Batch.app_id == app_id)
         .order_by(Job.created_at.desc(), Job.id)
     )
-    return paginate(session, stmt, size, page + 1)
+    found = paginate(session, stmt, size, page + 1)
+    with_batch_rows(session, found.items)
+    return found
 
 
 @dataclass(frozen=True)
@@ -271,19 +297,22 @@ def get_data_point(
 ) -> DataPoint:
     """The caller's data point, in the app ``app_id`` (None: in any of its apps, as
     ``/v1/jobs/{id}`` reads it), or NotFound."""
-    stmt = select(Execution, Job).join(Job, Job.id == Execution.job_id)
+    stmt = (
+        select(Execution, Job, Batch)
+        .join(Job, Job.id == Execution.job_id)
+        .join(Batch, Batch.job_id == Job.id)
+    )
     if for_update:
         stmt = stmt.with_for_update(of=Execution)
-    row = session.execute(stmt.where(Execution.id == data_point_id)).one_or_none()
-    if row is None:
+    found = session.execute(stmt.where(Execution.id == data_point_id)).one_or_none()
+    if found is None:
         raise NotFound(f"Job {data_point_id} not found")
-    execution, job = row
-    if (
-        job.organisation_id != principal.organisation_id
-        or (app_id is not None and job.project_id != app_id)
-        or job.type != BATCH
+    execution, job, row = found
+    if job.organisation_id != principal.organisation_id or (
+        app_id is not None and row.app_id != app_id
     ):
         raise NotFound(f"Job {data_point_id} not found")
+    job.batch_row = row  # type: ignore[attr-defined]
     return DataPoint(execution, job)
 
 
@@ -317,7 +346,8 @@ def list_data_points(
     stmt = (
         select(Execution, Job)
         .join(Job, Job.id == Execution.job_id)
-        .where(Job.project_id == app_id, Job.type == BATCH)
+        .join(Batch, Batch.job_id == Job.id)
+        .where(Batch.app_id == app_id)
     )
     if created_from is not None:
         stmt = stmt.where(Execution.created_at >= created_from)
@@ -335,6 +365,7 @@ def list_data_points(
     rows = session.execute(
         stmt.order_by(*order, Execution.id).limit(size).offset(page * size)
     ).all()
+    with_batch_rows(session, {j.id: j for _, j in rows}.values())
     return Page([DataPoint(e, j) for e, j in rows], total, size, page + 1)
 
 
@@ -372,9 +403,9 @@ def retry_batch(
     the retry left it. Each data point that ends again has its callback again, and the
     batch its own when it ends again."""
     batch = get_batch(work.session, principal, app_id, batch_id)  # the app's, or 404
-    return retry_failed(
-        work, principal.organisation_id, batch.id, BATCH, data_point_ids, what="Job"
-    )
+    job = retry_failed(work, principal.organisation_id, batch.id, BATCH, data_point_ids, what="Job")
+    with_batch_rows(work.session, [job])
+    return job
 
 
 def retry_data_point(

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Table, and_, bindparam, exists, false, func, or_, select, update
 
+from shared import tracing
 from shared.db import connection_scope
 from shared.engine import workers
 from shared.engine.counters import Executor
@@ -225,9 +226,10 @@ def fill(*, wait: bool = True) -> int:
     now = utcnow()
     with connection_scope() as connection:
         groups = take_groups(connection, now, wait=wait)
+        parents = trace_parents(connection, groups) if groups and tracing.enabled() else None
     if not groups:
         return 0
-    unpublished = publisher.publish_groups(groups)
+    unpublished = publisher.publish_groups(groups, trace_parents=parents)
     if unpublished:
         ids = [i for group in unpublished for i in group]
         with connection_scope() as connection:
@@ -237,3 +239,15 @@ def fill(*, wait: bool = True) -> int:
                 .values(dispatched_at=None)
             )
     return sum(len(g) for g in groups) - sum(len(g) for g in unpublished)
+
+
+def trace_parents(connection: Executor, groups: list[JobGroup]) -> list[str | None]:
+    """Each group's job's stored trace context (a group is one job's executions), for its
+    message to be that trace's (shared.tracing): one query per fill, by the jobs' keys,
+    only while tracing is on."""
+    job_ids = {group.label.job_id for group in groups}
+    rows = connection.execute(
+        select(JOBS.c.id, JOBS.c.traceparent).where(JOBS.c.id.in_(job_ids))
+    ).all()
+    by_job = {job_id: traceparent for job_id, traceparent in rows}
+    return [by_job.get(group.label.job_id) for group in groups]

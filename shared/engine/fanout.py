@@ -27,7 +27,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from shared import logs
+from shared import logs, tracing
 from shared.db import connection_scope, dialect_name, new_session, session_scope, unit_of_work
 from shared.engine import dispatch, outbox
 from shared.engine.counters import Executor
@@ -100,6 +100,9 @@ def fan_out_job(job_id: uuid.UUID, owner: str | None = None) -> int:
     over if the process dies."""
     with session_scope() as session:
         plan = check_fan_out(session, job_id)
+        traceparent = tracing.current_traceparent() if plan.should_run else None
+        if traceparent is not None:  # its groups are published as this fan-out's children
+            session.execute(update(Job).where(Job.id == job_id).values(traceparent=traceparent))
     with logs.bound(job_id=job_id, organisation_id=plan.organisation_id):
         return _fan_out(job_id, plan, owner)
 

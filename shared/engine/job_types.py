@@ -33,7 +33,7 @@ import importlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -140,6 +140,9 @@ class JobTypeSpec:
     periodic: PeriodicKind | None = None
     # What the type's executions produce, as the generic jobs list's ``resultType`` names it.
     result_type: str = "items"
+    # What each of its jobs belongs to (the type's own owner record, such as a project),
+    # read from the type's own tables, for answers that show it; None: its jobs have none.
+    owners: Owners | None = None
     description: str = ""
     # The key of an execution's ``item`` that the dashboard breaks a job's executions
     # down by (a run's ``model``, a batch's ``input``), if any.
@@ -150,6 +153,8 @@ class JobTypeSpec:
         return self.payload_schema is not None and self.create is not None
 
 
+# (session, ids of jobs of the type) -> each one's owner id (a job without one is absent).
+Owners = Callable[[Session, Sequence[uuid.UUID]], Mapping[uuid.UUID, uuid.UUID]]
 # (session, owner id, the slot being claimed, now) -> the owner's next slot, strictly
 # after now, or None when it has no slot left.
 NextSlot = Callable[[Session, uuid.UUID, datetime, datetime], datetime | None]
@@ -247,6 +252,22 @@ def spec_for(job_type: str) -> JobTypeSpec:
         return _specs[job_type]
     except KeyError:
         raise UnknownJobType(f"no job type {job_type!r} is installed in this process") from None
+
+
+def attach_owners(session: Session, jobs: Iterable[Job]) -> None:
+    """Set each job's ``owner_id`` (see :attr:`JobTypeSpec.owners`; None when its type has
+    none), for the answers that show it: one read per job type among them, whatever
+    their number."""
+    discover()
+    by_type: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_type.setdefault(job.type, []).append(job)
+    for job_type, of_type in by_type.items():
+        spec = _specs.get(job_type)
+        owners = spec.owners(session, [j.id for j in of_type]) if spec and spec.owners else {}
+        for job in of_type:
+            # Not a column of the engine's: an attribute of this object, for its answer.
+            job.owner_id = owners.get(job.id)  # type: ignore[attr-defined]
 
 
 def installed() -> list[JobTypeSpec]:

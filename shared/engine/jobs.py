@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import logs, metrics
+from shared import logs, metrics, tracing
 from shared.db import UnitOfWork, session_scope
 from shared.engine import dispatch
 from shared.engine.cancel import cancel_execution, cancel_executions
@@ -42,18 +42,15 @@ def new_job(
     job_type: str,
     total: int,
     payload: dict[str, Any],
-    project_id: uuid.UUID | None = None,
     created_by_user_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | list[Any] | None = None,
     tags: list[Any] | None = None,
-    callback_url: str | None = None,
     parked: bool = False,
 ) -> Job:
     """A Job with its counters set (every execution pending) and the attempt budget of
     today's settings; the caller adds it to its session and dispatches it after commit."""
     return Job(
         organisation_id=organisation_id,
-        project_id=project_id,
         type=job_type,
         status=JobStatus.PENDING.value,
         total=total,
@@ -67,9 +64,9 @@ def new_job(
         payload=payload,
         metadata_=metadata if metadata is not None else {},
         tags=tags or [],
-        callback_url=callback_url,
         parked=parked,
         dispatched_at=None if parked else utcnow(),
+        traceparent=tracing.current_traceparent(),  # the creating request's (or task's)
     )
 
 

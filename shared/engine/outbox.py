@@ -171,9 +171,11 @@ def emit_job_finished(
 def emit_executions_finished(
     connection: Any, execution_ids: Sequence[uuid.UUID], now: datetime
 ) -> int:
-    """``execution.finished`` for each of these just-ended executions whose job has a
-    callback URL, in the caller's transaction (before the job's own ``job.finished``, so
-    consumers see a job's executions end before the job)."""
+    """``execution.finished`` for each of these just-ended executions whose job's type
+    reports its executions (:func:`report_executions_of`), in the caller's transaction
+    (before the job's own ``job.finished``, so consumers see a job's executions end before
+    the job). Which of them matter (a batch with a callback URL, say) is for the type's
+    consumers and handlers to decide."""
     consumers = consumers_of(EXECUTION_FINISHED)
     if not execution_ids or not _listened(EXECUTION_FINISHED):
         return 0
@@ -182,7 +184,10 @@ def emit_executions_finished(
             Execution.id, Execution.job_id, Job.organisation_id, Execution.status, Execution.error
         )
         .join(Job, Job.id == Execution.job_id)
-        .where(Execution.id.in_(list(execution_ids)), Job.callback_url.is_not(None))
+        .where(
+            Execution.id.in_(list(execution_ids)),
+            Job.type.in_(sorted(_execution_event_types)),
+        )
         .order_by(Execution.job_id, Execution.seq)
     ).all()
     _handle_in_transaction(

@@ -18,7 +18,7 @@ from shared.db import UnitOfWork
 from shared.engine.job_types import InTransactionHandler, JobTypeSpec
 from shared.engine.outbox import JOB_FINISHED, JOB_RETRIED, Consumer
 from shared.mentionlab.cached_jobs import reopen_retried_jobs, settle_finished_jobs
-from shared.mentionlab.runs import AI_QUERIES, plan_ai_runs, trigger_ai_job
+from shared.mentionlab.runs import AI_QUERIES, job_projects, plan_ai_runs, trigger_ai_job
 from shared.mentionlab.schedules import RECURRENCE
 from shared.models import Job
 
@@ -43,6 +43,7 @@ SPEC = JobTypeSpec(
     payload_schema="api.valpay.payloads:AiQueriesPayload",
     create=create,
     result_type="ai_answers",
+    owners=job_projects,  # a run's project (its projectId)
     periodic=RECURRENCE,  # a project's cached jobs, run on its recurrence
     breakdown_key="model",
 )

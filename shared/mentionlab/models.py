@@ -116,3 +116,17 @@ class CachedJob(Base):
 
     query: Mapped[Query] = relationship(lazy="joined")
     last_job: Mapped[Job | None] = relationship(lazy="joined")
+
+
+class AiRun(Base):
+    """The project an ai_queries job is about: Mentionlab's part of the job, kept out of
+    the engine's row. A project's runs are listed through ``project_id``'s index."""
+
+    __tablename__ = "ai_runs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )

@@ -8,7 +8,7 @@ digest (``summary.mentioned``: does it name the project?) feeds the per-model su
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +16,13 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from shared.accounts.auth import Principal
-from shared.ai_models import ensure_models_available
+from shared.ai_models import ensure_models_available, resolve_model
 from shared.db import UnitOfWork
 from shared.engine import quotas
 from shared.engine.job_types import PlannedItem
 from shared.engine.jobs import dispatch_after_commit, get_job, new_job
 from shared.errors import Unprocessable
-from shared.mentionlab.models import Project, Query
+from shared.mentionlab.models import AiRun, Project, Query
 from shared.mentionlab.projects import get_project
 from shared.models import Execution, Job
 from shared.paging import Page, paginate
@@ -102,7 +102,6 @@ def create_ai_job(
     models, total = plan_ai_job(project, query_ids, ai_models, execution_count)
     job = new_job(
         organisation_id=project.organisation_id,
-        project_id=project.id,
         job_type=AI_QUERIES,
         total=total,
         created_by_user_id=created_by_user_id,
@@ -115,11 +114,27 @@ def create_ai_job(
     )
     session.add(job)
     session.flush()
+    session.add(AiRun(job_id=job.id, project_id=project.id))
     return job
 
 
+def job_projects(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The project of each of these AI runs (the spec's ``owners``), in one read."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(AiRun.job_id, AiRun.project_id).where(AiRun.job_id.in_(list(job_ids)))
+    )
+    return {job_id: project_id for job_id, project_id in rows}
+
+
 def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
-    """The items of an ai_queries job: every query x model x run, in that order."""
+    """The items of an ai_queries job: every query x model x run, in that order.
+
+    Each model is resolved here, once for the job, to its provider and vendor name, which
+    every item carries (``provider``, ``vendorModel``): the worker reads them from the item
+    and never looks the model up again."""
+    models = {model: _resolved(model) for model in job.payload["aiModels"]}
     query_ids = [uuid.UUID(q) for q in job.payload["queryIds"]]
     queries = {q.id: q for q in session.scalars(select(Query).where(Query.id.in_(query_ids)))}
     runs = range(1, int(job.payload["executionCount"]) + 1)
@@ -128,7 +143,7 @@ def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
         language = query.language if query else None
         country = query.country if query else None
         query_key = str(query_id)  # once per query: a UUID's str() is slow
-        for model in job.payload["aiModels"]:
+        for model, resolved in models.items():
             key_prefix = f"{query_key}:{model}:"
             for run in runs:
                 yield PlannedItem(
@@ -139,8 +154,19 @@ def plan_ai_runs(session: Session, job: Job) -> Iterator[PlannedItem]:
                         "run": run,
                         "language": language,
                         "country": country,
+                        **resolved,
                     },
                 )
+
+
+def _resolved(model: str) -> dict[str, str]:
+    """The item's fields naming what answers ``model`` (none for an id no longer known:
+    its executions then fail in the worker, as they did before it was resolved here)."""
+    try:
+        resolved = resolve_model(model)
+    except KeyError:
+        return {}
+    return {"provider": resolved.provider, "vendorModel": resolved.vendor_model}
 
 
 @dataclass(frozen=True)
@@ -236,7 +262,8 @@ def list_jobs(
     )
     if project_id is not None:
         project: Project = get_project(session, principal, project_id)
-        stmt = stmt.where(Job.project_id == project.id)
+        # Through ai_runs' index on project_id, as the job row's own column was.
+        stmt = stmt.where(Job.id.in_(select(AiRun.job_id).where(AiRun.project_id == project.id)))
     if status:
         stmt = stmt.where(Job.status == status)
     if created_by is not None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
 
-from shared import logs
+from shared import logs, tracing
 from shared.messaging.labels import JobLabel, kwargsrepr_of
 from shared.messaging.queues import (
     FAN_OUT_TASK,
@@ -69,7 +69,10 @@ def producer_app() -> Celery:
 
 def publish(task_name: str, args: list[Any], countdown: float | None = None) -> None:
     """Publish one task; raises when the broker cannot be reached."""
-    producer_app().send_task(task_name, args=args, countdown=countdown)
+    with tracing.publishing(task_name) as trace_headers:
+        producer_app().send_task(
+            task_name, args=args, countdown=countdown, headers=trace_headers or None
+        )
 
 
 def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -89,13 +92,14 @@ def publish_fan_outs(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
         with app.producer_or_acquire() as producer:
             while pending:
                 label = JobLabel(pending[0], _uuid_or_none(organisation_id))
-                app.send_task(
-                    FAN_OUT_TASK,
-                    args=[str(pending[0])],
-                    producer=producer,
-                    headers=logs.message_headers(job_id=pending[0]),
-                    kwargsrepr=label.kwargsrepr(),
-                )
+                with tracing.publishing(FAN_OUT_TASK, job_id=pending[0]) as trace_headers:
+                    app.send_task(
+                        FAN_OUT_TASK,
+                        args=[str(pending[0])],
+                        producer=producer,
+                        headers={**logs.message_headers(job_id=pending[0]), **trace_headers},
+                        kwargsrepr=label.kwargsrepr(),
+                    )
                 pending.pop(0)
     except Exception:  # any broker/connection failure: the sweep dispatches them later
         log.warning("could not publish %d fan-out(s); the sweep will", len(pending), exc_info=True)
@@ -113,9 +117,13 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 Message = tuple[list[Any], float | None, str | None]
 
 
-def _send_each(task: str, messages: list[Message]) -> int:
+def _send_each(
+    task: str, messages: list[Message], trace_parents: Sequence[str | None] | None = None
+) -> int:
     """Send ``task`` once per message over one pooled broker connection; returns how many
-    went before the broker failed (the rest are the caller's to hand back)."""
+    went before the broker failed (the rest are the caller's to hand back).
+    ``trace_parents``, while tracing is on: each message's trace context (see
+    shared.tracing.publishing); without it, the current one."""
     if not messages:
         return 0
     app = producer_app()
@@ -123,24 +131,34 @@ def _send_each(task: str, messages: list[Message]) -> int:
     try:
         with app.producer_or_acquire() as producer:
             for args, countdown, kwargsrepr in messages:
-                app.send_task(
-                    task, args=args, countdown=countdown, producer=producer, kwargsrepr=kwargsrepr
-                )
+                parent = trace_parents[sent] if trace_parents is not None else tracing.CURRENT
+                with tracing.publishing(task, parent) as trace_headers:
+                    app.send_task(
+                        task,
+                        args=args,
+                        countdown=countdown,
+                        producer=producer,
+                        kwargsrepr=kwargsrepr,
+                        headers=trace_headers or None,
+                    )
                 sent += 1
     except Exception:  # any broker/connection failure
         log.warning("could not publish %d %s message(s)", len(messages) - sent, task)
     return sent
 
 
-def publish_groups(groups: Iterable[list[uuid.UUID]]) -> list[list[uuid.UUID]]:
+def publish_groups(
+    groups: Iterable[list[uuid.UUID]], trace_parents: Sequence[str | None] | None = None
+) -> list[list[uuid.UUID]]:
     """Publish one ``executions.run`` per group (a :class:`~shared.messaging.labels.JobGroup`
     is shown in Flower with its job); returns the groups that could not be published (the
-    broker is unreachable): the caller hands those back to dispatch."""
+    broker is unreachable): the caller hands those back to dispatch. ``trace_parents``:
+    each group's job's stored trace context, while tracing is on."""
     pending = list(groups)
     messages: list[Message] = [
         ([[str(i) for i in group]], None, kwargsrepr_of(group)) for group in pending
     ]
-    sent = _send_each(RUN_GROUP_TASK, messages)
+    sent = _send_each(RUN_GROUP_TASK, messages, trace_parents)
     return pending[sent:]
 
 

@@ -8,6 +8,10 @@ during the fan-out removes the unwritten ones from ``total``).
 An execution carries its piece of work as data (``item``, JSON), whatever the job type: the
 engine never looks inside it. What the engine owns are the lifecycle columns: status,
 attempts, the lease, the retry time and the dispatch stamp.
+
+The job row holds what every job type has (counters, cost, payload, the client's metadata
+and tags). What only some types have (the project a run is about, a batch's app and
+callback URL) lives in the type's own table, keyed by the job.
 """
 
 from __future__ import annotations
@@ -104,9 +108,6 @@ class Job(Base):
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("organisations.id", ondelete="CASCADE")
     )
-    project_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("projects.id", ondelete="CASCADE"), index=True
-    )
     type: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING.value)
     total: Mapped[int] = mapped_column(Integer, default=0)
@@ -128,7 +129,6 @@ class Job(Base):
         "metadata", JSONDocument, default=dict
     )
     tags: Mapped[list[Any]] = mapped_column(default=list)
-    callback_url: Mapped[str | None] = mapped_column(String(2048))
     parked: Mapped[bool] = mapped_column(Boolean, default=False)
     # Why the job failed before any execution could run (its input file, say).
     error: Mapped[str | None] = mapped_column(Text)
@@ -143,6 +143,10 @@ class Job(Base):
     # the least recently served organisation, then its least recently served job.
     last_dispatched_at: Mapped[optional_timestamp]
     canceled_at: Mapped[optional_timestamp]
+    # The job's trace context (a W3C traceparent) while tracing is on: the request's that
+    # created it, then its fan-out's. Dispatch publishes the job's groups as its children,
+    # long after the request (shared.tracing). NULL when tracing is off.
+    traceparent: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[timestamp]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[optional_timestamp]

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 
+from shared import tracing
 from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.webhooks.sender import Sender
@@ -28,6 +29,7 @@ async def serve() -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    tracing.setup("sender")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
     asyncio.run(serve())
 
 

@@ -192,6 +192,10 @@ def config(family: Family, tenant: Tenant, spec: dict[str, Any]) -> Schemathesis
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
+            # Hypothesis' "data generation too slow" is a wall-clock measure of the
+            # generator, not of the API: on a loaded two-core machine it failed super.AI's
+            # PUT .../processor once. Every other health check stays on.
+            "suppress-health-check": ["too_slow"],
             "generation": {
                 "max-examples": MAX_EXAMPLES,
                 "deterministic": True,

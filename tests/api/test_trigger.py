@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from shared.db import session_scope
+from shared.mentionlab.models import AiRun
 from shared.models import Job
 from shared.settings import reset_settings_cache
 from tests.api.helpers import (
@@ -92,7 +93,9 @@ def test_trigger_stores_the_job(client: FlaskClient, tenant: Tenant) -> None:
     with session_scope() as session:
         row = session.get(Job, uuid.UUID(job["id"]))
         assert row is not None
-        assert (row.organisation_id, row.project_id) == (tenant.org_id, tenant.project_id)
+        assert row.organisation_id == tenant.org_id
+        run = session.get(AiRun, row.id)  # Mentionlab's part of the job: its project
+        assert run is not None and run.project_id == tenant.project_id
         assert (row.total, row.pending, row.status, row.type) == (27, 27, "pending", "ai_queries")
         assert row.created_by_user_id == tenant.user_id
         assert row.payload["queryIds"] == [str(q) for q in tenant.query_ids]
@@ -255,7 +258,14 @@ def test_project_without_queries_is_422_and_creates_no_job(
         f"Project {empty_project} has no queries: add queries before triggering a job",
     )
     with session_scope() as session:
-        assert session.scalars(select(Job.id).where(Job.project_id == empty_project)).all() == []
+        assert (
+            session.scalars(
+                select(Job.id).where(
+                    Job.id.in_(select(AiRun.job_id).where(AiRun.project_id == empty_project))
+                )
+            ).all()
+            == []
+        )
     assert job_count(tenant.org_id) == before
 
 

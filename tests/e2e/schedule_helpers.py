@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from shared.db import session_scope
+from shared.mentionlab.models import AiRun
 from shared.mentionlab.recurrence import RECURRENCE_KIND
 from shared.messaging import publisher
 from shared.messaging.queues import SCHEDULE_TICK_TASK
@@ -79,7 +80,9 @@ def scheduled_jobs(project_id: uuid.UUID) -> list[Job]:
     """The project's jobs that the schedule created, oldest first."""
     with session_scope() as session:
         jobs = session.scalars(
-            select(Job).where(Job.project_id == project_id).order_by(Job.created_at, Job.id)
+            select(Job)
+            .where(Job.id.in_(select(AiRun.job_id).where(AiRun.project_id == project_id)))
+            .order_by(Job.created_at, Job.id)
         ).all()
     return [j for j in jobs if j.metadata_.get("trigger") == "schedule"]
 

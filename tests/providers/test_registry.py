@@ -46,20 +46,20 @@ def test_real_provider_when_configured_and_simulation_off(
     setting = PROVIDERS[MODEL_PROVIDERS[model]].setting
     value = "http://127.0.0.1:9/answer" if setting.endswith("_URL") else "sk-test"
     configure(monkeypatch, simulate=False, **{setting: value})
-    provider = provider_for(model)
+    provider = provider_for(MODEL_PROVIDERS[model])
     assert isinstance(provider, EXPECTED[MODEL_PROVIDERS[model]])
-    assert provider_for(model) is provider  # one instance per model and process
+    assert provider_for(MODEL_PROVIDERS[model]) is provider  # one instance per process
 
 
 def test_real_provider_wins_over_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, simulate=True, ANTHROPIC_API_KEY="sk-test")
-    assert isinstance(provider_for("claude-haiku-4-5"), AnthropicProvider)
-    assert isinstance(provider_for("gpt-4.1-mini"), SimulatedProvider)
+    assert isinstance(provider_for("anthropic"), AnthropicProvider)
+    assert isinstance(provider_for("openai"), SimulatedProvider)
 
 
 def test_unconfigured_without_simulation_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, simulate=False)
     with pytest.raises(ProviderError) as caught:
-        provider_for("gemini-2.5-flash")
+        provider_for("google-generative-ai")
     assert caught.value.retryable is False
     assert "GEMINI_API_KEY" in str(caught.value)

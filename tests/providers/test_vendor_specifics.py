@@ -56,6 +56,18 @@ def test_openai_request(harness_for: HarnessFor, model: str, sent: str) -> None:
     assert received.headers["x-stainless-retry-count"] == "0"
 
 
+def test_the_provider_sends_the_vendor_model_the_request_was_resolved_to(
+    harness_for: HarnessFor,
+) -> None:
+    """The model is resolved once, when the execution is planned; the provider sends what
+    the request carries and does not look the public id up again (an execution planned
+    before a remapping keeps the vendor model it was planned with)."""
+    openai = harness_for("openai")
+    openai.ask(model="gpt-4.1-mini", provider="openai", vendor_model="gpt-5.5-2026-04-23")
+    (received,) = openai.fake.requests
+    assert received.json["model"] == "gpt-5.5-2026-04-23"
+
+
 def test_openai_content_filter_is_a_refusal(harness_for: HarnessFor) -> None:
     openai = harness_for("openai")
     openai.fake.script([Refusal(kind="content_filter")])

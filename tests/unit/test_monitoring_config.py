@@ -87,3 +87,25 @@ def test_every_scraped_pod_exposes_its_metrics_port() -> None:
         assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
         (container,) = template["spec"]["containers"]
         assert {"name": "metrics", "containerPort": port} in container["ports"]
+
+
+def test_the_tracing_profile_runs_a_collector_in_front_of_jaeger() -> None:
+    """Compose's ``tracing`` profile: every jobyard service takes the endpoint, the
+    collector mounts deploy/otel/collector.yaml, receives OTLP/HTTP on 4318 (where the
+    comments point the processes) and exports to the Jaeger service of the profile."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    jobyard = [s for s in services.values() if s.get("image") == "jobyard:latest"]
+    assert jobyard
+    assert all("OTEL_EXPORTER_OTLP_ENDPOINT" in s["environment"] for s in jobyard)
+    collector, jaeger = services["otel-collector"], services["jaeger"]
+    assert collector["profiles"] == jaeger["profiles"] == ["tracing"]
+    [mount] = collector["volumes"]
+    source, target = mount.split(":")[:2]
+    assert (DEPLOY / source).resolve() == DEPLOY / "otel" / "collector.yaml"
+    assert f"--config={target}" in collector["command"]
+    config = yaml.safe_load((DEPLOY / "otel" / "collector.yaml").read_text())
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    [exporter] = config["service"]["pipelines"]["traces"]["exporters"]
+    assert config["exporters"][exporter]["endpoint"].split(":")[0] == "jaeger"
+    assert "http://otel-collector:4318" in (DEPLOY / "compose.yaml").read_text()

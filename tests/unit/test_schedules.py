@@ -15,7 +15,7 @@ from shared.db import session_scope
 from shared.engine import outbox, periodic
 from shared.engine.counters import move_counters
 from shared.mentionlab import cached_jobs
-from shared.mentionlab.models import CachedJob, Project
+from shared.mentionlab.models import AiRun, CachedJob, Project
 from shared.mentionlab.recurrence import (
     RECURRENCE_KIND,
     add_months,
@@ -175,7 +175,9 @@ def project_jobs(project_id: uuid.UUID) -> list[Job]:
     with session_scope() as session:
         return list(
             session.scalars(
-                select(Job).where(Job.project_id == project_id).order_by(Job.created_at)
+                select(Job)
+                .where(Job.id.in_(select(AiRun.job_id).where(AiRun.project_id == project_id)))
+                .order_by(Job.created_at)
             )
         )
 
@@ -304,7 +306,9 @@ def test_finished_jobs_settle_their_cached_jobs_through_the_outbox(
     periodic.tick()
     with session_scope() as session:
         jobs = session.execute(
-            select(Job.id, Job.total).where(Job.project_id == tenant.project_id)
+            select(Job.id, Job.total).where(
+                Job.id.in_(select(AiRun.job_id).where(AiRun.project_id == tenant.project_id))
+            )
         ).all()
         for job_id, total in jobs:
             move_counters(session, job_id, {("pending", "failed"): total}, utcnow())

@@ -113,6 +113,10 @@ async def ask_query(claim: Claim, context: AiContext) -> Outcome:
         attempt=claim.attempt,
         brand_names=tuple(b.display_name for b in context.brands),
         web_search=context.web_search is not False,  # the project's choice; None: on
+        # Resolved once, when the job was planned (shared.mentionlab.runs.plan_ai_runs);
+        # an item planned before that carried them is resolved by the request itself.
+        provider=str(item.get("provider") or ""),
+        vendor_model=str(item.get("vendorModel") or ""),
     )
 
     def judged(answer: AiAnswer, cost: float | None, latency_ms: float) -> Outcome:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from shared.ai_models import provider_for_model, vendor_model_name
+from shared.ai_models import PROVIDERS
 from shared.engine.outcomes import Outcome
 from shared.pricing import call_cost
 from shared.settings import get_settings
@@ -26,19 +26,20 @@ OnAnswer = Callable[[AiAnswer, float | None, float], Outcome]
 
 
 async def call_model(request: AiRequest, on_answer: OnAnswer) -> Outcome:
-    """Ask ``request.model`` under its provider's global rate and concurrency limits.
+    """Ask ``request.model`` under its provider's global rate and concurrency limits (the
+    provider and vendor model the request carries, resolved when it was planned).
 
     A provider that is not configured fails without a call; a call throttled for longer
     than ``throttle_inline_wait_seconds`` gives its attempt back (deferred); a failed call
     is retryable or not as the provider says, and costs what the vendor billed for it.
     """
     try:
-        provider = provider_for(request.model)
+        provider = provider_for(request.provider)
         provider.prepare()
     except ProviderError as exc:  # not configured, or not callable: no call, no permit
         return Outcome.failed(str(exc), retryable=exc.retryable)
     throttle = provider_throttle()
-    info = provider_for_model(request.model)
+    info = PROVIDERS[request.provider]
     while True:
         permit = await throttle.acquire(info, max_wait=get_settings().throttle_inline_wait_seconds)
         if not isinstance(permit, Permit):
@@ -50,7 +51,7 @@ async def call_model(request: AiRequest, on_answer: OnAnswer) -> Outcome:
     try:
         answer = await provider.answer(request)
     except ProviderError as exc:
-        cost = attempt_cost(request.model, exc.served) if exc.served is not None else None
+        cost = attempt_cost(request, exc.served) if exc.served is not None else None
         return Outcome.failed(
             str(exc), retryable=exc.retryable, retry_after=exc.retry_after, cost=cost or 0.0
         )
@@ -59,15 +60,15 @@ async def call_model(request: AiRequest, on_answer: OnAnswer) -> Outcome:
         return Outcome.failed(f"internal error: {exc!r}", retryable=True)
     finally:
         await permit.release()
-    cost = None if answer.simulated else attempt_cost(request.model, answer.served)
+    cost = None if answer.simulated else attempt_cost(request, answer.served)
     return on_answer(answer, cost, round((time.perf_counter() - started) * 1000, 1))
 
 
-def attempt_cost(model: str, served: Served) -> float | None:
+def attempt_cost(request: AiRequest, served: Served) -> float | None:
     """What a call cost in USD, from the price table (None: no price for its model)."""
     settings = get_settings()
     price = (served.model and settings.price_of(served.model)) or settings.price_of(
-        vendor_model_name(model)
+        request.vendor_model
     )
     if price is None:
         return None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.ai_models import vendor_model_name
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import (
@@ -99,7 +98,7 @@ class AnthropicProvider:
             ]
         with errors.sdk_errors(self.name, anthropic, self.timeout):
             message = await self._client().messages.create(
-                model=vendor_model_name(request.model),
+                model=request.vendor_model,
                 max_tokens=self.settings.max_answer_tokens,
                 system=system_prompt(request),
                 messages=[{"role": "user", "content": request.query}],

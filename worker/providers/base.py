@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.ai_models import resolve_model
+
 
 class WebSearch(enum.StrEnum):
     """Whether an answer was grounded in a web search."""
@@ -19,7 +21,7 @@ class WebSearch(enum.StrEnum):
 class AiRequest:
     """One question for one model, with the context a provider may use."""
 
-    model: str  # the public model id (the Mentionlab enum)
+    model: str  # the public model id (the Mentionlab enum), as answers show it
     query: str
     language: str
     country: str
@@ -27,6 +29,21 @@ class AiRequest:
     attempt: int = 1
     brand_names: tuple[str, ...] = ()  # the project's brands, for the simulation only
     web_search: bool = True  # offer the provider's web search tool, where it has one
+    # What answers ``model``: the provider's key and the vendor's name for the model, as
+    # resolved once when the execution was planned (shared.ai_models.ResolvedModel).
+    # Left empty (a caller without a resolved item), they are resolved here.
+    provider: str = ""
+    vendor_model: str = ""
+
+    def __post_init__(self) -> None:
+        if self.provider and self.vendor_model:
+            return
+        try:
+            resolved = resolve_model(self.model)
+        except KeyError:
+            return  # an unknown id: the registry refuses it
+        object.__setattr__(self, "provider", self.provider or resolved.provider)
+        object.__setattr__(self, "vendor_model", self.vendor_model or resolved.vendor_model)
 
 
 @dataclass(frozen=True)

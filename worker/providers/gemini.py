@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from shared.ai_models import vendor_model_name
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import (
@@ -146,7 +145,7 @@ class GeminiProvider:
             )
         try:
             response = await self._client().aio.models.generate_content(
-                model=vendor_model_name(request.model), contents=request.query, config=config
+                model=request.vendor_model, contents=request.query, config=config
             )
         except genai_errors.APIError as exc:
             response_obj = getattr(exc, "response", None)

@@ -28,7 +28,6 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from shared.ai_models import vendor_model_name
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import (
@@ -138,7 +137,7 @@ class OpenAIProvider(OpenAISDKProvider):
             options["include"] = ["web_search_call.action.sources"]
         with errors.sdk_errors(self.name, openai, self.timeout):
             response = await self._client().responses.create(
-                model=vendor_model_name(request.model),
+                model=request.vendor_model,
                 instructions=system_prompt(request),
                 input=request.query,
                 max_output_tokens=self.settings.max_answer_tokens,
@@ -252,7 +251,7 @@ class ChatCompletionsProvider(OpenAISDKProvider):
         search = self.web_search(request)
         with errors.sdk_errors(self.name, openai, self.timeout):
             completion = await self._client().chat.completions.create(
-                model=vendor_model_name(request.model),
+                model=request.vendor_model,
                 messages=[
                     {"role": "system", "content": system_prompt(request)},
                     {"role": "user", "content": request.query},

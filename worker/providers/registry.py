@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from shared.ai_models import provider_configured, provider_for_model
+from shared.ai_models import PROVIDERS, provider_configured
 from shared.settings import get_settings
 from worker.providers.anthropic_provider import AnthropicProvider
 from worker.providers.base import AiProvider, ProviderError
@@ -29,10 +29,11 @@ REAL_PROVIDERS: dict[str, type] = {
 
 
 @lru_cache(maxsize=32)
-def provider_for(model: str) -> AiProvider:
-    """The provider instance that answers ``model`` in this process."""
+def provider_for(provider_key: str) -> AiProvider:
+    """The instance of provider ``provider_key`` (a key of shared.ai_models.PROVIDERS, as
+    a request's resolved model names it) in this process."""
     settings = get_settings()
-    info = provider_for_model(model)
+    info = PROVIDERS[provider_key]
     if provider_configured(info, settings):
         implementation = REAL_PROVIDERS.get(info.key)
         if implementation is not None:

@@ -49,7 +49,6 @@ from typing import Any
 
 import aiohttp
 
-from shared.ai_models import MODEL_PROVIDERS
 from shared.settings import Settings
 from worker.providers import errors
 from worker.providers.base import AiAnswer, AiRequest, ProviderError, WebSearch
@@ -92,7 +91,7 @@ class SearchEndpointProvider:
             raise ProviderError(
                 "search endpoint: JOBYARD_SEARCH_ENDPOINT_URL is not set", retryable=False
             )
-        source = MODEL_PROVIDERS.get(request.model, self.name)  # ai-overview, ai-mode, scraper
+        source = request.provider or self.name  # ai-overview, ai-mode, scraper
         payload = {
             "source": request.model,
             "query": request.query,

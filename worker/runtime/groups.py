@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from shared import logs
+from shared import logs, tracing
 from shared.db import connection_scope
 from shared.engine.claim import Claim, claim_group, seconds_until_due
 from shared.engine.job_types import executor_for
@@ -105,8 +105,13 @@ def start(
     by_type: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
         by_type[claim.job_type].append(claim)
+    # The loop runs the group after this task has returned, in a context of its own: the
+    # task's trace goes with it (None while tracing is off).
+    trace_context = tracing.current_context()
     for job_type, group in by_type.items():
-        runtime.loop.submit(execute(job_type, group, runtime.completer, completion, reported))
+        runtime.loop.submit(
+            execute(job_type, group, runtime.completer, completion, reported, trace_context)
+        )
 
 
 def log_group(
@@ -144,9 +149,12 @@ async def execute(
     completer: Completer,
     completion: Completion,
     reported: Callable[[Claim], None],
+    trace_context: Any = None,
 ) -> None:
     """Run a job type's executor over its claims; every claim gets exactly one outcome,
-    and ``reported(claim)`` is called once per claim, when its outcome is."""
+    and ``reported(claim)`` is called once per claim, when its outcome is. With a
+    ``trace_context`` (tracing on), the run is a span of that trace, and the provider
+    calls its children."""
     reported_ids: set[uuid.UUID] = set()
 
     def report(claim: Claim, outcome: Outcome) -> None:
@@ -158,7 +166,14 @@ async def execute(
 
     fallback = Outcome.failed("internal error: the executor reported no outcome", retryable=True)
     try:
-        await executor_for(job_type).execute(claims, report)
+        with tracing.execution_span(
+            trace_context,
+            f"execute/{job_type}",
+            job_type=job_type,
+            job_id=claims[0].job_id if claims else None,
+            executions=len(claims),
+        ):
+            await executor_for(job_type).execute(claims, report)
     except DBAPIError as exc:  # the database is away for a moment: no attempt is spent
         log.warning("executor of %s: database unavailable (%s); deferred", job_type, exc)
         fallback = Outcome.deferred(DATABASE_RETRY_SECONDS)
