@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from api import docs_home, errors, families, health
+from api import docs_home, errors, families, health, ui
 from api.metrics import init_metrics
 from api.operations import init_operation_checks
 from api.rate_limits import init_rate_limits
@@ -32,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        **ui.CONFIG,  # the dashboard's session cookie and CSRF tokens
     )
     app.config.from_prefixed_env()
     if test_config:
@@ -55,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for family in found:
         families.register(app, family, found)
     docs_home.register(app)  # /docs and /openapi.json: the docs of the port's family
+    ui.init_ui(app)  # the jobs dashboard at /ui/ (not a family: pages, a session cookie)
     errors.register_error_handlers(app)
     tracing.instrument_flask(app)
     return app

@@ -2,7 +2,8 @@
 
 The family is chosen by path prefix (each family declares its prefixes and envelope in
 its package: :mod:`api.families`), so even a 404 for an unknown path or a 405 answers in
-the envelope its clients parse. Domain errors from ``shared`` and webargs' validation
+the envelope its clients parse. (The dashboard at ``/ui/`` is no family: its errors are
+pages, :func:`api.ui.error_page`.) Domain errors from ``shared`` and webargs' validation
 errors are mapped here and nowhere else; nothing answers with a stack trace. A database
 that cannot be reached is a 503 with ``Retry-After`` (:data:`DATABASE_UNAVAILABLE`), not
 a 500.
@@ -20,6 +21,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
 from api.families import Envelope, RequestHeaders, family_for, sharing
+from api.ui import error_page, is_ui_path
 from shared.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ def envelope_for(path: str, headers: RequestHeaders | None = None) -> Envelope:
 def error_response(
     status: int, message: str, details: list[str] | None = None, code: str | None = None
 ) -> Response:
+    if is_ui_path(request.path):  # the dashboard's pages answer errors as pages
+        return error_page(status, message)
     body = envelope_for(request.path, request.headers)(status, message, details or [], code)
     response = jsonify(body)
     response.status_code = status

@@ -34,6 +34,7 @@ CANCEL_DEADLOCK = "tests/engine/test_cancel_deadlock.py"
 REQUEST_TRANSACTIONS = "tests/api/test_request_transactions.py"
 IDEMPOTENCY = "tests/api/test_idempotency.py"
 IDEMPOTENCY_CRASH = "tests/e2e/test_idempotency_crash.py"
+DASHBOARD = "tests/api/test_ui.py"
 FLOWER = "tests/e2e/test_flower.py"
 RETRY = "tests/engine/test_retry.py"
 TRACES = "tests/e2e/test_traces.py"
@@ -668,6 +669,33 @@ MUTATIONS = [
         tests=(
             f"{IDEMPOTENCY}::test_a_key_in_progress_answers_409_at_once_and_is_free_again_if_its_request_dies",
         ),
+        databases=POSTGRESQL,
+    ),
+    # The dashboard: a form post without the session's CSRF token changes nothing.
+    Mutation(
+        "dashboard: form posts without a CSRF token",
+        "api/ui/views.py",
+        '    if request.method == "POST":\n        csrf.protect()\n',
+        "",
+        tests=(f"{DASHBOARD}::test_a_post_without_the_csrf_token_is_refused_and_changes_nothing",),
+        databases=POSTGRESQL,
+    ),
+    # The dashboard reads a job through the organisation's scope: another's is a 404.
+    Mutation(
+        "dashboard: a job page without the tenant check",
+        "api/ui/views.py",
+        "    return engine_jobs.get_job(request_session(), organisation_id(), job_id)\n",
+        "    return request_session().get(Job, job_id)  # type: ignore[return-value]\n",
+        tests=(f"{DASHBOARD}::test_another_organisations_jobs_are_not_there",),
+        databases=POSTGRESQL,
+    ),
+    # The dashboard's session names an API key: a revoked one logs out at the next click.
+    Mutation(
+        "dashboard: a revoked key's session goes on",
+        "api/ui/login.py",
+        "key is None or key.revoked_at is not None or ",
+        "key is None or ",
+        tests=(f"{DASHBOARD}::test_a_revoked_key_ends_the_session_at_the_next_click",),
         databases=POSTGRESQL,
     ),
     # Flower names jobs: a group message shows its job (kwargsrepr), so a search by the job

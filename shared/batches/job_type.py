@@ -54,4 +54,5 @@ SPEC = JobTypeSpec(
     create=create,
     result_type="data_points",
     owners=batch_apps,  # a batch's app (its projectId in the generic answers)
+    breakdown_key="input",
 )

@@ -144,6 +144,9 @@ class JobTypeSpec:
     # read from the type's own tables, for answers that show it; None: its jobs have none.
     owners: Owners | None = None
     description: str = ""
+    # The key of an execution's ``item`` that the dashboard breaks a job's executions
+    # down by (a run's ``model``, a batch's ``input``), if any.
+    breakdown_key: str | None = None
 
     @property
     def creatable(self) -> bool:

@@ -202,9 +202,11 @@ def browse_jobs(
     descending: bool = True,
     cursor: str | None = None,
     limit: int,
+    parameter: str = "lastEvaluatedKey",
 ) -> KeysetPage:
     """The organisation's jobs of every type, filtered, in cursor pages that neither skip
-    nor repeat a job while new ones are created."""
+    nor repeat a job while new ones are created (``parameter``: the cursor's name, as an
+    error about it says)."""
     stmt = select(Job).where(Job.organisation_id == organisation_id)
     if job_types is not None:
         stmt = stmt.where(Job.type.in_(job_types))
@@ -223,6 +225,7 @@ def browse_jobs(
         descending=descending,
         cursor=cursor,
         limit=limit,
+        parameter=parameter,
     )
 
 

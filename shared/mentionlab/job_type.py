@@ -45,4 +45,5 @@ SPEC = JobTypeSpec(
     result_type="ai_answers",
     owners=job_projects,  # a run's project (its projectId)
     periodic=RECURRENCE,  # a project's cached jobs, run on its recurrence
+    breakdown_key="model",
 )

@@ -4,8 +4,9 @@ Tenant A owns one of every resource (projects, queries, cached jobs, jobs of eve
 with their executions, batches and data points, webhook messages and secrets, source
 databases, knowledge bases, sync jobs and their runs). Tenant B, with every credential its
 family accepts, names A's resources in the path, in the headers and in the bodies of every
-route, and lists everything. Every reference to A's resources answers exactly what a
-reference to a resource that does not exist answers (404 in B's family envelope; for
+route, and lists everything. The dashboard's routes (``/ui/``) are asked by B logged in
+there with each of its credentials (:data:`UI_CASES`). Every reference to A's resources
+answers exactly what a reference to a resource that does not exist answers (404 in B's family envelope; for
 Smart DB's create body, its documented INVALID_TABLE / INVALID_KB), no answer to B
 carries anything of A's, and nothing B does changes a row that belongs to A.
 
@@ -60,6 +61,13 @@ NO_TENANT_RESOURCE = {
     ("/v1/apps/docs", "GET"),
     ("/v1/jobs/openapi.json", "GET"),
     ("/v1/jobs/docs", "GET"),
+    # The dashboard's way in and its own assets; / and /ui send to /ui/.
+    ("/", "GET"),
+    ("/ui", "GET"),
+    ("/ui/static/<path:filename>", "GET"),
+    ("/ui/login", "GET"),
+    ("/ui/login", "POST"),
+    ("/ui/logout", "POST"),
 }
 
 
@@ -617,6 +625,115 @@ CASES: dict[tuple[str, str], Case] = {
 }
 
 
+# -- the dashboard: B logged in at /ui/ (a session cookie, and a CSRF token on each post) ------------
+
+JOB_KEYS = ("ai_job", "batch", "kb_sync_job")
+
+
+def ui_jobs(method: str, rest: str = "") -> Case:
+    return lambda w: [by_path(method, f"/ui/jobs/{w.ids[k]}{rest}") for k in JOB_KEYS]
+
+
+UI_CASES: dict[tuple[str, str], Case] = {
+    ("/ui/", "GET"): lambda w: [
+        own("GET", "/ui/"),
+        *[own("GET", "/ui/", query={"type": t}) for t in ("ai_queries", "batch", "kb_sync")],
+        own("GET", "/ui/", query={"cursor": w.ids["cursor"]}, why="A's cursor is a position"),
+    ],
+    ("/ui/jobs/<uuid:job_id>", "GET"): ui_jobs("GET"),
+    ("/ui/jobs/<uuid:job_id>/stream-token", "GET"): ui_jobs("GET", "/stream-token"),
+    ("/ui/jobs/<uuid:job_id>/executions/<uuid:execution_id>", "GET"): lambda w: [
+        by_path("GET", f"/ui/jobs/{w.ids['ai_job']}/executions/{w.ids['execution']}"),
+        by_path("GET", f"/ui/jobs/{w.ids['batch']}/executions/{w.ids['data_point']}"),
+    ],
+    ("/ui/jobs/<uuid:job_id>/cancel", "POST"): ui_jobs("POST", "/cancel"),
+    ("/ui/jobs/<uuid:job_id>/retry", "POST"): ui_jobs("POST", "/retry"),
+    ("/ui/jobs/<uuid:job_id>/deliveries/resend", "POST"): ui_jobs("POST", "/deliveries/resend"),
+    ("/ui/jobs/<uuid:job_id>/deliveries/<uuid:delivery_id>/resend", "POST"): lambda w: [
+        by_path("POST", f"/ui/jobs/{w.ids['batch']}/deliveries/{w.ids['delivery']}/resend")
+    ],
+    ("/ui/schedules", "GET"): lambda w: [own("GET", "/ui/schedules")],
+    ("/ui/projects/<uuid:project_id>/pause", "POST"): lambda w: [
+        by_path("POST", f"/ui/projects/{w.ids['project']}/pause")
+    ],
+    ("/ui/projects/<uuid:project_id>/resume", "POST"): lambda w: [
+        by_path("POST", f"/ui/projects/{w.ids['project']}/resume")
+    ],
+    ("/ui/sync-jobs/<name>/pause", "POST"): lambda w: [
+        by_path("POST", f"/ui/sync-jobs/{w.ids['sync_job']}/pause")
+    ],
+    ("/ui/sync-jobs/<name>/resume", "POST"): lambda w: [
+        by_path("POST", f"/ui/sync-jobs/{w.ids['sync_job']}/resume")
+    ],
+    ("/ui/operations", "GET"): lambda w: [own("GET", "/ui/operations")],
+}
+
+UI_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def dashboard_sessions(app: Flask, tenant: Tenant) -> Iterator[tuple[str, FlaskClient]]:
+    """A test client logged in at /ui/ with each of the tenant's credentials."""
+    for name, credential in (("api key", tenant.api_key), ("token", tenant.token)):
+        client = app.test_client()
+        token = UI_CSRF_FIELD.search(client.get("/ui/login").get_data(as_text=True))
+        assert token is not None
+        answer = client.post(
+            "/ui/login", data={"credential": credential, "csrf_token": token.group(1)}
+        )
+        assert answer.status_code == 303, answer.get_data(as_text=True)[:500]
+        yield name, client
+
+
+def send_ui(client: FlaskClient, call: Call) -> TestResponse:
+    if call.method == "GET":
+        return client.get(call.path, query_string=call.query)
+    page = client.get("/ui/").get_data(as_text=True)
+    token = UI_CSRF_FIELD.search(page)
+    assert token is not None, page[:500]
+    return client.open(call.path, method=call.method, data={"csrf_token": token.group(1)})
+
+
+@pytest.mark.parametrize(
+    ("rule", "method"),
+    [r for r in ROUTES if r[0].startswith("/ui/") and r not in NO_TENANT_RESOURCE],
+)
+def test_another_tenants_resources_are_not_found_on_the_dashboard(
+    matrix_app: Flask, world: World, rule: str, method: str
+) -> None:
+    """B, logged in at /ui/, names A's resources in every dashboard route: the 404 page
+    of a resource that does not exist, nothing of A's in any page, A's rows unchanged."""
+    case = UI_CASES.get((rule, method))
+    assert case is not None, f"{method} {rule} is not in the tenant matrix: add a UI case"
+    calls = case(world)
+    assert calls, f"{method} {rule}: a case with no call"
+    before = snapshot(world.a.org_id)
+    for name, client in dashboard_sessions(matrix_app, world.b):
+        for call in calls:
+            response = send_ui(client, call)
+            where = (method, rule, name, call.path, call.why)
+            assert_nothing_of_a(world, call, response)
+            if call.expect == NOT_FOUND:
+                assert response.status_code == 404, (*where, response.status_code)
+                assert response.mimetype == "text/html", where
+            else:
+                assert response.status_code == 200, (*where, response.status_code)
+    assert snapshot(world.a.org_id) == before, f"{method} {rule}: B changed A's rows"
+
+
+def test_a_sees_its_own_on_the_dashboard(matrix_app: Flask, world: World) -> None:
+    """The control: A, logged in, does see its jobs and schedules (so B's empty pages mean
+    isolation) and opens the pages B was refused."""
+    for _, client in dashboard_sessions(matrix_app, world.a):
+        listed = client.get("/ui/").get_data(as_text=True)
+        assert all(world.ids[k] in listed for k in JOB_KEYS)
+        schedules = client.get("/ui/schedules").get_data(as_text=True)
+        assert world.ids["sync_job"] in schedules and world.ids["kb_sync_job"] in schedules
+        for key in JOB_KEYS:
+            assert client.get(f"/ui/jobs/{world.ids[key]}").status_code == 200
+        execution = f"/ui/jobs/{world.ids['ai_job']}/executions/{world.ids['execution']}"
+        assert client.get(execution).status_code == 200
+
+
 # -- asking and checking -----------------------------------------------------------------------------
 
 
@@ -710,7 +827,10 @@ def check(
         assert without_names(response.json, names) == without_names(answer.json, names)
 
 
-@pytest.mark.parametrize(("rule", "method"), [r for r in ROUTES if r not in NO_TENANT_RESOURCE])
+@pytest.mark.parametrize(
+    ("rule", "method"),
+    [r for r in ROUTES if r not in NO_TENANT_RESOURCE and not r[0].startswith("/ui/")],
+)
 def test_another_tenants_resources_are_not_found_and_unchanged(
     matrix_app: Flask, world: World, rule: str, method: str
 ) -> None:
@@ -765,9 +885,10 @@ def test_every_route_of_the_url_map_has_a_case() -> None:
     """A new route fails here until the matrix (or the short list of routes that take no
     tenant resource) covers it; a case for a route that is gone fails too."""
     routes = set(ROUTES)
-    assert set(CASES) | NO_TENANT_RESOURCE == routes, {
-        "routes without a case": sorted(routes - set(CASES) - NO_TENANT_RESOURCE),
-        "cases without a route": sorted((set(CASES) | NO_TENANT_RESOURCE) - routes),
+    covered = set(CASES) | set(UI_CASES) | NO_TENANT_RESOURCE
+    assert covered == routes, {
+        "routes without a case": sorted(routes - covered),
+        "cases without a route": sorted(covered - routes),
     }
 
 
