@@ -144,11 +144,20 @@ def test_global_rate_limit_holds_across_two_workers(
     assert_counters_exact(job_id)
     arrivals = sorted(r.received_monotonic for r in fake_openai.requests)
     assert len(arrivals) == 150
-    busiest = max(
-        sum(1 for t in arrivals[i:] if t < start + 1.0) for i, start in enumerate(arrivals)
-    )
     offsets = [round(t - arrivals[0], 2) for t in arrivals]
-    assert busiest <= limit, f"{busiest} calls in one second; the limit is {limit}/s: {offsets}"
+    # Measured at the server, calls granted a second apart can arrive together when a
+    # process stalls on a loaded machine (seen in CI: nothing for 1.2 s, then 27 calls in
+    # 0.4 s, 17/s on average around them). So any window of W seconds may hold one
+    # second's worth more than W seconds' worth: a limiter per worker (40/s), or none,
+    # still fails the longer windows and the total time below.
+    for window in (1.0, 2.0, 4.0):
+        busiest = max(
+            sum(1 for t in arrivals[i:] if t < start + window) for i, start in enumerate(arrivals)
+        )
+        allowed = limit * window + limit
+        assert busiest <= allowed, (
+            f"{busiest} calls in {window} s; the limit is {limit}/s: {offsets}"
+        )
     assert arrivals[-1] - arrivals[0] >= 149 / limit  # it really was throttled
     for worker in (first, second):  # both processes took part: the limit is global
         assert re.search(rb"executions claimed, [1-9]\d* counted", worker.log_path.read_bytes())
