@@ -37,7 +37,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import UnitOfWork
@@ -53,6 +53,11 @@ FAILED = ExecutionStatus.FAILED.value
 PENDING = ExecutionStatus.PENDING.value
 RETRYABLE_JOB_STATUSES = (JobStatus.FAILED.value, JobStatus.PARTIAL_FAILED.value)
 JOB_RETRIED = outbox.JOB_RETRIED
+# "Every failed one": not those a user canceled one by one (named, they are retried).
+_FAILED_NOT_CANCELED = and_(
+    Execution.status == FAILED,
+    or_(Execution.error.is_(None), Execution.error != CANCELED_ERROR),
+)
 
 
 def retry_failed(
@@ -86,17 +91,26 @@ def retry_failed(
             raise Conflict(f"Job {job_id} completed: no execution failed, nothing to retry")
         raise Conflict(f"Job {job_id} has not finished ({job.status}); retry it once it has")
 
-    chosen = _chosen(session, job.id, execution_ids, what)
-    if not chosen:
+    # Every failed one is chosen by a condition, not a list of ids: a job may have failed
+    # a hundred thousand (more than SQLite's bound on a statement's parameters).
+    chosen: list[uuid.UUID] | None = None
+    if execution_ids is None:
+        which = _FAILED_NOT_CANCELED
+        wanted = session.scalar(select(func.count()).where(Execution.job_id == job.id, which))
+    else:
+        chosen = _named(session, job.id, execution_ids, what)
+        which = Execution.id.in_(chosen)
+        wanted = len(chosen)
+    if not wanted:
         raise Conflict(f"Job {job_id} has no failed execution to retry")
-    quotas.admit(session, organisation_id, jobs=1, executions=len(chosen))
+    quotas.admit(session, organisation_id, jobs=1, executions=wanted)
 
     now = utcnow()
     retried = session.scalars(
         update(Execution)
         .where(
             Execution.job_id == job.id,
-            Execution.id.in_(chosen),
+            which,
             Execution.status == FAILED,  # each failed execution is retried once
         )
         .values(
@@ -117,7 +131,7 @@ def retry_failed(
         .returning(Execution.id)
         .execution_options(synchronize_session=False)
     ).all()
-    if len(retried) != len(chosen):
+    if chosen is not None and len(retried) != len(chosen):
         not_failed = sorted(str(i) for i in set(chosen) - set(retried))
         raise Conflict(
             f"{what}s not failed cannot be retried: {', '.join(not_failed)}",
@@ -137,21 +151,10 @@ def retry_failed(
     return job
 
 
-def _chosen(
-    session: Session, job_id: uuid.UUID, execution_ids: Collection[uuid.UUID] | None, what: str
+def _named(
+    session: Session, job_id: uuid.UUID, execution_ids: Collection[uuid.UUID], what: str
 ) -> list[uuid.UUID]:
-    """The executions to retry: the named ones (NotFound for one not of the job), else
-    every failed one not canceled one by one."""
-    if execution_ids is None:
-        return list(
-            session.scalars(
-                select(Execution.id).where(
-                    Execution.job_id == job_id,
-                    Execution.status == FAILED,
-                    or_(Execution.error.is_(None), Execution.error != CANCELED_ERROR),
-                )
-            )
-        )
+    """The named executions, each once (NotFound for one not of the job)."""
     named = list(dict.fromkeys(execution_ids))
     found = set(
         session.scalars(
