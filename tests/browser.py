@@ -9,13 +9,33 @@ script's reason.
 from __future__ import annotations
 
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import ROOT
 
 ENSURE_CHROMIUM = ROOT / "deploy" / "scripts" / "ensure-chromium.sh"
+
+# Every chromium of the tests and scripts (with "--headless", which Playwright adds
+# itself): no GPU, no sandbox, nothing of its own on the network, and every host name but
+# 127.0.0.1 resolving to nothing.
+CHROMIUM_FLAGS = (
+    "--no-sandbox",  # root in a container has no user namespace for the sandbox
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
 
 
 def find_chromium() -> tuple[str | None, str]:
@@ -46,15 +66,7 @@ def rendered_dom(chromium: str, url: str, profile: Path, budget_ms: int = 20_000
         [
             chromium,
             "--headless",
-            "--no-sandbox",  # root in a container has no user namespace for the sandbox
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             f"--virtual-time-budget={budget_ms}",
             "--dump-dom",
@@ -66,3 +78,29 @@ def rendered_dom(chromium: str, url: str, profile: Path, budget_ms: int = 20_000
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+@contextmanager
+def serve_page(html: str) -> Iterator[str]:
+    """``html`` served at ``/`` on a loopback port of its own (another origin than the
+    API's); yields its URL."""
+    body = html.encode()
+
+    class PageHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

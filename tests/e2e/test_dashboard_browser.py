@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -37,7 +34,11 @@ from shared.engine.fanout import fan_out_job
 from shared.engine.finish import finish_batch
 from shared.engine.outcomes import Outcome
 from shared.models import Execution, Job
-from tests.browser import chromium_path  # noqa: F401 - the chromium fixture
+from tests.browser import (
+    CHROMIUM_FLAGS,
+    chromium_path,  # noqa: F401 - the chromium fixture
+    serve_page,
+)
 from tests.support import ROOT, Tenant, make_tenant, running_api, running_worker, wait_for_job
 
 SCREENSHOT = ROOT / "docs" / "images" / "dashboard-job.png"
@@ -58,12 +59,7 @@ def browser(chromium: str) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium,
-            args=[
-                "--no-sandbox",  # root in a container has no user namespace for the sandbox
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            ],
+            args=list(CHROMIUM_FLAGS),
         )
         try:
             yield launched
@@ -76,30 +72,9 @@ ATTACK = """<!DOCTYPE html><html><body>
 <script>document.getElementById("f").submit();</script></body></html>"""
 
 
-@contextmanager
-def attacker_page(action: str) -> Iterator[str]:
+def attacker_page(action: str) -> AbstractContextManager[str]:
     """A page on its own loopback port (another origin) that posts a form to ``action``."""
-    body = ATTACK.format(action=action).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve_page(ATTACK.format(action=action))
 
 
 def trigger(base_url: str, tenant: Tenant, body: dict[str, object]) -> str:

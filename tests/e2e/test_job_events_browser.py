@@ -10,17 +10,13 @@ stream with a tampered token, which must fail without a single event.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from tests.browser import chromium_path, rendered_dom  # noqa: F401 - the chromium fixture
+from tests.browser import chromium_path, rendered_dom, serve_page  # noqa: F401 - the fixture
 from tests.e2e.test_job_events import SLOW_JOB
 from tests.e2e.test_job_events import SLOW_WORKER as STREAMED_JOB_WORKER
 from tests.support import Tenant, make_tenant, running_api, running_worker
@@ -60,32 +56,6 @@ follow("bad", params.get("bad"));
 </script></body></html>"""
 
 
-class PageHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = PAGE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def page_server() -> Iterator[str]:
-    """The page, on its own loopback port (another origin than the API's)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def events_in(dom: str, element: str) -> list[tuple[str, dict[str, Any]]]:
     """The (name, data) of each event the page wrote into ``element``."""
     start = dom.index(f'<pre id="{element}">') + len(f'<pre id="{element}">')
@@ -108,7 +78,7 @@ def test_a_browsers_event_source_follows_a_running_job_with_a_stream_token(
     with (
         running_api(tmp_path, JOBYARD_SSE_HEARTBEAT_SECONDS=600) as base_url,
         running_worker(tmp_path, concurrency=2, **SLOW_WORKER),
-        page_server() as page,
+        serve_page(PAGE) as page,
     ):
         created = httpx.post(
             f"{base_url}/api/jobs/trigger", headers=tenant.headers(), json=SLOW_JOB

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from tests.browser import find_chromium
+from tests.browser import CHROMIUM_FLAGS, find_chromium
 from tests.support import ROOT, free_port
 
 WIDTH, HEIGHT = 1400, 900
@@ -153,15 +153,7 @@ async def screenshot(chromium: str, settings: dict[str, str], job_id: str, out: 
             [
                 chromium,
                 "--headless",
-                "--no-sandbox",  # root in a container has no user namespace for the sandbox
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                *CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--remote-debugging-port={port}",
                 f"--window-size={WIDTH},{HEIGHT}",
