@@ -199,13 +199,12 @@ class Completer:
 
     @staticmethod
     def _after_commit(report: FlushReport) -> None:
-        again = [
-            (f.claim.execution_id, f.republish_in)
-            for f in report.finished
-            if f.status is not None and f.republish_in is not None
+        retried = [
+            f for f in report.finished if f.status is not None and f.republish_in is not None
         ]
-        if again:
-            labels = {f.claim.execution_id: label_of(f.claim) for f in report.finished}
+        if retried:
+            again = [(f.claim.execution_id, f.republish_in) for f in retried]
+            labels = {f.claim.execution_id: label_of(f.claim) for f in retried}
             unpublished = publisher.publish_executions(again, labels)
             if unpublished:
                 hand_back_to_dispatch(unpublished)
