@@ -29,7 +29,14 @@ import pytest
 
 from api.families import Family, discover
 from tests.kb_support import SOURCE_URL, insert_orders, quiet_other_sync_jobs, source_table
-from tests.support import ROOT, Tenant, running_api, running_worker, wait_for_job
+from tests.support import (
+    ROOT,
+    Tenant,
+    fail_every_execution,
+    running_api,
+    running_worker,
+    wait_for_job,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +247,56 @@ def test_a_generated_client_per_family_creates_and_reads(
         assert {job.job_type for job in page.data.jobs} == set(models.JobJobType)
         sync_run = next(job for job in page.data.jobs if job.job_type == models.JobJobType.KB_SYNC)
         assert sync_run.project_id is None and sync_run.progress.total >= 1
+
+
+def test_generated_clients_retry_a_failed_run(
+    tenant: Tenant, tmp_path: Path, clients_dir: Path
+) -> None:
+    """Retry on demand through generated clients: Mentionlab's retries a run whose every
+    execution failed (200, the run processing again with each execution pending), and
+    Valpay's then refuses the same run, no longer finished (409, its own error model).
+    No worker runs, so nothing runs the retried executions and the state stays to read."""
+    with (
+        running_api(tmp_path, **ENV) as base_url,
+        ExitStack() as clients,
+    ):
+        mentionlab = generate(FAMILIES["mentionlab"], base_url, clients_dir)
+        valpay = generate(FAMILIES["valpay"], base_url, clients_dir)
+        ml = clients.enter_context(
+            mentionlab.Client(
+                base_url=base_url,
+                headers={"x-api-key": tenant.api_key},
+                raise_on_unexpected_status=True,
+            )
+        )
+        models = module(mentionlab, "models")
+        trigger = module(mentionlab, "api.mentionlab_jobs.post_api_jobs_trigger").sync
+        run = trigger(
+            client=ml,
+            body=models.TriggerJob(
+                ai_models=[models.TriggerJobAiModelsItem.SONAR], execution_count=1
+            ),
+            x_project_id=as_typed(trigger, "x_project_id", tenant.project_id),
+            x_organisation_id=as_typed(trigger, "x_organisation_id", tenant.org_id),
+        )
+        assert isinstance(run, models.Job), run
+        failed = fail_every_execution(run.id)
+        assert failed == run.total_executions
+
+        retry = module(mentionlab, "api.mentionlab_jobs.post_api_jobs_job_id_retry").sync
+        retried = retry(run.id, client=ml)
+        assert isinstance(retried, models.Job), retried
+        assert retried.status == models.JobStatus.PROCESSING
+        assert retried.pending_executions == failed and retried.failed_executions == 0
+
+        vp = clients.enter_context(
+            valpay.AuthenticatedClient(
+                base_url=base_url, token=tenant.token, raise_on_unexpected_status=True
+            )
+        )
+        refused = module(valpay, "api.valpay_jobs.post_v1_jobs_job_id_retry").sync(
+            str(run.id), client=vp
+        )
+        vmodels = module(valpay, "models")
+        assert isinstance(refused, vmodels.ValpayError), refused
+        assert "has not finished" in str(refused.to_dict()), refused
